@@ -1,0 +1,192 @@
+import { mkdirSync, renameSync, rmSync, mkdtempSync, writeFileSync, existsSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { tmpdir } from "node:os";
+import { Command, CommanderError, Option } from "commander";
+import { EdgecError } from "../core/diag.js";
+import type { Tensor } from "../core/tensor.js";
+import { npyBytes, readTensorFile, tensorToProto } from "../frontend/onnx/tensor-io.js";
+import { buildArtifact, readManifest } from "../driver/artifact.js";
+import type { PipelineOptions } from "../driver/pipeline.js";
+import { runArtifact } from "../driver/run.js";
+import { verifyModel } from "../driver/verify.js";
+import { VERSION } from "../driver/version.js";
+import { listTargets, loadTarget } from "../target/load.js";
+import { inspectModel, formatInspect } from "../driver/inspect.js";
+import { runConformance } from "../driver/conformance.js";
+
+/** "x=1x3x224x224" (repeatable) → { x: [1,3,224,224] } */
+function parseShape(spec: string, acc: Record<string, number[]> = {}): Record<string, number[]> {
+  const m = /^(.+)=(\d+(?:[x,]\d+)*)$/.exec(spec);
+  if (!m) throw new EdgecError(`--input-shape '${spec}': expected NAME=DxDxD, e.g. input=1x3x224x224`);
+  acc[m[1]] = m[2].split(/[x,]/).map(Number);
+  return acc;
+}
+
+function parseInput(spec: string, acc: Record<string, string> = {}): Record<string, string> {
+  const i = spec.indexOf("=");
+  if (i <= 0) throw new EdgecError(`--input '${spec}': expected NAME=FILE (.pb or .npy)`);
+  acc[spec.slice(0, i)] = spec.slice(i + 1);
+  return acc;
+}
+
+const num = (what: string) => (v: string) => {
+  const x = Number(v);
+  if (!Number.isFinite(x)) throw new EdgecError(`${what}: '${v}' is not a number`);
+  return x;
+};
+
+function pipelineOptions(o: { target?: string; inputShape?: Record<string, number[]>; name?: string; dumpIr?: string[]; stopAfter?: string }): PipelineOptions {
+  return {
+    target: loadTarget(o.target ?? "host"),
+    inputShapes: o.inputShape,
+    name: o.name,
+    dumpAfter: o.dumpIr?.map((d) => d.replace(/^after:/, "")),
+    dump: (title, text) => process.stdout.write(`// ----- ${title} -----\n${text}`),
+    stopAfter: o.stopAfter as PipelineOptions["stopAfter"],
+  };
+}
+
+const targetOpt = () => new Option("-t, --target <name>", "target name, alias or JSON file (see `edgec targets`)").default("host");
+const shapeOpt = () => new Option("--input-shape <name=dims>", "pin an input's shape, e.g. x=1x3x224x224 (repeatable)").argParser(parseShape);
+
+/** Writes every output into `outDir` via a temp dir renamed into place. */
+function writeOutputs(outDir: string, names: string[], outputs: Tensor[], format: string) {
+  const dir = resolve(outDir);
+  mkdirSync(dirname(dir), { recursive: true });
+  const tmp = mkdtempSync(join(dirname(dir), ".edgec-out-"));
+  outputs.forEach((t, i) => {
+    const file = join(tmp, `output_${i}.${format}`);
+    writeFileSync(file, format === "npy" ? npyBytes(t) : tensorToProto(t, names[i]));
+  });
+  if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+  renameSync(tmp, dir);
+}
+
+export function program(): Command {
+  const cli = new Command("edgec")
+    .description("Compile ONNX models to dependency-free C for edge devices")
+    .version(VERSION)
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  cli
+    .command("build")
+    .description("compile MODEL into an artifact directory (sources, Makefile, library, run harness, manifest.json)")
+    .argument("<model>", "ONNX model file")
+    .addOption(targetOpt())
+    .requiredOption("-o, --output <dir>", "artifact directory to create")
+    .addOption(shapeOpt())
+    .option("--name <ident>", "C prefix of the generated API", "model")
+    .option("--dump-ir <after:pass>", "print the IR after a pass (repeatable; after:all for every pass)", (v: string, a: string[] = []) => [...a, v])
+    .addOption(new Option("--stop-after <phase>", "stop after a phase: codegen writes sources without compiling them").choices(["codegen"]))
+    .action(async (model: string, o) => {
+      const r = await buildArtifact(model, o.output, pipelineOptions(o));
+      const m = r.manifest;
+      console.log(`built ${r.dir} for ${m.target}: ${m.kernels} kernels, arena ${m.arenaBytes} B, weights ${m.weightBytes} B${r.skipped ? ` (${r.skipped})` : ""}`);
+    });
+
+  cli
+    .command("run")
+    .description("run a model or artifact directory on input tensors and write its outputs")
+    .argument("<model-or-dir>", "ONNX model file or artifact directory")
+    .addOption(targetOpt())
+    .option("-i, --input <name=file>", "input tensor file, .pb or .npy (repeatable)", parseInput)
+    .requiredOption("--output-dir <dir>", "where output_<i>.pb (or .npy) files go")
+    .addOption(new Option("--format <fmt>", "output file format").choices(["pb", "npy"]).default("pb"))
+    .addOption(shapeOpt())
+    .action(async (what: string, o) => {
+      const given = Object.fromEntries(Object.entries((o.input ?? {}) as Record<string, string>).map(([k, f]) => [k, readTensorFile(f)]));
+      let dir = what;
+      let tmp: string | undefined;
+      if (!existsSync(what)) throw new EdgecError(`${what}: no such file or directory`);
+      if (!statSync(what).isDirectory()) {
+        tmp = mkdtempSync(join(tmpdir(), "edgec-run-"));
+        const shapes = { ...Object.fromEntries(Object.entries(given).map(([k, t]) => [k, t.shape])), ...o.inputShape };
+        dir = (await buildArtifact(what, join(tmp, "artifact"), { ...pipelineOptions(o), inputShapes: shapes })).dir;
+      }
+      try {
+        const m = readManifest(dir);
+        const r = await runArtifact(dir, given);
+        writeOutputs(o.outputDir, m.outputs.map((x) => x.name), r.outputs, o.format);
+        console.log(`wrote ${r.outputs.length} output${r.outputs.length === 1 ? "" : "s"} to ${o.outputDir}`);
+      } finally {
+        if (tmp) rmSync(tmp, { recursive: true, force: true });
+      }
+    });
+
+  cli
+    .command("verify")
+    .description("build MODEL, run it on reference data and compare (exit 0 pass, 1 mismatch, 2 bad input)")
+    .argument("<model>", "ONNX model file")
+    .requiredOption("--data <dir>", "folder with test_data_set_*/ or input_*.pb + output_*.pb")
+    .addOption(targetOpt())
+    .addOption(shapeOpt())
+    .option("--rtol <x>", "relative tolerance", num("--rtol"), 1e-3)
+    .option("--atol <x>", "absolute tolerance", num("--atol"), 1e-5)
+    .action(async (model: string, o) => {
+      const results = await verifyModel(model, o.data, pipelineOptions(o), { rtol: o.rtol, atol: o.atol });
+      let ok = true;
+      for (const r of results) {
+        for (const c of r.outputs) {
+          console.log(`${r.dataSet} ${c.name}: max abs ${c.maxAbs.toExponential(2)}, max rel ${c.maxRel.toExponential(2)}  ${c.pass ? "PASS" : "FAIL"}${c.why ? ` (${c.why})` : ""}`);
+        }
+        ok &&= r.pass;
+      }
+      if (!ok) process.exitCode = 1;
+    });
+
+  cli
+    .command("inspect")
+    .description("show ops, shapes, parameters, MACs and memory of MODEL")
+    .argument("<model>", "ONNX model file")
+    .addOption(targetOpt())
+    .addOption(shapeOpt())
+    .option("--json", "machine-readable output")
+    .action((model: string, o) => {
+      const info = inspectModel(model, pipelineOptions(o));
+      console.log(o.json ? JSON.stringify(info, null, 2) : formatInspect(info));
+    });
+
+  cli
+    .command("targets")
+    .description("list the known targets")
+    .action(() => {
+      for (const t of listTargets()) {
+        const aka = t.aliases.length ? ` (also: ${t.aliases.join(", ")})` : "";
+        console.log(`${t.name.padEnd(12)} ${t.triple.padEnd(20)} ${t.description}${aka}${t.buildable ? "" : " [not buildable yet]"}`);
+      }
+    });
+
+  cli
+    .command("conformance")
+    .description("verify every ONNX test folder (model.onnx + test_data_set_*) under the given folders; print a table per op")
+    .argument("<dirs...>", "folders of test folders, or test folders")
+    .addOption(targetOpt())
+    .option("-j, --jobs <n>", "tests in parallel", num("--jobs"), 2)
+    .option("--sanitize", "compile with -fsanitize=address,undefined")
+    .option("--json <file>", "also write the results as JSON")
+    .action(async (dirs: string[], o) => {
+      const failed = await runConformance(dirs, { ...pipelineOptions(o), jobs: o.jobs, sanitize: !!o.sanitize, json: o.json });
+      if (failed) process.exitCode = 1;
+    });
+
+  return cli;
+}
+
+/** Runs the CLI; returns the exit code. Known errors print one line, never a stack trace. */
+export async function main(argv: string[]): Promise<number> {
+  process.exitCode = 0;
+  try {
+    await program().parseAsync(argv, { from: "user" });
+    return Number(process.exitCode ?? 0);
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    if (e instanceof EdgecError) {
+      process.stderr.write(`edgec: error: ${e.message}\n`);
+      return e.exitCode;
+    }
+    process.stderr.write(`edgec: internal error: ${(e as Error).message}\n`);
+    if (process.env.EDGEC_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
+    return 3;
+  }
+}

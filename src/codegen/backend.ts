@@ -1,0 +1,28 @@
+import type { Target } from "../target/schema.js";
+import type { Program } from "../loop/ir.js";
+
+export interface CompileOptions {
+  /** C identifier prefix of the generated API */
+  name: string;
+  /** edgec version, model hash and origin, printed in generated files */
+  version: string;
+  source: string;
+  /** extra C compiler flags when packaging (sanitizers in tests) */
+  extraCflags?: string[];
+}
+
+/** Generated files: name → contents. */
+export type Files = Record<string, string | Uint8Array>;
+
+/**
+ * One code generator. configure: read what it needs from the target; lower: backend-specific loop
+ * passes; render: loop program → source files; package: build the files in a directory with the
+ * target's toolchain (reports what it built, or why it could not).
+ */
+export interface Backend<Config = unknown> {
+  name: string;
+  configure(target: Target, opts: CompileOptions): Config;
+  lower(p: Program, cfg: Config): Program;
+  render(p: Program, cfg: Config): Files;
+  package(dir: string, cfg: Config): Promise<{ built: string[]; skipped?: string }>;
+}

@@ -1,0 +1,26 @@
+import type { DType } from "./dtype.js";
+
+export interface TensorSpec {
+  name: string;
+  /** C field name in the generated structs */
+  field: string;
+  dtype: DType;
+  shape: number[];
+}
+
+/** manifest.json of a built artifact directory: what deploy, run and verify need to know. */
+export interface Manifest {
+  edgec: string;
+  name: string;
+  model: { file: string; sha256: string; opset: number; irVersion: number; producer: string };
+  target: string;
+  triple: string;
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+  arenaBytes: number;
+  weightBytes: number;
+  kernels: number;
+  files: string[];
+  /** the `run` harness, when the toolchain was present */
+  runProgram?: string;
+}

@@ -1,0 +1,90 @@
+import { numel, shapeStr } from "../core/tensor.js";
+import { importOnnx } from "../frontend/onnx/import.js";
+import type { Graph, Node } from "../graph/ir.js";
+import { attrNum } from "../graph/ir.js";
+import { runGraphPasses, type PipelineOptions } from "./pipeline.js";
+
+export interface InspectInfo {
+  model: string;
+  opset: number;
+  irVersion: number;
+  producer: string;
+  inputs: { name: string; dtype: string; shape: number[] }[];
+  outputs: { name: string; dtype: string; shape: number[] }[];
+  /** ONNX nodes as imported (Constant nodes excluded) */
+  nodes: number;
+  /** nodes left after constant folding; one kernel each */
+  kernels: number;
+  ops: Record<string, number>;
+  parameters: number;
+  macs: number;
+  arenaBytes: number;
+  weightBytes: number;
+}
+
+/** Multiply-accumulates of the compute-heavy ops (Conv, ConvTranspose, Gemm, MatMul). */
+function macs(g: Graph, n: Node): number {
+  const shape = (i: number) => g.values.get(n.inputs[i])?.shape ?? [];
+  const out = g.values.get(n.outputs[0])?.shape ?? [];
+  switch (n.op) {
+    case "Conv":
+    case "ConvInteger":
+    case "QLinearConv": {
+      const w = shape(n.op === "QLinearConv" ? 3 : 1);
+      return numel(out) * numel(w.slice(1));
+    }
+    case "ConvTranspose": {
+      const w = shape(1);
+      return numel(shape(0)) * numel(w.slice(1)) / Math.max(1, attrNum(n, "group", 1)) * attrNum(n, "group", 1);
+    }
+    case "Gemm":
+    case "MatMul":
+    case "MatMulInteger": {
+      const a = shape(0);
+      const k = n.op === "Gemm" && attrNum(n, "transA", 0) ? a[0] : a[a.length - 1];
+      return numel(out) * (k ?? 1);
+    }
+    default:
+      return 0;
+  }
+}
+
+export function inspectModel(model: string, opts: PipelineOptions): InspectInfo {
+  const imported = importOnnx(model, { inputShapes: opts.inputShapes });
+  const g = runGraphPasses(imported.graph, {});
+  const ops: Record<string, number> = {};
+  for (const n of imported.graph.nodes) ops[n.op] = (ops[n.op] ?? 0) + 1;
+  const consts = [...g.values.values()].filter((v) => v.data && g.nodes.some((n) => n.inputs.includes(v.name)));
+  const io = (names: string[]) => names.map((n) => ({ name: n, dtype: g.values.get(n)!.dtype, shape: g.values.get(n)!.shape! }));
+  return {
+    model,
+    opset: imported.opset,
+    irVersion: imported.irVersion,
+    producer: imported.producer,
+    inputs: io(g.inputs),
+    outputs: io(g.outputs),
+    nodes: imported.graph.nodes.length,
+    kernels: g.nodes.length,
+    ops,
+    parameters: consts.filter((v) => v.dtype.startsWith("float")).reduce((s, v) => s + numel(v.shape!), 0),
+    macs: g.nodes.reduce((s, n) => s + macs(g, n), 0),
+    arenaBytes: g.memory.arenaBytes,
+    weightBytes: consts.reduce((s, v) => s + v.data!.data.byteLength, 0),
+  };
+}
+
+export function formatInspect(i: InspectInfo): string {
+  const fmt = (x: number) => (x >= 1e9 ? `${(x / 1e9).toFixed(2)} G` : x >= 1e6 ? `${(x / 1e6).toFixed(2)} M` : x >= 1e3 ? `${(x / 1e3).toFixed(1)} K` : `${x}`);
+  const lines = [
+    `model      ${i.model} (opset ${i.opset}, IR ${i.irVersion}${i.producer ? `, ${i.producer}` : ""})`,
+    ...i.inputs.map((x) => `input      ${x.name}: ${x.dtype}${shapeStr(x.shape)}`),
+    ...i.outputs.map((x) => `output     ${x.name}: ${x.dtype}${shapeStr(x.shape)}`),
+    `nodes      ${i.nodes} (${i.kernels} after constant folding)`,
+    `ops        ${Object.entries(i.ops).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}×${v}`).join(", ")}`,
+    `parameters ${fmt(i.parameters)}`,
+    `MACs       ${fmt(i.macs)}`,
+    `arena      ${fmt(i.arenaBytes)}B`,
+    `weights    ${fmt(i.weightBytes)}B`,
+  ];
+  return lines.join("\n");
+}

@@ -1,0 +1,127 @@
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { basename } from "node:path";
+import type { Manifest } from "../core/artifact.js";
+import { EdgecError } from "../core/diag.js";
+import type { Backend, Files } from "../codegen/backend.js";
+import { cBackend } from "../codegen/c/index.js";
+import { importOnnx, type Imported } from "../frontend/onnx/import.js";
+import type { Graph } from "../graph/ir.js";
+import { eliminateDeadNodes } from "../graph/passes/eliminate-dead-nodes.js";
+import { foldConstants } from "../graph/passes/fold-constants.js";
+import { inferShapes } from "../graph/passes/infer-shapes.js";
+import { planMemory, type MemoryPlan } from "../graph/passes/plan-memory.js";
+import { printGraph } from "../graph/print.js";
+import { verifyGraph } from "../graph/verify.js";
+import type { Program } from "../loop/ir.js";
+import { lowerGraph, unloweredOps } from "../loop/lower-graph.js";
+import { printLoop } from "../loop/print.js";
+import { verifyLoop } from "../loop/verify.js";
+import type { Target } from "../target/schema.js";
+import { VERSION } from "./version.js";
+
+export interface PipelineOptions {
+  target: Target;
+  inputShapes?: Record<string, number[]>;
+  /** C identifier prefix of the generated API (default "model") */
+  name?: string;
+  /** pass names whose output is dumped ("all" for every one) */
+  dumpAfter?: string[];
+  dump?: (title: string, text: string) => void;
+  stopAfter?: "graph" | "loop" | "codegen";
+  extraCflags?: string[];
+}
+
+type GraphPass = { name: string; run: (g: Graph) => Graph };
+
+/**
+ * The graph pipeline, in order. Shape inference and constant folding alternate until the graph
+ * stops changing, because folding a shape subgraph is what lets the shapes after it be inferred.
+ */
+export const GRAPH_PASSES: GraphPass[] = [
+  { name: "infer-shapes", run: inferShapes },
+  { name: "fold-constants", run: foldConstants },
+  { name: "eliminate-dead-nodes", run: eliminateDeadNodes },
+];
+
+export const LOOP_PASSES: { name: string; run: (p: Program) => Program }[] = [];
+
+/** The backend for a target: C for every CPU target today. */
+export function backendFor(t: Target): Backend<unknown> {
+  if (!t.buildable) throw new EdgecError(`target '${t.name}' (${t.arch}) has no code generator yet`);
+  return cBackend as Backend<unknown>;
+}
+
+const signature = (g: Graph) =>
+  `${g.nodes.length}:${[...g.values.values()].filter((v) => v.shape).length}:${[...g.values.values()].filter((v) => v.data).length}`;
+
+export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter" | "dump">): Graph & { memory: MemoryPlan } {
+  const want = (name: string) => opts.dumpAfter?.includes(name) || opts.dumpAfter?.includes("all");
+  const [infer, fold, ...rest] = GRAPH_PASSES;
+  for (let round = 0, before = ""; round < 64 && before !== signature(g); round++) {
+    before = signature(g);
+    g = fold.run(infer.run(g));
+  }
+  if (want(infer.name)) opts.dump?.(`after:${infer.name}`, printGraph(g));
+  if (want(fold.name)) opts.dump?.(`after:${fold.name}`, printGraph(g));
+  for (const p of rest) {
+    g = p.run(g);
+    if (want(p.name)) opts.dump?.(`after:${p.name}`, printGraph(g));
+  }
+  verifyGraph(g);
+  const planned = planMemory(g);
+  if (want("plan-memory")) opts.dump?.("after:plan-memory", printGraph(planned) + `// arena ${planned.memory.arenaBytes} bytes\n`);
+  return planned;
+}
+
+export interface Compiled {
+  imported: Imported;
+  graph: Graph & { memory: MemoryPlan };
+  program: Program;
+  files: Files;
+  manifest: Manifest;
+  backend: Backend<unknown>;
+  config: unknown;
+}
+
+export const sanitizeName = (n: string) => n.replace(/[^A-Za-z0-9_]/g, "_").replace(/^(?=\d)/, "m");
+
+/** Model file → graph → loop → source files, in memory. */
+export function compileModel(model: string, opts: PipelineOptions): Compiled {
+  const backend = backendFor(opts.target);
+  const imported = importOnnx(model, { inputShapes: opts.inputShapes });
+  const graph = runGraphPasses(imported.graph, opts);
+  const missing = unloweredOps(graph);
+  if (missing.length) throw new EdgecError(`${basename(model)}: ${missing.length} unsupported op${missing.length > 1 ? "s" : ""}: ${missing.join("; ")}`, 2, missing);
+  const name = sanitizeName(opts.name ?? "model");
+  const sha256 = createHash("sha256").update(readFileSync(model)).digest("hex");
+  const config = backend.configure(opts.target, { name, version: VERSION, source: `${basename(model)} (sha256 ${sha256.slice(0, 16)})`, extraCflags: opts.extraCflags });
+  let program = lowerGraph(graph);
+  verifyLoop(program);
+  for (const p of [...LOOP_PASSES, { name: `${backend.name}-lower`, run: (x: Program) => backend.lower(x, config) }]) {
+    program = p.run(program);
+    verifyLoop(program);
+  }
+  if (opts.dumpAfter?.includes("lower-graph") || opts.dumpAfter?.includes("all")) opts.dump?.("after:lower-graph", printLoop(program));
+  const files = backend.render(program, config);
+  const spec = (names: string[]) =>
+    names.map((b) => {
+      const buf = program.buffers.get(b)!;
+      return { name: buf.value, field: b.replace(/^(in|out)_/, ""), dtype: buf.dtype, shape: buf.shape };
+    });
+  const weightBytes = [...program.buffers.values()].filter((b) => b.kind === "weight").reduce((s, b) => s + (b.data?.data.byteLength ?? 0), 0);
+  const manifest: Manifest = {
+    edgec: VERSION,
+    name,
+    model: { file: basename(model), sha256, opset: imported.opset, irVersion: imported.irVersion, producer: imported.producer },
+    target: opts.target.name,
+    triple: opts.target.triple,
+    inputs: spec(program.inputs),
+    outputs: spec(program.outputs),
+    arenaBytes: program.arenaBytes,
+    weightBytes,
+    kernels: program.kernels.length,
+    files: Object.keys(files).sort(),
+  };
+  return { imported, graph, program, files, manifest, backend, config };
+}

@@ -1,0 +1,56 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { $ } from "zx";
+import type { Manifest } from "../core/artifact.js";
+import { DTYPES } from "../core/dtype.js";
+import { EdgecError } from "../core/diag.js";
+import { numel, shapeStr, type Tensor } from "../core/tensor.js";
+import { loadTarget } from "../target/load.js";
+import { bytesOf } from "../frontend/onnx/tensor-io.js";
+import { readManifest } from "./artifact.js";
+
+export interface RunResult {
+  outputs: Tensor[];
+  medianMs?: number;
+}
+
+/** Orders and checks the given tensors against the artifact's inputs (by name). */
+export function matchInputs(m: Manifest, given: Record<string, Tensor>): Tensor[] {
+  const missing = m.inputs.filter((i) => !given[i.name]).map((i) => `'${i.name}'`);
+  if (missing.length) throw new EdgecError(`missing input ${missing.join(", ")} (the model's inputs are ${m.inputs.map((i) => `'${i.name}' ${i.dtype}${shapeStr(i.shape)}`).join(", ")})`);
+  const extra = Object.keys(given).filter((k) => !m.inputs.some((i) => i.name === k));
+  if (extra.length) throw new EdgecError(`unknown input ${extra.map((e) => `'${e}'`).join(", ")} (the model's inputs are ${m.inputs.map((i) => `'${i.name}'`).join(", ")})`);
+  return m.inputs.map((spec) => {
+    const t = given[spec.name];
+    if (t.dtype !== spec.dtype) throw new EdgecError(`input '${spec.name}' is ${t.dtype}, the model expects ${spec.dtype}`);
+    if (t.shape.length !== spec.shape.length || t.shape.some((d, i) => d !== spec.shape[i])) {
+      throw new EdgecError(`input '${spec.name}' has shape ${shapeStr(t.shape)}, the artifact was built for ${shapeStr(spec.shape)}`);
+    }
+    return t;
+  });
+}
+
+/** Runs a built artifact's harness on the build machine (under the target's emulator if foreign). */
+export async function runArtifact(dir: string, given: Record<string, Tensor>, runs = 1): Promise<RunResult> {
+  const m = readManifest(dir);
+  if (!m.runProgram) throw new EdgecError(`${dir}: the artifact has no run program (its compiler was missing at build time)`);
+  const inputs = matchInputs(m, given);
+  const emulator = loadTarget(m.target).emulator;
+  const io = mkdtempSync(join(dir, ".io-"));
+  try {
+    inputs.forEach((t, i) => writeFileSync(join(io, `${i}.bin`), bytesOf(t.data)));
+    const cmd = [...emulator, join(dir, m.runProgram), io, io, String(runs)];
+    const r = await $({ nothrow: true, quiet: true })`${cmd}`;
+    if (r.exitCode !== 0) throw new EdgecError(`running ${dir}/${m.runProgram} failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().split("\n").slice(0, 20).join("\n")}`, 3);
+    const outputs = m.outputs.map((spec, i) => {
+      const raw = readFileSync(join(io, `${i}.bin`));
+      const t: Tensor = { dtype: spec.dtype, shape: spec.shape, data: new DTYPES[spec.dtype].array(numel(spec.shape)) };
+      bytesOf(t.data).set(raw.subarray(0, t.data.byteLength));
+      return t;
+    });
+    const med = /median_ms=([\d.]+)/.exec(r.stdout);
+    return { outputs, medianMs: med ? Number(med[1]) : undefined };
+  } finally {
+    rmSync(io, { recursive: true, force: true });
+  }
+}

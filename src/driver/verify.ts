@@ -1,0 +1,104 @@
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { isFloat } from "../core/dtype.js";
+import { EdgecError } from "../core/diag.js";
+import { shapeStr, toNumbers, type Tensor } from "../core/tensor.js";
+import { modelInputs } from "../frontend/onnx/import.js";
+import { readTensorFile } from "../frontend/onnx/tensor-io.js";
+import { buildArtifact } from "./artifact.js";
+import type { PipelineOptions } from "./pipeline.js";
+import { runArtifact } from "./run.js";
+
+export interface Tolerance {
+  rtol: number;
+  atol: number;
+}
+
+export interface OutputCheck {
+  name: string;
+  maxAbs: number;
+  maxRel: number;
+  pass: boolean;
+  why?: string;
+}
+
+export interface DataSetResult {
+  dataSet: string;
+  outputs: OutputCheck[];
+  pass: boolean;
+}
+
+/** test_data_set_* folders under `dir`, or `dir` itself when it holds input_*.pb files. */
+export function dataSets(dir: string): string[] {
+  if (!existsSync(dir)) throw new EdgecError(`${dir}: test data folder not found`);
+  const sets = readdirSync(dir).filter((d) => d.startsWith("test_data_set_")).sort().map((d) => join(dir, d));
+  if (sets.length) return sets;
+  if (readdirSync(dir).some((f) => /^input_\d+\.(pb|npy)$/.test(f))) return [dir];
+  throw new EdgecError(`${dir}: no test_data_set_* folders and no input_*.pb files`);
+}
+
+const numbered = (dir: string, prefix: string) =>
+  readdirSync(dir)
+    .map((f) => ({ f, m: new RegExp(`^${prefix}_(\\d+)\\.(pb|npy)$`).exec(f) }))
+    .filter((x) => x.m)
+    .sort((a, b) => Number(a.m![1]) - Number(b.m![1]))
+    .map((x) => readTensorFile(join(dir, x.f)));
+
+/** |got - ref| <= atol + rtol·|ref| for floats (NaN matches NaN); exact for integers and bools. */
+export function compare(name: string, got: Tensor, ref: Tensor, tol: Tolerance): OutputCheck {
+  if (got.shape.join("x") !== ref.shape.join("x")) {
+    return { name, maxAbs: Infinity, maxRel: Infinity, pass: false, why: `shape ${shapeStr(got.shape)} != expected ${shapeStr(ref.shape)}` };
+  }
+  const a = toNumbers(got), b = toNumbers(ref);
+  const exact = !isFloat(ref.dtype);
+  let maxAbs = 0, maxRel = 0, pass = true;
+  for (let i = 0; i < a.length; i++) {
+    if (Number.isNaN(a[i]) && Number.isNaN(b[i])) continue;
+    const d = a[i] === b[i] ? 0 : Math.abs(a[i] - b[i]);
+    if (Number.isNaN(d)) {
+      pass = false;
+      maxAbs = Infinity;
+      continue;
+    }
+    maxAbs = Math.max(maxAbs, d);
+    if (b[i] !== 0) maxRel = Math.max(maxRel, d / Math.abs(b[i]));
+    if (exact ? d !== 0 : d > tol.atol + tol.rtol * Math.abs(b[i])) pass = false;
+  }
+  return { name, maxAbs, maxRel, pass };
+}
+
+/**
+ * Builds the model, runs it on every data set and compares each output with the reference.
+ * Dims the options do not pin are taken from the data set's input files.
+ */
+export async function verifyModel(model: string, dataDir: string, opts: PipelineOptions, tol: Tolerance): Promise<DataSetResult[]> {
+  const declared = modelInputs(model);
+  const results: DataSetResult[] = [];
+  for (const set of dataSets(dataDir)) {
+    const files = numbered(set, "input");
+    const refs = numbered(set, "output");
+    if (files.length !== declared.length) {
+      throw new EdgecError(`${set}: ${files.length} input files, the model has ${declared.length} input${declared.length === 1 ? "" : "s"} (${declared.map((d) => `'${d.name}'`).join(", ")})`);
+    }
+    const given: Record<string, Tensor> = {};
+    const shapes: Record<string, number[]> = { ...opts.inputShapes };
+    declared.forEach((d, i) => {
+      const t = files[i];
+      const name = t.name && declared.some((x) => x.name === t.name) ? t.name : d.name;
+      given[name] = t;
+      shapes[name] ??= t.shape;
+    });
+    const tmp = mkdtempSync(join(tmpdir(), "edgec-verify-"));
+    try {
+      const { dir, manifest } = await buildArtifact(model, join(tmp, "artifact"), { ...opts, inputShapes: shapes });
+      const { outputs } = await runArtifact(dir, given);
+      if (refs.length !== outputs.length) throw new EdgecError(`${set}: ${refs.length} expected outputs, the model has ${outputs.length}`);
+      const checks = outputs.map((o, i) => compare(manifest.outputs[i].name, o, refs[i], tol));
+      results.push({ dataSet: basename(set), outputs: checks, pass: checks.every((c) => c.pass) });
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }
+  return results;
+}

@@ -1,0 +1,105 @@
+import type { DType } from "../core/dtype.js";
+import { strides } from "../core/tensor.js";
+import type { BinOp, Expr, Stmt, UnOp } from "./ir.js";
+
+/**
+ * Smart constructors for loop IR. Integer index arithmetic on constants folds as it is built, so
+ * lowerings can write plain `add(mul(i, stride), j)` and the C stays readable.
+ */
+export const cst = (v: number, dtype: DType = "float32"): Expr => ({ k: "const", dtype, v });
+export const int = (v: number): Expr => cst(v, "int32");
+export const vr = (name: string, dtype: DType = "int32"): Expr => ({ k: "var", name, dtype });
+
+const isC = (e: Expr, v?: number): e is Extract<Expr, { k: "const" }> =>
+  e.k === "const" && (v === undefined || e.v === v);
+
+const COMPARE = new Set<BinOp>(["<", "<=", ">", ">=", "==", "!=", "&&", "||"]);
+
+export function bin(op: BinOp, a: Expr, b: Expr): Expr {
+  const dtype: DType = COMPARE.has(op) ? "bool" : a.dtype;
+  if (a.dtype === "int32" && b.dtype === "int32") {
+    if (isC(a) && isC(b)) {
+      const x = Number(a.v), y = Number(b.v);
+      const r: Record<string, number | undefined> = {
+        "+": x + y, "-": x - y, "*": x * y, "/": y ? Math.trunc(x / y) : undefined, "%": y ? x % y : undefined,
+        min: Math.min(x, y), max: Math.max(x, y),
+      };
+      if (r[op] !== undefined) return int(r[op]!);
+    }
+    if (op === "+" && isC(b, 0)) return a;
+    if (op === "+" && isC(a, 0)) return b;
+    if (op === "-" && isC(b, 0)) return a;
+    if (op === "*" && (isC(b, 1))) return a;
+    if (op === "*" && (isC(a, 1))) return b;
+    if (op === "*" && (isC(a, 0) || isC(b, 0))) return int(0);
+    if (op === "/" && isC(b, 1)) return a;
+  }
+  return { k: "bin", op, a, b, dtype };
+}
+
+export const add = (a: Expr, b: Expr) => bin("+", a, b);
+export const sub = (a: Expr, b: Expr) => bin("-", a, b);
+export const mul = (a: Expr, b: Expr) => bin("*", a, b);
+export const div = (a: Expr, b: Expr) => bin("/", a, b);
+export const mod = (a: Expr, b: Expr) => bin("%", a, b);
+export const min = (a: Expr, b: Expr) => bin("min", a, b);
+export const max = (a: Expr, b: Expr) => bin("max", a, b);
+export const lt = (a: Expr, b: Expr) => bin("<", a, b);
+export const le = (a: Expr, b: Expr) => bin("<=", a, b);
+export const gt = (a: Expr, b: Expr) => bin(">", a, b);
+export const ge = (a: Expr, b: Expr) => bin(">=", a, b);
+export const eq = (a: Expr, b: Expr) => bin("==", a, b);
+export const and = (a: Expr, b: Expr) => bin("&&", a, b);
+export const or = (a: Expr, b: Expr) => bin("||", a, b);
+export const un = (op: UnOp, a: Expr): Expr => ({ k: "un", op, a, dtype: op === "not" ? "bool" : a.dtype });
+export const select = (c: Expr, a: Expr, b: Expr): Expr => ({ k: "select", c, a, b, dtype: a.dtype });
+export const cast = (a: Expr, dtype: DType): Expr => (a.dtype === dtype ? a : isC(a) && typeof a.v === "number" && dtype !== "bool" && dtype !== "float16" ? cst(a.v, dtype) : { k: "cast", a, dtype });
+
+/** A tensor as a lowering sees it: a buffer name with dtype and logical shape. */
+export interface Ref {
+  buf: string;
+  dtype: DType;
+  shape: number[];
+}
+
+/** Row-major flat index of `idx` in `shape`. */
+export function flat(shape: readonly number[], idx: Expr[]): Expr {
+  const st = strides(shape);
+  return idx.reduce<Expr>((acc, e, d) => add(acc, mul(e, int(st[d]))), int(0));
+}
+
+export const load = (r: Ref, idx: Expr[]): Expr => ({ k: "load", buf: r.buf, idx: flat(r.shape, idx), dtype: r.dtype });
+export const loadFlat = (r: Ref, i: Expr): Expr => ({ k: "load", buf: r.buf, idx: i, dtype: r.dtype });
+export const store = (r: Ref, idx: Expr[], val: Expr): Stmt => ({ k: "store", buf: r.buf, idx: flat(r.shape, idx), val: cast(val, r.dtype) });
+export const storeFlat = (r: Ref, i: Expr, val: Expr): Stmt => ({ k: "store", buf: r.buf, idx: i, val: cast(val, r.dtype) });
+
+/** Reads `r` at an output index under numpy broadcasting (size-1 and missing leading dims read index 0). */
+export function loadBroadcast(r: Ref, outIdx: Expr[]): Expr {
+  const pad = outIdx.length - r.shape.length;
+  return load(r, r.shape.map((d, i) => (d === 1 ? int(0) : outIdx[i + pad])));
+}
+
+export const let_ = (name: string, dtype: DType, val: Expr): Stmt => ({ k: "let", name, dtype, val: cast(val, dtype) });
+export const set = (name: string, val: Expr): Stmt => ({ k: "set", name, val });
+export const if_ = (c: Expr, then: Stmt[], els?: Stmt[]): Stmt => ({ k: "if", c, then, else: els });
+
+/** Fresh names for one kernel's loop variables and locals. */
+export class Names {
+  private n = 0;
+  next(prefix = "i"): string {
+    return `${prefix}${this.n++}`;
+  }
+}
+
+/**
+ * A perfect loop nest over `extents`; `body` receives the index variables. The outermost loop is
+ * marked parallel when `parallel` is set (iterations write disjoint outputs).
+ */
+export function nest(names: Names, extents: number[], body: (idx: Expr[]) => Stmt[], parallel = true): Stmt[] {
+  const vars = extents.map(() => names.next("i"));
+  let inner = body(vars.map((v) => vr(v)));
+  for (let d = extents.length - 1; d >= 0; d--) {
+    inner = [{ k: "for", v: vars[d], n: extents[d], body: inner, parallel: parallel && d === 0 }];
+  }
+  return inner;
+}

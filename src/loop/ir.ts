@@ -1,0 +1,66 @@
+import type { DType } from "../core/dtype.js";
+import type { Tensor } from "../core/tensor.js";
+
+/**
+ * Loop IR: kernels made of loop nests over flat buffers, with scalar expressions. Shapes are static,
+ * so every loop has a constant trip count. A loop marked `parallel` has independent iterations:
+ * the C backend may spread it over threads, a GPU backend over work-items.
+ */
+export type BinOp =
+  | "+" | "-" | "*" | "/" | "%" | "min" | "max" | "pow" | "fmod"
+  | "<" | "<=" | ">" | ">=" | "==" | "!=" | "&&" | "||";
+export type UnOp =
+  | "neg" | "not" | "abs" | "exp" | "log" | "sqrt" | "tanh" | "erf" | "floor" | "ceil"
+  | "round" | "sin" | "cos";
+
+export type Expr =
+  | { k: "const"; dtype: DType; v: number | bigint }
+  | { k: "var"; name: string; dtype: DType }
+  | { k: "load"; buf: string; idx: Expr; dtype: DType }
+  | { k: "bin"; op: BinOp; a: Expr; b: Expr; dtype: DType }
+  | { k: "un"; op: UnOp; a: Expr; dtype: DType }
+  | { k: "select"; c: Expr; a: Expr; b: Expr; dtype: DType }
+  | { k: "cast"; a: Expr; dtype: DType };
+
+export type Stmt =
+  | { k: "for"; v: string; n: number; body: Stmt[]; parallel?: boolean }
+  | { k: "store"; buf: string; idx: Expr; val: Expr }
+  | { k: "let"; name: string; dtype: DType; val: Expr }
+  | { k: "set"; name: string; val: Expr }
+  | { k: "if"; c: Expr; then: Stmt[]; else?: Stmt[] };
+
+export type BufferKind = "input" | "output" | "weight" | "arena";
+
+export interface Buffer {
+  /** a C identifier, unique in the program */
+  name: string;
+  /** the graph value it holds */
+  value: string;
+  dtype: DType;
+  shape: number[];
+  kind: BufferKind;
+  /** byte offset in the arena (arena buffers) */
+  offset?: number;
+  /** contents (weights) */
+  data?: Tensor;
+}
+
+export interface Kernel {
+  name: string;
+  /** the graph node and op it computes, for comments and errors */
+  node: string;
+  op: string;
+  /** buffers it touches, in signature order; `writes` are the ones it stores to */
+  params: string[];
+  writes: string[];
+  body: Stmt[];
+}
+
+export interface Program {
+  name: string;
+  buffers: Map<string, Buffer>;
+  kernels: Kernel[];
+  inputs: string[];
+  outputs: string[];
+  arenaBytes: number;
+}

@@ -1,0 +1,94 @@
+import { isFloat, type DType } from "../../core/dtype.js";
+import { attrNum, attrStr, type Node } from "../../graph/ir.js";
+import {
+  add, and, bin, cast, cst, div, eq, gt, ge, le, loadBroadcast, lt, max, min, mul, nest, or, select, store, sub, un,
+  type Ref,
+} from "../build.js";
+import type { Expr } from "../ir.js";
+import type { LowerCtx, Lowering } from "./types.js";
+
+/** Arithmetic type for an input: float16 computes in float32, everything else in its own type. */
+const work = (d: DType): DType => (d === "float16" ? "float32" : d);
+const c = (v: number, like: Expr) => cst(v, like.dtype);
+const truthy = (x: Expr) => (x.dtype === "bool" ? x : bin("!=", x, c(0, x)));
+
+type Scalar = (xs: Expr[], n: Node) => Expr;
+
+const sigmoid = (x: Expr) => div(c(1, x), add(c(1, x), un("exp", un("neg", x))));
+
+const SCALAR: Record<string, Scalar> = {
+  Identity: ([x]) => x,
+  Cast: ([x], n) => (n.attrs.to === "bool" ? truthy(x) : x),
+  Abs: ([x]) => un("abs", x),
+  Neg: ([x]) => un("neg", x),
+  Exp: ([x]) => un("exp", x),
+  Log: ([x]) => un("log", x),
+  Sqrt: ([x]) => un("sqrt", x),
+  Reciprocal: ([x]) => div(c(1, x), x),
+  Floor: ([x]) => un("floor", x),
+  Ceil: ([x]) => un("ceil", x),
+  Round: ([x]) => un("round", x),
+  Sin: ([x]) => un("sin", x),
+  Cos: ([x]) => un("cos", x),
+  Tanh: ([x]) => un("tanh", x),
+  Erf: ([x]) => un("erf", x),
+  Not: ([x]) => un("not", truthy(x)),
+  Relu: ([x]) => max(x, c(0, x)),
+  Sigmoid: ([x]) => sigmoid(x),
+  Softplus: ([x]) => un("log", add(c(1, x), un("exp", x))),
+  Elu: ([x], n) => select(lt(x, c(0, x)), mul(c(attrNum(n, "alpha", 1), x), sub(un("exp", x), c(1, x))), x),
+  Selu: ([x], n) =>
+    mul(
+      c(attrNum(n, "gamma", 1.0507009873554805), x),
+      select(le(x, c(0, x)), mul(c(attrNum(n, "alpha", 1.6732632423543772), x), sub(un("exp", x), c(1, x))), x),
+    ),
+  LeakyRelu: ([x], n) => select(lt(x, c(0, x)), mul(c(attrNum(n, "alpha", 0.01), x), x), x),
+  HardSigmoid: ([x], n) => max(c(0, x), min(c(1, x), add(mul(c(attrNum(n, "alpha", 0.2), x), x), c(attrNum(n, "beta", 0.5), x)))),
+  HardSwish: ([x]) => mul(x, max(c(0, x), min(c(1, x), add(mul(x, c(1 / 6, x)), c(0.5, x))))),
+  Gelu: ([x], n) =>
+    attrStr(n, "approximate", "none") === "tanh"
+      ? mul(mul(c(0.5, x), x), add(c(1, x), un("tanh", mul(c(Math.sqrt(2 / Math.PI), x), add(x, mul(c(0.044715, x), mul(x, mul(x, x))))))))
+      : mul(mul(c(0.5, x), x), add(c(1, x), un("erf", mul(x, c(Math.SQRT1_2, x))))),
+  Add: ([a, b]) => add(a, b),
+  Sub: ([a, b]) => sub(a, b),
+  Mul: ([a, b]) => mul(a, b),
+  Div: ([a, b]) => div(a, b),
+  Pow: ([a, b]) => bin("pow", a, cast(b, a.dtype)),
+  Mod: ([a, b], n) =>
+    attrNum(n, "fmod", 0) || isFloat(a.dtype) ? bin("fmod", a, b) : bin("%", add(bin("%", a, b), b), b),
+  PRelu: ([x, s]) => select(lt(x, c(0, x)), mul(s, x), x),
+  Equal: ([a, b]) => eq(a, b),
+  Greater: ([a, b]) => gt(a, b),
+  Less: ([a, b]) => lt(a, b),
+  GreaterOrEqual: ([a, b]) => ge(a, b),
+  LessOrEqual: ([a, b]) => le(a, b),
+  And: ([a, b]) => and(truthy(a), truthy(b)),
+  Or: ([a, b]) => or(truthy(a), truthy(b)),
+  Xor: ([a, b]) => bin("!=", truthy(a), truthy(b)),
+  Max: (xs) => xs.reduce((a, b) => max(a, b)),
+  Min: (xs) => xs.reduce((a, b) => min(a, b)),
+  Sum: (xs) => xs.reduce((a, b) => add(a, b)),
+  Mean: (xs) => div(xs.reduce((a, b) => add(a, b)), c(xs.length, xs[0])),
+  Clip: ([x, lo, hi]) => {
+    let r = x;
+    if (lo) r = max(r, lo);
+    if (hi) r = min(r, hi);
+    return r;
+  },
+  Where: ([cond, a, b]) => select(truthy(cond), a, b),
+};
+
+/** One kernel per elementwise node: a loop nest over the output, inputs read with broadcasting. */
+function lowerElementwise(fn: Scalar): Lowering {
+  return ({ node, ins, outs, names }: LowerCtx) => {
+    const out = outs[0];
+    return nest(names, out.shape, (idx) => {
+      const xs = ins.map((r: Ref | undefined) => (r ? cast(loadBroadcast(r, idx), work(r.dtype)) : undefined));
+      return [store(out, idx, fn(xs as Expr[], node))];
+    });
+  };
+}
+
+export const ELEMENTWISE_LOWERINGS: Record<string, Lowering> = Object.fromEntries(
+  Object.entries(SCALAR).map(([op, fn]) => [op, lowerElementwise(fn)]),
+);

@@ -1,0 +1,3 @@
+import type { Lowering } from "./types.js";
+
+export const MOVEMENT_LOWERINGS: Record<string, Lowering> = {};

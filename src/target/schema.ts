@@ -1,0 +1,50 @@
+/**
+ * A target is data: everything edgec knows about a device comes from `targets/<name>.json`,
+ * merged over these typed defaults. Capabilities decide what code is legal; nothing in the compiler
+ * branches on a target's name.
+ */
+export interface DeviceEntry {
+  kind: "cpu" | "gpu";
+  name: string;
+  /** "opencl" for GPUs edgec can drive */
+  api?: string;
+  fp16?: boolean;
+  /** cost-model numbers, for partitioning later */
+  peakGflops?: number;
+  bandwidthGBs?: number;
+}
+
+export interface Target {
+  name: string;
+  description: string;
+  /** LLVM/GNU triple of the CPU code */
+  triple: string;
+  arch: "x86_64" | "aarch64" | "armv7" | "wasm32";
+  /** C compiler used to build artifacts (the cross compiler for foreign targets) */
+  cc: string;
+  cflags: string[];
+  ldflags: string[];
+  vectorBytes: number;
+  cores: number;
+  memoryBytes: number;
+  devices: DeviceEntry[];
+  /** command prefix that runs this target's binaries on the build machine, when foreign */
+  emulator: string[];
+  /** other names that resolve to this target ("jetson" → jetson-orin) */
+  aliases: string[];
+  /** false for targets whose code generator is not built yet (wasm32) */
+  buildable: boolean;
+}
+
+export const TARGET_DEFAULTS: Omit<Target, "name" | "description" | "triple" | "arch"> = {
+  cc: "cc",
+  cflags: ["-O2"],
+  ldflags: [],
+  vectorBytes: 16,
+  cores: 1,
+  memoryBytes: 512 * 1024 * 1024,
+  devices: [],
+  emulator: [],
+  aliases: [],
+  buildable: true,
+};
