@@ -1,0 +1,3 @@
+import type { Lowering } from "./types.js";
+
+export const RESIZE_LOWERINGS: Record<string, Lowering> = {};
