@@ -1,0 +1,51 @@
+# edgec developer entry points. `make demo` and `make test` work on a fresh Debian machine:
+# they install what is missing (Debian packages via apt-get, npm packages via npm ci) first.
+SHELL := /bin/bash
+CORPUS ?= ../shared/corpus
+JOBS ?= 2
+EDGEC := node bin/edgec.js
+
+# Toolchains and runtimes the tests drive for real: cross compilers, qemu, OpenCL (PoCL), clang
+# with the wasm32 sysroot, and sshd for deploy tests.
+APT_PACKAGES := gcc make gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf \
+	libc6-dev-armhf-cross qemu-user pocl-opencl-icd ocl-icd-opencl-dev opencl-headers clang lld \
+	wasi-libc libclang-rt-dev-wasm32 openssh-server
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup setup-apt setup-npm build test conformance conformance-host conformance-rpi4 demo clean
+
+setup: setup-apt setup-npm
+
+# Idempotent: installs only the packages dpkg does not already report as installed.
+setup-apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "setup: installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	else echo "setup: Debian packages present"; fi
+
+setup-npm: node_modules/.package-lock.json
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+build: setup-npm
+	npx tsc -p tsconfig.json
+
+test: setup build
+	npx vitest run
+
+conformance: conformance-host conformance-rpi4
+
+conformance-host: setup build
+	$(EDGEC) conformance $(CORPUS)/onnx-node $(CORPUS)/onnx-pytorch-converted $(CORPUS)/models --target host -j $(JOBS)
+
+conformance-rpi4: setup build
+	$(EDGEC) conformance $(CORPUS)/onnx-node $(CORPUS)/onnx-pytorch-converted $(CORPUS)/models --target rpi4 -j $(JOBS)
+
+demo: setup build
+	node examples/demo.mjs
+
+clean:
+	rm -rf dist build
