@@ -8,5 +8,6 @@ export default defineConfig({
     // Conformance files spawn compilers and qemu; two workers match the CI machine's two cores.
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
     pool: "forks",
+    maxConcurrency: 2,
   },
 });
