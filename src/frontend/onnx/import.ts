@@ -2,10 +2,11 @@ import { readFileSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import { dtypeFromOnnx, ONNX_TYPE_NAMES } from "../../core/dtype.js";
 import { EdgecError } from "../../core/diag.js";
+import { fromNumbers, type Tensor } from "../../core/tensor.js";
 import type { AttrValue, Graph, Node, Value } from "../../graph/ir.js";
 import { OPS } from "../../graph/ops/index.js";
 import { NORMALIZE } from "./normalize.js";
-import { num, onnx, type OnnxNs } from "./proto.js";
+import { big, num, onnx, type OnnxNs } from "./proto.js";
 import { tensorFromProto } from "./tensor-io.js";
 
 export const MAX_IR_VERSION = 13;
@@ -114,14 +115,14 @@ function buildGraph(g: OnnxNs.IGraphProto, file: string, opset: number, opts: Im
     const name = p.name || `${p.opType}_${idx}`;
     const domain = p.domain && p.domain !== "ai.onnx" ? p.domain : "";
     const attrs: Record<string, AttrValue> = {};
-    for (const a of p.attribute ?? []) attrs[a.name!] = attrValue(a, where);
+    for (const a of p.attribute ?? []) attrs[a.name!] = attrValue(a, where, dir);
     const raw: Node = { name, op: p.opType!, opset, inputs: [...(p.input ?? [])], outputs: [...(p.output ?? [])], attrs };
     if (domain) {
       unsupported.push(`${p.opType} (domain ${domain}) at node '${name}'`);
       return;
     }
     if (raw.op === "Constant") {
-      const t = constantValue(raw, where);
+      const t = constantValue(raw, p, where);
       values.set(raw.outputs[0], { name: raw.outputs[0], dtype: t.dtype, shape: t.shape, data: t });
       return;
     }
@@ -148,7 +149,7 @@ function buildGraph(g: OnnxNs.IGraphProto, file: string, opset: number, opts: Im
   return { name: g.name || "model", values, nodes, inputs, outputs, source: where };
 }
 
-function attrValue(a: OnnxNs.IAttributeProto, where: string): AttrValue {
+function attrValue(a: OnnxNs.IAttributeProto, where: string, dir: string): AttrValue {
   const T = onnx.AttributeProto.AttributeType;
   switch (a.type) {
     case T.FLOAT: return a.f ?? 0;
@@ -157,24 +158,23 @@ function attrValue(a: OnnxNs.IAttributeProto, where: string): AttrValue {
     case T.FLOATS: return [...(a.floats ?? [])];
     case T.INTS: return (a.ints ?? []).map(num);
     case T.STRINGS: return (a.strings ?? []).map((s) => Buffer.from(s).toString("utf8"));
-    case T.TENSOR: return tensorFromProto(a.t!, where);
+    case T.TENSOR: return tensorFromProto(a.t!, where, dir);
     default:
       // Graph-valued attributes (If/Loop bodies) have no canonical op yet; the op check reports the node.
       return "";
   }
 }
 
-function constantValue(n: Node, where: string) {
+/** int64 values come from the proto itself: attribute ints pass through doubles, which would round INT64_MAX. */
+function constantValue(n: Node, p: OnnxNs.INodeProto, where: string): Tensor {
   const a = n.attrs;
-  const f = (dtype: "float32" | "int64", xs: number[], scalarShape: boolean) => {
-    const t = { dtype, shape: scalarShape ? [] : [xs.length], data: dtype === "float32" ? Float32Array.from(xs) : BigInt64Array.from(xs.map(BigInt)) };
-    return t;
-  };
+  const ints = (key: string) => (p.attribute ?? []).find((x) => x.name === key);
   if (a.value && typeof a.value === "object" && !Array.isArray(a.value)) return a.value;
-  if (typeof a.value_float === "number") return f("float32", [a.value_float], true);
-  if (Array.isArray(a.value_floats)) return f("float32", a.value_floats as number[], false);
-  if (typeof a.value_int === "number") return f("int64", [a.value_int], true);
-  if (Array.isArray(a.value_ints)) return f("int64", a.value_ints as number[], false);
+  if (typeof a.value_float === "number") return fromNumbers("float32", [], [a.value_float]);
+  if (Array.isArray(a.value_floats)) return fromNumbers("float32", [a.value_floats.length], a.value_floats as number[]);
+  const vi = ints("value_int"), vis = ints("value_ints");
+  if (vi) return { dtype: "int64", shape: [], data: BigInt64Array.of(big(vi.i)) };
+  if (vis) return { dtype: "int64", shape: [vis.ints?.length ?? 0], data: BigInt64Array.from((vis.ints ?? []).map(big)) };
   throw new EdgecError(`${where}: Constant node '${n.name}' has no value edgec can read (sparse and string constants are unsupported)`);
 }
 
