@@ -35,8 +35,9 @@ const num = (what: string) => (v: string) => {
   return x;
 };
 
-function pipelineOptions(o: { target?: string; inputShape?: Record<string, number[]>; name?: string; dumpIr?: string[]; stopAfter?: string }): PipelineOptions {
+function pipelineOptions(o: { target?: string; inputShape?: Record<string, number[]>; name?: string; dumpIr?: string[]; stopAfter?: string; weights?: string }): PipelineOptions {
   return {
+    weights: o.weights as PipelineOptions["weights"],
     target: loadTarget(o.target ?? "host"),
     inputShapes: o.inputShape,
     name: o.name,
@@ -77,6 +78,7 @@ export function program(): Command {
     .requiredOption("-o, --output <dir>", "artifact directory to create")
     .addOption(shapeOpt())
     .option("--name <ident>", "C prefix of the generated API", "model")
+    .addOption(new Option("--weights <where>", "compile weights in (embed) or write weights.bin for the caller to load (file); auto: file above 16 MiB").choices(["auto", "embed", "file"]).default("auto"))
     .option("--dump-ir <after:pass>", "print the IR after a pass (repeatable; after:all for every pass)", (v: string, a: string[] = []) => [...a, v])
     .addOption(new Option("--stop-after <phase>", "stop after a phase: codegen writes sources without compiling them").choices(["codegen"]))
     .action(async (model: string, o) => {

@@ -9,6 +9,8 @@ export interface CompileOptions {
   source: string;
   /** extra C compiler flags when packaging (sanitizers in tests) */
   extraCflags?: string[];
+  /** weights compiled in as const arrays, or written to weights.bin for the caller to load */
+  weights?: "embed" | "file";
 }
 
 /** Generated files: name → contents. */

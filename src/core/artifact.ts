@@ -19,6 +19,8 @@ export interface Manifest {
   outputs: TensorSpec[];
   arenaBytes: number;
   weightBytes: number;
+  /** set when the weights are in this file instead of compiled in */
+  weightsFile?: string;
   kernels: number;
   files: string[];
   /** the `run` harness, when the toolchain was present */

@@ -30,7 +30,12 @@ export interface PipelineOptions {
   dump?: (title: string, text: string) => void;
   stopAfter?: "graph" | "loop" | "codegen";
   extraCflags?: string[];
+  /** where weights go; "auto" writes weights.bin above EMBED_LIMIT bytes */
+  weights?: "embed" | "file" | "auto";
 }
+
+/** Above this many weight bytes the C source would be too large to compile comfortably. */
+export const EMBED_LIMIT = 16 * 1024 * 1024;
 
 type GraphPass = { name: string; run: (g: Graph) => Graph };
 
@@ -95,9 +100,11 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
   if (missing.length) throw new EdgecError(`${basename(model)}: ${missing.length} unsupported op${missing.length > 1 ? "s" : ""}: ${missing.join("; ")}`, 2, missing);
   const name = sanitizeName(opts.name ?? "model");
   const sha256 = createHash("sha256").update(readFileSync(model)).digest("hex");
-  const config = backend.configure(opts.target, { name, version: VERSION, source: `${basename(model)} (sha256 ${sha256.slice(0, 16)})`, extraCflags: opts.extraCflags });
   let program = lowerGraph(graph);
   verifyLoop(program);
+  const weightBytes = [...program.buffers.values()].filter((b) => b.kind === "weight").reduce((s, b) => s + b.data!.data.byteLength, 0);
+  const weights = opts.weights === "file" || (opts.weights !== "embed" && weightBytes > EMBED_LIMIT) ? "file" : "embed";
+  const config = backend.configure(opts.target, { name, version: VERSION, source: `${basename(model)} (sha256 ${sha256.slice(0, 16)})`, extraCflags: opts.extraCflags, weights });
   for (const p of [...LOOP_PASSES, { name: `${backend.name}-lower`, run: (x: Program) => backend.lower(x, config) }]) {
     program = p.run(program);
     verifyLoop(program);
@@ -109,7 +116,6 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
       const buf = program.buffers.get(b)!;
       return { name: buf.value, field: b.replace(/^(in|out)_/, ""), dtype: buf.dtype, shape: buf.shape };
     });
-  const weightBytes = [...program.buffers.values()].filter((b) => b.kind === "weight").reduce((s, b) => s + (b.data?.data.byteLength ?? 0), 0);
   const manifest: Manifest = {
     edgec: VERSION,
     name,
@@ -120,6 +126,7 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
     outputs: spec(program.outputs),
     arenaBytes: program.arenaBytes,
     weightBytes,
+    weightsFile: weights === "file" ? "weights.bin" : undefined,
     kernels: program.kernels.length,
     files: Object.keys(files).sort(),
   };

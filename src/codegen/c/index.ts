@@ -28,15 +28,34 @@ function weightValues(t: Tensor): string {
   return lines.join(",\n") || "  0";
 }
 
+function weightsBlob(p: Program): Uint8Array {
+  const weights = [...p.buffers.values()].filter((b) => b.kind === "weight");
+  const { offsets, bytes } = weightLayout(weights);
+  const blob = new Uint8Array(bytes);
+  for (const b of weights) blob.set(new Uint8Array(b.data!.data.buffer, b.data!.data.byteOffset, b.data!.data.byteLength), offsets.get(b.name)!);
+  return blob;
+}
+
 const fieldName = (b: Buffer) => b.name.replace(/^(in|out)_/, "");
 
+/** Byte offsets of the weights inside weights.bin, each 64-byte aligned. */
+function weightLayout(weights: Buffer[]): { offsets: Map<string, number>; bytes: number } {
+  const offsets = new Map<string, number>();
+  let bytes = 0;
+  for (const b of weights) {
+    offsets.set(b.name, bytes);
+    bytes += Math.ceil(b.data!.data.byteLength / 64) * 64;
+  }
+  return { offsets, bytes };
+}
+
 /** How the run function names a buffer when it calls a kernel. */
-function argument(b: Buffer): string {
+function argument(b: Buffer, fileOffsets?: Map<string, number>): string {
   const c = DTYPES[b.dtype].c;
   switch (b.kind) {
     case "input": return `inputs->${fieldName(b)}`;
     case "output": return `outputs->${fieldName(b)}`;
-    case "weight": return b.name;
+    case "weight": return fileOffsets ? `((const ${c} *)(edgec_weights + ${fileOffsets.get(b.name)}))` : b.name;
     case "arena": return `(edgec_arena.${ARENA_MEMBER[c]} + ${b.offset! / DTYPES[b.dtype].bytes})`;
   }
 }
@@ -60,6 +79,8 @@ function view(p: Program, cfg: CConfig) {
       };
     });
   const weights = [...p.buffers.values()].filter((b) => b.kind === "weight");
+  const external = cfg.opts.weights === "file";
+  const layout = weightLayout(weights);
   const arenaWords = Math.ceil(p.arenaBytes / 8);
   const arenaDecl = p.arenaBytes
     ? `static union {\n${Object.entries(ARENA_MEMBER).map(([c, m]) => `  ${c} ${m}[${(arenaWords * 8) / (c === "double" || c.endsWith("64_t") ? 8 : c.endsWith("32_t") || c === "float" ? 4 : c.endsWith("16_t") ? 2 : 1)}];`).join("\n")}\n} edgec_arena EDGEC_ALIGNED;\n`
@@ -73,7 +94,7 @@ function view(p: Program, cfg: CConfig) {
       comment: `${k.op} ${k.node.replace(/\*\//g, "* /")}`,
       signature: `static void ${k.name}(${params.join(", ") || "void"})`,
       body: renderStmts(k.body, C_DIALECT).trimEnd(),
-      call: `${k.name}(${k.params.map((n) => argument(p.buffers.get(n)!)).join(", ")});`,
+      call: `${k.name}(${k.params.map((n) => argument(p.buffers.get(n)!, external ? layout.offsets : undefined)).join(", ")});`,
     };
   });
   return {
@@ -89,7 +110,8 @@ function view(p: Program, cfg: CConfig) {
     arenaBytes: p.arenaBytes,
     arenaDecl,
     weightBytes: weights.reduce((s, b) => s + numel(b.shape) * DTYPES[b.dtype].bytes, 0),
-    weights: weights.map((b) => ({
+    externalWeights: external ? [{ bytes: layout.bytes }] : [],
+    weights: (external ? [] : weights).map((b) => ({
       decl: `static const ${DTYPES[b.dtype].c} ${b.name}[${Math.max(1, numel(b.shape))}] EDGEC_ALIGNED`,
       comment: `${b.dtype} ${shapeStr(b.shape)} ${b.value.replace(/\*\//g, "* /")}`,
       values: weightValues(b.data!),
@@ -108,12 +130,14 @@ export const cBackend: Backend<CConfig> = {
   lower: (p) => p,
   render(p, cfg): Files {
     const v = view(p, cfg);
-    return {
+    const files: Files = {
       "model.h": renderTemplate("c/model.h", v),
       "model.c": renderTemplate("c/model.c", v),
       "run.c": renderTemplate("c/run.c", v),
       Makefile: renderTemplate("c/Makefile", v),
     };
+    if (cfg.opts.weights === "file") files["weights.bin"] = weightsBlob(p);
+    return files;
   },
   async package(dir, cfg) {
     const cc = cfg.target.cc;
