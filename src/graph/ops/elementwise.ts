@@ -88,7 +88,7 @@ export const VARIADIC: Record<string, Scalar> = {
 
 /** Clip(x, min?, max?) and Where(cond, x, y) broadcast too; their inputs differ in role. */
 export const TERNARY: Record<string, Scalar> = {
-  Clip: ([x, lo, hi]) => Math.min(Math.max(x, lo), hi),
+  Clip: ([x, lo, hi]) => Math.min(Math.max(x, lo ?? -Infinity), hi ?? Infinity),
   Where: ([c, x, y]) => (c ? x : y),
 };
 
@@ -115,16 +115,13 @@ function evalBroadcast(n: Node, ins: (Tensor | undefined)[], fn: Scalar): Tensor
     const bst = outShape.map((_, i) => (i < pad || t.shape[i - pad] === 1 ? 0 : st[i - pad]));
     return { vals: toNumbers(t), bst };
   });
-  const fill = n.op === "Clip" ? [0, -Infinity, Infinity] : [];
   const out = new Float64Array(total);
+  // Absent optional inputs (Clip's bounds) stay undefined; their scalar functions default them.
   const xs = new Array<number>(ins.length);
   for (let i = 0; i < total; i++) {
     for (let k = 0; k < cols.length; k++) {
       const c = cols[k];
-      if (!c) {
-        xs[k] = fill[k];
-        continue;
-      }
+      if (!c) continue;
       let off = 0;
       let r = i;
       for (let d = 0; d < rank; d++) {
