@@ -3,7 +3,8 @@ import { dirname, join, resolve } from "node:path";
 import { tmpdir } from "node:os";
 import { Command, CommanderError, Option } from "commander";
 import { EdgecError } from "../core/diag.js";
-import type { Tensor } from "../core/tensor.js";
+import { shapeStr, type Tensor } from "../core/tensor.js";
+import { modelInputs } from "../frontend/onnx/import.js";
 import { npyBytes, readTensorFile, tensorToProto } from "../frontend/onnx/tensor-io.js";
 import { buildArtifact, readManifest } from "../driver/artifact.js";
 import type { PipelineOptions } from "../driver/pipeline.js";
@@ -55,12 +56,39 @@ function writeOutputs(outDir: string, names: string[], outputs: Tensor[], format
   const dir = resolve(outDir);
   mkdirSync(dirname(dir), { recursive: true });
   const tmp = mkdtempSync(join(dirname(dir), ".edgec-out-"));
-  outputs.forEach((t, i) => {
-    const file = join(tmp, `output_${i}.${format}`);
-    writeFileSync(file, format === "npy" ? npyBytes(t) : tensorToProto(t, names[i]));
-  });
-  if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
-  renameSync(tmp, dir);
+  try {
+    outputs.forEach((t, i) => {
+      const file = join(tmp, `output_${i}.${format}`);
+      writeFileSync(file, format === "npy" ? npyBytes(t) : tensorToProto(t, names[i]));
+    });
+    if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+    renameSync(tmp, dir);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/**
+ * The given inputs' shapes, to pin the model's symbolic dims when `run` builds it. A missing input or
+ * a tensor that contradicts a declared dim is reported before building, in terms of the input.
+ */
+function shapesOfInputs(model: string, given: Record<string, Tensor>): Record<string, number[]> {
+  const declared = modelInputs(model);
+  const missing = declared.filter((d) => !given[d.name]);
+  if (missing.length) {
+    const all = declared.map((d) => `'${d.name}'${d.dims ? ` [${d.dims.join("x")}]` : ""}`).join(", ");
+    throw new EdgecError(`missing input ${missing.map((d) => `'${d.name}'`).join(", ")} (the model's inputs are ${all})`);
+  }
+  const shapes: Record<string, number[]> = {};
+  for (const { name, dims } of declared) {
+    const t = given[name];
+    if (dims && (dims.length !== t.shape.length || dims.some((d, i) => typeof d === "number" && d !== t.shape[i]))) {
+      throw new EdgecError(`input '${name}' has shape ${shapeStr(t.shape)}, the model expects [${dims.join("x")}]`);
+    }
+    shapes[name] = t.shape;
+  }
+  return shapes;
 }
 
 export function program(): Command {
@@ -68,7 +96,7 @@ export function program(): Command {
     .description("Compile ONNX models to dependency-free C for edge devices")
     .version(VERSION)
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: (s, write) => write(`edgec: ${s}`) });
 
   cli
     .command("build")
@@ -101,12 +129,12 @@ export function program(): Command {
       let dir = what;
       let tmp: string | undefined;
       if (!existsSync(what)) throw new EdgecError(`${what}: no such file or directory`);
-      if (!statSync(what).isDirectory()) {
-        tmp = mkdtempSync(join(tmpdir(), "edgec-run-"));
-        const shapes = { ...Object.fromEntries(Object.entries(given).map(([k, t]) => [k, t.shape])), ...o.inputShape };
-        dir = (await buildArtifact(what, join(tmp, "artifact"), { ...pipelineOptions(o), inputShapes: shapes })).dir;
-      }
       try {
+        if (!statSync(what).isDirectory()) {
+          const shapes = { ...shapesOfInputs(what, given), ...o.inputShape };
+          tmp = mkdtempSync(join(tmpdir(), "edgec-run-"));
+          dir = (await buildArtifact(what, join(tmp, "artifact"), { ...pipelineOptions(o), inputShapes: shapes })).dir;
+        }
         const m = readManifest(dir);
         const r = await runArtifact(dir, given);
         writeOutputs(o.outputDir, m.outputs.map((x) => x.name), r.outputs, o.format);

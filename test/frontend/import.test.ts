@@ -148,6 +148,16 @@ describe("Constant nodes", () => {
     expect(values(c("is"))).toEqual([1n, -2n, 9223372036854775807n, -9223372036854775808n]);
   });
 
+  test("a Constant whose tensor value lives in external data", () => {
+    const value = tensorProto("", T.FLOAT, [2], {
+      dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+      externalData: [{ key: "location", value: "c.bin" }],
+    });
+    const spec = { nodes: [node("Constant", [], ["c"], [attr.t("value", value)])], outputs: [valueInfo("c", T.FLOAT)] };
+    const g = load(spec, {}, { "c.bin": le(new Float32Array([4, -4])) }).graph;
+    expect(values(g.values.get("c")!.data!)).toEqual([4, -4]);
+  });
+
   test("a string Constant is a clear error", () => {
     expect(importError({ nodes: [node("Constant", [], ["s"], [attr.s("value_string", "hi")], "cs")], outputs: [valueInfo("s", T.STRING)] })).toMatch(
       /Constant node 'cs' has no value edgec can read/,
@@ -219,6 +229,20 @@ describe("versions", () => {
 
   test("opset 26 is rejected", () => {
     expect(importError(ok(13, 26))).toMatch(/default-domain opset 26 is not supported \(edgec reads opsets 1 to 25\)/);
+  });
+
+  test("no opset import at IR version 3 or later is rejected (a file cut before its opset_import)", () => {
+    expect(importError({ ...ok(8, 13), opset: null })).toMatch(/not a valid ONNX model \(IR version 8 requires opset imports and it has none\)/);
+  });
+});
+
+describe("normalization", () => {
+  test("Cast's `to` becomes a DType, from the enum (opset 6+) and from Cast-1's type name", () => {
+    const cast = (to: OnnxNs.IAttributeProto, opset: number) =>
+      load({ nodes: [node("Cast", ["x"], ["y"], [to])], inputs: [valueInfo("x", T.FLOAT, [2])], outputs: [valueInfo("y", T.INT32)], opset }).graph.nodes[0].attrs.to;
+    expect(cast(attr.i("to", T.INT32), 13)).toBe("int32");
+    expect(cast(attr.s("to", "INT32"), 1)).toBe("int32");
+    expect(() => cast(attr.i("to", T.STRING), 13)).toThrow(/cast to STRING is not supported/);
   });
 });
 

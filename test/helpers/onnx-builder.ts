@@ -44,14 +44,15 @@ export interface ModelSpec {
   outputs: OnnxNs.IValueInfoProto[];
   initializers?: OnnxNs.ITensorProto[];
   irVersion?: number;
-  opset?: number;
+  /** default-domain opset; null writes no opset import at all */
+  opset?: number | null;
 }
 
 export function modelBytes(s: ModelSpec): Uint8Array {
   const m = onnx.ModelProto.create({
     irVersion: s.irVersion ?? 8,
     producerName: "onnx-builder",
-    opsetImport: [{ domain: "", version: s.opset ?? 13 }],
+    opsetImport: s.opset === null ? [] : [{ domain: "", version: s.opset ?? 13 }],
     graph: { name: "g", node: s.nodes ?? [], input: s.inputs ?? [], output: s.outputs, initializer: s.initializers ?? [] },
   });
   return onnx.ModelProto.encode(m).finish();

@@ -31,24 +31,16 @@ export interface Imported {
  * collected and reported in one error.
  */
 export function importOnnx(file: string, opts: ImportOptions = {}): Imported {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(file);
-  } catch {
-    throw new EdgecError(`${file}: cannot read the model file`);
-  }
-  let model: OnnxNs.ModelProto;
-  try {
-    model = onnx.ModelProto.decode(bytes);
-  } catch (e) {
-    throw new EdgecError(`${file}: not a valid ONNX model (protobuf decoding failed: ${(e as Error).message.split("\n")[0]}); the file may be truncated or not ONNX`);
-  }
+  const model = decodeModel(file);
   if (!model.graph || (!model.graph.node?.length && !model.graph.output?.length)) {
     throw new EdgecError(`${file}: not a valid ONNX model (it has no graph)`);
   }
   const irVersion = num(model.irVersion);
   if (irVersion < 1 || irVersion > MAX_IR_VERSION) {
     throw new EdgecError(`${file}: ONNX IR version ${irVersion} is not supported (edgec reads IR versions 1 to ${MAX_IR_VERSION})`);
+  }
+  if (irVersion >= 3 && !model.opsetImport?.length) {
+    throw new EdgecError(`${file}: not a valid ONNX model (IR version ${irVersion} requires opset imports and it has none); the file may be truncated`);
   }
   const dflt = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === "ai.onnx");
   const opset = dflt ? num(dflt.version) : 1;
@@ -57,6 +49,20 @@ export function importOnnx(file: string, opts: ImportOptions = {}): Imported {
   }
   const graph = buildGraph(model.graph, file, opset, opts);
   return { graph, opset, irVersion, producer: `${model.producerName ?? ""} ${model.producerVersion ?? ""}`.trim() };
+}
+
+function decodeModel(file: string): OnnxNs.ModelProto {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch {
+    throw new EdgecError(`${file}: cannot read the model file`);
+  }
+  try {
+    return onnx.ModelProto.decode(bytes);
+  } catch (e) {
+    throw new EdgecError(`${file}: not a valid ONNX model (protobuf decoding failed: ${(e as Error).message.split("\n")[0]}); the file may be truncated or not ONNX`);
+  }
 }
 
 function buildGraph(g: OnnxNs.IGraphProto, file: string, opset: number, opts: ImportOptions): Graph {
@@ -168,29 +174,24 @@ function attrValue(a: OnnxNs.IAttributeProto, where: string, dir: string): AttrV
 /** int64 values come from the proto itself: attribute ints pass through doubles, which would round INT64_MAX. */
 function constantValue(n: Node, p: OnnxNs.INodeProto, where: string): Tensor {
   const a = n.attrs;
-  const ints = (key: string) => (p.attribute ?? []).find((x) => x.name === key);
+  const proto = (key: string) => (p.attribute ?? []).find((x) => x.name === key);
   if (a.value && typeof a.value === "object" && !Array.isArray(a.value)) return a.value;
   if (typeof a.value_float === "number") return fromNumbers("float32", [], [a.value_float]);
   if (Array.isArray(a.value_floats)) return fromNumbers("float32", [a.value_floats.length], a.value_floats as number[]);
-  const vi = ints("value_int"), vis = ints("value_ints");
+  const vi = proto("value_int"), vis = proto("value_ints");
   if (vi) return { dtype: "int64", shape: [], data: BigInt64Array.of(big(vi.i)) };
   if (vis) return { dtype: "int64", shape: [vis.ints?.length ?? 0], data: BigInt64Array.from((vis.ints ?? []).map(big)) };
   throw new EdgecError(`${where}: Constant node '${n.name}' has no value edgec can read (sparse and string constants are unsupported)`);
 }
 
-/** The model's real inputs (initializers excluded) with their declared dims, symbolic ones as names. */
-export function modelInputs(file: string): { name: string; dims: (number | string)[] }[] {
-  let model: OnnxNs.ModelProto;
-  try {
-    model = onnx.ModelProto.decode(readFileSync(file));
-  } catch (e) {
-    throw new EdgecError(`${file}: not a valid ONNX model (protobuf decoding failed: ${(e as Error).message.split("\n")[0]}); the file may be truncated or not ONNX`);
-  }
+/** The model's real inputs (initializers excluded) with their declared dims, symbolic ones as names; no dims when it declares no shape. */
+export function modelInputs(file: string): { name: string; dims?: (number | string)[] }[] {
+  const model = decodeModel(file);
   const inits = new Set((model.graph?.initializer ?? []).map((t) => t.name));
   return (model.graph?.input ?? [])
     .filter((vi) => !inits.has(vi.name))
     .map((vi) => ({
       name: vi.name!,
-      dims: (vi.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimValue != null && num(d.dimValue) > 0 ? num(d.dimValue) : d.dimParam || "?")),
+      dims: vi.type?.tensorType?.shape?.dim?.map((d) => (d.dimValue != null && num(d.dimValue) > 0 ? num(d.dimValue) : d.dimParam || "?")),
     }));
 }

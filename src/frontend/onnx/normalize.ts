@@ -62,7 +62,9 @@ export const NORMALIZE: Record<string, Normalizer> = {
       ? { ...n, inputs: [n.inputs[0], "", n.inputs[1]], attrs: { ...n.attrs, coordinate_transformation_mode: "asymmetric", nearest_mode: "floor" } }
       : n,
   Cast: (n) => {
-    const code = attrNum(n, "to", 0);
+    // Cast-1 names the type as a string ("FLOAT"); later opsets use the TensorProto.DataType number.
+    const name = n.attrs.to;
+    const code = typeof name === "string" ? Number(Object.keys(ONNX_TYPE_NAMES).find((k) => ONNX_TYPE_NAMES[Number(k)] === name.toUpperCase()) ?? 0) : attrNum(n, "to", 0);
     const to = dtypeFromOnnx(code);
     if (!to) opFail(n, `cast to ${ONNX_TYPE_NAMES[code] ?? code} is not supported`);
     return { ...n, attrs: { ...n.attrs, to: to! } };
