@@ -10,6 +10,7 @@ import { buildArtifact, readManifest } from "../driver/artifact.js";
 import type { PipelineOptions } from "../driver/pipeline.js";
 import { runArtifact } from "../driver/run.js";
 import { verifyModel } from "../driver/verify.js";
+import { specializeInputs } from "../driver/inputs.js";
 import { VERSION } from "../driver/version.js";
 import { listTargets, loadTarget } from "../target/load.js";
 import { inspectModel, formatInspect } from "../driver/inspect.js";
@@ -73,24 +74,6 @@ function writeOutputs(outDir: string, names: string[], outputs: Tensor[], format
  * The given inputs' shapes, to pin the model's symbolic dims when `run` builds it. A missing input or
  * a tensor that contradicts a declared dim is reported before building, in terms of the input.
  */
-function shapesOfInputs(model: string, given: Record<string, Tensor>): Record<string, number[]> {
-  const declared = modelInputs(model);
-  const missing = declared.filter((d) => !given[d.name]);
-  if (missing.length) {
-    const all = declared.map((d) => `'${d.name}'${d.dims ? ` [${d.dims.join("x")}]` : ""}`).join(", ");
-    throw new EdgecError(`missing input ${missing.map((d) => `'${d.name}'`).join(", ")} (the model's inputs are ${all})`);
-  }
-  const shapes: Record<string, number[]> = {};
-  for (const { name, dims } of declared) {
-    const t = given[name];
-    if (dims && (dims.length !== t.shape.length || dims.some((d, i) => typeof d === "number" && d !== t.shape[i]))) {
-      throw new EdgecError(`input '${name}' has shape ${shapeStr(t.shape)}, the model expects [${dims.join("x")}]`);
-    }
-    shapes[name] = t.shape;
-  }
-  return shapes;
-}
-
 export function program(): Command {
   const cli = new Command("edgec")
     .description("Compile ONNX models to dependency-free C for edge devices")
@@ -128,15 +111,17 @@ export function program(): Command {
       const given = Object.fromEntries(Object.entries((o.input ?? {}) as Record<string, string>).map(([k, f]) => [k, readTensorFile(f)]));
       let dir = what;
       let tmp: string | undefined;
+      let runInputs = given;
       if (!existsSync(what)) throw new EdgecError(`${what}: no such file or directory`);
       try {
         if (!statSync(what).isDirectory()) {
-          const shapes = { ...shapesOfInputs(what, given), ...o.inputShape };
+          const spec = specializeInputs(what, given, o.inputShape);
+          runInputs = spec.runInputs;
           tmp = mkdtempSync(join(tmpdir(), "edgec-run-"));
-          dir = (await buildArtifact(what, join(tmp, "artifact"), { ...pipelineOptions(o), inputShapes: shapes })).dir;
+          dir = (await buildArtifact(what, join(tmp, "artifact"), { ...pipelineOptions(o), inputShapes: spec.inputShapes, bind: spec.bind })).dir;
         }
         const m = readManifest(dir);
-        const r = await runArtifact(dir, given);
+        const r = await runArtifact(dir, runInputs);
         writeOutputs(o.outputDir, m.outputs.map((x) => x.name), r.outputs, o.format);
         console.log(`wrote ${r.outputs.length} output${r.outputs.length === 1 ? "" : "s"} to ${o.outputDir}`);
       } finally {

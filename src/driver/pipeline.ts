@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { basename } from "node:path";
 import type { Manifest } from "../core/artifact.js";
 import { EdgecError } from "../core/diag.js";
+import type { Tensor } from "../core/tensor.js";
 import type { Backend, Files } from "../codegen/backend.js";
 import { cBackend } from "../codegen/c/index.js";
 import { importOnnx, type Imported } from "../frontend/onnx/import.js";
@@ -23,6 +24,8 @@ import { VERSION } from "./version.js";
 export interface PipelineOptions {
   target: Target;
   inputShapes?: Record<string, number[]>;
+  /** inputs compiled in as constants */
+  bind?: Record<string, Tensor>;
   /** C identifier prefix of the generated API (default "model") */
   name?: string;
   /** pass names whose output is dumped ("all" for every one) */
@@ -94,7 +97,7 @@ export const sanitizeName = (n: string) => n.replace(/[^A-Za-z0-9_]/g, "_").repl
 /** Model file → graph → loop → source files, in memory. */
 export function compileModel(model: string, opts: PipelineOptions): Compiled {
   const backend = backendFor(opts.target);
-  const imported = importOnnx(model, { inputShapes: opts.inputShapes });
+  const imported = importOnnx(model, { inputShapes: opts.inputShapes, bind: opts.bind });
   const graph = runGraphPasses(imported.graph, opts);
   const missing = unloweredOps(graph);
   if (missing.length) throw new EdgecError(`${basename(model)}: ${missing.length} unsupported op${missing.length > 1 ? "s" : ""}: ${missing.join("; ")}`, 2, missing);

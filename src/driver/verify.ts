@@ -7,6 +7,7 @@ import { shapeStr, toNumbers, type Tensor } from "../core/tensor.js";
 import { modelInputs } from "../frontend/onnx/import.js";
 import { readTensorFile } from "../frontend/onnx/tensor-io.js";
 import { buildArtifact } from "./artifact.js";
+import { specializeInputs } from "./inputs.js";
 import type { PipelineOptions } from "./pipeline.js";
 import { runArtifact } from "./run.js";
 
@@ -82,17 +83,15 @@ export async function verifyModel(model: string, dataDir: string, opts: Pipeline
       throw new EdgecError(`${set}: ${files.length} input files, the model has ${declared.length} input${declared.length === 1 ? "" : "s"} (${declared.map((d) => `'${d.name}'`).join(", ")})`);
     }
     const given: Record<string, Tensor> = {};
-    const shapes: Record<string, number[]> = { ...opts.inputShapes };
     declared.forEach((d, i) => {
       const t = files[i];
-      const name = t.name && declared.some((x) => x.name === t.name) ? t.name : d.name;
-      given[name] = t;
-      shapes[name] ??= t.shape;
+      given[t.name && declared.some((x) => x.name === t.name) ? t.name : d.name] = t;
     });
+    const spec = specializeInputs(model, given, opts.inputShapes);
     const tmp = mkdtempSync(join(tmpdir(), "edgec-verify-"));
     try {
-      const { dir, manifest } = await buildArtifact(model, join(tmp, "artifact"), { ...opts, inputShapes: shapes });
-      const { outputs } = await runArtifact(dir, given);
+      const { dir, manifest } = await buildArtifact(model, join(tmp, "artifact"), { ...opts, inputShapes: spec.inputShapes, bind: spec.bind });
+      const { outputs } = await runArtifact(dir, spec.runInputs);
       if (refs.length !== outputs.length) throw new EdgecError(`${set}: ${refs.length} expected outputs, the model has ${outputs.length}`);
       const checks = outputs.map((o, i) => compare(manifest.outputs[i].name, o, refs[i], tol));
       results.push({ dataSet: basename(set), outputs: checks, pass: checks.every((c) => c.pass) });

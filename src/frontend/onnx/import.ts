@@ -15,6 +15,8 @@ export const OPSET_RANGE: [number, number] = [1, 25];
 export interface ImportOptions {
   /** Pins symbolic or unknown input dims: name → full shape. */
   inputShapes?: Record<string, number[]>;
+  /** Inputs turned into constants with these values (specialization; see graph/specialize). */
+  bind?: Record<string, Tensor>;
 }
 
 export interface Imported {
@@ -91,6 +93,12 @@ function buildGraph(g: OnnxNs.IGraphProto, file: string, opset: number, opts: Im
     const dtype = dtypeFromOnnx(code);
     if (!dtype) throw new EdgecError(`${where}: input '${vi.name}' has type ${ONNX_TYPE_NAMES[code] ?? code}, which edgec does not support`);
     const dims = (tt?.shape?.dim ?? []).map((d) => (d.dimValue != null && num(d.dimValue) > 0 ? num(d.dimValue) : d.dimParam || "?"));
+    const bound = opts.bind?.[vi.name!];
+    if (bound) {
+      if (bound.dtype !== dtype) throw new EdgecError(`${where}: input '${vi.name}' is ${dtype}, the value given for it is ${bound.dtype}`);
+      values.set(vi.name!, { name: vi.name!, dtype, shape: bound.shape, data: bound });
+      continue;
+    }
     const pinned = opts.inputShapes?.[vi.name!];
     let shape: number[] | undefined;
     if (pinned) {
@@ -112,7 +120,7 @@ function buildGraph(g: OnnxNs.IGraphProto, file: string, opset: number, opts: Im
     throw new EdgecError(`${where}: input ${unpinned.join(", ")} has symbolic or unknown dims; pin them with --input-shape NAME=1x3x224x224`);
   }
   for (const name of Object.keys(opts.inputShapes ?? {})) {
-    if (!inputs.includes(name)) throw new EdgecError(`${where}: --input-shape names '${name}', but the model's inputs are ${inputs.map((i) => `'${i}'`).join(", ")}`);
+    if (!inputs.includes(name) && !opts.bind?.[name]) throw new EdgecError(`${where}: --input-shape names '${name}', but the model's inputs are ${inputs.map((i) => `'${i}'`).join(", ")}`);
   }
 
   const nodes: Node[] = [];

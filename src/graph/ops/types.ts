@@ -19,6 +19,11 @@ export interface OpDef {
   infer(node: Node, ins: (Value | undefined)[]): TypeShape[] | null;
   eval?(node: Node, ins: (Tensor | undefined)[]): Tensor[];
   shapeOnly?: boolean;
+  /**
+   * Input slots that must be compile-time constants (target shapes, axes, pads, ...). A graph input
+   * feeding one is specialized to its value when the value is known (see specializableInputs).
+   */
+  constInputs?: number[];
 }
 
 export const opFail = (n: Node, msg: string): never => fail({ node: n.name, op: n.op, opset: n.opset }, msg);
