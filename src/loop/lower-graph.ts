@@ -100,5 +100,9 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }): Program {
       body: nest(new Names(), dst.shape, (idx) => [store(dstRef, idx, load(src, idx))]),
     });
   }
+  // Constants that lowerings read at compile time only (Reshape's shape, Pad's pads, ...) are not
+  // loaded by any kernel: drop their buffers, or the C would hold unused weight arrays.
+  const used = new Set(kernels.flatMap((k) => k.params));
+  for (const [name, b] of buffers) if (b.kind === "weight" && !used.has(name)) buffers.delete(name);
   return { name: g.name, buffers, kernels, inputs, outputs, arenaBytes: g.memory.arenaBytes };
 }

@@ -44,9 +44,6 @@ function remap(x: Tensor, shape: number[], src: (idx: number[]) => number, fill?
 
 const withShape = (x: Tensor, shape: number[]): Tensor => ({ dtype: x.dtype, shape, data: x.data.slice() });
 
-/** An input that must be constant for shapes to be known: its values, or null while it is not folded. */
-const needConst = (v: Value | undefined): number[] | null => constInts(v);
-
 const same = (x: Value | undefined, shape: number[], n: Node): TypeShape => ({ dtype: x?.dtype ?? opFail(n, "has no data input"), shape });
 
 // ---- parameter helpers shared with the lowerings ----
@@ -284,8 +281,9 @@ const ones = (dtype: DType, shape: number[]) => fromNumbers(dtype, shape, new Ar
 
 export const MOVEMENT_OPS: Record<string, OpDef> = {
   Reshape: {
+    constInputs: [1],
     infer(n, [x, s]) {
-      const target = needConst(s);
+      const target = constInts(s);
       return target && [same(x, reshapeShape(n, shapeOf(n, x), target), n)];
     },
     eval: (n, [x, s]) => [withShape(x!, reshapeShape(n, x!.shape, toNumbers(s!)))],
@@ -297,6 +295,7 @@ export const MOVEMENT_OPS: Record<string, OpDef> = {
   },
 
   Squeeze: {
+    constInputs: [1],
     infer(n, [x, a]) {
       if (a && !a.data) return null;
       return [same(x, squeezeShape(n, shapeOf(n, x), a ? constInts(a)! : undefined), n)];
@@ -305,9 +304,10 @@ export const MOVEMENT_OPS: Record<string, OpDef> = {
   },
 
   Unsqueeze: {
+    constInputs: [1],
     infer(n, [x, a]) {
       if (!a) opFail(n, "needs an axes input");
-      const axes = needConst(a);
+      const axes = constInts(a);
       return axes && [same(x, unsqueezeShape(n, shapeOf(n, x), axes), n)];
     },
     eval: (n, [x, a]) => [withShape(x!, unsqueezeShape(n, x!.shape, toNumbers(a!)))],
@@ -345,6 +345,7 @@ export const MOVEMENT_OPS: Record<string, OpDef> = {
   },
 
   Split: {
+    constInputs: [1],
     infer(n, [x, s]) {
       if (s && !s.data) return null;
       const shape = shapeOf(n, x);
@@ -364,8 +365,9 @@ export const MOVEMENT_OPS: Record<string, OpDef> = {
   },
 
   Slice: {
+    constInputs: [1, 2, 3, 4],
     infer(n, [x, s, e, a, st]) {
-      const [starts, ends] = [needConst(s), needConst(e)];
+      const [starts, ends] = [constInts(s), constInts(e)];
       if (!starts || !ends || (a && !a.data) || (st && !st.data)) return null;
       const r = sliceRanges(n, shapeOf(n, x), starts, ends, a ? constInts(a)! : undefined, st ? constInts(st)! : undefined);
       return [same(x, r.shape, n)];
@@ -406,8 +408,9 @@ export const MOVEMENT_OPS: Record<string, OpDef> = {
   },
 
   Expand: {
+    constInputs: [1],
     infer(n, [x, s]) {
-      const shape = needConst(s);
+      const shape = constInts(s);
       return shape && [same(x, broadcastShapes(n, [shapeOf(n, x), shape]), n)];
     },
     eval(n, [x, s]) {
@@ -419,8 +422,9 @@ export const MOVEMENT_OPS: Record<string, OpDef> = {
   },
 
   Tile: {
+    constInputs: [1],
     infer(n, [x, r]) {
-      const reps = needConst(r);
+      const reps = constInts(r);
       if (!reps) return null;
       const s = shapeOf(n, x);
       if (reps.length !== s.length || reps.some((k) => k < 0)) opFail(n, `repeats [${reps.join(", ")}] do not match input rank ${s.length}`);
@@ -434,8 +438,9 @@ export const MOVEMENT_OPS: Record<string, OpDef> = {
   },
 
   Pad: {
+    constInputs: [1, 3],
     infer(n, [x, p, , a]) {
-      const pads = needConst(p);
+      const pads = constInts(p);
       if (!pads || (a && !a.data)) return null;
       return [same(x, padAmounts(n, shapeOf(n, x), pads, a ? constInts(a)! : undefined).shape, n)];
     },
@@ -521,8 +526,9 @@ export const MOVEMENT_OPS: Record<string, OpDef> = {
   },
 
   ConstantOfShape: {
+    constInputs: [0],
     infer(n, [s]) {
-      const shape = needConst(s);
+      const shape = constInts(s);
       if (!shape) return null;
       if (shape.some((d) => d < 0)) opFail(n, `shape [${shape.join(", ")}] has a negative dim`);
       return [{ dtype: fillValue(n).dtype, shape }];
@@ -534,8 +540,9 @@ export const MOVEMENT_OPS: Record<string, OpDef> = {
   },
 
   Range: {
+    constInputs: [0, 1, 2],
     infer(n, [s, l, d]) {
-      const [start, limit, delta] = [needConst(s), needConst(l), needConst(d)];
+      const [start, limit, delta] = [constInts(s), constInts(l), constInts(d)];
       if (!start || !limit || !delta) return null;
       return [{ dtype: s!.dtype, shape: [rangeCount(n, start[0], limit[0], delta[0])] }];
     },
