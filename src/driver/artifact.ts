@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Manifest } from "../core/artifact.js";
 import { EdgecError } from "../core/diag.js";
@@ -35,6 +35,8 @@ export async function buildArtifact(model: string, outDir: string, opts: Pipelin
       if (res.built.includes("run")) compiled.manifest.runProgram = "run";
     }
     writeFileSync(join(tmp, "manifest.json"), JSON.stringify(compiled.manifest, null, 2) + "\n");
+    // mkdtemp creates the directory private (0700); an artifact gets the user's usual permissions.
+    chmodSync(tmp, 0o777 & ~process.umask());
     if (existsSync(dir)) {
       const old = `${tmp}.old`;
       renameSync(dir, old);

@@ -18,6 +18,7 @@ import type { Program } from "../loop/ir.js";
 import { lowerGraph, unloweredOps } from "../loop/lower-graph.js";
 import { printLoop } from "../loop/print.js";
 import { verifyLoop } from "../loop/verify.js";
+import { simplify } from "../loop/passes/simplify.js";
 import type { Target } from "../target/schema.js";
 import { VERSION } from "./version.js";
 
@@ -52,7 +53,7 @@ export const GRAPH_PASSES: GraphPass[] = [
   { name: "eliminate-dead-nodes", run: eliminateDeadNodes },
 ];
 
-export const LOOP_PASSES: { name: string; run: (p: Program) => Program }[] = [];
+export const LOOP_PASSES: { name: string; run: (p: Program) => Program }[] = [{ name: "simplify", run: simplify }];
 
 /** The backend for a target: C for every CPU target today. */
 export function backendFor(t: Target): Backend<unknown> {
@@ -108,11 +109,13 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
   const weightBytes = [...program.buffers.values()].filter((b) => b.kind === "weight").reduce((s, b) => s + b.data!.data.byteLength, 0);
   const weights = opts.weights === "file" || (opts.weights !== "embed" && weightBytes > EMBED_LIMIT) ? "file" : "embed";
   const config = backend.configure(opts.target, { name, version: VERSION, source: `${basename(model)} (sha256 ${sha256.slice(0, 16)})`, extraCflags: opts.extraCflags, weights });
+  const want = (name: string) => opts.dumpAfter?.includes(name) || opts.dumpAfter?.includes("all");
+  if (want("lower-graph")) opts.dump?.("after:lower-graph", printLoop(program));
   for (const p of [...LOOP_PASSES, { name: `${backend.name}-lower`, run: (x: Program) => backend.lower(x, config) }]) {
     program = p.run(program);
     verifyLoop(program);
+    if (want(p.name)) opts.dump?.(`after:${p.name}`, printLoop(program));
   }
-  if (opts.dumpAfter?.includes("lower-graph") || opts.dumpAfter?.includes("all")) opts.dump?.("after:lower-graph", printLoop(program));
   const files = backend.render(program, config);
   const spec = (names: string[]) =>
     names.map((b) => {
