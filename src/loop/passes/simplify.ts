@@ -2,7 +2,7 @@ import { bin, cast, int } from "../build.js";
 import type { Expr, Kernel, Program, Stmt } from "../ir.js";
 
 /**
- * Removes loops of one iteration (substituting 0 for their variable) and loops of none, then
+ * Removes loops of one iteration (substituting 0 for their variable) and loops that do nothing, then
  * re-folds the integer index arithmetic this exposes, e.g. `i0 * 12288 + i1` → `i1` for a batch of 1.
  */
 export function simplify(p: Program): Program {
@@ -38,7 +38,10 @@ function stmts(ss: Stmt[], env: Map<string, Expr>): Stmt[] {
           out.push(...inner);
           break;
         }
-        out.push({ ...s, body: stmts(s.body, env) });
+        {
+          const body = stmts(s.body, env);
+          if (body.length) out.push({ ...s, body });
+        }
         break;
       case "store":
         out.push({ ...s, idx: expr(s.idx, env), val: expr(s.val, env) });
