@@ -64,3 +64,25 @@ export interface Program {
   outputs: string[];
   arenaBytes: number;
 }
+
+/** Buffers a kernel body loads from and stores to, in first-use order. */
+export function touched(body: Stmt[]): { reads: Set<string>; writes: Set<string> } {
+  const reads = new Set<string>();
+  const writes = new Set<string>();
+  const ex = (e: Expr): void => {
+    if (e.k === "load") (reads.add(e.buf), ex(e.idx));
+    else if (e.k === "bin") (ex(e.a), ex(e.b));
+    else if (e.k === "un" || e.k === "cast") ex(e.a);
+    else if (e.k === "select") (ex(e.c), ex(e.a), ex(e.b));
+  };
+  const st = (ss: Stmt[]): void => {
+    for (const s of ss) {
+      if (s.k === "for") st(s.body);
+      else if (s.k === "store") (writes.add(s.buf), ex(s.idx), ex(s.val));
+      else if (s.k === "let" || s.k === "set") ex(s.val);
+      else (ex(s.c), st(s.then), st(s.else ?? []));
+    }
+  };
+  st(body);
+  return { reads, writes };
+}

@@ -2,31 +2,8 @@ import { EdgecError } from "../core/diag.js";
 import type { Graph } from "../graph/ir.js";
 import type { MemoryPlan } from "../graph/passes/plan-memory.js";
 import { Names, nest, load, store, type Ref } from "./build.js";
-import type { Buffer, BufferKind, Kernel, Program } from "./ir.js";
+import { touched, type Buffer, type BufferKind, type Kernel, type Program } from "./ir.js";
 import { LOWERINGS } from "./lower/index.js";
-import type { Expr, Stmt } from "./ir.js";
-
-/** Buffers a kernel body loads from and stores to, in first-use order. */
-export function touched(body: Stmt[]): { reads: Set<string>; writes: Set<string> } {
-  const reads = new Set<string>();
-  const writes = new Set<string>();
-  const ex = (e: Expr): void => {
-    if (e.k === "load") (reads.add(e.buf), ex(e.idx));
-    else if (e.k === "bin") (ex(e.a), ex(e.b));
-    else if (e.k === "un" || e.k === "cast") ex(e.a);
-    else if (e.k === "select") (ex(e.c), ex(e.a), ex(e.b));
-  };
-  const st = (ss: Stmt[]): void => {
-    for (const s of ss) {
-      if (s.k === "for") st(s.body);
-      else if (s.k === "store") (writes.add(s.buf), ex(s.idx), ex(s.val));
-      else if (s.k === "let" || s.k === "set") ex(s.val);
-      else (ex(s.c), st(s.then), st(s.else ?? []));
-    }
-  };
-  st(body);
-  return { reads, writes };
-}
 
 /** Ops of the graph that the loop layer cannot lower, one entry per node. */
 export function unloweredOps(g: Graph): string[] {

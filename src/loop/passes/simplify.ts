@@ -1,12 +1,21 @@
 import { bin, cast, int } from "../build.js";
-import type { Expr, Kernel, Program, Stmt } from "../ir.js";
+import { touched, type Expr, type Kernel, type Program, type Stmt } from "../ir.js";
 
 /**
  * Removes loops of one iteration (substituting 0 for their variable) and loops that do nothing, then
  * re-folds the integer index arithmetic this exposes, e.g. `i0 * 12288 + i1` → `i1` for a batch of 1.
+ * Kernels left with nothing to do (zero-sized tensors) go too.
  */
 export function simplify(p: Program): Program {
-  return { ...p, kernels: p.kernels.map((k): Kernel => ({ ...k, body: stmts(k.body, new Map()) })) };
+  return {
+    ...p,
+    kernels: p.kernels.map((k): Kernel => {
+      const body = stmts(k.body, new Map());
+      // A dropped loop may have held the only access to a buffer; the signature follows the body.
+      const { reads, writes } = touched(body);
+      return { ...k, body, params: k.params.filter((b) => reads.has(b) || writes.has(b)), writes: k.writes.filter((b) => writes.has(b)) };
+    }).filter((k) => k.body.length),
+  };
 }
 
 function expr(e: Expr, env: Map<string, Expr>): Expr {
