@@ -76,6 +76,7 @@ const reduceDef: OpDef = {
     return [{ dtype: ins[0]!.dtype, shape: reducedShape(n, shape, reduceAxes(n, shape.length, axes)) }];
   },
   eval: (n, ins) => [evalReduce(n, ins[0]!, ins[1])],
+  constInputs: [1],
 };
 
 export const REDUCE_OPS: Record<string, OpDef> = Object.fromEntries(REDUCE_OP_NAMES.map((op) => [op, reduceDef]));
