@@ -203,3 +203,8 @@ export function modelInputs(file: string): { name: string; dims?: (number | stri
       dims: vi.type?.tensorType?.shape?.dim?.map((d) => (d.dimValue != null && num(d.dimValue) > 0 ? num(d.dimValue) : d.dimParam || "?")),
     }));
 }
+
+/** The op types a model's graph uses, in first-use order, without importing it. */
+export function modelOpTypes(file: string): string[] {
+  return [...new Set((decodeModel(file).graph?.node ?? []).map((n) => n.opType ?? "?"))];
+}
