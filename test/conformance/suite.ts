@@ -8,12 +8,6 @@ import { loadTarget } from "../../src/target/load.js";
 export const CORPUS = fileURLToPath(new URL("../../../shared/corpus", import.meta.url));
 
 /**
- * Tests that are known not to pass, with the reason. Each is still run and must still fail
- * (it.fails), so fixing one forces this list to shrink.
- */
-export const KNOWN_FAILURES: Record<string, string> = {};
-
-/**
  * The whole corpus through `edgec verify` semantics for one target: every onnx-node and
  * pytorch-converted test and every whole model, each built, run and compared with its reference.
  */
@@ -26,8 +20,7 @@ export function conformanceSuite(targetName: string, opts: { sanitize?: boolean 
     describe(`${targetName}: ${folder.split("/").pop()}`, () => {
       for (const dir of testFolders([folder])) {
         const name = dir.split("/").pop()!;
-        const known = KNOWN_FAILURES[name];
-        (known ? it.fails : it).concurrent(name, async () => {
+        it.concurrent(name, async () => {
           const r = await conformanceOne(dir, { target, sanitize: opts.sanitize });
           results.push(r);
           expect(r.status, r.reason).toBe("pass");
