@@ -34,7 +34,7 @@ build: setup-npm
 	npx tsc -p tsconfig.json
 
 test: setup build
-	npx vitest run
+	npx vitest run $(VITEST_ARGS)
 
 conformance: conformance-host conformance-rpi4
 
