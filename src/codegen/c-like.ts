@@ -45,6 +45,9 @@ export function renderStmts(stmts: Stmt[], d: Dialect, indent = "  "): string {
       case "set":
         out += `${indent}${s.name} = ${renderExpr(s.val, d)};\n`;
         break;
+      case "block":
+        out += `${indent}{\n${renderStmts(s.body, d, indent + "  ")}${indent}}\n`;
+        break;
       case "if":
         out += `${indent}if (${renderExpr(s.c, d)}) {\n${renderStmts(s.then, d, indent + "  ")}${indent}}`;
         out += s.else?.length ? ` else {\n${renderStmts(s.else, d, indent + "  ")}${indent}}\n` : "\n";

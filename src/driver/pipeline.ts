@@ -10,6 +10,9 @@ import { importOnnx, type Imported } from "../frontend/onnx/import.js";
 import type { Graph } from "../graph/ir.js";
 import { eliminateDeadNodes } from "../graph/passes/eliminate-dead-nodes.js";
 import { foldConstants } from "../graph/passes/fold-constants.js";
+import { eliminateIdentity } from "../graph/passes/eliminate-identity.js";
+import { foldBatchnorm } from "../graph/passes/fold-batchnorm.js";
+import { fuse } from "../graph/passes/fuse.js";
 import { inferShapes } from "../graph/passes/infer-shapes.js";
 import { planMemory, type MemoryPlan } from "../graph/passes/plan-memory.js";
 import { printGraph } from "../graph/print.js";
@@ -34,6 +37,8 @@ export interface PipelineOptions {
   dump?: (title: string, text: string) => void;
   stopAfter?: "graph" | "loop" | "codegen";
   extraCflags?: string[];
+  /** false: no fusion passes, one kernel per node (--no-fuse) */
+  fuse?: boolean;
   /** where weights go; "auto" writes weights.bin above EMBED_LIMIT bytes */
   weights?: "embed" | "file" | "auto";
 }
@@ -41,7 +46,8 @@ export interface PipelineOptions {
 /** Above this many weight bytes the C source would be too large to compile comfortably. */
 export const EMBED_LIMIT = 16 * 1024 * 1024;
 
-type GraphPass = { name: string; run: (g: Graph) => Graph };
+/** `fusion` passes are skipped under --no-fuse, which keeps one kernel per ONNX node. */
+type GraphPass = { name: string; run: (g: Graph) => Graph; fusion?: boolean };
 
 /**
  * The graph pipeline, in order. Shape inference and constant folding alternate until the graph
@@ -51,6 +57,9 @@ export const GRAPH_PASSES: GraphPass[] = [
   { name: "infer-shapes", run: inferShapes },
   { name: "fold-constants", run: foldConstants },
   { name: "eliminate-dead-nodes", run: eliminateDeadNodes },
+  { name: "eliminate-identity", run: eliminateIdentity, fusion: true },
+  { name: "fold-batchnorm", run: foldBatchnorm, fusion: true },
+  { name: "fuse", run: (g) => fuse(g), fusion: true },
 ];
 
 export const LOOP_PASSES: { name: string; run: (p: Program) => Program }[] = [{ name: "simplify", run: simplify }];
@@ -64,7 +73,7 @@ export function backendFor(t: Target): Backend<unknown> {
 const signature = (g: Graph) =>
   `${g.nodes.length}:${[...g.values.values()].filter((v) => v.shape).length}:${[...g.values.values()].filter((v) => v.data).length}`;
 
-export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter" | "dump">): Graph & { memory: MemoryPlan } {
+export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter" | "dump" | "fuse">): Graph & { memory: MemoryPlan } {
   const want = (name: string) => opts.dumpAfter?.includes(name) || opts.dumpAfter?.includes("all");
   const [infer, fold, ...rest] = GRAPH_PASSES;
   for (let round = 0, before = ""; round < 64 && before !== signature(g); round++) {
@@ -74,6 +83,7 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
   if (want(infer.name)) opts.dump?.(`after:${infer.name}`, printGraph(g));
   if (want(fold.name)) opts.dump?.(`after:${fold.name}`, printGraph(g));
   for (const p of rest) {
+    if (p.fusion && opts.fuse === false) continue;
     g = p.run(g);
     if (want(p.name)) opts.dump?.(`after:${p.name}`, printGraph(g));
   }

@@ -17,6 +17,18 @@ export interface Value {
   data?: Tensor;
 }
 
+/** A fused kernel's content (see passes/fuse.ts). */
+export interface Fusion {
+  /** the member nodes, in execution order */
+  body: Node[];
+  /** the member whose kernel runs; the other members are computed inside it */
+  anchor: string;
+  /** members applied to the anchor's result on its way to memory, in order */
+  epilogue: string[];
+  /** why these nodes were fused, for dumps and inspect */
+  reason: string;
+}
+
 export interface Node {
   name: string;
   op: string;
@@ -26,6 +38,8 @@ export interface Node {
   inputs: string[];
   outputs: string[];
   attrs: Record<string, AttrValue>;
+  /** set on op "Fused" nodes */
+  fused?: Fusion;
 }
 
 export interface Graph {

@@ -55,11 +55,18 @@ export const un = (op: UnOp, a: Expr): Expr => ({ k: "un", op, a, dtype: op === 
 export const select = (c: Expr, a: Expr, b: Expr): Expr => ({ k: "select", c, a, b, dtype: a.dtype });
 export const cast = (a: Expr, dtype: DType): Expr => (a.dtype === dtype ? a : isC(a) && typeof a.v === "number" && dtype !== "bool" && dtype !== "float16" ? cst(a.v, dtype) : { k: "cast", a, dtype });
 
-/** A tensor as a lowering sees it: a buffer name with dtype and logical shape. */
+/**
+ * A tensor as a lowering sees it: a buffer name with dtype and logical shape. Fusion gives a Ref
+ * hooks instead of memory: `at` computes the value at an index (an inlined producer), `put` says
+ * what storing a value becomes (an epilogue applied on the way out). Lowerings that read and write
+ * through load/store fuse without knowing it.
+ */
 export interface Ref {
   buf: string;
   dtype: DType;
   shape: number[];
+  at?: (idx: Expr[]) => Expr;
+  put?: (idx: Expr[], val: Expr) => Stmt;
 }
 
 /** Row-major flat index of `idx` in `shape`. */
@@ -68,10 +75,19 @@ export function flat(shape: readonly number[], idx: Expr[]): Expr {
   return idx.reduce<Expr>((acc, e, d) => add(acc, mul(e, int(st[d]))), int(0));
 }
 
-export const load = (r: Ref, idx: Expr[]): Expr => ({ k: "load", buf: r.buf, idx: flat(r.shape, idx), dtype: r.dtype });
-export const loadFlat = (r: Ref, i: Expr): Expr => ({ k: "load", buf: r.buf, idx: i, dtype: r.dtype });
-export const store = (r: Ref, idx: Expr[], val: Expr): Stmt => ({ k: "store", buf: r.buf, idx: flat(r.shape, idx), val: cast(val, r.dtype) });
-export const storeFlat = (r: Ref, i: Expr, val: Expr): Stmt => ({ k: "store", buf: r.buf, idx: i, val: cast(val, r.dtype) });
+/** The multi-dimensional index of flat position `i` in `shape` (for hooks behind flat accesses). */
+export function unflat(shape: readonly number[], i: Expr): Expr[] {
+  const st = strides(shape);
+  return shape.map((d, k) => (d === 1 ? int(0) : k === 0 ? div(i, int(st[k])) : mod(div(i, int(st[k])), int(d))));
+}
+
+export const load = (r: Ref, idx: Expr[]): Expr =>
+  r.at ? cast(r.at(idx), r.dtype) : { k: "load", buf: r.buf, idx: flat(r.shape, idx), dtype: r.dtype };
+export const loadFlat = (r: Ref, i: Expr): Expr => (r.at ? load(r, unflat(r.shape, i)) : { k: "load", buf: r.buf, idx: i, dtype: r.dtype });
+export const store = (r: Ref, idx: Expr[], val: Expr): Stmt =>
+  r.put ? r.put(idx, cast(val, r.dtype)) : { k: "store", buf: r.buf, idx: flat(r.shape, idx), val: cast(val, r.dtype) };
+export const storeFlat = (r: Ref, i: Expr, val: Expr): Stmt =>
+  r.put ? store(r, unflat(r.shape, i), val) : { k: "store", buf: r.buf, idx: i, val: cast(val, r.dtype) };
 
 /** Reads `r` at an output index under numpy broadcasting (size-1 and missing leading dims read index 0). */
 export function loadBroadcast(r: Ref, outIdx: Expr[]): Expr {

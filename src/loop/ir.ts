@@ -27,7 +27,9 @@ export type Stmt =
   | { k: "store"; buf: string; idx: Expr; val: Expr }
   | { k: "let"; name: string; dtype: DType; val: Expr }
   | { k: "set"; name: string; val: Expr }
-  | { k: "if"; c: Expr; then: Stmt[]; else?: Stmt[] };
+  | { k: "if"; c: Expr; then: Stmt[]; else?: Stmt[] }
+  /** a nested scope: its locals are invisible after it (fused epilogues use one per store) */
+  | { k: "block"; body: Stmt[] };
 
 export type BufferKind = "input" | "output" | "weight" | "arena";
 
@@ -80,6 +82,7 @@ export function touched(body: Stmt[]): { reads: Set<string>; writes: Set<string>
       if (s.k === "for") st(s.body);
       else if (s.k === "store") (writes.add(s.buf), ex(s.idx), ex(s.val));
       else if (s.k === "let" || s.k === "set") ex(s.val);
+      else if (s.k === "block") st(s.body);
       else (ex(s.c), st(s.then), st(s.else ?? []));
     }
   };

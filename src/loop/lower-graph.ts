@@ -1,14 +1,67 @@
 import { EdgecError } from "../core/diag.js";
-import type { Graph } from "../graph/ir.js";
+import type { Graph, Node } from "../graph/ir.js";
 import type { MemoryPlan } from "../graph/passes/plan-memory.js";
-import { Names, nest, load, store, type Ref } from "./build.js";
-import { touched, type Buffer, type BufferKind, type Kernel, type Program } from "./ir.js";
-import { LOWERINGS } from "./lower/index.js";
+import type { DType } from "../core/dtype.js";
+import { Names, cst, let_, load, nest, store, vr, type Ref } from "./build.js";
+import { touched, type Buffer, type BufferKind, type Expr, type Kernel, type Program, type Stmt } from "./ir.js";
+import { AT, LOWERINGS } from "./lower/index.js";
 
 /** Ops of the graph that the loop layer cannot lower, one entry per node. */
 export function unloweredOps(g: Graph): string[] {
-  return g.nodes.filter((n) => !LOWERINGS[n.op]).map((n) => `${n.op} (opset ${n.opset}) at node '${n.name}'`);
+  const ok = (n: Node): boolean => (n.fused ? n.fused.body.every(ok) : n.op === "View" || !!LOWERINGS[n.op]);
+  return g.nodes.filter((n) => !ok(n)).map((n) => `${n.op} (opset ${n.opset}) at node '${n.name}'`);
 }
+
+type Resolve = (value: string) => Ref & { data?: Buffer["data"] };
+
+/**
+ * One fused group as one kernel: the anchor's own lowering runs with hooked Refs. Inputs produced
+ * by inlined members are computed where the anchor reads them (their `at` form); the anchor's
+ * result, when the group has an epilogue, goes through the epilogue members (each bound to a local)
+ * and only the last one's value is stored.
+ */
+function lowerFused(n: Node, refOf: Resolve, names: Names): Stmt[] {
+  const f = n.fused!;
+  const producer = new Map<string, Node>();
+  for (const m of f.body) for (const o of m.outputs) if (o) producer.set(o, m);
+  const anchor = f.body.find((m) => m.name === f.anchor)!;
+  const epilogue = f.epilogue.map((e) => f.body.find((m) => m.name === e)!);
+  const shell = (v: string) => ({ buf: "", dtype: refOf(v).dtype, shape: refOf(v).shape });
+  const refIn = (v: string, env: Map<string, Ref>): Ref | undefined => {
+    if (!v) return undefined;
+    const bound = env.get(v);
+    if (bound) return bound;
+    const p = producer.get(v);
+    if (!p || p === anchor || epilogue.includes(p)) return refOf(v);
+    const at = (idx: Expr[]) => AT[p.op]({ node: p, ins: p.inputs.map((i) => refIn(i, env)), outs: [shell(v)], names })(idx);
+    return { ...shell(v), at };
+  };
+  const local = (v: string, name: string): Ref => ({ ...shell(v), at: () => vr(name, refOf(v).dtype) });
+  const viaEpilogue = (o: string): Ref => ({
+    ...shell(o),
+    put: (idx, val) => {
+      const body: Stmt[] = [];
+      const env = new Map<string, Ref>();
+      const bind = (v: string, e: Expr) => {
+        const name = names.next("e");
+        body.push(let_(name, refOf(v).dtype, e));
+        env.set(v, local(v, name));
+      };
+      bind(o, val);
+      epilogue.forEach((e, k) => {
+        const value = AT[e.op]({ node: e, ins: e.inputs.map((i) => refIn(i, env)), outs: [shell(e.outputs[0])], names })(idx);
+        if (k === epilogue.length - 1) body.push(store(refOf(e.outputs[0]), idx, value));
+        else bind(e.outputs[0], value);
+      });
+      return { k: "block", body };
+    },
+  });
+  const ins = anchor.inputs.map((i) => refIn(i, new Map()));
+  const outs = anchor.outputs.map((o) => (!o ? { buf: "", dtype: "float32" as const, shape: [] } : epilogue.length ? viaEpilogue(o) : refOf(o)));
+  return LOWERINGS[anchor.op]({ node: anchor, ins, outs, names });
+}
+
+const SCALAR_LITERAL = new Set<DType>(["float32", "float64", "int32", "int8", "uint8", "int16", "uint16", "bool"]);
 
 const ident = (s: string) => s.replace(/[^A-Za-z0-9_]/g, "_").replace(/^(?=\d)/, "_").slice(0, 40);
 
@@ -46,7 +99,11 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }): Program {
     else copies.push([o, b]);
     return b;
   });
-  const refOf = (value: string): Ref & { data?: Buffer["data"] } => {
+  // A View's value is its input's memory read with another shape.
+  const views = new Map<string, string>();
+  const refOf: Resolve = (value) => {
+    const base = views.get(value);
+    if (base !== undefined) return { ...refOf(base), shape: g.values.get(value)!.shape! };
     let b = byValue.get(value);
     if (!b) {
       const v = g.values.get(value)!;
@@ -54,15 +111,27 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }): Program {
       byValue.set(value, b);
     }
     const buf = buffers.get(b)!;
-    return { buf: b, dtype: buf.dtype, shape: buf.shape, data: buf.data };
+    const ref = { buf: b, dtype: buf.dtype, shape: buf.shape, data: buf.data };
+    // A one-element constant (Clip bounds, a scale) reads as a literal; its weight array then goes unused.
+    return buf.data && buf.data.data.length === 1 && SCALAR_LITERAL.has(buf.dtype) ? { ...ref, at: () => cst(Number(buf.data!.data[0]), buf.dtype) } : ref;
   };
 
   g.nodes.forEach((n, k) => {
-    const ins = n.inputs.map((i) => (i ? refOf(i) : undefined));
-    const outs = n.outputs.map((o) => (o ? refOf(o) : { buf: "", dtype: "float32" as const, shape: [] }));
-    const body = LOWERINGS[n.op]({ node: n, ins, outs, names: new Names() });
+    if (n.op === "View") {
+      views.set(n.outputs[0], n.inputs[0]);
+      return;
+    }
+    const names = new Names();
+    let body: Stmt[];
+    if (n.fused) body = lowerFused(n, refOf, names);
+    else {
+      const ins = n.inputs.map((i) => (i ? refOf(i) : undefined));
+      const outs = n.outputs.map((o) => (o ? refOf(o) : { buf: "", dtype: "float32" as const, shape: [] }));
+      body = LOWERINGS[n.op]({ node: n, ins, outs, names });
+    }
     const { reads, writes } = touched(body);
-    kernels.push({ name: `k${k}_${ident(n.op)}`, node: n.name, op: n.op, params: [...new Set([...reads, ...writes])], writes: [...writes], body });
+    const op = n.fused ? `fused_${n.fused.body.find((m) => m.name === n.fused!.anchor)!.op}` : n.op;
+    kernels.push({ name: `k${k}_${ident(op)}`, node: n.name, op: n.fused ? `Fused(${n.fused.body.map((m) => m.op).join(",")})` : n.op, params: [...new Set([...reads, ...writes])], writes: [...writes], body });
   });
   for (const [value, outBuf] of copies) {
     const src = refOf(value);

@@ -21,6 +21,7 @@ function stmts(ss: Stmt[], ind: string): string {
         case "store": return `${ind}${s.buf}[${expr(s.idx)}] = ${expr(s.val)}\n`;
         case "let": return `${ind}${s.dtype} ${s.name} = ${expr(s.val)}\n`;
         case "set": return `${ind}${s.name} = ${expr(s.val)}\n`;
+        case "block": return `${ind}{\n${stmts(s.body, ind + "  ")}${ind}}\n`;
         case "if": return `${ind}if ${expr(s.c)} {\n${stmts(s.then, ind + "  ")}${ind}}${s.else?.length ? ` else {\n${stmts(s.else, ind + "  ")}${ind}}` : ""}\n`;
       }
     })

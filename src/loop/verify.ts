@@ -33,6 +33,10 @@ export function verifyLoop(p: Program): void {
         } else if (s.k === "let") {
           ex(s.val);
           scope.add(s.name);
+        } else if (s.k === "block") {
+          const before = new Set(scope);
+          st(s.body);
+          for (const v of [...scope]) if (!before.has(v)) scope.delete(v);
         } else if (s.k === "set") {
           if (!scope.has(s.name)) fail(`assigns unbound ${s.name}`);
           ex(s.val);

@@ -280,6 +280,11 @@ function checkIndexType(n: Node, d: DType): void {
 const ones = (dtype: DType, shape: number[]) => fromNumbers(dtype, shape, new Array<number>(numel(shape)).fill(1));
 
 export const MOVEMENT_OPS: Record<string, OpDef> = {
+  /** Made by fusion from Reshape-like ops: the input's memory seen with another shape (attrs.shape). */
+  View: {
+    infer: (n, [x]) => [same(x, n.attrs.shape as number[], n)],
+    eval: (n, [x]) => [withShape(x!, n.attrs.shape as number[])],
+  },
   Reshape: {
     constInputs: [1],
     infer(n, [x, s]) {

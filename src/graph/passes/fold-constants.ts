@@ -14,7 +14,7 @@ export function foldConstants(g: Graph): Graph {
   const values = new Map(g.values);
   const nodes: Node[] = [];
   for (const n of g.nodes) {
-    const def = OPS[n.op];
+    const def = OPS[n.op] ?? {};
     const ins = n.inputs.map((i) => (i ? values.get(i) : undefined));
     const ready = def.eval && ins.every((v, k) => !n.inputs[k] || (def.shapeOnly ? v?.shape : v?.data));
     const small = n.outputs.every((o) => !o || (values.get(o)?.shape && numel(values.get(o)!.shape!) <= MAX_FOLD_ELEMENTS));

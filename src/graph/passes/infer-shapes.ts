@@ -12,7 +12,7 @@ export function inferShapes(g: Graph): Graph {
     if (n.outputs.every((o) => !o || values.get(o)?.shape)) continue;
     const ins = n.inputs.map((i) => (i ? values.get(i) : undefined));
     if (ins.some((v, k) => n.inputs[k] && !v?.shape)) continue;
-    const outs = OPS[n.op].infer(n, ins);
+    const outs = OPS[n.op]?.infer(n, ins);
     if (!outs) continue;
     n.outputs.forEach((o, k) => {
       if (!o || !outs[k]) return;

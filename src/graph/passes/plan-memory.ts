@@ -13,7 +13,7 @@ export interface MemoryPlan {
 /**
  * A first static plan, in three steps:
  * 1. lifetimes: each intermediate (not an input, output or constant) lives from the node that
- *    writes it to the last node that reads it, in the graph's node order;
+ *    writes it to the last node that reads it or a View of it, in the graph's node order;
  * 2. order: largest first (greedy by size);
  * 3. placement: each buffer goes to the lowest 64-byte-aligned offset that overlaps no placed
  *    buffer whose lifetime intersects its own.
@@ -21,10 +21,14 @@ export interface MemoryPlan {
  */
 export function planMemory(g: Graph): Graph & { memory: MemoryPlan } {
   const external = new Set([...g.inputs, ...g.outputs]);
+  // A View's value is its input's memory: reading it keeps the input alive.
+  const base = new Map<string, string>();
+  const root = (v: string): string => (base.has(v) ? root(base.get(v)!) : v);
   const life = new Map<string, [number, number]>();
   g.nodes.forEach((n, i) => {
-    for (const o of n.outputs) if (o && !external.has(o) && !g.values.get(o)?.data) life.set(o, [i, i]);
-    for (const x of n.inputs) if (x && life.has(x)) life.get(x)![1] = i;
+    if (n.op === "View") base.set(n.outputs[0], n.inputs[0]);
+    else for (const o of n.outputs) if (o && !external.has(o) && !g.values.get(o)?.data) life.set(o, [i, i]);
+    for (const x of n.inputs) if (x && life.has(root(x))) life.get(root(x))![1] = i;
   });
   const bytes = (name: string) => {
     const v = g.values.get(name)!;

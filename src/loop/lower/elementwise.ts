@@ -1,11 +1,12 @@
 import { isFloat, type DType } from "../../core/dtype.js";
 import { attrNum, attrStr, type Node } from "../../graph/ir.js";
 import {
-  add, and, bin, cast, cst, div, eq, gt, ge, le, loadBroadcast, lt, max, min, mul, nest, or, select, store, sub, un,
+  add, and, bin, cast, cst, div, eq, gt, ge, le, loadBroadcast, lt, max, min, mul, or, select, sub, un,
   type Ref,
 } from "../build.js";
 import type { Expr } from "../ir.js";
 import type { LowerCtx, Lowering } from "./types.js";
+import { fromAt, type At } from "./at.js";
 
 /** Arithmetic type for an input: float16 computes in float32, everything else in its own type. */
 const work = (d: DType): DType => (d === "float16" ? "float32" : d);
@@ -78,17 +79,18 @@ const SCALAR: Record<string, Scalar> = {
   Where: ([cond, a, b]) => select(truthy(cond), a, b),
 };
 
-/** One kernel per elementwise node: a loop nest over the output, inputs read with broadcasting. */
-function lowerElementwise(fn: Scalar): Lowering {
-  return ({ node, ins, outs, names }: LowerCtx) => {
-    const out = outs[0];
-    return nest(names, out.shape, (idx) => {
-      const xs = ins.map((r: Ref | undefined) => (r ? cast(loadBroadcast(r, idx), work(r.dtype)) : undefined));
-      return [store(out, idx, fn(xs as Expr[], node))];
-    });
+/** An elementwise node's value at an output index: its inputs read with broadcasting, then the scalar op. */
+const elementwiseAt =
+  (fn: Scalar): At =>
+  ({ node, ins }: LowerCtx) =>
+  (idx) => {
+    const xs = ins.map((r: Ref | undefined) => (r ? cast(loadBroadcast(r, idx), work(r.dtype)) : undefined));
+    return fn(xs as Expr[], node);
   };
-}
 
+export const ELEMENTWISE_AT: Record<string, At> = Object.fromEntries(Object.entries(SCALAR).map(([op, fn]) => [op, elementwiseAt(fn)]));
+
+/** One kernel per elementwise node: a loop nest over the output. */
 export const ELEMENTWISE_LOWERINGS: Record<string, Lowering> = Object.fromEntries(
-  Object.entries(SCALAR).map(([op, fn]) => [op, lowerElementwise(fn)]),
+  Object.entries(ELEMENTWISE_AT).map(([op, at]) => [op, fromAt(at)]),
 );

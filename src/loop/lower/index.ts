@@ -5,6 +5,12 @@ import { QUANT_LOWERINGS } from "./quant.js";
 import { REDUCE_LOWERINGS } from "./reduce.js";
 import { RESIZE_LOWERINGS } from "./resize.js";
 import type { Lowering } from "./types.js";
+import type { At } from "./at.js";
+import { ELEMENTWISE_AT } from "./elementwise.js";
+import { MOVEMENT_AT } from "./movement.js";
+
+/** Expression forms of the ops fusion may inline (see graph/passes/select-fusion.ts). */
+export const AT: Record<string, At> = { ...ELEMENTWISE_AT, ...MOVEMENT_AT };
 
 /** Every op the loop layer can lower, by canonical op type. */
 export const LOWERINGS: Record<string, Lowering> = {

@@ -10,6 +10,7 @@ import {
 } from "../build.js";
 import type { Expr, Stmt } from "../ir.js";
 import type { Lowering } from "./types.js";
+import { fromAt, type At } from "./at.js";
 
 /**
  * Data-movement lowerings: every kernel is a plain copy loop over an output, reading the source
@@ -30,13 +31,13 @@ const copyLowering: Lowering = ({ ins: [x], outs: [out], names }) => flatCopy(na
 const fill = (names: Names, out: Ref, v: Expr): Stmt[] => nest(names, out.shape, (idx) => [store(out, idx, v)]);
 
 /** Transpose: out[i0..ir] = x at the index whose axis perm[d] is i_d. */
-const transpose: Lowering = ({ node, ins: [x], outs: [out], names }) => {
+const transposeAt: At = ({ node, ins: [x] }) => {
   const perm = transposePerm(node, x!.shape.length);
-  return nest(names, out.shape, (idx) => {
+  return (idx) => {
     const src = new Array<Expr>(perm.length);
     perm.forEach((p, d) => (src[p] = idx[d]));
-    return [store(out, idx, load(x!, src))];
-  });
+    return load(x!, src);
+  };
 };
 
 /** Concat: one loop nest per input, writing its slab at that input's offset along the axis. */
@@ -46,6 +47,17 @@ const concat: Lowering = ({ node, ins, outs: [out], names }) => {
   return xs.flatMap((x, k) =>
     nest(names, x.shape, (idx) => [store(out, idx.map((e, d) => (d === axis ? add(e, int(offsets[k])) : e)), load(x, idx))]),
   );
+};
+
+/** Concat read at one output index: the input whose slab holds it along the axis (a chain of `?:`). */
+const concatAt: At = ({ node, ins }) => {
+  const xs = ins as Ref[];
+  const { axis, offsets } = concatLayout(node, xs.map((x) => x.shape));
+  return (idx) =>
+    xs.reduceRight<Expr | undefined>((rest, x, k) => {
+      const v = load(x, idx.map((e, d) => (d === axis ? sub(e, int(offsets[k])) : e)));
+      return rest ? select(lt(idx[axis], int(offsets[k] + x.shape[axis])), v, rest) : v;
+    }, undefined)!;
 };
 
 /** Split: one loop nest per requested output, reading its slab at that output's offset along the axis. */
@@ -61,10 +73,10 @@ const split: Lowering = ({ node, ins: [x, s], outs, names }) => {
 };
 
 /** Slice: source index along each axis is start + i * step (ranges were clamped at compile time). */
-const slice: Lowering = ({ node, ins: [x, s, e, a, st], outs: [out], names }) => {
+const sliceAt: At = ({ node, ins: [x, s, e, a, st] }) => {
   const ints = (r: typeof s) => (r?.data ? toNumbers(r.data) : undefined);
   const { start, step } = sliceRanges(node, x!.shape, ints(s)!, ints(e)!, ints(a), ints(st));
-  return nest(names, out.shape, (idx) => [store(out, idx, load(x!, idx.map((v, d) => add(int(start[d]), mul(v, int(step[d]))))))]);
+  return (idx) => load(x!, idx.map((v, d) => add(int(start[d]), mul(v, int(step[d])))));
 };
 
 /**
@@ -90,16 +102,26 @@ const gather: Lowering = ({ node, ins: [x, ind], outs: [out], names }) => {
   });
 };
 
+/** Gather as an expression (for inlining): the index load is repeated instead of kept in a local. */
+const gatherAt: At = ({ node, ins: [x, ind] }) => {
+  const { axis } = gatherShape(node, x!.shape, ind!.shape);
+  const q = ind!.shape.length;
+  const d = x!.shape[axis];
+  const it = ind!.dtype;
+  return (idx) => {
+    const raw = load(ind!, idx.slice(axis, axis + q));
+    const k = select(lt(raw, cst(0, it)), add(raw, cst(d, it)), raw);
+    const src = [...idx.slice(0, axis), cast(k, "int32"), ...idx.slice(axis + q)];
+    return select(and(ge(k, cst(0, it)), lt(k, cst(d, it))), load(x!, src), cst(0, x!.dtype));
+  };
+};
+
 /** Expand: numpy broadcasting read of the input at each output index. */
-const expand: Lowering = ({ ins: [x], outs: [out], names }) =>
-  nest(names, out.shape, (idx) => [store(out, idx, loadBroadcast(x!, idx))]);
+const expandAt: At = ({ ins: [x] }) => (idx) => loadBroadcast(x!, idx);
 
 /** Tile: source index along each axis is the output index modulo the input size. */
-const tile: Lowering = ({ ins: [x], outs: [out], names }) =>
-  nest(names, out.shape, (idx) => {
-    const src = x!.shape.map((d, i) => (d === 1 ? int(0) : d === out.shape[i] ? idx[i] : mod(idx[i], int(d))));
-    return [store(out, idx, load(x!, src))];
-  });
+const tileAt: At = ({ ins: [x], outs: [out] }) => (idx) =>
+  load(x!, x!.shape.map((d, i) => (d === 1 ? int(0) : d === out.shape[i] ? idx[i] : mod(idx[i], int(d)))));
 
 /**
  * Source index along one axis for padded position i = o - before (o the output index). Offsets
@@ -122,6 +144,19 @@ function padIndex(mode: PadMode, i: Expr, d: number, before: number, after: numb
     }
   }
 }
+
+/** Constant-mode Pad as an expression: the fill value outside the input, a guarded read inside. */
+const padConstantAt: At = ({ node, ins: [x, p, c, a] }) => {
+  const { mode, before, after } = padAmounts(node, x!.shape, toNumbers(p!.data!), a?.data ? toNumbers(a.data) : undefined);
+  if (mode !== "constant") throw new Error(`internal: only constant Pad is inlined, not ${mode}`);
+  const padValue = c && numel(c.shape) > 0 ? (c.data ? literal(c.data) : loadFlat(c, int(0))) : cst(0, x!.dtype);
+  return (idx) => {
+    const src = x!.shape.map((_, k) => sub(idx[k], int(before[k])));
+    const inside = src.flatMap((i, k) => [...(before[k] > 0 ? [ge(i, int(0))] : []), ...(after[k] > 0 ? [lt(i, int(x!.shape[k]))] : [])]);
+    const v = load(x!, src);
+    return inside.length ? select(inside.reduce(and), v, padValue) : v;
+  };
+};
 
 /**
  * Pad: each output element reads the source index given by the mode (reflect, edge, wrap); in
@@ -201,13 +236,13 @@ export const MOVEMENT_LOWERINGS: Record<string, Lowering> = {
   Flatten: copyLowering,
   Squeeze: copyLowering,
   Unsqueeze: copyLowering,
-  Transpose: transpose,
+  Transpose: fromAt(transposeAt),
   Concat: concat,
   Split: split,
-  Slice: slice,
+  Slice: fromAt(sliceAt),
   Gather: gather,
-  Expand: expand,
-  Tile: tile,
+  Expand: fromAt(expandAt),
+  Tile: fromAt(tileAt),
   Pad: pad,
   DepthToSpace: depthToSpace,
   SpaceToDepth: spaceToDepth,
@@ -216,4 +251,15 @@ export const MOVEMENT_LOWERINGS: Record<string, Lowering> = {
   ConstantOfShape: constantOfShape,
   Range: range,
   Dropout: dropout,
+};
+
+/** Expression forms of the index-only ops, for inlining into consumers (Pad only in constant mode). */
+export const MOVEMENT_AT: Record<string, At> = {
+  Transpose: transposeAt,
+  Concat: concatAt,
+  Slice: sliceAt,
+  Gather: gatherAt,
+  Expand: expandAt,
+  Tile: tileAt,
+  Pad: padConstantAt,
 };

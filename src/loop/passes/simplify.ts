@@ -59,6 +59,11 @@ function stmts(ss: Stmt[], env: Map<string, Expr>): Stmt[] {
       case "set":
         out.push({ ...s, val: expr(s.val, env) });
         break;
+      case "block": {
+        const body = stmts(s.body, env);
+        if (body.length) out.push({ ...s, body });
+        break;
+      }
       case "if": {
         const c = expr(s.c, env);
         if (c.k === "const") out.push(...stmts(c.v ? s.then : s.else ?? [], env));

@@ -1,0 +1,160 @@
+import { attrStr, consumers, type Graph, type Node } from "../ir.js";
+import { ELEMENTWISE_OPS } from "../ops/elementwise.js";
+
+/**
+ * Decides what fuses (the apply step is fuse.ts). Memory-intensive ops never get a kernel of their
+ * own when a neighbour can absorb them:
+ * 1. views: Reshape-like ops become aliases of their input's memory (no copy);
+ * 2. inlining: an elementwise or index-only producer is computed inside each consumer that reads
+ *    it, instead of being written and read back, when the rules below say recomputation is cheap;
+ * 3. epilogues: an elementwise consumer that is the only reader of a kernel's result is applied to
+ *    each result before it is stored (Conv → Clip, MatMul → Add → Gelu, ReduceMean → Sqrt, ...).
+ * The decision is data: one group per kernel, with the reason it was formed.
+ */
+export interface FusionGroup {
+  /** the member whose lowering runs */
+  anchor: string;
+  /** every member, in graph order (the anchor, producers inlined into it, epilogue members and their inlined producers) */
+  members: string[];
+  epilogue: string[];
+  /** the one value the group writes to memory */
+  output: string;
+  reason: string;
+}
+
+export interface FusionDecision {
+  /** nodes that become aliases of their input */
+  views: string[];
+  groups: FusionGroup[];
+}
+
+export const VIEW_OPS = new Set(["Reshape", "Flatten", "Squeeze", "Unsqueeze"]);
+
+/** Ops whose value at an index is a read of one input element: inlined at no arithmetic cost. */
+const INDEX_OPS: Record<string, (n: Node) => boolean> = {
+  Transpose: () => true,
+  Slice: () => true,
+  Expand: () => true,
+  Tile: () => true,
+  Gather: () => true,
+  Concat: () => true,
+  Pad: (n) => attrStr(n, "mode", "constant") === "constant",
+};
+
+/** How many times a consumer reads each element of its inputs; inlining multiplies a producer's cost by this. */
+const READS_FEW = new Set(["Softmax", "LogSoftmax", "LayerNormalization", "InstanceNormalization"]);
+const READS_ONCE = new Set([
+  "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSumExp",
+  "ReduceSumSquare", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Split",
+]);
+const reads = (op: string): "once" | "few" | "many" =>
+  ELEMENTWISE_OPS[op] || INDEX_OPS[op] || READS_ONCE.has(op) ? "once" : READS_FEW.has(op) ? "few" : "many";
+
+/** Limits that keep inlined expressions small: arithmetic ops per element, consumers sharing a producer. */
+const MAX_COST = { once: 24, few: 2, many: 0 };
+const MAX_SHARING = 2;
+
+export const isElementwise = (n: Node) => !!ELEMENTWISE_OPS[n.op];
+export const isIndexOnly = (n: Node) => !!INDEX_OPS[n.op]?.(n);
+
+export function selectFusion(g: Graph): FusionDecision {
+  const uses = consumers(g);
+  const graphOutputs = new Set(g.outputs);
+  const byOutput = new Map<string, Node>();
+  for (const n of g.nodes) for (const o of n.outputs) if (o) byOutput.set(o, n);
+  const isConst = (v: string) => !!g.values.get(v)?.data;
+  const shapeOf = (v: string) => g.values.get(v)!.shape!.join("x");
+
+  const views = g.nodes.filter(
+    (n) => VIEW_OPS.has(n.op) && !graphOutputs.has(n.outputs[0]) && !isConst(n.inputs[0]) && !g.inputs.includes(n.outputs[0]),
+  );
+  const viewSet = new Set(views.map((n) => n.name));
+
+  // 2. Inlining, in graph order so a producer's own inlined inputs are already costed.
+  const inlined = new Set<string>();
+  const cost = new Map<string, number>();
+  for (const n of g.nodes) {
+    const out = n.outputs[0];
+    if (n.outputs.length !== 1 || !out || graphOutputs.has(out) || viewSet.has(n.name)) continue;
+    const own = isElementwise(n) ? 1 : isIndexOnly(n) ? 0 : undefined;
+    if (own === undefined) continue;
+    const readers = uses.get(out) ?? [];
+    if (!readers.length || readers.length > MAX_SHARING || readers.some((r) => viewSet.has(r.name))) continue;
+    const c = own + n.inputs.reduce((s, i) => s + (inlined.has(i) ? cost.get(i)! : 0), 0);
+    const limit = Math.min(...readers.map((r) => MAX_COST[reads(r.op)]));
+    if (c > limit) continue;
+    inlined.add(out);
+    cost.set(out, c);
+  }
+
+  /** Materialized nodes that read `v`, directly or through inlined producers. */
+  const effectiveReaders = (v: string, seen = new Set<Node>()): Node[] => {
+    for (const r of uses.get(v) ?? []) {
+      if (inlined.has(r.outputs[0])) effectiveReaders(r.outputs[0], seen);
+      else seen.add(r);
+    }
+    return [...seen];
+  };
+  /** Whether every path from v to `to` runs through same-shape elementwise nodes (same index on both ends). */
+  const elementwisePath = (v: string, to: Node): boolean =>
+    (uses.get(v) ?? []).every(
+      (r) => r === to || (inlined.has(r.outputs[0]) && isElementwise(r) && shapeOf(r.outputs[0]) === shapeOf(v) && elementwisePath(r.outputs[0], to)),
+    );
+
+  // 3. Epilogues: chains of elementwise nodes after a kernel that are its result's only readers.
+  const epilogueOf = new Map<string, string[]>();
+  const taken = new Set<string>();
+  const roots = g.nodes.filter((n) => !viewSet.has(n.name) && !n.outputs.every((o) => !o || inlined.has(o)));
+  for (const n of roots) {
+    if (taken.has(n.name) || n.outputs.filter(Boolean).length !== 1) continue;
+    const chain: string[] = [];
+    let v = n.outputs[0];
+    for (;;) {
+      if (graphOutputs.has(v)) break;
+      const readers = effectiveReaders(v);
+      const e = readers[0];
+      if (readers.length !== 1 || !isElementwise(e) || taken.has(e.name) || shapeOf(e.outputs[0]) !== shapeOf(v) || !elementwisePath(v, e)) break;
+      chain.push(e.name);
+      taken.add(e.name);
+      v = e.outputs[0];
+    }
+    if (chain.length) epilogueOf.set(n.name, chain);
+  }
+
+  // Groups: each remaining root, with what is inlined into it and its epilogue.
+  const nodeByName = new Map(g.nodes.map((n) => [n.name, n]));
+  const order = new Map(g.nodes.map((n, i) => [n.name, i]));
+  const producersOf = (n: Node, acc: Set<string>) => {
+    for (const i of n.inputs) {
+      if (!i || !inlined.has(i)) continue;
+      const p = byOutput.get(i)!;
+      if (!acc.has(p.name)) {
+        acc.add(p.name);
+        producersOf(p, acc);
+      }
+    }
+  };
+  const groups: FusionGroup[] = [];
+  for (const n of roots) {
+    if (taken.has(n.name)) continue;
+    const epilogue = epilogueOf.get(n.name) ?? [];
+    const members = new Set([n.name, ...epilogue]);
+    for (const m of [...members]) producersOf(nodeByName.get(m)!, members);
+    if (members.size === 1) continue;
+    const inl = [...members].filter((m) => m !== n.name && !epilogue.includes(m)).map((m) => nodeByName.get(m)!.op);
+    const reason = [
+      `${n.op} kernel`,
+      inl.length ? `inlined producers [${inl.join(", ")}]` : "",
+      epilogue.length ? `epilogue [${epilogue.map((m) => nodeByName.get(m)!.op).join(", ")}]` : "",
+    ].filter(Boolean).join(", ");
+    const last = epilogue.length ? nodeByName.get(epilogue[epilogue.length - 1])! : n;
+    groups.push({
+      anchor: n.name,
+      members: [...members].sort((a, b) => order.get(a)! - order.get(b)!),
+      epilogue,
+      output: last.outputs[0],
+      reason,
+    });
+  }
+  return { views: views.map((n) => n.name), groups };
+}
