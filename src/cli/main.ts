@@ -37,8 +37,9 @@ const num = (what: string) => (v: string) => {
   return x;
 };
 
-function pipelineOptions(o: { target?: string; inputShape?: Record<string, number[]>; name?: string; dumpIr?: string[]; stopAfter?: string; weights?: string }): PipelineOptions {
+function pipelineOptions(o: { target?: string; inputShape?: Record<string, number[]>; name?: string; dumpIr?: string[]; stopAfter?: string; weights?: string; fuse?: boolean }): PipelineOptions {
   return {
+    fuse: o.fuse,
     weights: o.weights as PipelineOptions["weights"],
     target: loadTarget(o.target ?? "host"),
     inputShapes: o.inputShape,
@@ -88,6 +89,7 @@ export function program(): Command {
     .addOption(targetOpt())
     .requiredOption("-o, --output <dir>", "artifact directory to create")
     .addOption(shapeOpt())
+    .option("--no-fuse", "no fusion: one kernel per ONNX node")
     .option("--name <ident>", "C prefix of the generated API", "model")
     .addOption(new Option("--weights <where>", "compile weights in (embed) or write weights.bin for the caller to load (file); auto: file above 16 MiB").choices(["auto", "embed", "file"]).default("auto"))
     .option("--dump-ir <after:pass>", "print the IR after a pass (repeatable; after:all for every pass)", (v: string, a: string[] = []) => [...a, v])
@@ -107,6 +109,7 @@ export function program(): Command {
     .requiredOption("--output-dir <dir>", "where output_<i>.pb (or .npy) files go")
     .addOption(new Option("--format <fmt>", "output file format").choices(["pb", "npy"]).default("pb"))
     .addOption(shapeOpt())
+    .option("--no-fuse", "no fusion: one kernel per ONNX node")
     .action(async (what: string, o) => {
       const given = Object.fromEntries(Object.entries((o.input ?? {}) as Record<string, string>).map(([k, f]) => [k, readTensorFile(f)]));
       let dir = what;
@@ -136,6 +139,7 @@ export function program(): Command {
     .requiredOption("--data <dir>", "folder with test_data_set_*/ or input_*.pb + output_*.pb")
     .addOption(targetOpt())
     .addOption(shapeOpt())
+    .option("--no-fuse", "no fusion: one kernel per ONNX node")
     .option("--rtol <x>", "relative tolerance", num("--rtol"), 1e-3)
     .option("--atol <x>", "absolute tolerance", num("--atol"), 1e-5)
     .action(async (model: string, o) => {
@@ -156,6 +160,7 @@ export function program(): Command {
     .argument("<model>", "ONNX model file")
     .addOption(targetOpt())
     .addOption(shapeOpt())
+    .option("--no-fuse", "no fusion: one kernel per ONNX node")
     .option("--json", "machine-readable output")
     .action((model: string, o) => {
       const info = inspectModel(model, pipelineOptions(o));

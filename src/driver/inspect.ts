@@ -1,3 +1,4 @@
+import { DTYPES } from "../core/dtype.js";
 import { numel, shapeStr } from "../core/tensor.js";
 import { importOnnx } from "../frontend/onnx/import.js";
 import type { Graph, Node } from "../graph/ir.js";
@@ -13,8 +14,14 @@ export interface InspectInfo {
   outputs: { name: string; dtype: string; shape: number[] }[];
   /** ONNX nodes as imported (Constant nodes excluded) */
   nodes: number;
-  /** nodes left after constant folding; one kernel each */
+  /** kernels after fusion (one per node with --no-fuse) */
   kernels: number;
+  /** kernels without fusion: one per node left after constant folding */
+  unfusedKernels: number;
+  /** bytes all kernels read and write (inputs, outputs and weights, each once per kernel) */
+  bytesMoved: { unfused: number; fused: number };
+  /** what each fused kernel contains, and why */
+  fusion: { kernel: string; ops: string[]; reason: string }[];
   ops: Record<string, number>;
   parameters: number;
   macs: number;
@@ -49,9 +56,21 @@ function macs(g: Graph, n: Node): number {
   }
 }
 
+/** Bytes every kernel of `g` reads and writes; a View is an alias and moves nothing. */
+export function bytesMoved(g: Graph): number {
+  const bytes = (v: string) => {
+    const x = g.values.get(v)!;
+    return numel(x.shape!) * DTYPES[x.dtype].bytes;
+  };
+  return g.nodes
+    .filter((n) => n.op !== "View")
+    .reduce((s, n) => s + [...new Set([...n.inputs, ...n.outputs].filter(Boolean))].reduce((t, v) => t + bytes(v), 0), 0);
+}
+
 export function inspectModel(model: string, opts: PipelineOptions): InspectInfo {
-  const imported = importOnnx(model, { inputShapes: opts.inputShapes });
-  const g = runGraphPasses(imported.graph, {});
+  const imported = importOnnx(model, { inputShapes: opts.inputShapes, bind: opts.bind });
+  const unfused = runGraphPasses(imported.graph, { fuse: false });
+  const g = opts.fuse === false ? unfused : runGraphPasses(imported.graph, {});
   const ops: Record<string, number> = {};
   for (const n of imported.graph.nodes) ops[n.op] = (ops[n.op] ?? 0) + 1;
   const consts = [...g.values.values()].filter((v) => v.data && g.nodes.some((n) => n.inputs.includes(v.name)));
@@ -64,10 +83,13 @@ export function inspectModel(model: string, opts: PipelineOptions): InspectInfo 
     inputs: io(g.inputs),
     outputs: io(g.outputs),
     nodes: imported.graph.nodes.length,
-    kernels: g.nodes.length,
+    kernels: g.nodes.filter((n) => n.op !== "View").length,
+    unfusedKernels: unfused.nodes.length,
+    bytesMoved: { unfused: bytesMoved(unfused), fused: bytesMoved(g) },
+    fusion: g.nodes.filter((n) => n.fused).map((n) => ({ kernel: n.name, ops: n.fused!.body.map((m) => m.op), reason: n.fused!.reason })),
     ops,
     parameters: consts.filter((v) => v.dtype.startsWith("float")).reduce((s, v) => s + numel(v.shape!), 0),
-    macs: g.nodes.reduce((s, n) => s + macs(g, n), 0),
+    macs: unfused.nodes.reduce((s, n) => s + macs(unfused, n), 0),
     arenaBytes: g.memory.arenaBytes,
     weightBytes: consts.reduce((s, v) => s + v.data!.data.byteLength, 0),
   };
@@ -79,7 +101,8 @@ export function formatInspect(i: InspectInfo): string {
     `model      ${i.model} (opset ${i.opset}, IR ${i.irVersion}${i.producer ? `, ${i.producer}` : ""})`,
     ...i.inputs.map((x) => `input      ${x.name}: ${x.dtype}${shapeStr(x.shape)}`),
     ...i.outputs.map((x) => `output     ${x.name}: ${x.dtype}${shapeStr(x.shape)}`),
-    `nodes      ${i.nodes} (${i.kernels} after constant folding)`,
+    `nodes      ${i.nodes} ONNX nodes, ${i.unfusedKernels} after constant folding, ${i.kernels} kernels after fusion`,
+    `traffic    ${fmt(i.bytesMoved.unfused)}B unfused, ${fmt(i.bytesMoved.fused)}B fused (${(100 * (1 - i.bytesMoved.fused / i.bytesMoved.unfused)).toFixed(1)}% less)`,
     `ops        ${Object.entries(i.ops).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}×${v}`).join(", ")}`,
     `parameters ${fmt(i.parameters)}`,
     `MACs       ${fmt(i.macs)}`,

@@ -138,19 +138,23 @@ export function selectFusion(g: Graph): FusionDecision {
   for (const n of roots) {
     if (taken.has(n.name)) continue;
     const epilogue = epilogueOf.get(n.name) ?? [];
-    const members = new Set([n.name, ...epilogue]);
-    for (const m of [...members]) producersOf(nodeByName.get(m)!, members);
+    const intoAnchor = new Set<string>();
+    producersOf(n, intoAnchor);
+    const members = new Set([n.name, ...intoAnchor, ...epilogue]);
+    for (const m of epilogue) producersOf(nodeByName.get(m)!, members);
     if (members.size === 1) continue;
-    const inl = [...members].filter((m) => m !== n.name && !epilogue.includes(m)).map((m) => nodeByName.get(m)!.op);
+    const sorted = [...members].sort((a, b) => order.get(a)! - order.get(b)!);
+    const ops = (names: string[]) => names.map((m) => nodeByName.get(m)!.op).join(", ");
+    const after = sorted.filter((m) => m !== n.name && !intoAnchor.has(m));
     const reason = [
       `${n.op} kernel`,
-      inl.length ? `inlined producers [${inl.join(", ")}]` : "",
-      epilogue.length ? `epilogue [${epilogue.map((m) => nodeByName.get(m)!.op).join(", ")}]` : "",
+      intoAnchor.size ? `inlined producers [${ops(sorted.filter((m) => intoAnchor.has(m)))}]` : "",
+      after.length ? `epilogue [${ops(after)}]` : "",
     ].filter(Boolean).join(", ");
     const last = epilogue.length ? nodeByName.get(epilogue[epilogue.length - 1])! : n;
     groups.push({
       anchor: n.name,
-      members: [...members].sort((a, b) => order.get(a)! - order.get(b)!),
+      members: sorted,
       epilogue,
       output: last.outputs[0],
       reason,
