@@ -9,10 +9,10 @@ EDGEC := node bin/edgec.js
 # with the wasm32 sysroot, and sshd for deploy tests.
 APT_PACKAGES := gcc make gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf \
 	libc6-dev-armhf-cross qemu-user pocl-opencl-icd ocl-icd-opencl-dev opencl-headers clang lld \
-	wasi-libc libclang-rt-dev-wasm32 openssh-server
+	wasi-libc libclang-rt-dev-wasm32 openssh-server openssh-client ansible
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup setup-apt setup-npm build test conformance conformance-host conformance-rpi4 demo clean
+.PHONY: setup setup-apt setup-npm build test conformance conformance-host conformance-rpi4 demo bench-deploy clean
 
 setup: setup-apt setup-npm
 
@@ -43,6 +43,10 @@ conformance-host: setup build
 
 conformance-rpi4: setup build
 	$(EDGEC) conformance $(CORPUS)/onnx-node $(CORPUS)/onnx-pytorch-converted $(CORPUS)/models --target rpi4 -j $(JOBS)
+
+# Deploy a MobileNetV2 artifact to 1 and to 20 loopback sshd devices (--parallel 8) and print both times.
+bench-deploy: setup build
+	EDGEC_BENCH=1 npx vitest run test/deploy/timing.bench.test.ts
 
 demo: setup build
 	node examples/demo.mjs

@@ -15,6 +15,7 @@ import { VERSION } from "../driver/version.js";
 import { listTargets, loadTarget } from "../target/load.js";
 import { inspectModel, formatInspect } from "../driver/inspect.js";
 import { runConformance } from "../driver/conformance.js";
+import { addDeployCommands } from "./deploy.js";
 
 /** "x=1x3x224x224" (repeatable) → { x: [1,3,224,224] } */
 function parseShape(spec: string, acc: Record<string, number[]> = {}): Record<string, number[]> {
@@ -190,6 +191,7 @@ export function program(): Command {
       if (failed) process.exitCode = 1;
     });
 
+  addDeployCommands(cli);
   return cli;
 }
 

@@ -25,4 +25,6 @@ export interface Manifest {
   files: string[];
   /** the `run` harness, when the toolchain was present */
   runProgram?: string;
+  /** reference data for `run --check DIR RTOL ATOL`: DIR/in/<i>.bin inputs, DIR/out/<i>.bin outputs */
+  selfTest?: { dir: string; rtol: number; atol: number };
 }

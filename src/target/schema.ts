@@ -34,6 +34,8 @@ export interface Target {
   aliases: string[];
   /** false for targets whose code generator is not built yet (wasm32) */
   buildable: boolean;
+  /** why a flag or value is what it is (JSON has no comments) */
+  notes?: string;
 }
 
 export const TARGET_DEFAULTS: Omit<Target, "name" | "description" | "triple" | "arch"> = {

@@ -76,6 +76,8 @@ function view(p: Program, cfg: CConfig) {
         elems,
         bytes: elems * DTYPES[b.dtype].bytes,
         allocBytes: Math.max(1, elems * DTYPES[b.dtype].bytes),
+        /** how run --check compares this buffer: float width in bytes, or 0 for exact */
+        checkKind: ({ float32: 4, float64: 8, float16: 2 } as Record<string, number>)[b.dtype] ?? 0,
       };
     });
   const weights = [...p.buffers.values()].filter((b) => b.kind === "weight");
