@@ -1,5 +1,5 @@
 import { DTYPES, isFloat, type DType } from "../../core/dtype.js";
-import type { BinOp, UnOp } from "../../loop/ir.js";
+import type { UnOp } from "../../loop/ir.js";
 import { float32Literal, type Dialect } from "../c-like.js";
 
 const MATH: Partial<Record<UnOp, string>> = {

@@ -1,13 +1,11 @@
-import { ELEMENTWISE_LOWERINGS } from "./elementwise.js";
-import { MOVEMENT_LOWERINGS } from "./movement.js";
+import type { At } from "./at.js";
+import { ELEMENTWISE_AT, ELEMENTWISE_LOWERINGS } from "./elementwise.js";
+import { MOVEMENT_AT, MOVEMENT_LOWERINGS } from "./movement.js";
 import { NN_LOWERINGS } from "./nn.js";
 import { QUANT_LOWERINGS } from "./quant.js";
 import { REDUCE_LOWERINGS } from "./reduce.js";
 import { RESIZE_LOWERINGS } from "./resize.js";
 import type { Lowering } from "./types.js";
-import type { At } from "./at.js";
-import { ELEMENTWISE_AT } from "./elementwise.js";
-import { MOVEMENT_AT } from "./movement.js";
 
 /** Expression forms of the ops fusion may inline (see graph/passes/select-fusion.ts). */
 export const AT: Record<string, At> = { ...ELEMENTWISE_AT, ...MOVEMENT_AT };

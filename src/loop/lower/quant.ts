@@ -27,7 +27,6 @@ import type { LowerCtx, Lowering } from "./types.js";
  */
 
 const i32 = (e: Expr) => cast(e, "int32");
-const zeroPointOr0 = (r: Ref | undefined, idx: Expr[]) => (r ? i32(load(r, idx)) : int(0));
 
 /** Clamps a rounded float to `d`'s range; the store then converts it exactly. */
 function saturate(v: Expr, d: DType): Expr {

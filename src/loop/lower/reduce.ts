@@ -2,7 +2,7 @@ import { intRange, isFloat, isSigned, type DType } from "../../core/dtype.js";
 import { toNumbers } from "../../core/tensor.js";
 import { reduceAxes, reducedShape, REDUCE_OP_NAMES } from "../../graph/ops/reduce.js";
 import { opFail } from "../../graph/ops/types.js";
-import { add, bin, cast, cst, div, eq, let_, load, max, min, mul, nest, select, set, store, un, vr, type Ref } from "../build.js";
+import { add, bin, cast, cst, div, eq, let_, load, max, min, mul, nest, select, set, store, un, vr } from "../build.js";
 import type { Expr, Stmt } from "../ir.js";
 import type { LowerCtx, Lowering } from "./types.js";
 
