@@ -344,6 +344,24 @@ function moments(xv: number[], g: number[], eps: number): [number, number] {
 
 const same = (x: Value | undefined, n: Node): TypeShape[] => [{ dtype: x!.dtype, shape: shapeOf(n, x) }];
 
+/** Global pooling: every spatial position of a channel reduced to one value with `reduce`. */
+function globalPool(reduce: (vs: number[]) => number): OpDef {
+  const outShape = (xs: number[]) => [xs[0], xs[1], ...xs.slice(2).map(() => 1)];
+  return {
+    infer(n, [x]) {
+      checkFloat(n, x!.dtype);
+      const xs = shapeOf(n, x);
+      if (xs.length < 2) opFail(n, "input must have rank >= 2");
+      return [{ dtype: x!.dtype, shape: outShape(xs) }];
+    },
+    eval(n, [x]) {
+      const xv = toNumbers(x!);
+      const gs = groups(x!.shape, x!.shape.slice(2).map((_, i) => i + 2));
+      return [tensor(x!, outShape(x!.shape), gs.map((g) => reduce(g.map((i) => xv[i]))))];
+    },
+  };
+}
+
 export const NN_OPS: Record<string, OpDef> = {
   Conv: {
     infer(n, [x, w, b]) {
@@ -381,32 +399,8 @@ export const NN_OPS: Record<string, OpDef> = {
     },
     eval: (n, [x]) => [evalPool(n, x!, true)],
   },
-  GlobalAveragePool: {
-    infer(n, [x]) {
-      checkFloat(n, x!.dtype);
-      const xs = shapeOf(n, x);
-      if (xs.length < 2) opFail(n, "input must have rank >= 2");
-      return [{ dtype: x!.dtype, shape: [xs[0], xs[1], ...xs.slice(2).map(() => 1)] }];
-    },
-    eval(n, [x]) {
-      const xv = toNumbers(x!);
-      const gs = groups(x!.shape, x!.shape.slice(2).map((_, i) => i + 2));
-      return [tensor(x!, [x!.shape[0], x!.shape[1], ...x!.shape.slice(2).map(() => 1)], gs.map((g) => g.reduce((a, i) => a + xv[i], 0) / g.length))];
-    },
-  },
-  GlobalMaxPool: {
-    infer(n, [x]) {
-      checkFloat(n, x!.dtype);
-      const xs = shapeOf(n, x);
-      if (xs.length < 2) opFail(n, "input must have rank >= 2");
-      return [{ dtype: x!.dtype, shape: [xs[0], xs[1], ...xs.slice(2).map(() => 1)] }];
-    },
-    eval(n, [x]) {
-      const xv = toNumbers(x!);
-      const gs = groups(x!.shape, x!.shape.slice(2).map((_, i) => i + 2));
-      return [tensor(x!, [x!.shape[0], x!.shape[1], ...x!.shape.slice(2).map(() => 1)], gs.map((g) => Math.max(...g.map((i) => xv[i]))))];
-    },
-  },
+  GlobalAveragePool: globalPool((vs) => vs.reduce((x, y) => x + y, 0) / vs.length),
+  GlobalMaxPool: globalPool((vs) => Math.max(...vs)),
   Gemm: {
     infer(n, [a, b, c]) {
       const { M, N } = gemmDims(n, shapeOf(n, a), shapeOf(n, b));
