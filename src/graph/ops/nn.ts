@@ -362,6 +362,17 @@ function globalPool(reduce: (vs: number[]) => number): OpDef {
   };
 }
 
+function softmaxOp(isLog: boolean): OpDef {
+  return {
+    infer(n, [x]) {
+      checkFloat(n, x!.dtype);
+      softmaxAxes(n, shapeOf(n, x).length);
+      return same(x, n);
+    },
+    eval: (n, [x]) => [evalSoftmax(n, x!, isLog)],
+  };
+}
+
 export const NN_OPS: Record<string, OpDef> = {
   Conv: {
     infer(n, [x, w, b]) {
@@ -529,20 +540,6 @@ export const NN_OPS: Record<string, OpDef> = {
       return [tensor(x!, x!.shape, y), fromNumbers("float32", stats, means), fromNumbers("float32", stats, invs)];
     },
   },
-  Softmax: {
-    infer(n, [x]) {
-      checkFloat(n, x!.dtype);
-      softmaxAxes(n, shapeOf(n, x).length);
-      return same(x, n);
-    },
-    eval: (n, [x]) => [evalSoftmax(n, x!, false)],
-  },
-  LogSoftmax: {
-    infer(n, [x]) {
-      checkFloat(n, x!.dtype);
-      softmaxAxes(n, shapeOf(n, x).length);
-      return same(x, n);
-    },
-    eval: (n, [x]) => [evalSoftmax(n, x!, true)],
-  },
+  Softmax: softmaxOp(false),
+  LogSoftmax: softmaxOp(true),
 };
