@@ -12,17 +12,28 @@ APT_PACKAGES := gcc make gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-lin
 	wasi-libc libclang-rt-dev-wasm32 openssh-server openssh-client ansible
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup setup-apt setup-npm build test conformance conformance-host conformance-rpi4 demo bench-deploy clean
+# Only `make bench` needs these: Debian's torch and torchvision export the benchmark's networks.
+BENCH_APT_PACKAGES := python3-torch python3-torchvision python3-onnx python3-numpy
+BENCH_MODELS := build/bench-models
+
+.PHONY: setup setup-apt setup-npm setup-bench build test conformance conformance-host conformance-rpi4 demo bench bench-deploy clean
 
 setup: setup-apt setup-npm
 
-# Idempotent: installs only the packages dpkg does not already report as installed.
-setup-apt:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+# Idempotent: installs only the packages of $(1) that dpkg does not already report as installed.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "setup: installing Debian packages:" $$missing; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	else echo "setup: Debian packages present"; fi
+endef
+
+setup-apt:
+	$(call apt_install,$(APT_PACKAGES))
+
+setup-bench:
+	$(call apt_install,$(BENCH_APT_PACKAGES))
 
 setup-npm: node_modules/.package-lock.json
 
@@ -47,6 +58,17 @@ conformance-rpi4: setup build
 # Deploy a MobileNetV2 artifact to 1 and to 20 loopback sshd devices (--parallel 8) and print both times.
 bench-deploy: setup build
 	EDGEC_BENCH=1 npx vitest run test/deploy/timing.bench.test.ts
+
+# The speed benchmark: the torchvision networks at 224x224 (exported once into build/bench-models
+# when Debian's torch is installed; `make setup-bench` installs it) and the corpus models, each on 1
+# thread and on all cores against onnxruntime-node. Prints a Markdown table and geometric means.
+bench: setup build
+	@if [ ! -f $(BENCH_MODELS)/.exported ]; then \
+	  if /usr/bin/python3 -c 'import torch, torchvision, onnx' 2>/dev/null; then \
+	    /usr/bin/python3 $(CORPUS)/export_models.py --set big --out $(BENCH_MODELS) && touch $(BENCH_MODELS)/.exported; \
+	  else echo "bench: no Debian python3-torch/python3-torchvision/python3-onnx (make setup-bench installs them): benchmarking the corpus models only" >&2; fi; \
+	fi
+	node examples/bench.mjs $$([ -f $(BENCH_MODELS)/.exported ] && echo $(BENCH_MODELS)) $(CORPUS)/models
 
 demo: setup build
 	node examples/demo.mjs

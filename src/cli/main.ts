@@ -14,6 +14,7 @@ import { VERSION } from "../driver/version.js";
 import { listTargets, loadTarget } from "../target/load.js";
 import { inspectModel, formatInspect } from "../driver/inspect.js";
 import { runConformance } from "../driver/conformance.js";
+import { benchModel, formatBench } from "../driver/bench.js";
 import { addDeployCommands } from "./deploy.js";
 
 /** "x=1x3x224x224" (repeatable) → { x: [1,3,224,224] } */
@@ -34,6 +35,12 @@ function parseInput(spec: string, acc: Record<string, string> = {}): Record<stri
 const num = (what: string) => (v: string) => {
   const x = Number(v);
   if (!Number.isFinite(x)) throw new EdgecError(`${what}: '${v}' is not a number`);
+  return x;
+};
+
+const whole = (what: string, min: number) => (v: string) => {
+  const x = Number(v);
+  if (!Number.isInteger(x) || x < min) throw new EdgecError(`${what}: '${v}' is not a whole number >= ${min}`);
   return x;
 };
 
@@ -165,6 +172,24 @@ export function program(): Command {
     .action((model: string, o) => {
       const info = inspectModel(model, pipelineOptions(o));
       console.log(o.json ? JSON.stringify(info, null, 2) : formatInspect(info));
+    });
+
+  cli
+    .command("bench")
+    .description("build MODEL, time it on a seeded random input; latency, peak memory, FLOP/s against the FMA peak, optionally against onnxruntime")
+    .argument("<model>", "ONNX model file")
+    .addOption(targetOpt())
+    .addOption(shapeOpt())
+    .option("--threads <n>", "threads the model runs on (default: the target's cores)", whole("--threads", 1))
+    .option("--runs <n>", "timed runs (rounds of 5)", whole("--runs", 1), 20)
+    .option("--warmup <n>", "untimed runs first", whole("--warmup", 0), 3)
+    .option("--compare-ort", "also time onnxruntime-node on the same input, alternating with edgec, and check the outputs agree (exit 1 if not)")
+    .option("--build-dir <dir>", "build the artifact here and reuse it while up to date (default: a temporary directory)")
+    .option("--json", "print one JSON object")
+    .action(async (model: string, o) => {
+      const r = await benchModel(model, { ...pipelineOptions(o), threads: o.threads, runs: o.runs, warmup: o.warmup, compareOrt: !!o.compareOrt, buildDir: o.buildDir });
+      console.log(o.json ? JSON.stringify(r) : formatBench(r));
+      if (r.agree === false) throw new EdgecError(`${model}: edgec's outputs differ from onnxruntime's (${r.checks!.filter((c) => !c.pass).map((c) => `'${c.name}' max abs ${c.maxAbs.toExponential(2)}`).join(", ")})`, 1);
     });
 
   cli

@@ -14,36 +14,61 @@ export interface Dialect {
   cast(from: DType, to: DType, a: string): string;
   /** line printed before a loop whose iterations are independent ("" for none) */
   parallelFor: string;
+  /** float32 vectors: the type, a load from and a store to a pointer expression, a broadcast */
+  vector: {
+    type(lanes: number): string;
+    load(ptr: string, lanes: number): string;
+    store(ptr: string, val: string, lanes: number): string;
+    splat(a: string, lanes: number): string;
+    /** lane-wise fmin/fmax */
+    minmax(op: "min" | "max", a: string, b: string, lanes: number): string;
+  };
 }
 
 export function renderExpr(e: Expr, d: Dialect): string {
   switch (e.k) {
     case "const": return d.literal(e.v, e.dtype);
     case "var": return e.name;
-    case "load": return `${e.buf}[${renderExpr(e.idx, d)}]`;
-    case "bin": return d.binary(e.op, e.a.dtype, renderExpr(e.a, d), renderExpr(e.b, d));
+    case "load": return e.lanes ? d.vector.load(`${e.buf} + ${renderExpr(e.idx, d)}`, e.lanes) : `${e.buf}[${renderExpr(e.idx, d)}]`;
+    case "splat": return d.vector.splat(renderExpr(e.a, d), e.lanes);
+    case "bin":
+      if (e.lanes && (e.op === "min" || e.op === "max")) return d.vector.minmax(e.op, renderExpr(e.a, d), renderExpr(e.b, d), e.lanes);
+      return d.binary(e.op, e.a.dtype, renderExpr(e.a, d), renderExpr(e.b, d));
     case "un": return d.unary(e.op, e.a.dtype, renderExpr(e.a, d));
     case "select": return `(${renderExpr(e.c, d)} ? ${renderExpr(e.a, d)} : ${renderExpr(e.b, d)})`;
     case "cast": return d.cast(e.a.dtype, e.dtype, renderExpr(e.a, d));
   }
 }
 
+/** Statements a loop body executes, roughly: what a parallel loop must amortize its thread start-up over. */
+function work(ss: Stmt[]): number {
+  return ss.reduce((sum, s) => sum + (s.k === "for" ? s.n * work(s.body) : s.k === "block" ? work(s.body) : s.k === "if" ? Math.max(work(s.then), work(s.else ?? [])) : 1), 0);
+}
+
+/** Below this much work a parallel loop runs on one thread: waking the others costs more. */
+const PARALLEL_MIN_WORK = 16384;
+
 export function renderStmts(stmts: Stmt[], d: Dialect, indent = "  "): string {
   let out = "";
   for (const s of stmts) {
     switch (s.k) {
       case "for":
-        if (s.parallel && d.parallelFor) out += `${indent}${d.parallelFor}\n`;
+        if (s.parallel && d.parallelFor && s.n > 1 && s.n * work(s.body) >= PARALLEL_MIN_WORK) out += `${indent}${d.parallelFor}\n`;
         out += `${indent}for (int32_t ${s.v} = 0; ${s.v} < ${s.n}; ++${s.v}) {\n${renderStmts(s.body, d, indent + "  ")}${indent}}\n`;
         break;
       case "store":
-        out += `${indent}${s.buf}[${renderExpr(s.idx, d)}] = ${renderExpr(s.val, d)};\n`;
+        out += s.lanes
+          ? `${indent}${d.vector.store(`${s.buf} + ${renderExpr(s.idx, d)}`, renderExpr(s.val, d), s.lanes)};\n`
+          : `${indent}${s.buf}[${renderExpr(s.idx, d)}] = ${renderExpr(s.val, d)};\n`;
         break;
       case "let":
-        out += `${indent}${d.type(s.dtype)} ${s.name} = ${renderExpr(s.val, d)};\n`;
+        out += `${indent}${s.lanes ? d.vector.type(s.lanes) : d.type(s.dtype)} ${s.name} = ${renderExpr(s.val, d)};\n`;
         break;
       case "set":
         out += `${indent}${s.name} = ${renderExpr(s.val, d)};\n`;
+        break;
+      case "local":
+        out += `${indent}${d.type(s.dtype)} ${s.name}[${s.n}];\n`;
         break;
       case "block":
         out += `${indent}{\n${renderStmts(s.body, d, indent + "  ")}${indent}}\n`;

@@ -30,7 +30,7 @@ export interface InspectInfo {
 }
 
 /** Multiply-accumulates of the compute-heavy ops (Conv, ConvTranspose, Gemm, MatMul). */
-function macs(g: Graph, n: Node): number {
+function nodeMacs(g: Graph, n: Node): number {
   const shape = (i: number) => g.values.get(n.inputs[i])?.shape ?? [];
   const out = g.values.get(n.outputs[0])?.shape ?? [];
   switch (n.op) {
@@ -40,10 +40,9 @@ function macs(g: Graph, n: Node): number {
       const w = shape(n.op === "QLinearConv" ? 3 : 1);
       return numel(out) * numel(w.slice(1));
     }
-    case "ConvTranspose": {
-      const w = shape(1);
-      return numel(shape(0)) * numel(w.slice(1)) / Math.max(1, attrNum(n, "group", 1)) * attrNum(n, "group", 1);
-    }
+    case "ConvTranspose":
+      // Each input element is scattered to (M/group)·kernel outputs, W being [C, M/group, k...].
+      return numel(shape(0)) * numel(shape(1).slice(1));
     case "Gemm":
     case "MatMul":
     case "MatMulInteger": {
@@ -54,6 +53,11 @@ function macs(g: Graph, n: Node): number {
     default:
       return 0;
   }
+}
+
+/** Multiply-accumulates of a shape-inferred graph; run it on the unfused graph, where every Conv is still a node. */
+export function countMacs(g: Graph): number {
+  return g.nodes.reduce((s, n) => s + nodeMacs(g, n), 0);
 }
 
 /** Bytes every kernel of `g` reads and writes; a View is an alias and moves nothing. */
@@ -89,7 +93,7 @@ export function inspectModel(model: string, opts: PipelineOptions): InspectInfo 
     fusion: g.nodes.filter((n) => n.fused).map((n) => ({ kernel: n.name, ops: n.fused!.body.map((m) => m.op), reason: n.fused!.reason })),
     ops,
     parameters: consts.filter((v) => v.dtype.startsWith("float")).reduce((s, v) => s + numel(v.shape!), 0),
-    macs: unfused.nodes.reduce((s, n) => s + macs(unfused, n), 0),
+    macs: countMacs(unfused),
     arenaBytes: g.memory.arenaBytes,
     weightBytes: consts.reduce((s, v) => s + v.data!.data.byteLength, 0),
   };

@@ -114,7 +114,8 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
   if (missing.length) throw new EdgecError(`${basename(model)}: ${missing.length} unsupported op${missing.length > 1 ? "s" : ""}: ${missing.join("; ")}`, 2, missing);
   const name = sanitizeName(opts.name ?? "model");
   const sha256 = createHash("sha256").update(readFileSync(model)).digest("hex");
-  let program = lowerGraph(graph);
+  const t = opts.target;
+  let program = lowerGraph(graph, { cpu: { lanes: Math.max(1, t.vectorBytes / 4), registers: t.vectorRegisters, threads: Math.max(1, t.cores) } });
   verifyLoop(program);
   const weightBytes = [...program.buffers.values()].filter((b) => b.kind === "weight").reduce((s, b) => s + b.data!.data.byteLength, 0);
   const weights = opts.weights === "file" || (opts.weights !== "embed" && weightBytes > EMBED_LIMIT) ? "file" : "embed";

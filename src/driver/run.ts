@@ -12,6 +12,14 @@ import { readManifest } from "./artifact.js";
 export interface RunResult {
   outputs: Tensor[];
   medianMs?: number;
+  minMs?: number;
+  /** peak resident memory of the harness process, when it ran more than once */
+  maxRssKb?: number;
+}
+
+export interface RunOptions {
+  /** thread count for the model (default: the target's cores) */
+  threads?: number;
 }
 
 /** Orders and checks the given tensors against the artifact's inputs (by name). */
@@ -31,7 +39,7 @@ export function matchInputs(m: Manifest, given: Record<string, Tensor>): Tensor[
 }
 
 /** Runs a built artifact's harness on the build machine (under the target's emulator if foreign). */
-export async function runArtifact(dir: string, given: Record<string, Tensor>, runs = 1): Promise<RunResult> {
+export async function runArtifact(dir: string, given: Record<string, Tensor>, runs = 1, opts: RunOptions = {}): Promise<RunResult> {
   const m = readManifest(dir);
   if (!m.runProgram) throw new EdgecError(`${dir}: the artifact has no run program (its compiler was missing at build time)`);
   const inputs = matchInputs(m, given);
@@ -39,7 +47,8 @@ export async function runArtifact(dir: string, given: Record<string, Tensor>, ru
   const io = mkdtempSync(join(dir, ".io-"));
   try {
     inputs.forEach((t, i) => writeFileSync(join(io, `${i}.bin`), bytesOf(t.data)));
-    const cmd = [...emulator, join(dir, m.runProgram), io, io, String(runs)];
+    const threads = opts.threads ? ["--threads", String(opts.threads)] : [];
+    const cmd = [...emulator, join(dir, m.runProgram), ...threads, io, io, String(runs)];
     const r = await $({ nothrow: true, quiet: true })`${cmd}`;
     if (r.exitCode !== 0) throw new EdgecError(`running ${dir}/${m.runProgram} failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().split("\n").slice(0, 20).join("\n")}`, 3);
     const outputs = m.outputs.map((spec, i) => {
@@ -48,8 +57,11 @@ export async function runArtifact(dir: string, given: Record<string, Tensor>, ru
       bytesOf(t.data).set(raw.subarray(0, t.data.byteLength));
       return t;
     });
-    const med = /median_ms=([\d.]+)/.exec(r.stdout);
-    return { outputs, medianMs: med ? Number(med[1]) : undefined };
+    const field = (k: string) => {
+      const f = new RegExp(`${k}=([\\d.]+)`).exec(r.stdout);
+      return f ? Number(f[1]) : undefined;
+    };
+    return { outputs, medianMs: field("median_ms"), minMs: field("min_ms"), maxRssKb: field("max_rss_kb") };
   } finally {
     rmSync(io, { recursive: true, force: true });
   }

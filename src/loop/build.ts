@@ -1,6 +1,6 @@
 import type { DType } from "../core/dtype.js";
 import { strides } from "../core/tensor.js";
-import type { BinOp, Expr, Stmt, UnOp } from "./ir.js";
+import { lanesOf, THREAD_ID, type BinOp, type Expr, type Stmt, type UnOp } from "./ir.js";
 
 /**
  * Smart constructors for loop IR. Integer index arithmetic on constants folds as it is built, so
@@ -14,6 +14,15 @@ const isC = (e: Expr, v?: number): e is Extract<Expr, { k: "const" }> =>
   e.k === "const" && (v === undefined || e.v === v);
 
 const COMPARE = new Set<BinOp>(["<", "<=", ">", ">=", "==", "!=", "&&", "||"]);
+
+const same = (a: Expr, b: Expr) => JSON.stringify(a) === JSON.stringify(b);
+
+/** x when `a + b` is (x / c) · c + x % c, which C's truncating division makes equal to x for every x. */
+function divMod(a: Expr, b: Expr): Expr | undefined {
+  if (b.k !== "bin" || b.op !== "%" || !isC(b.b) || a.k !== "bin" || a.op !== "*" || !isC(a.b, Number(b.b.v))) return undefined;
+  const q = a.a;
+  return q.k === "bin" && q.op === "/" && isC(q.b, Number(b.b.v)) && same(q.a, b.a) ? b.a : undefined;
+}
 
 export function bin(op: BinOp, a: Expr, b: Expr): Expr {
   const dtype: DType = COMPARE.has(op) ? "bool" : a.dtype;
@@ -33,8 +42,17 @@ export function bin(op: BinOp, a: Expr, b: Expr): Expr {
     if (op === "*" && (isC(a, 1))) return b;
     if (op === "*" && (isC(a, 0) || isC(b, 0))) return int(0);
     if (op === "/" && isC(b, 1)) return a;
+    if (op === "+") {
+      const whole = divMod(a, b);
+      if (whole) return whole;
+      if (a.k === "bin" && a.op === "+") {
+        const inner = divMod(a.b, b);
+        if (inner) return add(a.a, inner);
+      }
+    }
   }
-  return { k: "bin", op, a, b, dtype };
+  const lanes = Math.max(lanesOf(a), lanesOf(b));
+  return lanes > 1 ? { k: "bin", op, a, b, dtype, lanes } : { k: "bin", op, a, b, dtype };
 }
 
 export const add = (a: Expr, b: Expr) => bin("+", a, b);
@@ -119,3 +137,11 @@ export function nest(names: Names, extents: number[], body: (idx: Expr[]) => Stm
   }
   return inner;
 }
+
+/** float32 vectors of `lanes` elements (see the loop IR's header): loads, stores and locals. */
+export const vload = (buf: string, idx: Expr, lanes: number): Expr => ({ k: "load", buf, idx, dtype: "float32", lanes });
+export const vstore = (buf: string, idx: Expr, val: Expr, lanes: number): Stmt => ({ k: "store", buf, idx, val, lanes });
+export const splat = (a: Expr, lanes: number): Expr => ({ k: "splat", a: cast(a, "float32"), dtype: "float32", lanes });
+export const vlet = (name: string, val: Expr, lanes: number): Stmt => ({ k: "let", name, dtype: "float32", val, lanes });
+export const vvar = (name: string, lanes: number): Expr => ({ k: "var", name, dtype: "float32", lanes });
+export const threadId = vr(THREAD_ID);

@@ -5,6 +5,11 @@ import type { Tensor } from "../core/tensor.js";
  * Loop IR: kernels made of loop nests over flat buffers, with scalar expressions. Shapes are static,
  * so every loop has a constant trip count. A loop marked `parallel` has independent iterations:
  * the C backend may spread it over threads, a GPU backend over work-items.
+ *
+ * Vectors: a `load`, `store`, `var`, `let` or `bin` with `lanes` works on that many consecutive
+ * float32 elements at once (a SIMD register; only + - * apply to vectors); `splat` fills a vector
+ * with a scalar. Lowerings emit them only for the width the target declares. A `local` is a small
+ * array on the stack, private to one iteration (a tile of results on its way out).
  */
 export type BinOp =
   | "+" | "-" | "*" | "/" | "%" | "min" | "max" | "pow" | "fmod"
@@ -15,21 +20,29 @@ export type UnOp =
 
 export type Expr =
   | { k: "const"; dtype: DType; v: number | bigint }
-  | { k: "var"; name: string; dtype: DType }
-  | { k: "load"; buf: string; idx: Expr; dtype: DType }
-  | { k: "bin"; op: BinOp; a: Expr; b: Expr; dtype: DType }
+  | { k: "var"; name: string; dtype: DType; lanes?: number }
+  | { k: "load"; buf: string; idx: Expr; dtype: DType; lanes?: number }
+  | { k: "bin"; op: BinOp; a: Expr; b: Expr; dtype: DType; lanes?: number }
+  | { k: "splat"; a: Expr; dtype: DType; lanes: number }
   | { k: "un"; op: UnOp; a: Expr; dtype: DType }
   | { k: "select"; c: Expr; a: Expr; b: Expr; dtype: DType }
   | { k: "cast"; a: Expr; dtype: DType };
 
 export type Stmt =
   | { k: "for"; v: string; n: number; body: Stmt[]; parallel?: boolean }
-  | { k: "store"; buf: string; idx: Expr; val: Expr }
-  | { k: "let"; name: string; dtype: DType; val: Expr }
+  | { k: "store"; buf: string; idx: Expr; val: Expr; lanes?: number }
+  | { k: "let"; name: string; dtype: DType; val: Expr; lanes?: number }
   | { k: "set"; name: string; val: Expr }
   | { k: "if"; c: Expr; then: Stmt[]; else?: Stmt[] }
   /** a nested scope: its locals are invisible after it (fused epilogues use one per store) */
-  | { k: "block"; body: Stmt[] };
+  | { k: "block"; body: Stmt[] }
+  | { k: "local"; name: string; dtype: DType; n: number };
+
+/** Lanes of a vector expression, 1 for a scalar. */
+export const lanesOf = (e: Expr): number => ("lanes" in e && e.lanes) || 1;
+
+/** The index of the running thread (0 when single-threaded), for per-thread scratch memory. */
+export const THREAD_ID = "EDGEC_TID";
 
 export type BufferKind = "input" | "output" | "weight" | "arena";
 
@@ -67,14 +80,14 @@ export interface Program {
   arenaBytes: number;
 }
 
-/** Buffers a kernel body loads from and stores to, in first-use order. */
+/** Buffers a kernel body loads from and stores to, in first-use order (stack locals excluded). */
 export function touched(body: Stmt[]): { reads: Set<string>; writes: Set<string> } {
   const reads = new Set<string>();
   const writes = new Set<string>();
   const ex = (e: Expr): void => {
     if (e.k === "load") (reads.add(e.buf), ex(e.idx));
     else if (e.k === "bin") (ex(e.a), ex(e.b));
-    else if (e.k === "un" || e.k === "cast") ex(e.a);
+    else if (e.k === "un" || e.k === "cast" || e.k === "splat") ex(e.a);
     else if (e.k === "select") (ex(e.c), ex(e.a), ex(e.b));
   };
   const st = (ss: Stmt[]): void => {
@@ -83,9 +96,12 @@ export function touched(body: Stmt[]): { reads: Set<string>; writes: Set<string>
       else if (s.k === "store") (writes.add(s.buf), ex(s.idx), ex(s.val));
       else if (s.k === "let" || s.k === "set") ex(s.val);
       else if (s.k === "block") st(s.body);
+      else if (s.k === "local") locals.add(s.name);
       else (ex(s.c), st(s.then), st(s.else ?? []));
     }
   };
+  const locals = new Set<string>();
   st(body);
+  for (const l of locals) (reads.delete(l), writes.delete(l));
   return { reads, writes };
 }

@@ -5,6 +5,8 @@ import type { DType } from "../core/dtype.js";
 import { Names, cst, let_, load, nest, store, vr, type Ref } from "./build.js";
 import { touched, type Buffer, type BufferKind, type Expr, type Kernel, type Program, type Stmt } from "./ir.js";
 import { AT, LOWERINGS } from "./lower/index.js";
+import type { CpuShape, LowerCtx } from "./lower/types.js";
+import type { Tensor } from "../core/tensor.js";
 
 /** Ops of the graph that the loop layer cannot lower, one entry per node. */
 export function unloweredOps(g: Graph): string[] {
@@ -20,7 +22,7 @@ type Resolve = (value: string) => Ref & { data?: Buffer["data"] };
  * result, when the group has an epilogue, goes through the epilogue members (each bound to a local)
  * and only the last one's value is stored.
  */
-function lowerFused(n: Node, refOf: Resolve, names: Names): Stmt[] {
+function lowerFused(n: Node, refOf: Resolve, names: Names, extra: Extra): Stmt[] {
   const f = n.fused!;
   const producer = new Map<string, Node>();
   for (const m of f.body) for (const o of m.outputs) if (o) producer.set(o, m);
@@ -58,7 +60,14 @@ function lowerFused(n: Node, refOf: Resolve, names: Names): Stmt[] {
   });
   const ins = anchor.inputs.map((i) => refIn(i, new Map()));
   const outs = anchor.outputs.map((o) => (!o ? { buf: "", dtype: "float32" as const, shape: [] } : epilogue.length ? viaEpilogue(o) : refOf(o)));
-  return LOWERINGS[anchor.op]({ node: anchor, ins, outs, names });
+  return LOWERINGS[anchor.op]({ node: anchor, ins, outs, names, ...extra });
+}
+
+type Extra = Pick<LowerCtx, "cpu" | "constant" | "scratch">;
+
+export interface LowerOptions {
+  /** vector shape and threads of the target CPU; absent: no vectorized lowerings */
+  cpu?: CpuShape & { threads: number };
 }
 
 const SCALAR_LITERAL = new Set<DType>(["float32", "float64", "int32", "int8", "uint8", "int16", "uint16", "bool"]);
@@ -71,7 +80,7 @@ const ident = (s: string) => s.replace(/[^A-Za-z0-9_]/g, "_").replace(/^(?=\d)/,
  * not written by a node (an input or constant returned as is, or one value returned twice) get a
  * copy kernel.
  */
-export function lowerGraph(g: Graph & { memory: MemoryPlan }): Program {
+export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions = {}): Program {
   const missing = unloweredOps(g);
   if (missing.length) throw new EdgecError(`${g.source ?? g.name}: ${missing.length} unsupported op${missing.length > 1 ? "s" : ""}: ${missing.join("; ")}`, 2, missing);
   const buffers = new Map<string, Buffer>();
@@ -116,6 +125,25 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }): Program {
     return buf.data && buf.data.data.length === 1 && SCALAR_LITERAL.has(buf.dtype) ? { ...ref, at: () => cst(Number(buf.data!.data[0]), buf.dtype) } : ref;
   };
 
+  // Packed weights are new constants; scratch is one region after the planned arena, as large as
+  // the hungriest kernel needs, split into one slice per thread.
+  const threads = Math.max(1, opts.cpu?.threads ?? 1);
+  const scratchOffset = Math.ceil(g.memory.arenaBytes / 64) * 64;
+  let scratchElems = 0;
+  const constant = (hint: string, t: Tensor): Ref => {
+    let name = `w_${ident(hint)}`;
+    for (let k = 1; taken.has(name); k++) name = `w_${ident(hint)}_${k}`;
+    taken.add(name);
+    buffers.set(name, { name, value: hint, dtype: t.dtype, shape: t.shape, kind: "weight", data: t });
+    return { buf: name, dtype: t.dtype, shape: t.shape };
+  };
+  const scratch = (elems: number): Ref => {
+    scratchElems = Math.max(scratchElems, elems);
+    if (!buffers.has("scratch")) buffers.set("scratch", { name: "scratch", value: "per-thread scratch", dtype: "float32", shape: [0], kind: "arena", offset: scratchOffset });
+    return { buf: "scratch", dtype: "float32", shape: [threads * elems] };
+  };
+  const extra: Extra = { cpu: opts.cpu, constant, scratch };
+
   g.nodes.forEach((n, k) => {
     if (n.op === "View") {
       views.set(n.outputs[0], n.inputs[0]);
@@ -123,11 +151,11 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }): Program {
     }
     const names = new Names();
     let body: Stmt[];
-    if (n.fused) body = lowerFused(n, refOf, names);
+    if (n.fused) body = lowerFused(n, refOf, names, extra);
     else {
       const ins = n.inputs.map((i) => (i ? refOf(i) : undefined));
       const outs = n.outputs.map((o) => (o ? refOf(o) : { buf: "", dtype: "float32" as const, shape: [] }));
-      body = LOWERINGS[n.op]({ node: n, ins, outs, names });
+      body = LOWERINGS[n.op]({ node: n, ins, outs, names, ...extra });
     }
     const { reads, writes } = touched(body);
     const op = n.fused ? `fused_${n.fused.body.find((m) => m.name === n.fused!.anchor)!.op}` : n.op;
@@ -150,5 +178,7 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }): Program {
   // loaded by any kernel: drop their buffers, or the C would hold unused weight arrays.
   const used = new Set(kernels.flatMap((k) => k.params));
   for (const [name, b] of buffers) if (b.kind === "weight" && !used.has(name)) buffers.delete(name);
-  return { name: g.name, buffers, kernels, inputs, outputs, arenaBytes: g.memory.arenaBytes };
+  if (scratchElems) buffers.get("scratch")!.shape = [threads * scratchElems];
+  const arenaBytes = scratchElems ? scratchOffset + threads * scratchElems * 4 : g.memory.arenaBytes;
+  return { name: g.name, buffers, kernels, inputs, outputs, arenaBytes };
 }

@@ -5,7 +5,8 @@ function expr(e: Expr): string {
   switch (e.k) {
     case "const": return `${e.v}${e.dtype === "int32" ? "" : `:${e.dtype}`}`;
     case "var": return e.name;
-    case "load": return `${e.buf}[${expr(e.idx)}]`;
+    case "load": return e.lanes ? `${e.buf}[${expr(e.idx)} +: ${e.lanes}]` : `${e.buf}[${expr(e.idx)}]`;
+    case "splat": return `splat${e.lanes}(${expr(e.a)})`;
     case "bin": return /^[a-z]/.test(e.op) ? `${e.op}(${expr(e.a)}, ${expr(e.b)})` : `(${expr(e.a)} ${e.op} ${expr(e.b)})`;
     case "un": return `${e.op}(${expr(e.a)})`;
     case "select": return `select(${expr(e.c)}, ${expr(e.a)}, ${expr(e.b)})`;
@@ -18,9 +19,10 @@ function stmts(ss: Stmt[], ind: string): string {
     .map((s) => {
       switch (s.k) {
         case "for": return `${ind}${s.parallel ? "parallel " : ""}for ${s.v} in 0..${s.n} {\n${stmts(s.body, ind + "  ")}${ind}}\n`;
-        case "store": return `${ind}${s.buf}[${expr(s.idx)}] = ${expr(s.val)}\n`;
-        case "let": return `${ind}${s.dtype} ${s.name} = ${expr(s.val)}\n`;
+        case "store": return `${ind}${s.buf}[${expr(s.idx)}${s.lanes ? ` +: ${s.lanes}` : ""}] = ${expr(s.val)}\n`;
+        case "let": return `${ind}${s.dtype}${s.lanes ? `x${s.lanes}` : ""} ${s.name} = ${expr(s.val)}\n`;
         case "set": return `${ind}${s.name} = ${expr(s.val)}\n`;
+        case "local": return `${ind}local ${s.dtype} ${s.name}[${s.n}]\n`;
         case "block": return `${ind}{\n${stmts(s.body, ind + "  ")}${ind}}\n`;
         case "if": return `${ind}if ${expr(s.c)} {\n${stmts(s.then, ind + "  ")}${ind}}${s.else?.length ? ` else {\n${stmts(s.else, ind + "  ")}${ind}}` : ""}\n`;
       }

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { EdgecError } from "../core/diag.js";
+import { resolveNative } from "./native.js";
 import { TARGET_DEFAULTS, type Target } from "./schema.js";
 
 /** The targets/ folder shipped with edgec (next to src/ or dist/). */
@@ -13,7 +14,7 @@ export function parseTarget(json: unknown, file: string): Target {
   if (!json || typeof json !== "object") throw new EdgecError(`${file}: a target must be a JSON object`);
   const t = { ...TARGET_DEFAULTS, ...(json as object) } as Target;
   for (const k of REQUIRED) if (typeof t[k] !== "string") throw new EdgecError(`${file}: target field '${k}' is missing or not a string`);
-  return t;
+  return resolveNative(t);
 }
 
 export function listTargets(dir = TARGETS_DIR): Target[] {

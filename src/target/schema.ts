@@ -24,7 +24,11 @@ export interface Target {
   cc: string;
   cflags: string[];
   ldflags: string[];
+  /** SIMD register width in bytes (16 NEON/SSE/WASM, 32 AVX2, 64 AVX-512); 0: probe the compiler */
   vectorBytes: number;
+  /** SIMD registers the code generator may plan for (GEMM register blocking); 0: probe */
+  vectorRegisters: number;
+  /** CPU cores, the default thread count; 0: this machine's */
   cores: number;
   memoryBytes: number;
   devices: DeviceEntry[];
@@ -43,6 +47,7 @@ export const TARGET_DEFAULTS: Omit<Target, "name" | "description" | "triple" | "
   cflags: ["-O2"],
   ldflags: [],
   vectorBytes: 16,
+  vectorRegisters: 16,
   cores: 1,
   memoryBytes: 512 * 1024 * 1024,
   devices: [],

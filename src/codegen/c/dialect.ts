@@ -45,7 +45,7 @@ export const C_DIALECT: Dialect = {
     if (op === "pow") return `pow${f}(${a}, ${b})`;
     if (op === "fmod") return `fmod${f}(${a}, ${b})`;
     if (op === "min" || op === "max") {
-      if (isFloat(d)) return `f${op}${f}(${a}, ${b})`;
+      if (isFloat(d)) return `edgec_f${op}${f}(${a}, ${b})`;
       return `(${a} ${op === "min" ? "<" : ">"} ${b} ? ${a} : ${b})`;
     }
     return `(${a} ${op} ${b})`;
@@ -58,4 +58,31 @@ export const C_DIALECT: Dialect = {
     return `(${DTYPES[to].c})${a}`;
   },
   parallelFor: "EDGEC_PARALLEL_FOR",
+  vector: {
+    type: (lanes) => `edgec_f32x${lanes}`,
+    load: (ptr, lanes) => `edgec_vload${lanes}(${ptr})`,
+    store: (ptr, val, lanes) => `edgec_vstore${lanes}(${ptr}, ${val})`,
+    splat: (a, lanes) => `edgec_splat${lanes}(${a})`,
+    minmax: (op, a, b, lanes) => `edgec_v${op}${lanes}(${a}, ${b})`,
+  },
 };
+
+/**
+ * GCC/Clang vector extensions for float32 vectors of `lanes` elements. Loads and stores go through
+ * memcpy, which compiles to one unaligned vector move and keeps the access free of aliasing and
+ * alignment undefined behaviour.
+ */
+export function cVectorPrelude(lanes: number): string {
+  const t = `edgec_f32x${lanes}`, m = `edgec_i32x${lanes}`;
+  // fmin/fmax lane-wise as a compare and a bit blend (a NaN operand loses, as in fminf/fmaxf).
+  const pick = (cmp: string) => `{ ${m} k = (a ${cmp} b) | (b != b); return (${t})((k & (${m})a) | (~k & (${m})b)); }`;
+  return [
+    `typedef float ${t} __attribute__((vector_size(${lanes * 4})));`,
+    `typedef int32_t ${m} __attribute__((vector_size(${lanes * 4})));`,
+    `EDGEC_MAYBE_UNUSED static inline ${t} edgec_vmin${lanes}(${t} a, ${t} b) ${pick("<")}`,
+    `EDGEC_MAYBE_UNUSED static inline ${t} edgec_vmax${lanes}(${t} a, ${t} b) ${pick(">")}`,
+    `EDGEC_MAYBE_UNUSED static inline ${t} edgec_vload${lanes}(const float *p) { ${t} v; __builtin_memcpy(&v, p, sizeof v); return v; }`,
+    `EDGEC_MAYBE_UNUSED static inline void edgec_vstore${lanes}(float *p, ${t} v) { __builtin_memcpy(p, &v, sizeof v); }`,
+    `EDGEC_MAYBE_UNUSED static inline ${t} edgec_splat${lanes}(float s) { ${t} v = {${Array(lanes).fill("s").join(", ")}}; return v; }`,
+  ].join("\n");
+}

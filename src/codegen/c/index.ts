@@ -7,7 +7,7 @@ import type { Target } from "../../target/schema.js";
 import type { Backend, CompileOptions, Files } from "../backend.js";
 import { renderStmts } from "../c-like.js";
 import { renderTemplate } from "../template.js";
-import { C_DIALECT, cLiteral } from "./dialect.js";
+import { C_DIALECT, cLiteral, cVectorPrelude } from "./dialect.js";
 
 export interface CConfig {
   target: Target;
@@ -110,7 +110,9 @@ function view(p: Program, cfg: CConfig) {
     noInputs: p.inputs.length ? [] : [{}],
     noOutputs: p.outputs.length ? [] : [{}],
     arenaBytes: p.arenaBytes,
+    maxThreads: Math.max(1, cfg.target.cores),
     arenaDecl,
+    vectorPrelude: cVectorPrelude(Math.max(4, cfg.target.vectorBytes / 4)),
     weightBytes: weights.reduce((s, b) => s + numel(b.shape) * DTYPES[b.dtype].bytes, 0),
     externalWeights: external ? [{ bytes: layout.bytes }] : [],
     weights: (external ? [] : weights).map((b) => ({

@@ -1,4 +1,5 @@
 import type { At } from "./at.js";
+import { DENSE_LOWERINGS } from "./dense.js";
 import { ELEMENTWISE_AT, ELEMENTWISE_LOWERINGS } from "./elementwise.js";
 import { MOVEMENT_AT, MOVEMENT_LOWERINGS } from "./movement.js";
 import { NN_LOWERINGS } from "./nn.js";
@@ -18,4 +19,5 @@ export const LOWERINGS: Record<string, Lowering> = {
   ...REDUCE_LOWERINGS,
   ...QUANT_LOWERINGS,
   ...RESIZE_LOWERINGS,
+  ...DENSE_LOWERINGS,
 };

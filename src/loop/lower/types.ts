@@ -9,6 +9,19 @@ export interface LowerCtx {
   ins: ((Ref & { data?: Tensor }) | undefined)[];
   outs: Ref[];
   names: Names;
+  /** the CPU's vector shape, for lowerings with a vectorized form; absent: plain loops only */
+  cpu?: CpuShape;
+  /** registers a constant made at compile time (packed weights) as a weight buffer */
+  constant?: (hint: string, t: Tensor) => Ref;
+  /** `elems` float32 of scratch memory per thread, one slice per thread at offset THREAD_ID·elems */
+  scratch?: (elems: number) => Ref;
+}
+
+export interface CpuShape {
+  /** float32 lanes per vector register */
+  lanes: number;
+  /** vector registers */
+  registers: number;
 }
 
 /** Lowers one graph node to the body of one kernel. */

@@ -24,7 +24,7 @@ function expr(e: Expr, env: Map<string, Expr>): Expr {
     case "var": return env.get(e.name) ?? e;
     case "load": return { ...e, idx: expr(e.idx, env) };
     case "bin": return bin(e.op, expr(e.a, env), expr(e.b, env));
-    case "un": return { ...e, a: expr(e.a, env) };
+    case "un": case "splat": return { ...e, a: expr(e.a, env) };
     case "cast": return cast(expr(e.a, env), e.dtype);
     case "select": {
       const c = expr(e.c, env);
@@ -54,6 +54,9 @@ function stmts(ss: Stmt[], env: Map<string, Expr>): Stmt[] {
         break;
       case "store":
         out.push({ ...s, idx: expr(s.idx, env), val: expr(s.val, env) });
+        break;
+      case "local":
+        out.push(s);
         break;
       case "let":
       case "set":

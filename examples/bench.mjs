@@ -1,0 +1,41 @@
+// `make bench`: every DIR/*/model.onnx under the folders given, on the host, on 1 thread and on all
+// cores, each against onnxruntime-node in alternating rounds (see `edgec bench --compare-ort`).
+// Progress goes to stderr; the Markdown table and the geometric mean of edgec/onnxruntime per thread
+// count go to stdout. Exits 1 when any model fails or its outputs differ from onnxruntime's.
+// Artifacts are cached in build/bench-artifacts/<model> (rebuilt only when the model or edgec changes).
+import { existsSync, readdirSync } from "node:fs";
+import { cpus } from "node:os";
+import { join } from "node:path";
+import { benchModel, formatBenchTable, modelLabel } from "../dist/driver/bench.js";
+import { loadTarget } from "../dist/target/load.js";
+
+const dirs = process.argv.slice(2);
+if (!dirs.length) {
+  console.error("usage: node examples/bench.mjs DIR...   (benchmarks every DIR/*/model.onnx)");
+  process.exit(2);
+}
+const models = dirs.flatMap((d) => readdirSync(d).sort().map((m) => join(d, m, "model.onnx")).filter((f) => existsSync(f)));
+const target = loadTarget("host");
+const threadCounts = [...new Set([1, cpus().length])];
+
+const results = [];
+const failed = [];
+for (const model of models) {
+  for (const threads of threadCounts) {
+    const label = `${modelLabel(model)}, ${threads} thread${threads === 1 ? "" : "s"}`;
+    try {
+      const r = await benchModel(model, { target, threads, runs: 20, warmup: 3, compareOrt: true, buildDir: join("build", "bench-artifacts", modelLabel(model)) });
+      results.push(r);
+      console.error(`${label}: edgec ${r.medianMs.toFixed(3)} ms, onnxruntime ${r.ortMedianMs.toFixed(3)} ms, ratio ${r.ratio.toFixed(2)}${r.agree ? "" : ", OUTPUTS DIFFER"}`);
+      if (!r.agree) failed.push(`${label}: edgec's outputs differ from onnxruntime's`);
+    } catch (e) {
+      console.error(`${label}: ${e.message}`);
+      failed.push(`${label}: ${e.message}`);
+    }
+  }
+}
+console.log(formatBenchTable(results));
+if (failed.length) {
+  console.error(`\n${failed.length} failed:\n${failed.join("\n")}`);
+  process.exitCode = 1;
+}

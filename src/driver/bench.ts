@@ -1,0 +1,326 @@
+import { fork, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { basename, dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { $ } from "zx";
+import { isFloat } from "../core/dtype.js";
+import { EdgecError } from "../core/diag.js";
+import { fromNumbers, numel, zeros, type Tensor } from "../core/tensor.js";
+import { importOnnx } from "../frontend/onnx/import.js";
+import type { Target } from "../target/schema.js";
+import { buildArtifact } from "./artifact.js";
+import { specializeInputs } from "./inputs.js";
+import { countMacs } from "./inspect.js";
+import type { OrtReply, OrtRequest } from "./ort-worker.js";
+import { runGraphPasses, type PipelineOptions } from "./pipeline.js";
+import { runArtifact, type RunResult } from "./run.js";
+import { compare, type OutputCheck } from "./verify.js";
+
+export interface BenchOptions extends PipelineOptions {
+  /** threads the model runs on (default: the target's cores, all of this machine's for host) */
+  threads?: number;
+  /** timed runs of each engine, at least; rounded up to whole rounds */
+  runs: number;
+  /** untimed runs before timing */
+  warmup: number;
+  /** also time onnxruntime-node, alternating with edgec, and compare the outputs */
+  compareOrt?: boolean;
+  /** where the artifact is built and reused while up to date (default: a temporary directory) */
+  buildDir?: string;
+}
+
+export interface BenchResult {
+  model: string;
+  target: string;
+  threads: number;
+  runs: number;
+  medianMs: number;
+  minMs: number;
+  /** peak resident memory of the run harness process */
+  maxRssKb: number;
+  /** multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul; FLOPs = 2·MACs */
+  macs: number;
+  flops: number;
+  gflops: number;
+  /** measured single-thread FMA peak at the target's vector width, and that times `threads` */
+  peakGflops: number;
+  peakGflopsThreads: number;
+  peakFraction: number;
+  vectorBytes: number;
+  ortMedianMs?: number;
+  ortMinMs?: number;
+  /** peak RSS of the onnxruntime process, Node itself included (ortNodeRssKb of it before onnxruntime loaded) */
+  ortMaxRssKb?: number;
+  ortNodeRssKb?: number;
+  /** edgec median / onnxruntime median */
+  ratio?: number;
+  /** edgec's outputs match onnxruntime's within rtol 1e-3, atol 1e-4 */
+  agree?: boolean;
+  checks?: OutputCheck[];
+}
+
+/**
+ * Timed runs come in rounds of this many per engine. The run harness is a fresh process per call
+ * and reports only its call's median and minimum, so edgec's median is the median of per-round
+ * medians (each round's first run is cold; a median of 5 shrugs one outlier off), while
+ * onnxruntime keeps one session and reports every run, so its median is over all runs.
+ */
+const ROUND = 5;
+export const BENCH_TOLERANCE = { rtol: 1e-3, atol: 1e-4 };
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** mulberry32: a small seeded generator, so every benchmark of a model sees the same input. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Standard-normal floats (Box-Muller) for float inputs, zeros for integer and bool inputs. */
+export function randomInputs(model: string, inputShapes: Record<string, number[]> | undefined, seed = 1): Record<string, Tensor> {
+  const g = importOnnx(model, { inputShapes }).graph;
+  const next = rng(seed);
+  return Object.fromEntries(
+    g.inputs.map((name) => {
+      const { dtype, shape } = g.values.get(name)!;
+      if (!isFloat(dtype)) return [name, zeros(dtype, shape!)];
+      const v = Array.from({ length: numel(shape!) }, () => Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next()));
+      return [name, fromNumbers(dtype, shape!, v)];
+    }),
+  );
+}
+
+const PEAK_C = `/* Peak single-thread FMA throughput: 12 independent accumulator chains of VB-byte float vectors
+ * (enough to cover FMA latency times FMA ports on current cores), written out so each stays in a
+ * register. acc = acc * a + b with a + b = 1 converges to 1: no overflow, no denormals. */
+#define _POSIX_C_SOURCE 199309L
+#include <stdio.h>
+#include <time.h>
+typedef float vf __attribute__((vector_size(VB)));
+static volatile float seed = 0.999f;
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+#define STEP(c) c = c * a + b
+static double seconds(long iters, float *sink) {
+  vf a = (vf){0} + seed, b = (vf){0} + (1.0f - seed);
+  vf c0 = b, c1 = b * 2, c2 = b * 3, c3 = b * 4, c4 = b * 5, c5 = b * 6, c6 = b * 7, c7 = b * 8, c8 = b * 9, c9 = b * 10, c10 = b * 11, c11 = b * 12;
+  double t0 = now();
+  long i;
+  for (i = 0; i < iters; i++) {
+    STEP(c0); STEP(c1); STEP(c2); STEP(c3); STEP(c4); STEP(c5); STEP(c6); STEP(c7); STEP(c8); STEP(c9); STEP(c10); STEP(c11);
+  }
+  t0 = now() - t0;
+  c0 = c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11;
+  *sink += c0[0];
+  return t0;
+}
+int main(void) {
+  long iters = 1L << 12;
+  double best = 0;
+  float sink = 0;
+  int r;
+  while (seconds(iters, &sink) < 0.05) iters *= 2;
+  for (r = 0; r < 5; r++) {
+    double g = 2.0 * 12 * (VB / 4) * (double)iters / seconds(iters, &sink) / 1e9;
+    if (g > best) best = g;
+  }
+  printf("gflops=%.3f sink=%g\\n", best, (double)sink);
+  return 0;
+}
+`;
+
+const peaks = new Map<string, Promise<number>>();
+
+/**
+ * The machine's single-thread float32 FMA peak in GFLOP/s, measured with the target's compiler and
+ * flags at its vector width (run under its emulator when foreign); memoized per target.
+ */
+export function peakGflops(t: Target): Promise<number> {
+  const key = JSON.stringify([t.cc, t.cflags, t.ldflags, t.vectorBytes, t.emulator]);
+  if (!peaks.has(key)) peaks.set(key, measurePeak(t));
+  return peaks.get(key)!;
+}
+
+async function measurePeak(t: Target): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), "edgec-peak-"));
+  try {
+    writeFileSync(join(dir, "peak.c"), PEAK_C);
+    // GNU C contracts a*b+c into an FMA by default, ISO modes (-std=c99) do not: ask for it.
+    const cc = [t.cc, ...t.cflags, "-ffp-contract=fast", `-DVB=${t.vectorBytes}`, "-o", join(dir, "peak"), join(dir, "peak.c"), ...t.ldflags];
+    const c = await $({ nothrow: true, quiet: true })`${cc}`;
+    if (c.exitCode !== 0) throw new EdgecError(`compiling the FMA peak probe with ${t.cc} failed: ${(c.stderr || c.stdout).trim().split("\n").slice(0, 5).join("\n")}`, 3);
+    const r = await $({ nothrow: true, quiet: true })`${[...t.emulator, join(dir, "peak")]}`;
+    const m = /gflops=([\d.]+)/.exec(r.stdout);
+    if (r.exitCode !== 0 || !m) throw new EdgecError(`the FMA peak probe failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim()}`, 3);
+    return Number(m[1]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A forked ort-worker: one request at a time, its reply or its death. */
+class OrtProcess {
+  private readonly child: ChildProcess;
+  private stderr = "";
+
+  constructor() {
+    const worker = join(dirname(fileURLToPath(import.meta.url)), "ort-worker.js");
+    this.child = fork(worker, [], { serialization: "advanced", stdio: ["ignore", "ignore", "pipe", "ipc"] });
+    this.child.stderr!.on("data", (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-2000)));
+  }
+
+  request<K extends OrtReply["op"]>(r: OrtRequest, want: K): Promise<Extract<OrtReply, { op: K }>> {
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        this.child.off("message", onMessage);
+        this.child.off("exit", onExit);
+        this.child.off("error", onError);
+      };
+      const onMessage = (m: OrtReply) => {
+        done();
+        if (m.op === want) resolve(m as Extract<OrtReply, { op: K }>);
+        else reject(new EdgecError(m.op === "error" ? m.message : `onnxruntime process: expected '${want}', got '${m.op}'`, m.op === "error" ? m.exitCode : 3));
+      };
+      const onExit = (code: number | null, signal: string | null) => {
+        done();
+        reject(new EdgecError(`the onnxruntime process died (${signal ?? `exit ${code}`})${this.stderr ? `: ${this.stderr.trim().split("\n").slice(-5).join("\n")}` : ""}`, 3));
+      };
+      // A send to a process that has gone reports 'error' (and 'exit' too, in some order).
+      const onError = (e: Error) => {
+        done();
+        reject(new EdgecError(`the onnxruntime process failed: ${e.message}`, 3));
+      };
+      this.child.on("message", onMessage);
+      this.child.on("exit", onExit);
+      this.child.on("error", onError);
+      this.child.send(r);
+    });
+  }
+
+  kill() {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill();
+  }
+}
+
+/**
+ * Builds MODEL for the target, runs it on a seeded random input and measures latency, peak memory
+ * and achieved FLOP/s against the machine's FMA peak; with `compareOrt`, onnxruntime-node runs in
+ * alternating rounds with edgec on the same input, and the outputs are compared.
+ */
+export async function benchModel(model: string, o: BenchOptions): Promise<BenchResult> {
+  if (!existsSync(model)) throw new EdgecError(`${model}: no such file`);
+  const threads = o.threads ?? (o.target.cores || cpus().length);
+  const inputs = randomInputs(model, o.inputShapes);
+  const spec = specializeInputs(model, inputs, o.inputShapes);
+  const macs = countMacs(runGraphPasses(importOnnx(model, { inputShapes: spec.inputShapes, bind: spec.bind }).graph, { fuse: false }));
+  const tmp = o.buildDir ? undefined : mkdtempSync(join(tmpdir(), "edgec-bench-"));
+  let ort: OrtProcess | undefined;
+  try {
+    const { dir, manifest } = await buildArtifact(model, o.buildDir ?? join(tmp!, "artifact"), { ...o, inputShapes: spec.inputShapes, bind: spec.bind });
+    const peak = await peakGflops(o.target);
+    let ortOut: Record<string, Tensor> | undefined;
+    let nodeRssKb: number | undefined;
+    if (o.compareOrt) {
+      ort = new OrtProcess();
+      ({ outputs: ortOut, nodeRssKb } = await ort.request({ op: "load", model, threads, warmup: o.warmup, inputs }, "loaded"));
+    }
+    const edgec = (runs: number) => runArtifact(dir, spec.runInputs, runs, { threads });
+    if (o.warmup > 0) await edgec(o.warmup);
+    const rounds = Math.ceil(o.runs / ROUND);
+    const perRound = Math.max(2, Math.ceil(o.runs / rounds));
+    const medians: number[] = [], mins: number[] = [], ortMs: number[] = [];
+    let maxRssKb = 0;
+    let last!: RunResult;
+    for (let r = 0; r < rounds; r++) {
+      last = await edgec(perRound);
+      medians.push(last.medianMs!);
+      mins.push(last.minMs!);
+      maxRssKb = Math.max(maxRssKb, last.maxRssKb!);
+      if (ort) ortMs.push(...(await ort.request({ op: "run", runs: perRound }, "times")).ms);
+    }
+    const medianMs = median(medians);
+    const flops = 2 * macs;
+    const gflops = flops / (medianMs * 1e6);
+    const result: BenchResult = {
+      model,
+      target: o.target.name,
+      threads,
+      runs: rounds * perRound,
+      medianMs,
+      minMs: Math.min(...mins),
+      maxRssKb,
+      macs,
+      flops,
+      gflops,
+      peakGflops: peak,
+      peakGflopsThreads: peak * threads,
+      peakFraction: gflops / (peak * threads),
+      vectorBytes: o.target.vectorBytes,
+    };
+    if (ort && ortOut) {
+      const ortMaxRssKb = (await ort.request({ op: "exit" }, "done")).maxRssKb;
+      const checks = manifest.outputs.map((spec, i) =>
+        ortOut[spec.name] ? compare(spec.name, last.outputs[i], ortOut[spec.name], BENCH_TOLERANCE) : { name: spec.name, maxAbs: Infinity, maxRel: Infinity, pass: false, why: "onnxruntime has no such output" },
+      );
+      const ortMedianMs = median(ortMs);
+      Object.assign(result, { ortMedianMs, ortMinMs: Math.min(...ortMs), ortMaxRssKb, ortNodeRssKb: nodeRssKb, ratio: medianMs / ortMedianMs, agree: checks.every((c) => c.pass), checks });
+    }
+    return result;
+  } finally {
+    ort?.kill();
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** "mobilenet_v2" for .../mobilenet_v2/model.onnx, "net" for .../net.onnx */
+export const modelLabel = (model: string) => (basename(model) === "model.onnx" ? basename(dirname(model)) : basename(model).replace(/\.onnx$/, ""));
+
+const mib = (kb: number) => (kb / 1024).toFixed(1);
+const ms = (x: number) => x.toFixed(x < 10 ? 3 : 2);
+
+export function formatBench(r: BenchResult): string {
+  const lines = [
+    `model        ${r.model} on ${r.target}, ${r.threads} thread${r.threads === 1 ? "" : "s"}, ${r.runs} runs`,
+    `edgec        median ${ms(r.medianMs)} ms, min ${ms(r.minMs)} ms, peak RSS ${mib(r.maxRssKb)} MiB`,
+    `work         ${(r.macs / 1e6).toFixed(1)} M MACs: ${r.gflops.toFixed(2)} GFLOP/s, ${(100 * r.peakFraction).toFixed(1)}% of the ${r.peakGflopsThreads.toFixed(1)} GFLOP/s FMA peak (${r.threads} x ${r.peakGflops.toFixed(1)}, ${r.vectorBytes}-byte vectors)`,
+  ];
+  if (r.ortMedianMs !== undefined) {
+    const worst = r.checks!.reduce((a, c) => Math.max(a, c.maxAbs), 0);
+    lines.push(
+      `onnxruntime  median ${ms(r.ortMedianMs)} ms, min ${ms(r.ortMinMs!)} ms, peak RSS ${mib(r.ortMaxRssKb!)} MiB (Node alone ${mib(r.ortNodeRssKb!)} MiB)`,
+      `ratio        ${r.ratio!.toFixed(2)} (edgec / onnxruntime)`,
+      `outputs      ${r.agree ? "agree" : "DIFFER"} with onnxruntime (max abs ${worst.toExponential(2)}; rtol ${BENCH_TOLERANCE.rtol}, atol ${BENCH_TOLERANCE.atol})`,
+      ...r.checks!.filter((c) => !c.pass).map((c) => `  ${c.name}: max abs ${c.maxAbs.toExponential(2)}, max rel ${c.maxRel.toExponential(2)}${c.why ? ` (${c.why})` : ""}`),
+    );
+  }
+  return lines.join("\n");
+}
+
+/** A Markdown table of results (a mismatch shows as MISMATCH), then the geometric mean of the ratios per thread count. */
+export function formatBenchTable(results: BenchResult[]): string {
+  const rows = [
+    "| model | threads | edgec ms | ort ms | ratio | edgec peak MiB | ort peak MiB | % of peak FLOP/s |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...results.map((r) =>
+      `| ${modelLabel(r.model)} | ${r.threads} | ${ms(r.medianMs)} | ${r.ortMedianMs === undefined ? "-" : ms(r.ortMedianMs)} | ${r.ratio === undefined ? "-" : r.agree ? r.ratio.toFixed(2) : "MISMATCH"} | ${mib(r.maxRssKb)} | ${r.ortMaxRssKb === undefined ? "-" : mib(r.ortMaxRssKb)} | ${(100 * r.peakFraction).toFixed(1)} |`,
+    ),
+    "",
+  ];
+  for (const threads of [...new Set(results.map((r) => r.threads))]) {
+    const ratios = results.filter((r) => r.threads === threads && r.agree).map((r) => r.ratio!);
+    if (ratios.length) rows.push(`geometric mean of edgec/ort, ${threads} thread${threads === 1 ? "" : "s"}: ${Math.exp(ratios.reduce((s, x) => s + Math.log(x), 0) / ratios.length).toFixed(2)} over ${ratios.length} model${ratios.length === 1 ? "" : "s"}`);
+  }
+  return rows.join("\n");
+}

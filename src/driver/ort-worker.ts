@@ -1,0 +1,83 @@
+/**
+ * onnxruntime-node in a process of its own, for `edgec bench --compare-ort`: its peak memory is then
+ * its own, and the parent can alternate runs of edgec and onnxruntime in one benchmark. Forked with
+ * an IPC channel; every request gets exactly one reply (see OrtRequest / OrtReply).
+ */
+import { readFileSync } from "node:fs";
+import { performance } from "node:perf_hooks";
+import type { DType, TypedArray } from "../core/dtype.js";
+import type { Tensor } from "../core/tensor.js";
+
+export type OrtRequest =
+  | { op: "load"; model: string; threads: number; warmup: number; inputs: Record<string, Tensor> }
+  | { op: "run"; runs: number }
+  | { op: "exit" };
+
+export type OrtReply =
+  /** outputs of the last warm-up run; nodeRssKb: the peak RSS of this process before onnxruntime loaded */
+  | { op: "loaded"; outputs: Record<string, Tensor>; nodeRssKb: number }
+  | { op: "times"; ms: number[] }
+  | { op: "done"; maxRssKb: number }
+  | { op: "error"; message: string; exitCode: number };
+
+type Ort = typeof import("onnxruntime-node");
+
+let ort: Ort;
+let session: import("onnxruntime-node").InferenceSession;
+let feeds: Record<string, import("onnxruntime-node").Tensor>;
+
+/**
+ * This process's peak resident memory in KiB. Not getrusage's ru_maxrss on Linux: that keeps the
+ * high-water mark of the parent's memory copied at fork across exec, so a child of a large edgec
+ * process would report edgec's size. VmHWM belongs to this process's own address space.
+ */
+function peakRssKb(): number {
+  const hwm = process.platform === "linux" ? /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync("/proc/self/status", "utf8")) : null;
+  return hwm ? Number(hwm[1]) : process.resourceUsage().maxRSS;
+}
+
+const reply = (r: OrtReply) => new Promise<void>((done) => process.send!(r, () => done()));
+
+async function load(r: Extract<OrtRequest, { op: "load" }>): Promise<OrtReply> {
+  const nodeRssKb = peakRssKb();
+  try {
+    ort = await import("onnxruntime-node");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ERR_MODULE_NOT_FOUND") throw e;
+    return { op: "error", message: "--compare-ort needs onnxruntime-node, a devDependency of edgec that is not installed: run `npm install` in edgec's folder (or `npm install onnxruntime-node`)", exitCode: 2 };
+  }
+  try {
+    session = await ort.InferenceSession.create(r.model, { intraOpNumThreads: r.threads, interOpNumThreads: 1, graphOptimizationLevel: "all", executionMode: "sequential" });
+  } catch (e) {
+    return { op: "error", message: `onnxruntime cannot load ${r.model}: ${(e as Error).message.split("\n")[0]}`, exitCode: 3 };
+  }
+  // edgec stores bool one byte per element, as onnxruntime does; every other dtype name is shared.
+  feeds = Object.fromEntries(Object.entries(r.inputs).map(([name, t]) => [name, new ort.Tensor(t.dtype, t.data, t.shape)]));
+  let out: Awaited<ReturnType<typeof session.run>> = {};
+  for (let i = 0; i < Math.max(1, r.warmup); i++) out = await session.run(feeds);
+  const outputs = Object.fromEntries(Object.entries(out).map(([name, t]) => [name, { dtype: t.type as DType, shape: [...t.dims], data: t.data as TypedArray }]));
+  return { op: "loaded", outputs, nodeRssKb };
+}
+
+async function run(runs: number): Promise<OrtReply> {
+  const ms: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await session.run(feeds);
+    ms.push(performance.now() - t0);
+  }
+  return { op: "times", ms };
+}
+
+process.on("message", async (r: OrtRequest) => {
+  try {
+    if (r.op === "load") await reply(await load(r));
+    else if (r.op === "run") await reply(await run(r.runs));
+    else {
+      await reply({ op: "done", maxRssKb: peakRssKb() });
+      process.exit(0);
+    }
+  } catch (e) {
+    await reply({ op: "error", message: `onnxruntime: ${(e as Error).message.split("\n")[0]}`, exitCode: 3 });
+  }
+});

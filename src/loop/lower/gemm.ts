@@ -1,0 +1,128 @@
+import type { Tensor } from "../../core/tensor.js";
+import {
+  add, cst, flat, int, lt, mul, nest, set, splat, store, threadId, vlet, vload, vr, vstore, vvar, if_, type Ref,
+} from "../build.js";
+import type { Expr, Stmt } from "../ir.js";
+import { vectorizeLanes } from "../vectorize.js";
+import type { CpuShape, LowerCtx } from "./types.js";
+
+/**
+ * A float32 matrix product per batch index b,
+ *   y[yIndex(b, r, j)] = post(b, r, j, init(b, r) + Σ_k A(b, r, k) · B(b, k, j)),
+ * as register-blocked micro-kernels: the output is cut into tiles of MR rows × NT columns (NT a
+ * whole number of vectors), each tile's MR·NT/lanes accumulators stay in registers across the k
+ * loop, which per step loads NT/lanes vectors of B and broadcasts MR scalars of A. B is read packed,
+ * one column tile at a time as a contiguous [depth][NT] panel (zero beyond the last column): packed
+ * at compile time when B is constant, else gathered by `packB` into per-thread scratch at the start
+ * of each tile. Column tiles (and batch) are the parallel axis.
+ */
+export interface GemmSpec {
+  batch: number[];
+  rows: number;
+  cols: number;
+  depth: number;
+  /** the broadcast operand, one scalar per (row, k) */
+  a: (b: Expr[], row: Expr, k: Expr) => Expr;
+  /** A's element (row, k) when A is a compile-time constant: then it is packed in panels of MR rows */
+  aConst?: (row: number, k: number) => number;
+  /** B's element (k, j) when B is a compile-time constant */
+  bConst?: (k: number, j: number) => number;
+  /** statements that write B's column tile starting at j0 through put(k, j, value), for j < NT */
+  packB?: (b: Expr[], j0: Expr, put: (k: Expr, j: Expr, v: Expr) => Stmt) => Stmt[];
+  /** the accumulator's starting value per row (a convolution's bias) */
+  init?: (b: Expr[], row: Expr) => Expr;
+  /** the output and the index of (row, j) in it; its elements are contiguous along j */
+  y: Ref;
+  yAt: (b: Expr[], row: Expr, j: Expr) => Expr[];
+  /** a scalar step between the sum and the store (Gemm's alpha and C) */
+  post?: (b: Expr[], row: Expr, j: Expr, v: Expr) => Expr;
+}
+
+/** Register blocking for a CPU: two vectors of columns, as many rows as registers allow (at most 8). */
+export function blocking(cpu: CpuShape, cols: number): { mr: number; nv: number } {
+  const nv = cols <= cpu.lanes ? 1 : 2;
+  return { mr: Math.max(1, Math.min(8, Math.floor((cpu.registers - nv - 1) / nv))), nv };
+}
+
+/** B's column tiles laid out as the micro-kernel reads them: [tiles][depth][NT], zero padded. */
+function packConst(s: GemmSpec, nt: number): Tensor {
+  const tiles = Math.ceil(s.cols / nt);
+  const data = new Float32Array(tiles * s.depth * nt);
+  for (let t = 0; t < tiles; t++)
+    for (let k = 0; k < s.depth; k++)
+      for (let j = 0; j < nt && t * nt + j < s.cols; j++) data[(t * s.depth + k) * nt + j] = s.bConst!(k, t * nt + j);
+  return { dtype: "float32", shape: [data.length], data };
+}
+
+/** A's rows in panels as the micro-kernel reads them: panel by panel, [depth][rows of the panel]. */
+function packRows(s: GemmSpec, mr: number): Tensor {
+  const data = new Float32Array(s.rows * s.depth);
+  for (let r0 = 0; r0 < s.rows; r0 += mr) {
+    const h = Math.min(mr, s.rows - r0);
+    for (let k = 0; k < s.depth; k++) for (let r = 0; r < h; r++) data[r0 * s.depth + k * h + r] = s.aConst!(r0 + r, k);
+  }
+  return { dtype: "float32", shape: [data.length], data };
+}
+
+export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
+  const cpu = c.cpu!;
+  const L = cpu.lanes;
+  const { mr: MR, nv } = blocking(cpu, s.cols);
+  const NT = L * nv;
+  const tiles = Math.ceil(s.cols / NT);
+  const packed = s.bConst ? c.constant!(`${c.node.name}_packed`, packConst(s, NT)) : c.scratch!(s.depth * NT);
+  const ragged = s.cols % NT !== 0;
+  const aPacked = s.aConst ? c.constant!(`${c.node.name}_rows`, packRows(s, MR)) : undefined;
+  return nest(c.names, [...s.batch, tiles], (idx) => {
+    const b = idx.slice(0, -1), jt = idx[idx.length - 1];
+    const j0 = mul(jt, int(NT));
+    const base = s.bConst ? mul(jt, int(s.depth * NT)) : mul(threadId, int(s.depth * NT));
+    const pack: Stmt[] = s.packB
+      ? s.packB(b, j0, (k, j, v) => ({ k: "store", buf: packed.buf, idx: add(base, add(mul(k, int(NT)), j)), val: v }))
+      : [];
+
+    const microKernel = (row0: Expr, mr: number): Stmt[] => {
+      const acc = (r: number, v: number) => c.names.next(`acc${r}_${v}`);
+      const accs = Array.from({ length: mr }, (_, r) => Array.from({ length: nv }, (_, v) => acc(r, v)));
+      const row = (r: number) => add(row0, int(r));
+      const out: Stmt[] = [];
+      accs.forEach((rs, r) => rs.forEach((n) => out.push(vlet(n, splat(s.init ? s.init(b, row(r)) : cst(0), L), L))));
+      const k = c.names.next("k");
+      const kv: Expr = { k: "var", name: k, dtype: "int32" };
+      const bv = Array.from({ length: nv }, () => c.names.next("b"));
+      const step: Stmt[] = bv.map((n, v) => vlet(n, vload(packed.buf, add(base, add(mul(kv, int(NT)), int(v * L))), L), L));
+      accs.forEach((rs, r) => {
+        const av = c.names.next("a");
+        const aElem: Expr = aPacked
+          ? { k: "load", buf: aPacked.buf, idx: add(mul(row0, int(s.depth)), add(mul(kv, int(mr)), int(r))), dtype: "float32" }
+          : s.a(b, row(r), kv);
+        step.push(vlet(av, splat(aElem, L), L));
+        rs.forEach((n, v) => step.push(set(n, add(vvar(n, L), mul(vvar(av, L), vvar(bv[v], L))))));
+      });
+      out.push({ k: "for", v: k, n: s.depth, body: step });
+      if (!s.post && !s.y.put && !ragged) {
+        accs.forEach((rs, r) => rs.forEach((n, v) => out.push(vstore(s.y.buf, flat(s.y.shape, s.yAt(b, row(r), add(j0, int(v * L)))), vvar(n, L), L))));
+      } else {
+        // Through a stack tile, so the epilogue is a plain loop over columns the C compiler vectorizes.
+        const tile = c.names.next("tile");
+        out.push({ k: "local", name: tile, dtype: "float32", n: mr * NT });
+        accs.forEach((rs, r) => rs.forEach((n, v) => out.push(vstore(tile, int(r * NT + v * L), vvar(n, L), L))));
+        const r = c.names.next("r"), jv = c.names.next("jv"), l = c.names.next("l");
+        const rv = vr(r), lv = vr(l);
+        const j = add(j0, add(mul(vr(jv), int(L)), lv));
+        const x: Expr = { k: "load", buf: tile, idx: add(add(mul(rv, int(NT)), mul(vr(jv), int(L))), lv), dtype: "float32" };
+        const st = store(s.y, s.yAt(b, add(row0, rv), j), s.post ? s.post(b, add(row0, rv), j, x) : x);
+        const scalar: Stmt[] = ragged ? [if_(lt(j, int(s.cols)), [st])] : [st];
+        const lanes = vectorizeLanes(scalar, l, int(0), L) ?? [{ k: "for", v: l, n: L, body: scalar }];
+        out.push({ k: "for", v: r, n: mr, body: [{ k: "for", v: jv, n: nv, body: lanes }] });
+      }
+      return [{ k: "block", body: out }];
+    };
+
+    const panels = Math.floor(s.rows / MR), tail = s.rows % MR;
+    const body = [...pack];
+    if (panels) body.push(...nest(c.names, [panels], ([rt]) => microKernel(mul(rt, int(MR)), MR), false));
+    if (tail) body.push(...microKernel(int(panels * MR), tail));
+    return body;
+  });
+}

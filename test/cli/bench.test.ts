@@ -1,0 +1,106 @@
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, test } from "vitest";
+import { formatBenchTable, type BenchResult } from "../../src/driver/bench.js";
+import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
+
+/**
+ * `edgec bench` end to end through the built CLI (dist/ must be built: `make test` does). Speed is
+ * never asserted here; only that the measurements exist and the work count is right.
+ */
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const DSCNN = join(ROOT, "..", "shared", "corpus", "models", "dscnn_kws", "model.onnx");
+const work = tempDir("edgec-bench-test-");
+afterAll(() => work.cleanup());
+
+function edgec(...args: string[]) {
+  const r = spawnSync(process.execPath, [join(ROOT, "bin", "edgec.js"), ...args], { cwd: work.dir, encoding: "utf8", env: { ...process.env, EDGEC_DEBUG: "" } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const weights = (name: string, dims: number[]) =>
+  tensorProto(name, T.FLOAT, dims, { floatData: Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => ((i * 37) % 17) / 17 - 0.5) });
+
+/**
+ * x[1,4,8,8] → Conv (6 out, group 2, 3x3, stride 2, pad 1) → [1,6,4,4] → Relu → ConvTranspose
+ * (W [6,3,2,2], stride 2) → [1,3,8,8] → MatMul [8,5] → [1,3,8,5] → Flatten → [1,120] → Gemm (W [10,120],
+ * transB) → [1,10].
+ */
+const tiny = () =>
+  modelBytes({
+    nodes: [
+      node("Conv", ["x", "wc"], ["c"], [attr.i("group", 2), attr.ints("kernel_shape", [3, 3]), attr.ints("strides", [2, 2]), attr.ints("pads", [1, 1, 1, 1])]),
+      node("Relu", ["c"], ["r"]),
+      node("ConvTranspose", ["r", "wt"], ["t"], [attr.ints("kernel_shape", [2, 2]), attr.ints("strides", [2, 2])]),
+      node("MatMul", ["t", "wm"], ["m"]),
+      node("Flatten", ["m"], ["f"]),
+      node("Gemm", ["f", "wg"], ["y"], [attr.i("transB", 1)]),
+    ],
+    inputs: [valueInfo("x", T.FLOAT, [1, 4, 8, 8])],
+    outputs: [valueInfo("y", T.FLOAT, [1, 10])],
+    initializers: [weights("wc", [6, 2, 3, 3]), weights("wt", [6, 3, 2, 2]), weights("wm", [8, 5]), weights("wg", [10, 120])],
+  });
+
+// Each output element of Conv takes (C_in / group)·kh·kw MACs; each input element of ConvTranspose
+// is scattered to (M / group)·kh·kw outputs; MatMul and Gemm take K per output element.
+const TINY_MACS = 6 * 4 * 4 * (2 * 3 * 3) + 6 * 4 * 4 * (3 * 2 * 2) + 3 * 8 * 5 * 8 + 10 * 120;
+
+describe("edgec bench", () => {
+  test("a corpus model: --runs 3 --json gives a positive median and the measurements beside it", () => {
+    const r = edgec("bench", DSCNN, "--runs", "3", "--warmup", "1", "--threads", "1", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as BenchResult;
+    expect(j.medianMs).toBeGreaterThan(0);
+    expect(j.minMs).toBeLessThanOrEqual(j.medianMs);
+    expect(j.runs).toBeGreaterThanOrEqual(3);
+    expect(j.threads).toBe(1);
+    expect(j.maxRssKb).toBeGreaterThan(0);
+    expect(j.peakGflops).toBeGreaterThan(0);
+    expect(j.flops).toBe(2 * j.macs);
+    expect(j.ortMedianMs).toBeUndefined();
+  });
+
+  test("the FLOP count of a hand-built model matches a hand count; its outputs agree with onnxruntime", () => {
+    const model = work.write("tiny.onnx", tiny());
+    const r = edgec("bench", model, "--runs", "3", "--warmup", "1", "--threads", "1", "--compare-ort", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as BenchResult;
+    expect(j.macs).toBe(TINY_MACS);
+    expect(j.flops).toBe(2 * TINY_MACS);
+    expect(j.agree).toBe(true);
+    expect(j.checks!.map((c) => c.name)).toEqual(["y"]);
+    expect(j.ortMedianMs).toBeGreaterThan(0);
+    expect(j.ratio).toBeCloseTo(j.medianMs / j.ortMedianMs!, 10);
+    expect(j.ortMaxRssKb).toBeGreaterThan(j.ortNodeRssKb!);
+  });
+
+  test.each([
+    [["missing.onnx"], /missing\.onnx: no such file/],
+    [[DSCNN, "--threads", "0"], /--threads: '0' is not a whole number >= 1/],
+    [[DSCNN, "--threads", "two"], /--threads: 'two' is not a whole number >= 1/],
+    [[DSCNN, "--runs", "1.5"], /--runs: '1\.5' is not a whole number >= 1/],
+  ])("bad input %j: one clear error line, exit 2", (args, message) => {
+    const r = edgec("bench", ...args);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toMatch(/^edgec: error: /);
+    expect(r.stderr).toMatch(message);
+  });
+});
+
+describe("the benchmark table", () => {
+  const row = (model: string, threads: number, medianMs: number, ortMedianMs: number, agree: boolean): BenchResult => ({
+    model: `/m/${model}/model.onnx`, target: "host", threads, runs: 20, medianMs, minMs: medianMs, maxRssKb: 2048, macs: 1e6, flops: 2e6,
+    gflops: 1, peakGflops: 10, peakGflopsThreads: 10 * threads, peakFraction: 0.1 / threads, vectorBytes: 32,
+    ortMedianMs, ortMinMs: ortMedianMs, ortMaxRssKb: 4096, ortNodeRssKb: 1024, ratio: medianMs / ortMedianMs, agree, checks: [],
+  });
+
+  test("shows a mismatch as MISMATCH and leaves it out of the geometric mean", () => {
+    const table = formatBenchTable([row("a", 1, 2, 1, true), row("b", 1, 8, 1, true), row("c", 1, 1, 100, false), row("a", 4, 1, 1, true)]);
+    expect(table).toContain("| a | 1 | 2.000 | 1.000 | 2.00 | 2.0 | 4.0 | 10.0 |");
+    expect(table).toContain("| c | 1 | 1.000 | 100.00 | MISMATCH |");
+    expect(table).toContain("geometric mean of edgec/ort, 1 thread: 4.00 over 2 models");
+    expect(table).toContain("geometric mean of edgec/ort, 4 threads: 1.00 over 1 model");
+  });
+});

@@ -1,0 +1,87 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import ort from "onnxruntime-node";
+import { afterAll, describe, expect, it } from "vitest";
+import { buildArtifact } from "../../src/driver/artifact.js";
+import { runArtifact } from "../../src/driver/run.js";
+import { compare } from "../../src/driver/verify.js";
+import { loadTarget } from "../../src/target/load.js";
+import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
+
+/**
+ * The vectorized lowerings (packed GEMM convolution, depthwise convolution, Gemm, MatMul) against
+ * onnxruntime, on shapes chosen to hit every edge of the tiling: row counts that leave a tail
+ * panel, column counts that leave a ragged tile, strides, padding, dilation, batch. Each case must
+ * also take the vector path where one exists (the C holds vector loads), on the host and on rpi4
+ * (NEON), with one thread and with two.
+ */
+let seed = 7;
+const rand = (n: number) => Float32Array.from({ length: n }, () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
+const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);
+
+interface Case {
+  name: string;
+  op: string;
+  x: number[];
+  /** second operand: a constant initializer, or (runtime) a second input */
+  w: number[];
+  runtime?: boolean;
+  bias?: number[];
+  attrs?: ReturnType<typeof attr.i>[];
+  /** false where only the scalar loops apply (a strided depthwise convolution) */
+  vector?: boolean;
+}
+
+const CASES: Case[] = [
+  { name: "1x1 conv, ragged tile, tail panel", op: "Conv", x: [1, 13, 7, 9], w: [19, 13, 1, 1], bias: [19] },
+  { name: "3x3 conv, pads, stride 2", op: "Conv", x: [2, 5, 11, 10], w: [10, 5, 3, 3], attrs: [attr.ints("pads", [1, 0, 2, 1]), attr.ints("strides", [2, 2])] },
+  { name: "conv, dilation, no padding", op: "Conv", x: [1, 3, 12, 12], w: [9, 3, 3, 2], bias: [9], attrs: [attr.ints("dilations", [2, 3])] },
+  { name: "depthwise 3x3 stride 1", op: "Conv", x: [1, 6, 20, 37], w: [6, 1, 3, 3], bias: [6], attrs: [attr.i("group", 6), attr.ints("pads", [1, 1, 1, 1])] },
+  { name: "depthwise 5x5 stride 2", op: "Conv", x: [2, 4, 17, 18], w: [4, 1, 5, 5], attrs: [attr.i("group", 4), attr.ints("pads", [2, 2, 2, 2]), attr.ints("strides", [2, 2])], vector: false },
+  { name: "MatMul, constant B, ragged columns", op: "MatMul", x: [3, 7, 21], w: [21, 45] },
+  { name: "MatMul, batched runtime B", op: "MatMul", x: [2, 3, 9, 16], w: [3, 16, 11], runtime: true },
+  { name: "Gemm, transB, bias row", op: "Gemm", x: [5, 33], w: [70, 33], bias: [70], attrs: [attr.i("transB", 1), attr.f("alpha", 0.5)] },
+];
+
+function model(c: Case) {
+  const ins = [valueInfo("x", T.FLOAT, c.x), ...(c.runtime ? [valueInfo("w", T.FLOAT, c.w)] : [])];
+  const inits = [
+    ...(c.runtime ? [] : [tensorProto("w", T.FLOAT, c.w, { floatData: Array.from(rand(numel(c.w))) })]),
+    ...(c.bias ? [tensorProto("b", T.FLOAT, c.bias, { floatData: Array.from(rand(numel(c.bias))) })] : []),
+  ];
+  return modelBytes({
+    inputs: ins,
+    initializers: inits,
+    nodes: [node(c.op, ["x", "w", ...(c.bias ? ["b"] : [])], ["y"], c.attrs ?? [])],
+    outputs: [valueInfo("y", T.FLOAT)],
+  });
+}
+
+const work = tempDir("edgec-dense-");
+afterAll(() => work.cleanup());
+
+describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName) => {
+  it.concurrent.for(CASES)("$name", async (c, { expect: ex }) => {
+    const file = work.write(`${targetName}-${c.name.replace(/\W+/g, "_")}.onnx`, model(c));
+    const feeds: Record<string, Float32Array> = { x: rand(numel(c.x)), ...(c.runtime ? { w: rand(numel(c.w)) } : {}) };
+    const session = await ort.InferenceSession.create(file);
+    const ref = (await session.run(Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, new ort.Tensor("float32", v, k === "x" ? c.x : c.w)]))))["y"];
+    const dir = join(work.dir, `${targetName}-${c.name.replace(/\W+/g, "_")}`);
+    await buildArtifact(file, dir, { target: loadTarget(targetName) });
+    const vectorLoads = /edgec_vload\d+\(\w+ \+ /.test(readFileSync(join(dir, "model.c"), "utf8"));
+    ex(vectorLoads).toBe(c.vector ?? true);
+    const inputs = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, { dtype: "float32" as const, shape: k === "x" ? c.x : c.w, data: v }]));
+    for (const threads of [1, 2]) {
+      const { outputs } = await runArtifact(dir, inputs, 1, { threads });
+      const r = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
+      ex(r.pass, `${c.name} with ${threads} threads: max abs error ${r.maxAbs}`).toBe(true);
+    }
+  });
+});
+
+it("targets resolve 0 (host) to this machine's cores and its compiler's vector width", () => {
+  const host = loadTarget("host");
+  expect(host.cores).toBeGreaterThan(0);
+  expect([16, 32, 64]).toContain(host.vectorBytes);
+  expect(loadTarget("rpi4").vectorBytes).toBe(16);
+});
