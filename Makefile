@@ -60,13 +60,13 @@ bench-deploy: setup build
 	EDGEC_BENCH=1 npx vitest run test/deploy/timing.bench.test.ts
 
 # The speed benchmark: the torchvision networks at 224x224 (exported once into build/bench-models
-# when Debian's torch is installed; `make setup-bench` installs it) and the corpus models, each on 1
+# with Debian's torch, which `make setup-bench` installs) and the corpus models, each on 1
 # thread and on all cores against onnxruntime-node. Prints a Markdown table and geometric means.
-bench: setup build
+bench: setup setup-bench build
 	@if [ ! -f $(BENCH_MODELS)/.exported ]; then \
 	  if /usr/bin/python3 -c 'import torch, torchvision, onnx' 2>/dev/null; then \
 	    /usr/bin/python3 $(CORPUS)/export_models.py --set big --out $(BENCH_MODELS) && touch $(BENCH_MODELS)/.exported; \
-	  else echo "bench: no Debian python3-torch/python3-torchvision/python3-onnx (make setup-bench installs them): benchmarking the corpus models only" >&2; fi; \
+	  else echo "bench: Debian python3-torch/python3-torchvision/python3-onnx did not install: benchmarking the corpus models only" >&2; fi; \
 	fi
 	node examples/bench.mjs $$([ -f $(BENCH_MODELS)/.exported ] && echo $(BENCH_MODELS)) $(CORPUS)/models
 
