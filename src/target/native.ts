@@ -2,8 +2,16 @@ import { execFileSync } from "node:child_process";
 import { availableParallelism } from "node:os";
 import type { Target } from "./schema.js";
 
-/** Vector width and register count implied by the compiler's predefined macros for these flags. */
+const probed = new Map<string, { bytes: number; registers: number }>();
+
+/** Vector width and register count implied by the compiler's predefined macros for these flags (asked once per process). */
 function probeVectors(cc: string, cflags: string[]): { bytes: number; registers: number } {
+  const key = [cc, ...cflags].join(" ");
+  if (!probed.has(key)) probed.set(key, askCompiler(cc, cflags));
+  return probed.get(key)!;
+}
+
+function askCompiler(cc: string, cflags: string[]): { bytes: number; registers: number } {
   let macros = "";
   try {
     macros = execFileSync(cc, [...cflags, "-dM", "-E", "-x", "c", "/dev/null"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });

@@ -7,7 +7,7 @@ import {
 } from "../build.js";
 import type { Expr, Stmt } from "../ir.js";
 import { vectorizeLanes } from "../vectorize.js";
-import { gemmKernel, type GemmSpec } from "./gemm.js";
+import { gemmKernel, tileColumns, type GemmSpec } from "./gemm.js";
 import { NN_LOWERINGS } from "./nn.js";
 import type { LowerCtx, Lowering } from "./types.js";
 
@@ -77,8 +77,7 @@ function gemmConv(c: LowerCtx): Stmt[] {
   return gemmKernel(c, spec);
 }
 
-/** Columns per GEMM tile for `cols` columns (see gemm.ts blocking). */
-const ntOf = (c: LowerCtx, cols: number) => c.cpu!.lanes * (cols <= c.cpu!.lanes ? 1 : 2);
+const ntOf = (c: LowerCtx, cols: number) => tileColumns(c.cpu!, cols);
 
 /**
  * Depthwise 2-D convolution (one filter per channel), per output row: the columns whose taps all

@@ -39,10 +39,13 @@ export interface GemmSpec {
 }
 
 /** Register blocking for a CPU: two vectors of columns, as many rows as registers allow (at most 8). */
-export function blocking(cpu: CpuShape, cols: number): { mr: number; nv: number } {
+function blocking(cpu: CpuShape, cols: number): { mr: number; nv: number } {
   const nv = cols <= cpu.lanes ? 1 : 2;
   return { mr: Math.max(1, Math.min(8, Math.floor((cpu.registers - nv - 1) / nv))), nv };
 }
+
+/** Columns per tile (NT) for a product with `cols` columns: what a packB callback fills per tile. */
+export const tileColumns = (cpu: CpuShape, cols: number) => cpu.lanes * blocking(cpu, cols).nv;
 
 /** B's column tiles laid out as the micro-kernel reads them: [tiles][depth][NT], zero padded. */
 function packConst(s: GemmSpec, nt: number): Tensor {
