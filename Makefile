@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_APT_PACKAGES := python3-torch python3-torchvision python3-onnx python3-numpy
 BENCH_MODELS := build/bench-models
 
-.PHONY: setup setup-apt setup-npm setup-bench build test conformance conformance-host conformance-rpi4 demo bench bench-deploy clean
+.PHONY: setup setup-apt setup-npm setup-bench build test conformance conformance-host conformance-rpi4 demo bench bench-deploy bench-memory clean
 
 setup: setup-apt setup-npm
 
@@ -54,6 +54,10 @@ conformance-host: setup build
 
 conformance-rpi4: setup build
 	$(EDGEC) conformance $(CORPUS)/onnx-node $(CORPUS)/onnx-pytorch-converted $(CORPUS)/models --target rpi4 -j $(JOBS)
+
+# Peak activation memory of the irregular-network suite: graph order, DP schedule, DP + rewriting.
+bench-memory: setup build
+	EDGEC_BENCH=1 npx vitest run test/graph/memory-table.bench.test.ts
 
 # Deploy a MobileNetV2 artifact to 1 and to 20 loopback sshd devices (--parallel 8) and print both times.
 bench-deploy: setup build

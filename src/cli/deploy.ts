@@ -23,6 +23,7 @@ interface FleetFlags {
   progress: boolean;
   report?: string;
   json?: boolean;
+  breakLock?: boolean;
 }
 
 const count = (what: string, min: number) => (v: string) => {
@@ -63,6 +64,7 @@ function runOptions(o: FleetFlags): FleetOptions {
     parallel: o.parallel,
     timeoutS: o.timeout,
     retries: o.retries,
+    breakLock: !!o.breakLock,
     progress: o.progress ? new Progress() : undefined,
   };
 }
@@ -81,7 +83,8 @@ export function addDeployCommands(cli: Command): void {
       .description("install an artifact on devices over SSH: verify checksums, run its self-test on each device, switch atomically (exit 1 when a host failed)")
       .argument("[artifact]", "artifact directory from `edgec build`")
       .option("--rollback", "return each host to its previous version instead")
-      .option("--emit-ansible <dir>", "write an Ansible playbook doing the same steps instead of deploying"),
+      .option("--emit-ansible <dir>", "write an Ansible playbook doing the same steps instead of deploying")
+      .option("--break-lock", "remove each device's lock first, even one held by a running deploy (only when none runs: the lock keeps two deploys from interleaving)"),
   )
     .addOption(new Option("--json", "print the report as JSON instead of a table"))
     .action(async (artifact: string | undefined, o: FleetFlags & { rollback?: boolean; emitAnsible?: string }) => {

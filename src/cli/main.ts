@@ -5,14 +5,14 @@ import { Command, CommanderError, Option } from "commander";
 import { EdgecError } from "../core/diag.js";
 import type { Tensor } from "../core/tensor.js";
 import { npyBytes, readTensorFile, tensorToProto } from "../frontend/onnx/tensor-io.js";
-import { buildArtifact, readManifest } from "../driver/artifact.js";
+import { buildArtifact, buildSharedArtifact, modelNames, readManifest } from "../driver/artifact.js";
 import type { PipelineOptions } from "../driver/pipeline.js";
-import { runArtifact } from "../driver/run.js";
-import { verifyModel } from "../driver/verify.js";
+import { pickModel, runArtifact } from "../driver/run.js";
+import { verifyModel, verifyModels } from "../driver/verify.js";
 import { specializeInputs } from "../driver/inputs.js";
 import { VERSION } from "../driver/version.js";
 import { listTargets, loadTarget } from "../target/load.js";
-import { inspectModel, formatInspect } from "../driver/inspect.js";
+import { inspectModel, formatInspect, memoryPlotSvg } from "../driver/inspect.js";
 import { runConformance } from "../driver/conformance.js";
 import { benchModel, formatBench } from "../driver/bench.js";
 import { addDeployCommands } from "./deploy.js";
@@ -44,7 +44,7 @@ const whole = (what: string, min: number) => (v: string) => {
   return x;
 };
 
-function pipelineOptions(o: { target?: string; inputShape?: Record<string, number[]>; name?: string; dumpIr?: string[]; stopAfter?: string; weights?: string; fuse?: boolean }): PipelineOptions {
+function pipelineOptions(o: { memoryBudget?: number; scheduleTimeLimit?: number; target?: string; inputShape?: Record<string, number[]>; name?: string; dumpIr?: string[]; stopAfter?: string; weights?: string; fuse?: boolean }): PipelineOptions {
   return {
     fuse: o.fuse,
     weights: o.weights as PipelineOptions["weights"],
@@ -54,10 +54,23 @@ function pipelineOptions(o: { target?: string; inputShape?: Record<string, numbe
     dumpAfter: o.dumpIr?.map((d) => d.replace(/^after:/, "")),
     dump: (title, text) => process.stdout.write(`// ----- ${title} -----\n${text}`),
     stopAfter: o.stopAfter as PipelineOptions["stopAfter"],
+    memoryBudget: o.memoryBudget,
+    scheduleTimeLimitMs: o.scheduleTimeLimit === undefined ? undefined : o.scheduleTimeLimit * 1000,
   };
 }
 
+/** "300000", "512K", "1.5M", "2MiB" → bytes (K, M, G are powers of 1024). */
+export function parseBytes(what: string) {
+  return (v: string) => {
+    const m = /^(\d+(?:\.\d+)?)\s*([KMG]?)(?:i?B)?$/i.exec(v.trim());
+    if (!m) throw new EdgecError(`${what}: '${v}' is not a size (bytes, or a number with K, M or G, e.g. 512K)`);
+    return Math.floor(Number(m[1]) * 1024 ** " KMG".indexOf(m[2].toUpperCase() || " "));
+  };
+}
+
+const scheduleOpt = () => new Option("--schedule-time-limit <seconds>", "stop the memory scheduler after this long and use the best order found").argParser(num("--schedule-time-limit"));
 const targetOpt = () => new Option("-t, --target <name>", "target name, alias or JSON file (see `edgec targets`)").default("host");
+const namesOpt = () => new Option("--names <a,b>", "C prefixes of several models, in order (default: their file names)").argParser((v: string) => v.split(","));
 const shapeOpt = () => new Option("--input-shape <name=dims>", "pin an input's shape, e.g. x=1x3x224x224 (repeatable)").argParser(parseShape);
 
 /** Writes every output into `outDir` via a temp dir renamed into place. */
@@ -91,20 +104,32 @@ export function program(): Command {
 
   cli
     .command("build")
-    .description("compile MODEL into an artifact directory (sources, Makefile, library, run harness, manifest.json)")
-    .argument("<model>", "ONNX model file")
+    .description("compile MODEL into an artifact directory (sources, Makefile, library, run harness, manifest.json); several models make one artifact sharing one arena and one weights zone")
+    .argument("<models...>", "ONNX model file(s)")
     .addOption(targetOpt())
     .requiredOption("-o, --output <dir>", "artifact directory to create")
     .addOption(shapeOpt())
     .option("--no-fuse", "no fusion: one kernel per ONNX node")
-    .option("--name <ident>", "C prefix of the generated API", "model")
+    .option("--memory-budget <bytes>", "fail unless the activation memory (arena and kernel scratch) fits, e.g. 512K or 2M", parseBytes("--memory-budget"))
+    .addOption(scheduleOpt())
+    .option("--name <ident>", "C prefix of the generated API of one model (default: model)")
+    .addOption(namesOpt())
     .addOption(new Option("--weights <where>", "compile weights in (embed) or write weights.bin for the caller to load (file); auto: file above 16 MiB").choices(["auto", "embed", "file"]).default("auto"))
     .option("--dump-ir <after:pass>", "print the IR after a pass (repeatable; after:all for every pass)", (v: string, a: string[] = []) => [...a, v])
     .addOption(new Option("--stop-after <phase>", "stop after a phase: codegen writes sources without compiling them").choices(["codegen"]))
-    .action(async (model: string, o) => {
-      const r = await buildArtifact(model, o.output, pipelineOptions(o));
+    .action(async (models: string[], o) => {
+      if (models.length === 1) {
+        if (o.names) throw new EdgecError("--names names several models; name one with --name");
+        const r = await buildArtifact(models[0], o.output, pipelineOptions(o));
+        const m = r.manifest;
+        console.log(`built ${r.dir} for ${m.target}: ${m.kernels} kernels, arena ${m.arenaBytes} B, weights ${m.weightBytes} B${r.skipped ? ` (${r.skipped})` : ""}`);
+        return;
+      }
+      const names = modelNames(models, o.names);
+      const r = await buildSharedArtifact(models.map((file, i) => ({ file, name: names[i] })), o.output, pipelineOptions(o));
       const m = r.manifest;
-      console.log(`built ${r.dir} for ${m.target}: ${m.kernels} kernels, arena ${m.arenaBytes} B, weights ${m.weightBytes} B${r.skipped ? ` (${r.skipped})` : ""}`);
+      console.log(`built ${r.dir} for ${m.target}: ${m.models!.length} models sharing an arena of ${m.arenaBytes} B and a weights zone of ${m.weightsZoneBytes} B${r.skipped ? ` (${r.skipped})` : ""}`);
+      for (const e of m.models!) console.log(`  ${e.name}: ${e.kernels} kernels, arena ${e.arenaBytes} B, weights ${e.weightBytes} B`);
     });
 
   cli
@@ -117,6 +142,7 @@ export function program(): Command {
     .addOption(new Option("--format <fmt>", "output file format").choices(["pb", "npy"]).default("pb"))
     .addOption(shapeOpt())
     .option("--no-fuse", "no fusion: one kernel per ONNX node")
+    .option("--model <name>", "the model to run in an artifact of several")
     .action(async (what: string, o) => {
       const given = Object.fromEntries(Object.entries((o.input ?? {}) as Record<string, string>).map(([k, f]) => [k, readTensorFile(f)]));
       let dir = what;
@@ -125,14 +151,15 @@ export function program(): Command {
       if (!existsSync(what)) throw new EdgecError(`${what}: no such file or directory`);
       try {
         if (!statSync(what).isDirectory()) {
+          if (o.model) throw new EdgecError(`--model picks a model of an artifact directory; ${what} is a model file`);
           const spec = specializeInputs(what, given, o.inputShape);
           runInputs = spec.runInputs;
           tmp = mkdtempSync(join(tmpdir(), "edgec-run-"));
           dir = (await buildArtifact(what, join(tmp, "artifact"), { ...pipelineOptions(o), inputShapes: spec.inputShapes, bind: spec.bind })).dir;
         }
-        const m = readManifest(dir);
-        const r = await runArtifact(dir, runInputs);
-        writeOutputs(o.outputDir, m.outputs.map((x) => x.name), r.outputs, o.format);
+        const picked = pickModel(readManifest(dir), dir, o.model);
+        const r = await runArtifact(dir, runInputs, 1, { model: o.model });
+        writeOutputs(o.outputDir, picked.outputs.map((x) => x.name), r.outputs, o.format);
         console.log(`wrote ${r.outputs.length} output${r.outputs.length === 1 ? "" : "s"} to ${o.outputDir}`);
       } finally {
         if (tmp) rmSync(tmp, { recursive: true, force: true });
@@ -141,20 +168,28 @@ export function program(): Command {
 
   cli
     .command("verify")
-    .description("build MODEL, run it on reference data and compare (exit 0 pass, 1 mismatch, 2 bad input)")
-    .argument("<model>", "ONNX model file")
-    .requiredOption("--data <dir>", "folder with test_data_set_*/ or input_*.pb + output_*.pb")
+    .description("build MODEL, run it on reference data and compare (exit 0 pass, 1 mismatch, 2 bad input); several models are verified in one artifact, taking turns")
+    .argument("<models...>", "ONNX model file(s)")
+    .requiredOption("--data <dir>", "folder with test_data_set_*/ or input_*.pb + output_*.pb (one per model, in order)", (v: string, a: string[] = []) => [...a, v])
     .addOption(targetOpt())
     .addOption(shapeOpt())
     .option("--no-fuse", "no fusion: one kernel per ONNX node")
+    .addOption(namesOpt())
     .option("--rtol <x>", "relative tolerance", num("--rtol"), 1e-3)
     .option("--atol <x>", "absolute tolerance", num("--atol"), 1e-5)
-    .action(async (model: string, o) => {
-      const results = await verifyModel(model, o.data, pipelineOptions(o), { rtol: o.rtol, atol: o.atol });
+    .action(async (models: string[], o) => {
+      if (o.data.length !== models.length) throw new EdgecError(`${models.length} model${models.length === 1 ? "" : "s"} and ${o.data.length} --data folder${o.data.length === 1 ? "" : "s"}: give one per model, in order`);
+      const tol = { rtol: o.rtol, atol: o.atol };
+      const names = models.length > 1 ? modelNames(models, o.names) : [];
+      const results =
+        models.length === 1
+          ? await verifyModel(models[0], o.data[0], pipelineOptions(o), tol)
+          : await verifyModels(models.map((file, i) => ({ file, name: names[i], data: o.data[i] })), pipelineOptions(o), tol);
       let ok = true;
       for (const r of results) {
+        const model = "model" in r ? `${r.model} ` : "";
         for (const c of r.outputs) {
-          console.log(`${r.dataSet} ${c.name}: max abs ${c.maxAbs.toExponential(2)}, max rel ${c.maxRel.toExponential(2)}  ${c.pass ? "PASS" : "FAIL"}${c.why ? ` (${c.why})` : ""}`);
+          console.log(`${model}${r.dataSet} ${c.name}: max abs ${c.maxAbs.toExponential(2)}, max rel ${c.maxRel.toExponential(2)}  ${c.pass ? "PASS" : "FAIL"}${c.why ? ` (${c.why})` : ""}`);
         }
         ok &&= r.pass;
       }
@@ -169,8 +204,11 @@ export function program(): Command {
     .addOption(shapeOpt())
     .option("--no-fuse", "no fusion: one kernel per ONNX node")
     .option("--json", "machine-readable output")
+    .option("--memory-plot <file.svg>", "write the live-memory curve per kernel (edgec's order and the graph's own) as an SVG chart")
+    .addOption(scheduleOpt())
     .action((model: string, o) => {
       const info = inspectModel(model, pipelineOptions(o));
+      if (o.memoryPlot) writeFileSync(o.memoryPlot, memoryPlotSvg(info));
       console.log(o.json ? JSON.stringify(info, null, 2) : formatInspect(info));
     });
 

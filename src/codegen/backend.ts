@@ -16,15 +16,28 @@ export interface CompileOptions {
 /** Generated files: name → contents. */
 export type Files = Record<string, string | Uint8Array>;
 
+/** Several models rendered into one artifact: its files and the memory they share. */
+export interface SharedRender {
+  files: Files;
+  /** the one activation arena: the largest model's */
+  arenaBytes: number;
+  /** the one weights zone a model's weights are loaded into when it runs: the largest section */
+  zoneBytes: number;
+  /** each model's section of the weights file, in the order given */
+  sections: { offset: number; bytes: number }[];
+}
+
 /**
  * One code generator. configure: read what it needs from the target; lower: backend-specific loop
  * passes; render: loop program → source files; package: build the files in a directory with the
- * target's toolchain (reports what it built, or why it could not).
+ * target's toolchain (reports what it built, or why it could not). renderShared: several models,
+ * each lowered with its own config, into one artifact whose config names the library.
  */
 export interface Backend<Config = unknown> {
   name: string;
   configure(target: Target, opts: CompileOptions): Config;
   lower(p: Program, cfg: Config): Program;
   render(p: Program, cfg: Config): Files;
+  renderShared(models: { program: Program; config: Config }[], cfg: Config): SharedRender;
   package(dir: string, cfg: Config): Promise<{ built: string[]; skipped?: string }>;
 }

@@ -8,7 +8,28 @@ export interface TensorSpec {
   shape: number[];
 }
 
-/** manifest.json of a built artifact directory: what deploy, run and verify need to know. */
+/** One model of an artifact of several. */
+export interface ModelEntry {
+  /** its C prefix, and the name `run --model` and edgec_run_by_name take */
+  name: string;
+  model: Manifest["model"];
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+  /** what it needs of the shared arena */
+  arenaBytes: number;
+  weightBytes: number;
+  kernels: number;
+  /** its section of weightsFile, read into the weights zone when it runs */
+  weights: { offset: number; bytes: number };
+}
+
+/**
+ * manifest.json of a built artifact directory: what deploy, run and verify need to know.
+ * In an artifact of several models (`models` set), `name` is the library's, `arenaBytes` the one
+ * arena they share, `weightBytes` all their weights (in `weightsFile`) and `kernels` all their
+ * kernels; `model`, `inputs` and `outputs` are the first model's, the default for tools that know
+ * of one model only.
+ */
 export interface Manifest {
   edgec: string;
   name: string;
@@ -21,6 +42,9 @@ export interface Manifest {
   weightBytes: number;
   /** set when the weights are in this file instead of compiled in */
   weightsFile?: string;
+  /** several models: the static zone each model's weights are loaded into (its largest section) */
+  weightsZoneBytes?: number;
+  models?: ModelEntry[];
   kernels: number;
   files: string[];
   /** the `run` harness, when the toolchain was present */

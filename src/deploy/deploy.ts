@@ -1,12 +1,12 @@
 import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir, userInfo } from "node:os";
 import { join, relative } from "node:path";
 import type { Manifest } from "../core/artifact.js";
 import { EdgecError } from "../core/diag.js";
 import type { Host } from "./inventory.js";
 import { Progress } from "./progress.js";
-import { DEPLOY, ROLLBACK, STATUS } from "./remote.js";
+import { DEPLOY, LOCKED, LOCKED_ROLLBACK, STATUS } from "./remote.js";
 import { RemoteError, Ssh, type SshOptions } from "./ssh.js";
 
 /** `uname -m` values that run each target architecture's binaries. */
@@ -56,6 +56,8 @@ export interface FleetOptions {
   timeoutS: number;
   /** further attempts of a step after a connection error */
   retries: number;
+  /** remove each device's lock before taking it, even one a running deploy holds */
+  breakLock?: boolean;
   progress?: Progress;
 }
 
@@ -156,15 +158,38 @@ async function runFleet(hosts: Host[], job: (h: Host) => HostJob, o: FleetOption
 const field = (out: string, k: string) => new RegExp(`^${k}=(.*)$`, "m").exec(out)?.[1] ?? "";
 const releaseOf = (link: string) => link.replace(/^releases\//, "") || undefined;
 
+/**
+ * The first arguments of a locking script: who takes the lock (shown to whoever finds it taken) and
+ * whether to break it. Plain printable characters only: it becomes a symlink's target on the device.
+ */
+function lockArgs(action: string, o: FleetOptions): string[] {
+  let user: string;
+  try {
+    user = userInfo().username;
+  } catch {
+    user = `uid ${process.getuid?.() ?? "?"}`; // a uid without a passwd entry (some containers)
+  }
+  const who = `${user}@${hostname()} pid ${process.pid} (${action})`.replace(/[^ -~]|\//g, "?");
+  return [who, o.breakLock ? "break" : ""];
+}
+
+/** "alice@build1 pid 42 (deploy 0123…) since 2024-05-01T10:00:00Z" from a lock's target. */
+const lockHolder = (held: string) => `${/ by=(.*)$/.exec(held)?.[1] ?? "another edgec"} since ${/since=(\S+)/.exec(held)?.[1] ?? "?"}`;
+
+/** The error of a device whose lock is taken (exit LOCKED). */
+const lockedError = (h: Host, out: string) =>
+  Object.assign(new Error(`device ${h.name} is locked by ${lockHolder(field(out, "lock"))}; if no deploy or rollback runs there, re-run with --break-lock`), { phase: "lock" });
+
 function report(action: FleetReport["action"], hosts: HostResult[], t0: number, extra: Partial<FleetReport> = {}): FleetReport {
   const failed = hosts.filter((h) => h.status === "failed").length;
   return { action, ...extra, ms: Date.now() - t0, ok: hosts.length - failed, failed, hosts };
 }
 
 /**
- * Deploys a release to every host: check the architecture (and edgec_target), upload into a fresh
- * incoming folder, verify every file's sha256 and run the self-test on the device, then switch
- * `current` atomically. A host that fails at any step keeps the version it ran.
+ * Deploys a release to every host: take the device's lock, check the architecture (and
+ * edgec_target), upload into a fresh incoming folder, verify every file's sha256 and run the
+ * self-test on the device, then switch `current` atomically. A host that fails at any step keeps the
+ * version it ran.
  */
 export async function deploy(rel: Release, hosts: Host[], arch: string, o: FleetOptions, targetOf: (h: Host) => string | undefined = (h) => h.target): Promise<FleetReport> {
   const t0 = Date.now();
@@ -178,7 +203,7 @@ export async function deploy(rel: Release, hosts: Host[], arch: string, o: Fleet
         const want = targetOf(h);
         if (want && want !== rel.manifest.target) throw new Error(`inventory says edgec_target '${h.target}', the artifact is built for '${rel.manifest.target}'`);
         const st = rel.manifest.selfTest;
-        const args = [h.dir, rel.id, String(st?.rtol ?? 1e-3), String(st?.atol ?? 1e-4), ...accepted];
+        const args = [...lockArgs(`deploy ${rel.id}`, o), h.dir, rel.id, String(st?.rtol ?? 1e-3), String(st?.atol ?? 1e-4), ...accepted];
         const parts: [string, string[]][] = [[rel.dir, topLevel(rel.files)], [staging, ["SHA256SUMS"]]];
         // One session: check, receive, verify, self-test, switch; the script's markers tell the step.
         let phase = "connect";
@@ -189,6 +214,7 @@ export async function deploy(rel: Release, hosts: Host[], arch: string, o: Fleet
           ssh.stream(DEPLOY, args, parts, onLine, "deploy").catch((e) => {
             if (e instanceof RemoteError && e.connection) throw e;
             const out = e instanceof RemoteError ? e.stdout : "";
+            if (e instanceof RemoteError && e.code === LOCKED) throw lockedError(h, out);
             phase = { 14: "upload", 11: "verify", 12: "verify" }[(e as RemoteError).code] ?? (out.includes("@verify") ? "verify" : out.includes("@upload") ? "upload" : "connect");
             const msg = e instanceof RemoteError && e.code === 10 ? `device architecture is '${field(e.message, "arch") || "?"}', the artifact is for ${arch} (target ${rel.manifest.target})` : (e as Error).message;
             throw Object.assign(new Error(msg.replace(/^deploy: /, "")), { phase });
@@ -209,13 +235,17 @@ export async function deploy(rel: Release, hosts: Host[], arch: string, o: Fleet
 /** Top-level entries of a file list (tar sends folders whole). */
 const topLevel = (files: string[]) => [...new Set(files.map((f) => f.split("/")[0]))];
 
-/** Returns every host to the version it ran before its last switch. */
+/** Returns every host to the version it ran before its last switch, holding the device's lock. */
 export async function rollback(hosts: Host[], o: FleetOptions): Promise<FleetReport> {
   const t0 = Date.now();
   const results = await runFleet(
     hosts,
     (h) => async (step, ssh) => {
-      const out = await step("rollback", () => ssh.run(ROLLBACK, [h.dir], "rollback"));
+      const out = await step("rollback", () =>
+        ssh.run(LOCKED_ROLLBACK, [...lockArgs("rollback", o), h.dir], "rollback").catch((e) => {
+          throw e instanceof RemoteError && e.code === LOCKED ? lockedError(h, e.stdout) : e;
+        }),
+      );
       return { status: "ok", current: releaseOf(/to=(\S*)/.exec(out)?.[1] ?? ""), previous: releaseOf(/from=(\S*)/.exec(out)?.[1] ?? "") };
     },
     o,
@@ -232,6 +262,7 @@ export async function status(hosts: Host[], o: FleetOptions): Promise<FleetRepor
       const out = await step("status", () => ssh.run(STATUS, [h.dir], "status"));
       const at = out.indexOf("manifest:\n");
       let info: Record<string, unknown> = { arch: field(out, "arch") };
+      if (field(out, "lock")) info.lockedBy = lockHolder(field(out, "lock"));
       if (at >= 0) {
         try {
           const m = JSON.parse(out.slice(at + 10)) as Manifest;

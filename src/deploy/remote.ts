@@ -4,9 +4,49 @@
  *   releases/<id>/        one complete, verified artifact per id (the hash of its SHA256SUMS)
  *   releases/.incoming-<id>/  an upload in progress; never pointed to, removed by the next deploy
  *   current -> releases/<id>, previous -> releases/<id>   symlinks, each replaced by an atomic rename
+ *   .lock -> "pid=… boot=… since=… by=…"   while a deploy or rollback runs (a dangling symlink)
  * A device switches versions only by renaming a new symlink over `current`, so at every instant it
  * runs the old or the new version, complete.
  */
+
+/** Exit code of a script that finds the device locked; its stdout then says `lock=<holder>`. */
+export const LOCKED = 15;
+
+/**
+ * Prefix of a script that changes the device: takes the device's lock and holds it until the script
+ * exits, so two deploys (or a deploy and a rollback) never interleave. Arguments: $1 who (the holder's
+ * description), $2 "break" to remove any lock first, then the script's own ($1 its remote dir).
+ * The lock is a symlink, `.lock`, created atomically by `ln -s` with the holder in its target
+ * (pid=… boot=… since=… by=…). A lock whose shell is gone, or that predates a reboot, is stale (its
+ * holder was killed outright) and is removed, by one taker at a time (`.lock.break`). Signals that
+ * end the session (hangup, a closed pipe) still release it through the EXIT trap.
+ */
+const LOCK = `set -e
+who=$1; brk=$2; shift 2
+lock="$1/.lock"
+boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || true)
+me="pid=$$ boot=$boot since=$(date -u +%Y-%m-%dT%H:%M:%SZ) by=$who"
+mkdir -p "$1"
+if [ "$brk" = break ]; then rm -f "$lock"; rmdir "$lock.break" 2>/dev/null || true; fi
+stale() {
+  p=\${1#pid=}; p=\${p%% *}; b=\${1#* boot=}; b=\${b%% *}
+  case $p in ''|*[!0-9]*) return 1 ;; esac
+  [ "$b" != "$boot" ] || ! { kill -0 "$p" 2>/dev/null || [ -d "/proc/$p" ]; }
+}
+if ! ln -s "$me" "$lock" 2>/dev/null; then
+  held=$(readlink "$lock" || true)
+  if [ -n "$held" ] && stale "$held" && mkdir "$lock.break" 2>/dev/null; then
+    if [ "$(readlink "$lock")" = "$held" ]; then rm -f "$lock"; fi
+    rmdir "$lock.break"
+  fi
+  if ! err=$(ln -s "$me" "$lock" 2>&1); then
+    [ -L "$lock" ] || { printf '%s\\n' "$err" >&2; exit 1; }
+    echo "lock=$(readlink "$lock")"; exit ${LOCKED};
+  fi
+fi
+trap 'if [ "$(readlink "$lock")" = "$me" ]; then rm -f "$lock"; fi' EXIT
+trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 141' PIPE; trap 'exit 143' TERM
+`;
 
 /** Every install script starts so: $1 dir, $2 release id, $3 rtol, $4 atol, then accepted `uname -m` values. */
 const HEADER = `set -e
@@ -64,10 +104,17 @@ echo "switched from=$old"
 export const PREPARE = HEADER + PREPARE_BODY;
 export const INSTALL = HEADER + INSTALL_BODY;
 
-/** All of a deploy in one ssh session: the release arrives as a tar stream on stdin. */
-export const DEPLOY = HEADER + PREPARE_BODY + RECEIVE_BODY + INSTALL_BODY;
+/**
+ * All of a deploy in one ssh session, holding the device's lock (arguments: who, break, then the
+ * install scripts'): the release arrives as a tar stream on stdin. The lock is what makes removing
+ * other uploads in progress safe.
+ */
+export const DEPLOY = LOCK + HEADER + PREPARE_BODY + RECEIVE_BODY + INSTALL_BODY;
 
-/** $1 dir. Swaps current and previous after re-verifying the previous release. Exit 13: nothing to roll back to. */
+/**
+ * $1 dir. Swaps current and previous after re-verifying the previous release. Exit 13: nothing to roll
+ * back to. For the playbook; edgec runs it under the lock (LOCKED_ROLLBACK).
+ */
 export const ROLLBACK = `set -e
 dir=$1
 cur=$(readlink "$dir/current" 2>/dev/null || true)
@@ -81,9 +128,13 @@ mv -T "$dir/.current.new" "$dir/current"
 echo "switched from=$cur to=$prev"
 `;
 
-/** $1 dir. What the device runs. */
+/** ROLLBACK holding the device's lock: who, break, dir. */
+export const LOCKED_ROLLBACK = LOCK + ROLLBACK;
+
+/** $1 dir. What the device runs, and who holds its lock (if anyone). */
 export const STATUS = `dir=$1
 echo "arch=$(uname -m)"
+echo "lock=$(readlink "$dir/.lock" 2>/dev/null)"
 echo "current=$(readlink "$dir/current" 2>/dev/null)"
 echo "previous=$(readlink "$dir/previous" 2>/dev/null)"
 if [ -f "$dir/current/manifest.json" ]; then echo "manifest:"; cat "$dir/current/manifest.json"; fi

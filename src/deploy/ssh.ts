@@ -17,6 +17,9 @@ export interface SshOptions {
 /** POSIX single-quoting for the remote shell (which may be dash or busybox, so no $'…'). */
 export const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
+/** The remote command line running `script` with `args` as $1 … (ssh joins it into one string for the login shell). */
+const remoteSh = (script: string, args: string[]) => ["sh", "-c", shq(script), "edgec", ...args.map(shq)].join(" ");
+
 /** The failures worth retrying: the connection, not the command, went wrong. */
 const CONNECTION_ERROR = /Connection refused|Connection timed out|timed out during banner|Connection reset|Connection closed|kex_exchange_identification|No route to host|Network is unreachable|Broken pipe|Could not resolve hostname|mux_client|ControlSocket/i;
 
@@ -54,11 +57,14 @@ export class Ssh {
     }
   }
 
-  /** Runs a POSIX sh script on the device with the given arguments ($1 …), each quoted. */
+  /**
+   * Runs a POSIX sh script on the device with the given arguments ($1 …), each quoted. The script
+   * travels in the command line and ssh gets no stdin: a script written to ssh's stdin raced with
+   * ssh exiting early (a host that is down), and the EPIPE killed edgec before it printed anything.
+   */
   run(script: string, args: string[] = [], what = "remote command"): Promise<string> {
-    const remote = ["sh", "-s", "--", ...args.map(shq)].join(" ");
     const port = this.host.port ? ["-p", String(this.host.port)] : [];
-    return this.exec($({ nothrow: true, quiet: true, input: script })`ssh ${this.common()} ${port} ${this.host.address} ${remote}`, what);
+    return this.exec($({ nothrow: true, quiet: true, stdio: ["ignore", "pipe", "pipe"] })`ssh ${this.common()} ${port} ${this.host.address} ${remoteSh(script, args)}`, what);
   }
 
   /**
@@ -67,10 +73,9 @@ export class Ssh {
    * host costs one connection. `onLine` sees each stdout line as it comes (progress markers).
    */
   stream(script: string, args: string[], parts: [string, string[]][], onLine: (line: string) => void, what = "remote command"): Promise<string> {
-    const remote = ["sh", "-c", shq(script), "edgec", ...args.map(shq)].join(" ");
     const port = this.host.port ? ["-p", String(this.host.port)] : [];
     const tarArgs = parts.flatMap(([dir, paths]) => ["-C", dir, ...paths]);
-    const p = $({ nothrow: true, quiet: true })`tar -cf - ${tarArgs} | ssh ${this.common()} ${port} ${this.host.address} ${remote}`;
+    const p = $({ nothrow: true, quiet: true })`tar -cf - ${tarArgs} | ssh ${this.common()} ${port} ${this.host.address} ${remoteSh(script, args)}`;
     let buf = "";
     p.stdout.on("data", (d: Buffer) => {
       buf += d.toString();

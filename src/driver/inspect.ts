@@ -25,7 +25,25 @@ export interface InspectInfo {
   ops: Record<string, number>;
   parameters: number;
   macs: number;
+  /** peak live activation bytes in edgec's kernel order (schedule-memory, with any rewrite it kept) */
+  peakBytes: number;
+  /** the same in the graph's own topological order, as onnxruntime or TFLite would run it */
+  topoPeakBytes: number;
+  /** edgec's order before graph rewrites */
+  dpPeakBytes: number;
+  /** true when the scheduler proved no order has a lower peak */
+  scheduleOptimal: boolean;
+  /** rewrites kept because they lowered the peak */
+  rewrites: string[];
+  scheduleMs: number;
+  /** the activation arena the planner placed every buffer in (kernel scratch comes on top) */
   arenaBytes: number;
+  /** the most bytes live at once: no placement fits in less */
+  lowerBoundBytes: number;
+  /** kernels in run order, with the live bytes while each runs */
+  schedule: { kernel: string; op: string; liveBytes: number }[];
+  /** live bytes per step in the graph's own order */
+  topoCurve: number[];
   weightBytes: number;
 }
 
@@ -78,6 +96,7 @@ export function inspectModel(model: string, opts: PipelineOptions): InspectInfo 
   const ops: Record<string, number> = {};
   for (const n of imported.graph.nodes) ops[n.op] = (ops[n.op] ?? 0) + 1;
   const consts = [...g.values.values()].filter((v) => v.data && g.nodes.some((n) => n.inputs.includes(v.name)));
+  const kernels = g.nodes.filter((n) => n.op !== "View");
   const io = (names: string[]) => names.map((n) => ({ name: n, dtype: g.values.get(n)!.dtype, shape: g.values.get(n)!.shape! }));
   return {
     model,
@@ -87,14 +106,23 @@ export function inspectModel(model: string, opts: PipelineOptions): InspectInfo 
     inputs: io(g.inputs),
     outputs: io(g.outputs),
     nodes: imported.graph.nodes.length,
-    kernels: g.nodes.filter((n) => n.op !== "View").length,
+    kernels: kernels.length,
     unfusedKernels: unfused.nodes.length,
     bytesMoved: { unfused: bytesMoved(unfused), fused: bytesMoved(g) },
     fusion: g.nodes.filter((n) => n.fused).map((n) => ({ kernel: n.name, ops: n.fused!.body.map((m) => m.op), reason: n.fused!.reason })),
     ops,
     parameters: consts.filter((v) => v.dtype.startsWith("float")).reduce((s, v) => s + numel(v.shape!), 0),
     macs: countMacs(unfused),
+    peakBytes: g.schedule.peakBytes,
+    topoPeakBytes: g.schedule.topoPeakBytes,
+    dpPeakBytes: g.schedule.dpPeakBytes,
+    scheduleOptimal: g.schedule.optimal,
+    rewrites: g.schedule.rewrites,
+    scheduleMs: g.schedule.ms,
     arenaBytes: g.memory.arenaBytes,
+    lowerBoundBytes: g.memory.lowerBoundBytes,
+    schedule: kernels.map((n, i) => ({ kernel: n.name, op: n.fused ? n.fused.body.map((m) => m.op).join("+") : n.op, liveBytes: g.schedule.curve[i] })),
+    topoCurve: g.schedule.topoCurve,
     weightBytes: consts.reduce((s, v) => s + v.data!.data.byteLength, 0),
   };
 }
@@ -110,8 +138,33 @@ export function formatInspect(i: InspectInfo): string {
     `ops        ${Object.entries(i.ops).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}×${v}`).join(", ")}`,
     `parameters ${fmt(i.parameters)}`,
     `MACs       ${fmt(i.macs)}`,
-    `arena      ${fmt(i.arenaBytes)}B`,
+    `memory     peak ${fmt(i.peakBytes)}B live (${i.scheduleOptimal ? "optimal order" : "order not proven optimal"}${i.rewrites.length ? `, with ${i.rewrites.join(", ")}` : ""}; graph order ${fmt(i.topoPeakBytes)}B), scheduled in ${i.scheduleMs} ms`,
+    `arena      ${fmt(i.arenaBytes)}B (lower bound ${fmt(i.lowerBoundBytes)}B)`,
     `weights    ${fmt(i.weightBytes)}B`,
   ];
   return lines.join("\n");
+}
+
+/** The live-memory curves as an SVG line chart: edgec's order against the graph's own. */
+export function memoryPlotSvg(i: InspectInfo): string {
+  const [w, h, pad] = [720, 360, 48];
+  const curves = [
+    { name: `graph order, peak ${i.topoPeakBytes} B`, ys: i.topoCurve, color: "#c0392b" },
+    { name: `edgec, peak ${i.peakBytes} B`, ys: i.schedule.map((s) => s.liveBytes), color: "#2471a3" },
+  ];
+  const top = Math.max(1, ...curves.flatMap((c) => c.ys));
+  const steps = Math.max(2, ...curves.map((c) => c.ys.length));
+  const x = (k: number) => (pad + (k * (w - 2 * pad)) / (steps - 1)).toFixed(1);
+  const y = (b: number) => (h - pad - (b * (h - 2 * pad)) / top).toFixed(1);
+  const esc = (t: string) => t.replace(/&/g, "&amp;").replace(/</g, "&lt;");
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif" font-size="12">`,
+    `<title>${esc(i.model)}: live activation memory per kernel</title>`,
+    `<line x1="${pad}" y1="${h - pad}" x2="${w - pad}" y2="${h - pad}" stroke="black"/><line x1="${pad}" y1="${pad}" x2="${pad}" y2="${h - pad}" stroke="black"/>`,
+    `<text x="${w / 2}" y="${h - 12}" text-anchor="middle">kernel (run order)</text>`,
+    `<text x="${pad}" y="${pad - 8}">${top} B</text>`,
+    ...curves.map((c, k) => `<polyline fill="none" stroke="${c.color}" stroke-width="1.5" points="${c.ys.map((b, s) => `${x(s)},${y(b)}`).join(" ")}"/><text x="${w - pad}" y="${pad + 16 * k}" text-anchor="end" fill="${c.color}">${esc(c.name)}</text>`),
+    "</svg>",
+    "",
+  ].join("\n");
 }

@@ -15,6 +15,8 @@ import { foldBatchnorm } from "../graph/passes/fold-batchnorm.js";
 import { fuse } from "../graph/passes/fuse.js";
 import { inferShapes } from "../graph/passes/infer-shapes.js";
 import { planMemory, type MemoryPlan } from "../graph/passes/plan-memory.js";
+import { rewriteConcat } from "../graph/passes/rewrite-concat.js";
+import { scheduleMemory, type ScheduleInfo } from "../graph/passes/schedule-memory.js";
 import { printGraph } from "../graph/print.js";
 import { verifyGraph } from "../graph/verify.js";
 import type { Program } from "../loop/ir.js";
@@ -39,19 +41,31 @@ export interface PipelineOptions {
   extraCflags?: string[];
   /** false: no fusion passes, one kernel per node (--no-fuse) */
   fuse?: boolean;
+  /** the most bytes of activation memory (arena and kernel scratch) the build may need (--memory-budget) */
+  memoryBudget?: number;
+  /** the memory scheduler's time limit; past it the best order found is used (DEFAULT_SCHEDULE_MS) */
+  scheduleTimeLimitMs?: number;
   /** where weights go; "auto" writes weights.bin above EMBED_LIMIT bytes */
   weights?: "embed" | "file" | "auto";
 }
 
+/** The memory scheduler's default time limit for one model, rewrites tried included. */
+export const DEFAULT_SCHEDULE_MS = 20_000;
+
 /** Above this many weight bytes the C source would be too large to compile comfortably. */
 export const EMBED_LIMIT = 16 * 1024 * 1024;
 
-/** `fusion` passes are skipped under --no-fuse, which keeps one kernel per ONNX node. */
-type GraphPass = { name: string; run: (g: Graph) => Graph; fusion?: boolean };
+/**
+ * `fusion` passes are skipped under --no-fuse, which keeps one kernel per ONNX node; a
+ * `whenPeakDrops` pass is kept only when the rest of the pipeline schedules its result with a lower
+ * peak of live memory than without it.
+ */
+type GraphPass = { name: string; run: (g: Graph) => Graph; fusion?: boolean; whenPeakDrops?: boolean };
 
 /**
  * The graph pipeline, in order. Shape inference and constant folding alternate until the graph
  * stops changing, because folding a shape subgraph is what lets the shapes after it be inferred.
+ * After the passes, schedule-memory orders the kernels and plan-memory places their buffers.
  */
 export const GRAPH_PASSES: GraphPass[] = [
   { name: "infer-shapes", run: inferShapes },
@@ -59,6 +73,7 @@ export const GRAPH_PASSES: GraphPass[] = [
   { name: "eliminate-dead-nodes", run: eliminateDeadNodes },
   { name: "eliminate-identity", run: eliminateIdentity, fusion: true },
   { name: "fold-batchnorm", run: foldBatchnorm, fusion: true },
+  { name: "rewrite-concat", run: rewriteConcat, whenPeakDrops: true },
   { name: "fuse", run: (g) => fuse(g), fusion: true },
 ];
 
@@ -73,7 +88,9 @@ export function backendFor(t: Target): Backend<unknown> {
 const signature = (g: Graph) =>
   `${g.nodes.length}:${[...g.values.values()].filter((v) => v.shape).length}:${[...g.values.values()].filter((v) => v.data).length}`;
 
-export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter" | "dump" | "fuse">): Graph & { memory: MemoryPlan } {
+export type PlannedGraph = Graph & { memory: MemoryPlan; schedule: ScheduleInfo };
+
+export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter" | "dump" | "fuse" | "scheduleTimeLimitMs">): PlannedGraph {
   const want = (name: string) => opts.dumpAfter?.includes(name) || opts.dumpAfter?.includes("all");
   const [infer, fold, ...rest] = GRAPH_PASSES;
   for (let round = 0, before = ""; round < 64 && before !== signature(g); round++) {
@@ -82,25 +99,61 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
   }
   if (want(infer.name)) opts.dump?.(`after:${infer.name}`, printGraph(g));
   if (want(fold.name)) opts.dump?.(`after:${fold.name}`, printGraph(g));
-  for (const p of rest) {
-    if (p.fusion && opts.fuse === false) continue;
-    g = p.run(g);
-    if (want(p.name)) opts.dump?.(`after:${p.name}`, printGraph(g));
-  }
-  verifyGraph(g);
-  const planned = planMemory(g);
-  if (want("plan-memory")) opts.dump?.("after:plan-memory", printGraph(planned) + `// arena ${planned.memory.arenaBytes} bytes\n`);
+  // Dumps wait until the branch a whenPeakDrops pass opens is chosen.
+  type Done = { g: Graph & { schedule: ScheduleInfo }; dumps: [string, string][] };
+  // One time limit for all scheduling: each whenPeakDrops branch halves what is left.
+  const deadline = Date.now() + (opts.scheduleTimeLimitMs ?? DEFAULT_SCHEDULE_MS);
+  const finish = (g: Graph, passes: GraphPass[], before: [string, string][], share = 1): Done => {
+    const dumps = [...before];
+    for (const [i, p] of passes.entries()) {
+      if (p.fusion && opts.fuse === false) continue;
+      if (p.whenPeakDrops) {
+        const tried = p.run(g);
+        if (tried === g) continue;
+        const no = finish(g, passes.slice(i + 1), [], share / 2);
+        const yes = finish(tried, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(tried) : ""]], share);
+        const before = no.g.schedule;
+        if (yes.g.schedule.peakBytes < before.peakBytes)
+          return { ...yes, g: { ...yes.g, schedule: { ...yes.g.schedule, topoPeakBytes: before.topoPeakBytes, topoCurve: before.topoCurve, dpPeakBytes: before.dpPeakBytes, rewrites: [p.name, ...yes.g.schedule.rewrites] } } };
+        const note = `// not applied: peak ${yes.g.schedule.peakBytes} bytes with it, ${no.g.schedule.peakBytes} without\n`;
+        return { g: no.g, dumps: [...dumps, [p.name, note], ...no.dumps] };
+      }
+      g = p.run(g);
+      dumps.push([p.name, want(p.name) ? printGraph(g) : ""]);
+    }
+    verifyGraph(g);
+    const scheduled = scheduleMemory(g, { timeLimitMs: Math.max(0, (deadline - Date.now()) * share) });
+    verifyGraph(scheduled);
+    const s = scheduled.schedule;
+    const summary = `// peak ${s.peakBytes} bytes (graph order ${s.topoPeakBytes}), ${s.optimal ? "optimal" : "not proven optimal"}, ${s.pieces} pieces, ${s.states} states, ${s.ms} ms\n`;
+    return { g: scheduled, dumps: [...dumps, ["schedule-memory", want("schedule-memory") ? printGraph(scheduled) + summary : ""]] };
+  };
+  const done = finish(g, rest, []);
+  for (const [name, text] of done.dumps) if (want(name)) opts.dump?.(`after:${name}`, text);
+  const planned = { ...planMemory(done.g), schedule: done.g.schedule };
+  const mem = planned.memory;
+  if (want("plan-memory")) opts.dump?.("after:plan-memory", printGraph(planned) + `// arena ${mem.arenaBytes} bytes, lower bound ${mem.lowerBoundBytes} (placed by ${mem.strategy}), ${Object.keys(mem.inPlace).length} in place\n`);
   return planned;
 }
 
 export interface Compiled {
   imported: Imported;
-  graph: Graph & { memory: MemoryPlan };
+  graph: PlannedGraph;
   program: Program;
   files: Files;
   manifest: Manifest;
   backend: Backend<unknown>;
   config: unknown;
+}
+
+function overBudget(model: string, g: PlannedGraph, needed: number, budget: number): EdgecError {
+  const s = g.schedule;
+  const scratch = needed - g.memory.arenaBytes;
+  return new EdgecError(
+    `${basename(model)}: needs ${needed} bytes of activation memory, over the budget of ${budget} (--memory-budget): ` +
+      `its smallest peak of live tensors is ${s.peakBytes} bytes${s.optimal ? " (proven: no kernel order needs less)" : " (best order found; not proven optimal)"}, ` +
+      `the arena holding them is ${g.memory.arenaBytes} bytes${scratch > 0 ? ` and kernel scratch ${scratch} bytes` : ""}; in the graph's own order the peak would be ${s.topoPeakBytes} bytes`,
+  );
 }
 
 export const sanitizeName = (n: string) => n.replace(/[^A-Za-z0-9_]/g, "_").replace(/^(?=\d)/, "m");
@@ -117,6 +170,7 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
   const t = opts.target;
   let program = lowerGraph(graph, { cpu: { lanes: Math.max(1, t.vectorBytes / 4), registers: t.vectorRegisters, threads: Math.max(1, t.cores) } });
   verifyLoop(program);
+  if (opts.memoryBudget !== undefined && program.arenaBytes > opts.memoryBudget) throw overBudget(model, graph, program.arenaBytes, opts.memoryBudget);
   const weightBytes = [...program.buffers.values()].filter((b) => b.kind === "weight").reduce((s, b) => s + b.data!.data.byteLength, 0);
   const weights = opts.weights === "file" || (opts.weights !== "embed" && weightBytes > EMBED_LIMIT) ? "file" : "embed";
   const config = backend.configure(opts.target, { name, version: VERSION, source: `${basename(model)} (sha256 ${sha256.slice(0, 16)})`, extraCflags: opts.extraCflags, weights });

@@ -20,10 +20,27 @@ export interface RunResult {
 export interface RunOptions {
   /** thread count for the model (default: the target's cores) */
   threads?: number;
+  /** the model to run, in an artifact of several */
+  model?: string;
 }
 
-/** Orders and checks the given tensors against the artifact's inputs (by name). */
-export function matchInputs(m: Manifest, given: Record<string, Tensor>): Tensor[] {
+type ModelIo = Pick<Manifest, "name" | "inputs" | "outputs">;
+
+/** The model `name` picks in the artifact in `dir`; in an artifact of one model, that model. */
+export function pickModel(m: Manifest, dir: string, name?: string): ModelIo {
+  const all = m.models ?? [m];
+  const list = all.map((e) => `'${e.name}'`).join(", ");
+  if (name === undefined) {
+    if (all.length > 1) throw new EdgecError(`${dir}: the artifact has several models (${list}): name one with --model`);
+    return all[0];
+  }
+  const picked = all.find((e) => e.name === name);
+  if (!picked) throw new EdgecError(`${dir}: no model '${name}' in the artifact (it has ${list})`);
+  return picked;
+}
+
+/** Orders and checks the given tensors against the model's inputs (by name). */
+export function matchInputs(m: Pick<Manifest, "inputs">, given: Record<string, Tensor>): Tensor[] {
   const missing = m.inputs.filter((i) => !given[i.name]).map((i) => `'${i.name}'`);
   if (missing.length) throw new EdgecError(`missing input ${missing.join(", ")} (the model's inputs are ${m.inputs.map((i) => `'${i.name}' ${i.dtype}${shapeStr(i.shape)}`).join(", ")})`);
   const extra = Object.keys(given).filter((k) => !m.inputs.some((i) => i.name === k));
@@ -38,20 +55,22 @@ export function matchInputs(m: Manifest, given: Record<string, Tensor>): Tensor[
   });
 }
 
-/** Runs a built artifact's harness on the build machine (under the target's emulator if foreign). */
+/** Runs a built artifact's harness on the build machine (under the target's emulator if foreign), on one of its models. */
 export async function runArtifact(dir: string, given: Record<string, Tensor>, runs = 1, opts: RunOptions = {}): Promise<RunResult> {
   const m = readManifest(dir);
   if (!m.runProgram) throw new EdgecError(`${dir}: the artifact has no run program (its compiler was missing at build time)`);
-  const inputs = matchInputs(m, given);
+  const picked = pickModel(m, dir, opts.model);
+  const inputs = matchInputs(picked, given);
   const emulator = loadTarget(m.target).emulator;
   const io = mkdtempSync(join(dir, ".io-"));
   try {
     inputs.forEach((t, i) => writeFileSync(join(io, `${i}.bin`), bytesOf(t.data)));
     const threads = opts.threads ? ["--threads", String(opts.threads)] : [];
-    const cmd = [...emulator, join(dir, m.runProgram), ...threads, io, io, String(runs)];
+    const model = m.models ? ["--model", picked.name] : [];
+    const cmd = [...emulator, join(dir, m.runProgram), ...threads, ...model, io, io, String(runs)];
     const r = await $({ nothrow: true, quiet: true })`${cmd}`;
     if (r.exitCode !== 0) throw new EdgecError(`running ${dir}/${m.runProgram} failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().split("\n").slice(0, 20).join("\n")}`, 3);
-    const outputs = m.outputs.map((spec, i) => {
+    const outputs = picked.outputs.map((spec, i) => {
       const raw = readFileSync(join(io, `${i}.bin`));
       const t: Tensor = { dtype: spec.dtype, shape: spec.shape, data: new DTYPES[spec.dtype].array(numel(spec.shape)) };
       bytesOf(t.data).set(raw.subarray(0, t.data.byteLength));

@@ -5,8 +5,8 @@ import { isFloat } from "../core/dtype.js";
 import { EdgecError } from "../core/diag.js";
 import { shapeStr, toNumbers, type Tensor } from "../core/tensor.js";
 import { modelInputs } from "../frontend/onnx/import.js";
-import { readTensorFile } from "../frontend/onnx/tensor-io.js";
-import { buildArtifact } from "./artifact.js";
+import { bytesOf, readTensorFile } from "../frontend/onnx/tensor-io.js";
+import { buildArtifact, buildSharedArtifact } from "./artifact.js";
 import { specializeInputs } from "./inputs.js";
 import type { PipelineOptions } from "./pipeline.js";
 import { runArtifact } from "./run.js";
@@ -69,35 +69,78 @@ export function compare(name: string, got: Tensor, ref: Tensor, tol: Tolerance):
   return { name, maxAbs, maxRel, pass };
 }
 
+/** A data set's inputs, keyed by the model's input names, and its reference outputs. */
+function readDataSet(model: string, set: string): { given: Record<string, Tensor>; refs: Tensor[] } {
+  const declared = modelInputs(model);
+  const files = numbered(set, "input");
+  if (files.length !== declared.length) {
+    throw new EdgecError(`${set}: ${files.length} input files, the model has ${declared.length} input${declared.length === 1 ? "" : "s"} (${declared.map((d) => `'${d.name}'`).join(", ")})`);
+  }
+  const given: Record<string, Tensor> = {};
+  declared.forEach((d, i) => {
+    const t = files[i];
+    given[t.name && declared.some((x) => x.name === t.name) ? t.name : d.name] = t;
+  });
+  return { given, refs: numbered(set, "output") };
+}
+
+function check(set: string, outputs: Tensor[], specs: { name: string }[], refs: Tensor[], tol: Tolerance): DataSetResult {
+  if (refs.length !== outputs.length) throw new EdgecError(`${set}: ${refs.length} expected outputs, the model has ${outputs.length}`);
+  const checks = outputs.map((o, i) => compare(specs[i].name, o, refs[i], tol));
+  return { dataSet: basename(set), outputs: checks, pass: checks.every((c) => c.pass) };
+}
+
 /**
  * Builds the model, runs it on every data set and compares each output with the reference.
  * Dims the options do not pin are taken from the data set's input files.
  */
 export async function verifyModel(model: string, dataDir: string, opts: PipelineOptions, tol: Tolerance): Promise<DataSetResult[]> {
-  const declared = modelInputs(model);
   const results: DataSetResult[] = [];
   for (const set of dataSets(dataDir)) {
-    const files = numbered(set, "input");
-    const refs = numbered(set, "output");
-    if (files.length !== declared.length) {
-      throw new EdgecError(`${set}: ${files.length} input files, the model has ${declared.length} input${declared.length === 1 ? "" : "s"} (${declared.map((d) => `'${d.name}'`).join(", ")})`);
-    }
-    const given: Record<string, Tensor> = {};
-    declared.forEach((d, i) => {
-      const t = files[i];
-      given[t.name && declared.some((x) => x.name === t.name) ? t.name : d.name] = t;
-    });
+    const { given, refs } = readDataSet(model, set);
     const spec = specializeInputs(model, given, opts.inputShapes);
     const tmp = mkdtempSync(join(tmpdir(), "edgec-verify-"));
     try {
       const { dir, manifest } = await buildArtifact(model, join(tmp, "artifact"), { ...opts, inputShapes: spec.inputShapes, bind: spec.bind });
       const { outputs } = await runArtifact(dir, spec.runInputs);
-      if (refs.length !== outputs.length) throw new EdgecError(`${set}: ${refs.length} expected outputs, the model has ${outputs.length}`);
-      const checks = outputs.map((o, i) => compare(manifest.outputs[i].name, o, refs[i], tol));
-      results.push({ dataSet: basename(set), outputs: checks, pass: checks.every((c) => c.pass) });
+      results.push(check(set, outputs, manifest.outputs, refs, tol));
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
+  }
+  return results;
+}
+
+const sameData = (a: Tensor, b: Tensor) => Buffer.from(bytesOf(a.data)).equals(Buffer.from(bytesOf(b.data)));
+
+/**
+ * Verifies models the way an artifact of several deploys them: built once into one artifact, each
+ * model specialized for its first data set, then run in turns (each model's data set i, then i + 1)
+ * so that every run after the first finds the weights zone holding another model's weights. Later
+ * data sets must fit the artifact built for the first.
+ */
+export async function verifyModels(models: { file: string; name: string; data: string }[], opts: PipelineOptions, tol: Tolerance): Promise<(DataSetResult & { model: string })[]> {
+  const sets = models.map((m) => dataSets(m.data).map((set) => ({ set, ...readDataSet(m.file, set) })));
+  const first = models.map((m, i) => specializeInputs(m.file, sets[i][0].given, opts.inputShapes));
+  const results: (DataSetResult & { model: string })[] = [];
+  const tmp = mkdtempSync(join(tmpdir(), "edgec-verify-"));
+  try {
+    const specs = models.map((m, i) => ({ file: m.file, name: m.name, inputShapes: first[i].inputShapes, bind: first[i].bind }));
+    const { dir, manifest } = await buildSharedArtifact(specs, join(tmp, "artifact"), opts);
+    for (let round = 0; round < Math.max(...sets.map((s) => s.length)); round++) {
+      for (const [i, m] of models.entries()) {
+        const ds = sets[i][round];
+        if (!ds) continue;
+        const spec = round ? specializeInputs(m.file, ds.given, opts.inputShapes) : first[i];
+        for (const [k, t] of Object.entries(spec.bind)) {
+          if (!sameData(t, first[i].bind[k])) throw new EdgecError(`${ds.set}: input '${k}' is compiled in as a constant and differs from its value in ${sets[i][0].set}; verify ${m.file} on its own`);
+        }
+        const { outputs } = await runArtifact(dir, spec.runInputs, 1, { model: m.name });
+        results.push({ model: m.name, ...check(ds.set, outputs, manifest.models![i].outputs, ds.refs, tol) });
+      }
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
   }
   return results;
 }

@@ -10,11 +10,19 @@ export const TARGETS_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "
 
 const REQUIRED = ["name", "description", "triple", "arch"] as const;
 
+/** The JSON file each loaded target was read from, kept beside the target rather than in it (targets are hashed and compared as data). */
+const sources = new WeakMap<Target, string>();
+
+/** The file `t` was loaded from (the path as given, or the one under targets/); undefined for a target built in code. */
+export const targetFile = (t: Target): string | undefined => sources.get(t);
+
 export function parseTarget(json: unknown, file: string): Target {
   if (!json || typeof json !== "object") throw new EdgecError(`${file}: a target must be a JSON object`);
   const t = { ...TARGET_DEFAULTS, ...(json as object) } as Target;
   for (const k of REQUIRED) if (typeof t[k] !== "string") throw new EdgecError(`${file}: target field '${k}' is missing or not a string`);
-  return resolveNative(t);
+  const resolved = resolveNative(t);
+  sources.set(resolved, file);
+  return resolved;
 }
 
 export function listTargets(dir = TARGETS_DIR): Target[] {

@@ -1,8 +1,9 @@
-import { chmodSync, cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { chmodSync, cpSync, existsSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { tempDir } from "../helpers/onnx-builder.js";
-import { startFleet, takeDown, type Fleet } from "./devices.js";
+import { startFleet, takeDown, type Device, type Fleet } from "./devices.js";
 import { addModel, edgec, runningRelease } from "./helpers.js";
 
 /**
@@ -22,6 +23,16 @@ const deploy = (artifact: string, ...extra: string[]) => edgec(["deploy", artifa
 const report = () => JSON.parse(readFileSync(join(work.dir, "report.json"), "utf8")) as { release: string; failed: number; hosts: { host: string; status: string; error?: string; step?: string }[] };
 const byHost = () => Object.fromEntries(report().hosts.map((h) => [h.host, h]));
 const states = () => Object.fromEntries(fleet.devices.map((d) => [d.name, runningRelease(d)]));
+/** The holder written in a device's lock (the target of its `.lock` symlink), if it is locked. */
+const lockOf = (d: Device) => {
+  try {
+    return readlinkSync(join(d.home, "edgec/.lock"));
+  } catch {
+    return undefined;
+  }
+};
+const incoming = (d: Device) => readdirSync(join(d.home, "edgec/releases")).filter((f) => f.startsWith(".incoming"));
+type JsonReport = { release?: string; failed: number; hosts: { host: string; status: string; step?: string; error?: string; current?: string; info?: { lockedBy?: string } }[] };
 
 async function build(name: string, c: number) {
   const model = work.write(`${name}.onnx`, addModel(c));
@@ -137,6 +148,8 @@ describe("edgec deploy to a loopback fleet", () => {
     expect(mid.every((s) => s === ids.v1 || s === ids.v2)).toBe(true);
     expect(mid).toContain(ids.v1);
     for (const d of up) await fleet.setFault(d, "none");
+    // The killed run's sessions on the devices still hold their locks until they end (seconds).
+    for (let i = 0; i < 600 && up.some(lockOf); i++) await new Promise((r) => setTimeout(r, 50));
     const again = await edgec(["deploy", v2, "--fleet", upInv, ...ssh(), "--no-progress"]);
     expect(again.code, again.stdout + again.stderr).toBe(0);
     for (const d of up) {
@@ -144,6 +157,61 @@ describe("edgec deploy to a loopback fleet", () => {
       expect(readdirSync(join(d.home, "edgec/releases")).filter((f) => f.startsWith(".incoming"))).toEqual([]);
     }
     expect(runningRelease(down)).toBe(ids.v1);
+  });
+
+  test("two deploys to one device at once: one proceeds, the other finds it locked", async () => {
+    const d = fleet.devices[N - 2];
+    // The upload waits 3 s on this device, so whichever deploy takes the lock first still holds it
+    // when the other arrives.
+    await fleet.setFault(d, "slow-upload");
+    const one = (v: string) => edgec(["deploy", v, "--host", `127.0.0.1:${d.port}`, ...ssh(), "--no-progress", "--json"]);
+    const runs = await Promise.all([one(v1), one(v2)]);
+    await fleet.setFault(d, "none");
+    const reps = runs.map((r) => JSON.parse(r.stdout) as JsonReport);
+    const won = reps.filter((r) => r.failed === 0);
+    const lost = reps.filter((r) => r.failed === 1);
+    expect(won.length, runs.map((r) => r.stdout).join("\n")).toBe(1);
+    expect(lost.length).toBe(1);
+    expect(lost[0].hosts[0]).toMatchObject({ status: "failed", step: "lock" });
+    expect(lost[0].hosts[0].error).toMatch(new RegExp(`^device 127\\.0\\.0\\.1:${d.port} is locked by \\S+@\\S+ pid \\d+ \\(deploy ${won[0].release}\\) since \\d{4}-\\d\\d-\\d\\dT`));
+    expect(runningRelease(d)).toBe(won[0].release);
+    expect(lockOf(d)).toBeUndefined();
+    expect(incoming(d)).toEqual([]);
+  });
+
+  test("rollback takes the lock too; a lock whose holder is gone is taken over; --break-lock breaks a live one", async () => {
+    const d = fleet.devices[N - 3]; // runs v2, v1 before it
+    const host = ["--host", `127.0.0.1:${d.port}`, ...ssh(), "--no-progress", "--json"];
+    const boot = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+    // a deploy from elsewhere, still running: a live process on the device (loopback shares its pids)
+    const holder = spawn("sleep", ["60"]);
+    const lock = (pid: number, b = boot) => symlinkSync(`pid=${pid} boot=${b} since=2030-01-02T03:04:05Z by=ops@elsewhere pid 7 (deploy feedface)`, join(d.home, "edgec/.lock"));
+    try {
+      lock(holder.pid!);
+      const refused = await edgec(["deploy", "--rollback", ...host]);
+      expect(refused.code).toBe(1);
+      expect((JSON.parse(refused.stdout) as JsonReport).hosts[0]).toMatchObject({ step: "lock", error: expect.stringMatching(/is locked by ops@elsewhere pid 7 \(deploy feedface\) since 2030-01-02T03:04:05Z; .*--break-lock/) });
+      expect(runningRelease(d)).toBe(ids.v2);
+      const st = await edgec(["fleet", "status", ...host]);
+      expect((JSON.parse(st.stdout) as JsonReport).hosts[0].info?.lockedBy).toBe("ops@elsewhere pid 7 (deploy feedface) since 2030-01-02T03:04:05Z");
+      const broken = await edgec(["deploy", "--rollback", ...host, "--break-lock"]);
+      expect(broken.code, broken.stdout).toBe(0);
+      expect(runningRelease(d)).toBe(ids.v1);
+      expect(lockOf(d)).toBeUndefined();
+      // stale: the same holder from before a reboot, then a holder whose process is gone
+      lock(holder.pid!, "00000000-0000-0000-0000-000000000000");
+      const afterReboot = await edgec(["deploy", "--rollback", ...host]);
+      expect(afterReboot.code, afterReboot.stdout).toBe(0);
+      expect(runningRelease(d)).toBe(ids.v2);
+    } finally {
+      holder.kill();
+    }
+    await new Promise((r) => holder.once("close", r));
+    lock(holder.pid!);
+    const afterKill = await edgec(["deploy", "--rollback", ...host]);
+    expect(afterKill.code, afterKill.stdout).toBe(0);
+    expect(runningRelease(d)).toBe(ids.v1);
+    expect(lockOf(d)).toBeUndefined();
   });
 
   test("fleet status shows what each host runs", async () => {

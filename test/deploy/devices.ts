@@ -10,7 +10,7 @@ import { join } from "node:path";
  * session — shell commands and sftp — into that folder and injects the device's fault, if any.
  * Nothing touches ~/.ssh: clients use the generated ssh_config (-F) with its own known_hosts.
  */
-export type Fault = "none" | "wrong-key" | "disk-full" | "read-only" | "corrupt" | "slow";
+export type Fault = "none" | "wrong-key" | "disk-full" | "read-only" | "corrupt" | "slow" | "slow-upload";
 
 export interface Device {
   name: string;
@@ -50,6 +50,8 @@ run() {
 }
 # corrupt: a tar that damages what it unpacks (a flaky link or storage, after the transfer)
 [ "$fault" = corrupt ] && export PATH="$DEVICE_HOME/../../corrupt-bin:$PATH"
+# slow-upload: a tar that waits 3 s before unpacking (a slow link), so a deploy holds the lock a while
+[ "$fault" = slow-upload ] && export PATH="$DEVICE_HOME/../../slow-bin:$PATH"
 case "$SSH_ORIGINAL_COMMAND" in
   */sftp-server*|internal-sftp*)
     # corrupt, for uploads over sftp (Ansible): damage what has arrived once the session ends
@@ -111,6 +113,9 @@ export async function startFleet(n: number, faults: Record<number, Fault> = {}):
   mkdirSync(join(dir, "corrupt-bin"));
   writeFileSync(join(dir, "corrupt-bin", "tar"), `#!/bin/sh\n/bin/tar "$@" || exit $?\nfor f in releases/.incoming-*/manifest.json */releases/.incoming-*/manifest.json; do [ -f "$f" ] && printf X >> "$f"; done\nexit 0\n`);
   chmodSync(join(dir, "corrupt-bin", "tar"), 0o755);
+  mkdirSync(join(dir, "slow-bin"));
+  writeFileSync(join(dir, "slow-bin", "tar"), `#!/bin/sh\nsleep 3\nexec /bin/tar "$@"\n`);
+  chmodSync(join(dir, "slow-bin", "tar"), 0o755);
   const hostPub = readFileSync(`${hostKey}.pub`, "utf8").trim().split(" ").slice(0, 2).join(" ");
   const devices: Device[] = [];
   for (let i = 0; i < n; i++) {

@@ -4,7 +4,7 @@ import { DTYPES } from "../../core/dtype.js";
 import { numel, shapeStr, toNumbers, type Tensor } from "../../core/tensor.js";
 import type { Buffer, Program } from "../../loop/ir.js";
 import type { Target } from "../../target/schema.js";
-import type { Backend, CompileOptions, Files } from "../backend.js";
+import type { Backend, CompileOptions, Files, SharedRender } from "../backend.js";
 import { renderStmts } from "../c-like.js";
 import { renderTemplate } from "../template.js";
 import { C_DIALECT, cLiteral, cVectorPrelude } from "./dialect.js";
@@ -28,8 +28,10 @@ function weightValues(t: Tensor): string {
   return lines.join(",\n") || "  0";
 }
 
+const weightsOf = (p: Program) => [...p.buffers.values()].filter((b) => b.kind === "weight");
+
 function weightsBlob(p: Program): Uint8Array {
-  const weights = [...p.buffers.values()].filter((b) => b.kind === "weight");
+  const weights = weightsOf(p);
   const { offsets, bytes } = weightLayout(weights);
   const blob = new Uint8Array(bytes);
   for (const b of weights) blob.set(new Uint8Array(b.data!.data.buffer, b.data!.data.byteOffset, b.data!.data.byteLength), offsets.get(b.name)!);
@@ -49,44 +51,99 @@ function weightLayout(weights: Buffer[]): { offsets: Map<string, number>; bytes:
   return { offsets, bytes };
 }
 
-/** How the run function names a buffer when it calls a kernel. */
-function argument(b: Buffer, fileOffsets?: Map<string, number>): string {
-  const c = DTYPES[b.dtype].c;
-  switch (b.kind) {
-    case "input": return `inputs->${fieldName(b)}`;
-    case "output": return `outputs->${fieldName(b)}`;
-    case "weight": return fileOffsets ? `((const ${c} *)(edgec_weights + ${fileOffsets.get(b.name)}))` : b.name;
-    case "arena": return `(edgec_arena.${ARENA_MEMBER[c]} + ${b.offset! / DTYPES[b.dtype].bytes})`;
-  }
+const elementBytes = (c: string) => (c === "double" || c.endsWith("64_t") ? 8 : c.endsWith("32_t") || c === "float" ? 4 : c.endsWith("16_t") ? 2 : 1);
+
+/** The members of a union of `bytes` bytes rounded up to whole 8-byte words (at least one). */
+function unionMembers(bytes: number): string {
+  const words = Math.max(1, Math.ceil(bytes / 8));
+  return Object.entries(ARENA_MEMBER).map(([c, m]) => `  ${c} ${m}[${(words * 8) / elementBytes(c)}];`).join("\n");
 }
 
-function view(p: Program, cfg: CConfig) {
+/** A model's place in an artifact of several: its index, its section of weights.bin, the shared sizes. */
+interface Slot {
+  index: number;
+  section: { offset: number; bytes: number };
+  arenaBytes: number;
+  zoneBytes: number;
+}
+
+/**
+ * What every translation unit of an artifact of several models declares alike: the arena and the
+ * weights zone model.c defines, and the loader of the zone. Identical union types in every unit
+ * make the extern declarations agree with the definitions.
+ */
+function sharedDecls(arenaBytes: number, zoneBytes: number): string {
+  return `union edgec_arena_type {\n${unionMembers(arenaBytes)}\n};
+extern union edgec_arena_type edgec_arena;
+union edgec_zone_type {\n${unionMembers(zoneBytes)}\n};
+extern union edgec_zone_type edgec_zone;
+int edgec_load_weights(int model, size_t offset, size_t bytes);
+`;
+}
+
+type IoView = ReturnType<typeof ioView>;
+
+function ioView(p: Program, names: string[]) {
+  return names.map((n, index) => {
+    const b = p.buffers.get(n)!;
+    const elems = numel(b.shape);
+    return {
+      index,
+      field: fieldName(b),
+      ctype: DTYPES[b.dtype].c,
+      dtype: b.dtype,
+      dims: shapeStr(b.shape),
+      onnxName: b.value.replace(/\*\//g, "* /"),
+      elems,
+      bytes: elems * DTYPES[b.dtype].bytes,
+      /** how run --check compares this buffer: float width in bytes, or 0 for exact */
+      checkKind: ({ float32: 4, float64: 8, float16: 2 } as Record<string, number>)[b.dtype] ?? 0,
+    };
+  });
+}
+
+/** The body of a function taking the inputs and outputs as arrays in field order (edgec_run_by_name's form) and calling NAME_run. */
+function adapterBody(name: string, inputs: IoView, outputs: IoView): string {
+  return [
+    `  ${name}_inputs in;`,
+    `  ${name}_outputs out;`,
+    "  (void)inputs;",
+    "  (void)outputs;",
+    "  memset(&in, 0, sizeof in);",
+    "  memset(&out, 0, sizeof out);",
+    ...inputs.map((x) => `  in.${x.field} = (const ${x.ctype} *)inputs[${x.index}];`),
+    ...outputs.map((x) => `  out.${x.field} = (${x.ctype} *)outputs[${x.index}];`),
+    `  return ${name}_run(&in, &out);`,
+  ].join("\n");
+}
+
+/**
+ * One model's view: what its translation unit and its part of model.h need. With a slot, the model
+ * is one of several: it uses the shared arena and reads its weights from the shared zone, which
+ * its run function loads first.
+ */
+function view(p: Program, cfg: CConfig, slot?: Slot) {
   const name = cfg.opts.name;
-  const io = (names: string[]) =>
-    names.map((n, index) => {
-      const b = p.buffers.get(n)!;
-      const elems = numel(b.shape);
-      return {
-        index,
-        field: fieldName(b),
-        ctype: DTYPES[b.dtype].c,
-        dtype: b.dtype,
-        dims: shapeStr(b.shape),
-        onnxName: b.value.replace(/\*\//g, "* /"),
-        elems,
-        bytes: elems * DTYPES[b.dtype].bytes,
-        allocBytes: Math.max(1, elems * DTYPES[b.dtype].bytes),
-        /** how run --check compares this buffer: float width in bytes, or 0 for exact */
-        checkKind: ({ float32: 4, float64: 8, float16: 2 } as Record<string, number>)[b.dtype] ?? 0,
-      };
-    });
-  const weights = [...p.buffers.values()].filter((b) => b.kind === "weight");
-  const external = cfg.opts.weights === "file";
+  const weights = weightsOf(p);
+  const external = cfg.opts.weights === "file" && !slot;
   const layout = weightLayout(weights);
-  const arenaWords = Math.ceil(p.arenaBytes / 8);
-  const arenaDecl = p.arenaBytes
-    ? `static union {\n${Object.entries(ARENA_MEMBER).map(([c, m]) => `  ${c} ${m}[${(arenaWords * 8) / (c === "double" || c.endsWith("64_t") ? 8 : c.endsWith("32_t") || c === "float" ? 4 : c.endsWith("16_t") ? 2 : 1)}];`).join("\n")}\n} edgec_arena EDGEC_ALIGNED;\n`
-    : "";
+  const weightRef = (b: Buffer): string => {
+    const c = DTYPES[b.dtype].c;
+    if (slot) return `(edgec_zone.${ARENA_MEMBER[c]} + ${layout.offsets.get(b.name)! / DTYPES[b.dtype].bytes})`;
+    return external ? `((const ${c} *)(edgec_weights + ${layout.offsets.get(b.name)}))` : b.name;
+  };
+  /** How the run function names a buffer when it calls a kernel. */
+  const argument = (b: Buffer): string => {
+    switch (b.kind) {
+      case "input": return `inputs->${fieldName(b)}`;
+      case "output": return `outputs->${fieldName(b)}`;
+      case "weight": return weightRef(b);
+      case "arena": return `(edgec_arena.${ARENA_MEMBER[DTYPES[b.dtype].c]} + ${b.offset! / DTYPES[b.dtype].bytes})`;
+    }
+  };
+  const arenaDecl = slot
+    ? sharedDecls(slot.arenaBytes, slot.zoneBytes)
+    : p.arenaBytes ? `static union {\n${unionMembers(p.arenaBytes)}\n} edgec_arena EDGEC_ALIGNED;\n` : "";
   const kernels = p.kernels.map((k) => {
     const params = k.params.map((n) => {
       const b = p.buffers.get(n)!;
@@ -96,17 +153,23 @@ function view(p: Program, cfg: CConfig) {
       comment: `${k.op} ${k.node.replace(/\*\//g, "* /")}`,
       signature: `static void ${k.name}(${params.join(", ") || "void"})`,
       body: renderStmts(k.body, C_DIALECT).trimEnd(),
-      call: `${k.name}(${k.params.map((n) => argument(p.buffers.get(n)!, external ? layout.offsets : undefined)).join(", ")});`,
+      call: `${k.name}(${k.params.map((n) => argument(p.buffers.get(n)!)).join(", ")});`,
     };
   });
+  const inputs = ioView(p, p.inputs);
+  const outputs = ioView(p, p.outputs);
+  const weightsCheck = slot && layout.bytes ? [`if (edgec_load_weights(${slot.index}, ${slot.section.offset}, ${slot.section.bytes}) != 0) return -2;`] : external ? ["if (!edgec_weights) return -2;"] : [];
   return {
     name,
     NAME: name.toUpperCase(),
+    index: slot?.index ?? 0,
     version: cfg.opts.version,
     source: cfg.opts.source,
     target: cfg.target.name,
-    inputs: io(p.inputs),
-    outputs: io(p.outputs),
+    inputs,
+    outputs,
+    inputCount: inputs.length,
+    outputCount: outputs.length,
     noInputs: p.inputs.length ? [] : [{}],
     noOutputs: p.outputs.length ? [] : [{}],
     arenaBytes: p.arenaBytes,
@@ -114,17 +177,95 @@ function view(p: Program, cfg: CConfig) {
     arenaDecl,
     vectorPrelude: cVectorPrelude(Math.max(4, cfg.target.vectorBytes / 4)),
     weightBytes: weights.reduce((s, b) => s + numel(b.shape) * DTYPES[b.dtype].bytes, 0),
-    externalWeights: external ? [{ bytes: layout.bytes }] : [],
-    weights: (external ? [] : weights).map((b) => ({
+    externalWeights: external ? [{ name, bytes: layout.bytes }] : [],
+    weightsCheck,
+    /** what model.h says about the arena and about run's -2 */
+    arenaOwner: slot ? " shared by every model of this artifact" : "",
+    weightsFailure: slot ? "its weights could not be loaded into the weights zone" : "external weights were not set",
+    weights: (external || slot ? [] : weights).map((b) => ({
       decl: `static const ${DTYPES[b.dtype].c} ${b.name}[${Math.max(1, numel(b.shape))}] EDGEC_ALIGNED`,
       comment: `${b.dtype} ${shapeStr(b.shape)} ${b.value.replace(/\*\//g, "* /")}`,
       values: weightValues(b.data!),
     })),
     kernels,
+    adapter: adapterBody(name, inputs, outputs),
+  };
+}
+
+type ModelView = ReturnType<typeof view>;
+
+/** model.h: every model's API and, for several models, the artifact's own (`shared`). */
+function headerView(models: ModelView[], cfg: CConfig, shared: object[]) {
+  return { version: cfg.opts.version, source: cfg.opts.source, target: cfg.target.name, guard: `${cfg.opts.name.toUpperCase()}_MODEL_H`, models, shared };
+}
+
+/**
+ * The `run` harness: a table of the models it can run. One model is called through a local adapter
+ * on its typed API; several through edgec_run_by_name, with weights.bin read through a reader.
+ */
+function harnessView(models: ModelView[], cfg: CConfig, several: boolean) {
+  return {
+    version: cfg.opts.version,
+    api: several ? "edgec_run_by_name" : `${models[0].name}_run`,
+    models,
+    modelList: models.map((m) => m.name).join(", "),
+    maxIo: Math.max(1, ...models.map((m) => Math.max(m.inputCount, m.outputCount))),
+    runFunction: several ? "edgec_run_by_name" : "run_model",
+    adapters: several ? [] : models,
+    externalWeights: models.flatMap((m) => m.externalWeights),
+    weightsReader: several ? [{}] : [],
+  };
+}
+
+/** The Makefile: one object per translation unit, all in lib<name>. */
+function makefileView(cfg: CConfig, sources: string[]) {
+  const units = sources.map((src) => ({ src, obj: src.replace(/\.c$/, ".o") }));
+  return {
+    name: cfg.opts.name,
+    version: cfg.opts.version,
+    target: cfg.target.name,
+    units,
+    objects: units.map((u) => u.obj).join(" "),
     cc: cfg.target.cc,
     cflags: cfg.target.cflags.join(" "),
     ldflags: cfg.target.ldflags.join(" "),
   };
+}
+
+/**
+ * Several models in one artifact, CalcGraph-style: preallocated zones instead of one set of buffers
+ * per model. The activations of all models share one static arena sized for the largest; weights.bin
+ * holds one 64-byte aligned section per model, and a model's run reads its section into one static
+ * weights zone sized for the largest section when the zone holds another model's. Memory is then
+ * the largest arena plus the largest section, not the sum over models.
+ */
+function renderShared(models: { program: Program; config: CConfig }[], cfg: CConfig): SharedRender {
+  let offset = 0;
+  const sections = models.map((m) => {
+    const bytes = weightLayout(weightsOf(m.program)).bytes;
+    offset += bytes;
+    return { offset: offset - bytes, bytes };
+  });
+  const arenaBytes = Math.max(...models.map((m) => m.program.arenaBytes));
+  const zoneBytes = Math.max(...sections.map((s) => s.bytes));
+  const views = models.map((m, index) => view(m.program, m.config, { index, section: sections[index], arenaBytes, zoneBytes }));
+  const units = views.map((v) => `model_${v.name}.c`);
+  const files: Files = Object.fromEntries(views.map((v, i) => [units[i], renderTemplate("c/model.c", v)]));
+  const shared = {
+    count: views.length,
+    modelList: views.map((v) => v.name).join(", "),
+    arenaBytes,
+    zoneBytes,
+    fileBytes: offset,
+  };
+  files["model.c"] = renderTemplate("c/models.c", { version: cfg.opts.version, source: cfg.opts.source, target: cfg.target.name, decls: sharedDecls(arenaBytes, zoneBytes), models: views });
+  files["model.h"] = renderTemplate("c/model.h", headerView(views, cfg, [shared]));
+  files["run.c"] = renderTemplate("c/run.c", harnessView(views, cfg, true));
+  files.Makefile = renderTemplate("c/Makefile", makefileView(cfg, ["model.c", ...units]));
+  const blob = new Uint8Array(offset);
+  models.forEach((m, i) => blob.set(weightsBlob(m.program), sections[i].offset));
+  files["weights.bin"] = blob;
+  return { files, arenaBytes, zoneBytes, sections };
 }
 
 /** Standalone C99: model.h, model.c, a `run` harness and a Makefile; no runtime library, no malloc. */
@@ -135,14 +276,15 @@ export const cBackend: Backend<CConfig> = {
   render(p, cfg): Files {
     const v = view(p, cfg);
     const files: Files = {
-      "model.h": renderTemplate("c/model.h", v),
+      "model.h": renderTemplate("c/model.h", headerView([v], cfg, [])),
       "model.c": renderTemplate("c/model.c", v),
-      "run.c": renderTemplate("c/run.c", v),
-      Makefile: renderTemplate("c/Makefile", v),
+      "run.c": renderTemplate("c/run.c", harnessView([v], cfg, false)),
+      Makefile: renderTemplate("c/Makefile", makefileView(cfg, ["model.c"])),
     };
     if (cfg.opts.weights === "file") files["weights.bin"] = weightsBlob(p);
     return files;
   },
+  renderShared,
   async package(dir, cfg) {
     const cc = cfg.target.cc;
     const found = await $({ nothrow: true, quiet: true })`command -v ${cc}`;

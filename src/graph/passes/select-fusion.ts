@@ -101,7 +101,19 @@ export function selectFusion(g: Graph): FusionDecision {
       (r) => r === to || (inlined.has(r.outputs[0]) && isElementwise(r) && shapeOf(r.outputs[0]) === shapeOf(v) && elementwisePath(r.outputs[0], to)),
     );
 
+  const order = new Map(g.nodes.map((n, i) => [n.name, i]));
+  /** Whether e reads, from memory, a value whose kernel comes after `n` in the graph order. */
+  const readsLater = (e: Node, n: Node): boolean =>
+    e.inputs.some((i) => {
+      const p = i ? byOutput.get(i) : undefined;
+      if (!p || p === n) return false;
+      return inlined.has(i) ? readsLater(p, n) : order.get(p.name)! > order.get(n.name)!;
+    });
+
   // 3. Epilogues: chains of elementwise nodes after a kernel that are its result's only readers.
+  // An epilogue that reads another kernel's result made later in the graph order goes to that
+  // kernel instead: absorbing it here would make the later kernel run first and keep its result
+  // alive meanwhile (a chain of partial sums would then hold every part at once).
   const epilogueOf = new Map<string, string[]>();
   const taken = new Set<string>();
   const roots = g.nodes.filter((n) => !viewSet.has(n.name) && !n.outputs.every((o) => !o || inlined.has(o)));
@@ -113,7 +125,7 @@ export function selectFusion(g: Graph): FusionDecision {
       if (graphOutputs.has(v)) break;
       const readers = effectiveReaders(v);
       const e = readers[0];
-      if (readers.length !== 1 || !isElementwise(e) || taken.has(e.name) || shapeOf(e.outputs[0]) !== shapeOf(v) || !elementwisePath(v, e)) break;
+      if (readers.length !== 1 || !isElementwise(e) || taken.has(e.name) || shapeOf(e.outputs[0]) !== shapeOf(v) || !elementwisePath(v, e) || readsLater(e, n)) break;
       chain.push(e.name);
       taken.add(e.name);
       v = e.outputs[0];
@@ -123,7 +135,6 @@ export function selectFusion(g: Graph): FusionDecision {
 
   // Groups: each remaining root, with what is inlined into it and its epilogue.
   const nodeByName = new Map(g.nodes.map((n) => [n.name, n]));
-  const order = new Map(g.nodes.map((n, i) => [n.name, i]));
   const producersOf = (n: Node, acc: Set<string>) => {
     for (const i of n.inputs) {
       if (!i || !inlined.has(i)) continue;

@@ -1,0 +1,134 @@
+import { DTYPES } from "../core/dtype.js";
+import { numel } from "../core/tensor.js";
+import { ELEMENTWISE_OPS } from "./ops/elementwise.js";
+import type { Graph, Node } from "./ir.js";
+
+/** Every arena buffer starts on a 64-byte boundary (a cache line, the widest vector load). */
+export const ARENA_ALIGN = 64;
+
+/**
+ * The activation-memory view of a graph that the scheduler, the planner and `inspect` share.
+ * Kernels are the graph's nodes except Views (aliases, which cost nothing); buffers are the values
+ * that live in the arena: written by a kernel, not a graph input, output or constant. A View's
+ * readers are readers of the buffer it aliases.
+ */
+export interface MemoryModel {
+  kernels: Node[];
+  /** kernels each kernel waits for (every value it reads, arena or not) */
+  preds: number[][];
+  succs: number[][];
+  buffers: { value: string; bytes: number; producer: number; readers: number[] }[];
+  /** per kernel: the buffers it writes */
+  writes: number[][];
+  /** per kernel: for its single arena output, the input buffers it may overwrite when they die there */
+  inPlace: number[][];
+}
+
+const aligned = (b: number) => Math.max(ARENA_ALIGN, Math.ceil(b / ARENA_ALIGN) * ARENA_ALIGN);
+const sameShape = (a: number[], b: number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
+const elementwise = (n: Node) => !!ELEMENTWISE_OPS[n.op];
+
+/**
+ * Whether `n` may write its output over input `v`: each output element is then computed from v's
+ * element at the same flat index only, read before that element is stored. True for plain
+ * elementwise kernels, for groups made only of elementwise ops, and for a value read only by the
+ * epilogue of a fused kernel (a residual Add on a Conv or MatMul result).
+ */
+function overwritable(g: Graph, n: Node, v: string): boolean {
+  const vs = g.values.get(v)!, os = g.values.get(n.outputs[0])!;
+  if (!sameShape(vs.shape!, os.shape!) || DTYPES[vs.dtype].bytes !== DTYPES[os.dtype].bytes) return false;
+  if (!n.fused) return elementwise(n);
+  const f = n.fused;
+  const readers = f.body.filter((m) => m.inputs.includes(v));
+  if (f.body.every(elementwise)) return true;
+  return readers.every((m) => elementwise(m) && f.epilogue.includes(m.name));
+}
+
+export function memoryModel(g: Graph): MemoryModel {
+  const external = new Set([...g.inputs, ...g.outputs]);
+  const alias = new Map<string, string>();
+  const root = (v: string): string => (alias.has(v) ? root(alias.get(v)!) : v);
+  const kernels: Node[] = [];
+  const producer = new Map<string, number>();
+  for (const n of g.nodes) {
+    if (n.op === "View") alias.set(n.outputs[0], n.inputs[0]);
+    else {
+      for (const o of n.outputs) if (o) producer.set(o, kernels.length);
+      kernels.push(n);
+    }
+  }
+  const buffers: MemoryModel["buffers"] = [];
+  const bufferOf = new Map<string, number>();
+  const writes = kernels.map((n, k) =>
+    n.outputs
+      .filter((o) => o && !external.has(o) && !g.values.get(o)?.data)
+      .map((o) => {
+        const v = g.values.get(o)!;
+        bufferOf.set(o, buffers.length);
+        buffers.push({ value: o, bytes: aligned(numel(v.shape!) * DTYPES[v.dtype].bytes), producer: k, readers: [] });
+        return buffers.length - 1;
+      }),
+  );
+  const preds = kernels.map((n, k) => {
+    const ps = new Set<number>();
+    for (const i of n.inputs) {
+      if (!i) continue;
+      const r = root(i);
+      const p = producer.get(r);
+      if (p !== undefined && p !== k) ps.add(p);
+      const b = bufferOf.get(r);
+      if (b !== undefined && !buffers[b].readers.includes(k)) buffers[b].readers.push(k);
+    }
+    return [...ps];
+  });
+  const succs = kernels.map(() => [] as number[]);
+  preds.forEach((ps, k) => ps.forEach((p) => succs[p].push(k)));
+  const inPlace = kernels.map((n, k) => {
+    if (writes[k].length !== 1 || n.outputs.length !== 1) return [];
+    const out = buffers[writes[k][0]];
+    const cands = new Set<number>();
+    for (const i of n.inputs) {
+      const b = i ? bufferOf.get(root(i)) : undefined;
+      if (b !== undefined && buffers[b].bytes === out.bytes && overwritable(g, n, i)) cands.add(b);
+    }
+    return [...cands];
+  });
+  return { kernels, preds, succs, buffers, writes, inPlace };
+}
+
+/** What running the kernels in `order` costs: live bytes during each step, and which outputs reuse a dying input. */
+export interface Simulation {
+  peak: number;
+  /** live arena bytes while each kernel of the order runs */
+  curve: number[];
+  /** buffer → [first step, last step] it is live, in order positions */
+  life: Map<number, [number, number]>;
+  /** output buffer → the input buffer whose memory it takes over */
+  reuse: Map<number, number>;
+}
+
+/**
+ * The input buffer kernel k overwrites, if any: one of its in-place candidates whose other readers
+ * have all run (`done`). The scheduler and the planner both decide through this one rule.
+ */
+export function reusedInput(m: MemoryModel, k: number, done: (k: number) => boolean): number | undefined {
+  return m.inPlace[k].find((b) => m.buffers[b].readers.every((r) => r === k || done(r)));
+}
+
+export function simulate(m: MemoryModel, order: number[]): Simulation {
+  const pos = new Map(order.map((k, t) => [k, t]));
+  const life = new Map<number, [number, number]>();
+  for (const [b, buf] of m.buffers.entries()) {
+    const start = pos.get(buf.producer)!;
+    life.set(b, [start, Math.max(start, ...buf.readers.map((r) => pos.get(r)!))]);
+  }
+  const reuse = new Map<number, number>();
+  const curve = order.map((k, t) => {
+    const r = reusedInput(m, k, (j) => pos.get(j)! < t);
+    if (r !== undefined) reuse.set(m.writes[k][0], r);
+    let live = 0;
+    for (const [b, [s, e]] of life) if (s <= t && t <= e && !(r === b)) live += m.buffers[b].bytes;
+    return live;
+  });
+  return { peak: Math.max(0, ...curve), curve, life, reuse };
+}

@@ -1,0 +1,264 @@
+import type { Graph, Node } from "../ir.js";
+import { memoryModel, reusedInput, simulate, type MemoryModel } from "../memory.js";
+
+export interface ScheduleInfo {
+  /** peak live arena bytes of the chosen order */
+  peakBytes: number;
+  /** the same for the graph's own (topological) order, as a runtime would run it, before any rewrite */
+  topoPeakBytes: number;
+  /** the scheduler's peak before any rewrite (the pipeline's whenPeakDrops passes) */
+  dpPeakBytes: number;
+  /** rewrites kept because they lowered the peak */
+  rewrites: string[];
+  /** live arena bytes while each kernel runs, in the chosen order */
+  curve: number[];
+  /** the same in the graph's own order, before any rewrite */
+  topoCurve: number[];
+  /** true when the dynamic program finished on every piece: no order has a lower peak */
+  optimal: boolean;
+  /** pieces the graph was cut into at kernels every path goes through */
+  pieces: number;
+  /** dynamic-program states visited */
+  states: number;
+  ms: number;
+}
+
+export interface ScheduleOptions {
+  /** after this the best order found so far is used, not proven optimal */
+  timeLimitMs?: number;
+}
+
+/** A partial schedule: the set of kernels run so far and the best way found to get there. */
+interface State {
+  bits: Uint32Array;
+  peak: number;
+  live: number;
+  ready: number[];
+  /** kernels of the piece run so far */
+  depth: number;
+  k: number;
+  parent?: State;
+}
+
+const has = (bits: Uint32Array, k: number) => (bits[k >>> 5] & (1 << (k & 31))) !== 0;
+const keyOf = (bits: Uint32Array) => String.fromCharCode(...new Uint16Array(bits.buffer));
+
+/** Transitions shared by the heuristic orders and the dynamic program, so they cost orders alike. */
+class Stepper {
+  readonly reads: number[][];
+  constructor(readonly m: MemoryModel) {
+    this.reads = m.kernels.map(() => []);
+    m.buffers.forEach((b, i) => b.readers.forEach((r) => this.reads[r].push(i)));
+  }
+
+  /** The state after running ready kernel k from s, or undefined when its peak exceeds the budget. */
+  step(s: State, k: number, budget: number, inPiece: (k: number) => boolean): State | undefined {
+    const m = this.m;
+    const done = (j: number) => has(s.bits, j);
+    const reused = reusedInput(m, k, done);
+    let live = s.live;
+    for (const b of m.writes[k]) live += m.buffers[b].bytes;
+    const peak = Math.max(s.peak, reused === undefined ? live : live - m.buffers[reused].bytes);
+    if (peak > budget) return undefined;
+    const bits = s.bits.slice();
+    bits[k >>> 5] |= 1 << (k & 31);
+    for (const b of this.reads[k]) if (m.buffers[b].readers.every((r) => has(bits, r))) live -= m.buffers[b].bytes;
+    for (const b of m.writes[k]) if (!m.buffers[b].readers.length) live -= m.buffers[b].bytes;
+    const ready = s.ready.filter((j) => j !== k);
+    for (const j of m.succs[k]) if (inPiece(j) && m.preds[j].every((p) => has(bits, p))) ready.push(j);
+    return { bits, peak, live, ready, depth: s.depth + 1, k, parent: s };
+  }
+}
+
+const orderOf = (s: State, stop: State): number[] => {
+  const out: number[] = [];
+  for (let x: State | undefined = s; x && x !== stop; x = x.parent) out.push(x.k);
+  return out.reverse();
+};
+
+/**
+ * Kernels every path goes through: all kernels before one in the graph order are its ancestors and
+ * all after it its descendants, so every order runs them at the same position and the pieces
+ * between them can be scheduled alone (SERENITY's divide and conquer).
+ */
+function cutPoints(m: MemoryModel): boolean[] {
+  const n = m.kernels.length;
+  const words = (n + 31) >>> 5;
+  const anc = m.kernels.map(() => new Uint32Array(words));
+  const count = (b: Uint32Array) => b.reduce((s, w) => s + popcount(w), 0);
+  for (let k = 0; k < n; k++)
+    for (const p of m.preds[k]) {
+      for (let w = 0; w < words; w++) anc[k][w] |= anc[p][w];
+      anc[k][p >>> 5] |= 1 << (p & 31);
+    }
+  const descendants = new Array<number>(n).fill(0);
+  const reach = m.kernels.map(() => new Uint32Array(words));
+  for (let k = n - 1; k >= 0; k--) {
+    for (const s of m.succs[k]) {
+      for (let w = 0; w < words; w++) reach[k][w] |= reach[s][w];
+      reach[k][s >>> 5] |= 1 << (s & 31);
+    }
+    descendants[k] = count(reach[k]);
+  }
+  return m.kernels.map((_, k) => count(anc[k]) === k && descendants[k] === n - 1 - k);
+}
+
+function popcount(w: number): number {
+  w = w - ((w >>> 1) & 0x55555555);
+  w = (w & 0x33333333) + ((w >>> 2) & 0x33333333);
+  return (((w + (w >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
+}
+
+/** Greedy: always run the ready kernel whose step costs least, then the one leaving least live. */
+function greedy(st: Stepper, start: State, size: number, inPiece: (k: number) => boolean): State {
+  let s = start;
+  for (let i = 0; i < size; i++) {
+    let best: State | undefined;
+    for (const k of s.ready) {
+      const t = st.step(s, k, Infinity, inPiece)!;
+      if (!best || t.peak < best.peak || (t.peak === best.peak && (t.live < best.live || (t.live === best.live && k < best.k)))) best = t;
+    }
+    s = best!;
+  }
+  return s;
+}
+
+function inOrder(st: Stepper, start: State, piece: number[], inPiece: (k: number) => boolean): State {
+  return piece.reduce((s, k) => st.step(s, k, Infinity, inPiece)!, start);
+}
+
+/** A binary min-heap of states: lowest peak first, then the one with more kernels run. */
+class Frontier {
+  private xs: State[] = [];
+  get size() {
+    return this.xs.length;
+  }
+  private less = (a: State, b: State) => a.peak < b.peak || (a.peak === b.peak && a.depth > b.depth);
+  push(s: State) {
+    const xs = this.xs;
+    xs.push(s);
+    for (let i = xs.length - 1; i > 0; ) {
+      const p = (i - 1) >> 1;
+      if (!this.less(xs[i], xs[p])) break;
+      [xs[i], xs[p]] = [xs[p], xs[i]];
+      i = p;
+    }
+  }
+  pop(): State {
+    const xs = this.xs;
+    const top = xs[0];
+    const last = xs.pop()!;
+    if (xs.length) {
+      xs[0] = last;
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1, r = l + 1;
+        let m = i;
+        if (l < xs.length && this.less(xs[l], xs[m])) m = l;
+        if (r < xs.length && this.less(xs[r], xs[m])) m = r;
+        if (m === i) break;
+        [xs[i], xs[m]] = [xs[m], xs[i]];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+/**
+ * The exact dynamic program over sets of run kernels (equivalently, their frontier of ready
+ * kernels): what follows a set depends on the set alone, so only the lowest-peak way to reach each
+ * set is kept. Sets are expanded lowest peak first, so the first complete schedule taken off the
+ * frontier is optimal, and sets at or above `budget` (a peak already achieved) are never stored.
+ * Returns the optimum below the budget, none (the budget's order is optimal), or the frontier's
+ * lowest peak when time runs out (a proven lower bound).
+ */
+function dynamicProgram(st: Stepper, start: State, size: number, inPiece: (k: number) => boolean, budget: number, deadline: number, counter: { states: number }): { found: State } | { none: true } | { bound: number } {
+  const seen = new Map<string, number>();
+  const frontier = new Frontier();
+  frontier.push(start);
+  for (let popped = 0; frontier.size; popped++) {
+    const s = frontier.pop();
+    if (s.depth === size) return { found: s };
+    if (popped % 128 === 0 && (Date.now() >= deadline || seen.size > MAX_STATES)) return { bound: s.peak };
+    for (const k of s.ready) {
+      const t = st.step(s, k, budget - 1, inPiece);
+      if (!t) continue;
+      const key = keyOf(t.bits);
+      if ((seen.get(key) ?? Infinity) <= t.peak) continue;
+      seen.set(key, t.peak);
+      counter.states++;
+      frontier.push(t);
+    }
+  }
+  return { none: true };
+}
+
+/** Sets kept at once before the search gives up, whatever the time limit (about 1 GB). */
+const MAX_STATES = 4_000_000;
+
+/**
+ * Orders the kernels for the lowest peak of live activation memory (SERENITY): the graph is cut at
+ * kernels every path goes through, and each piece gets the exact dynamic program. Its budget is the
+ * peak of the better of two heuristic orders (the graph's own, and greedy): only strictly better
+ * partial schedules are kept, and since the lowest-peak ones are expanded first, the budget is in
+ * effect tightened from below as the search goes (SERENITY's soft budgeting, without guessing).
+ * Past the time limit the heuristic order is used and reported as not proven optimal.
+ */
+export function scheduleMemory(g: Graph, opts: ScheduleOptions = {}): Graph & { schedule: ScheduleInfo } {
+  const t0 = Date.now();
+  const deadline = t0 + (opts.timeLimitMs ?? 20_000);
+  const m = memoryModel(g);
+  const n = m.kernels.length;
+  const st = new Stepper(m);
+  const topo = simulate(m, m.kernels.map((_, k) => k));
+  const cuts = cutPoints(m);
+  const pieces: number[][] = [];
+  for (let k = 0; k < n; k++) {
+    if (cuts[k] || !pieces.length || cuts[k - 1]) pieces.push([]);
+    pieces[pieces.length - 1].push(k);
+  }
+  const counter = { states: 0 };
+  let optimal = true;
+  const chosen = new Map<number[], number[]>();
+  const bySize = [...pieces].sort((a, b) => a.length - b.length);
+  // Every piece starts once all kernels before it have run; those before it form its start state.
+  for (const [i, piece] of bySize.entries()) {
+    const words = (n + 31) >>> 5;
+    const bits = new Uint32Array(words);
+    for (let k = 0; k < piece[0]; k++) bits[k >>> 5] |= 1 << (k & 31);
+    let live = 0;
+    for (const b of m.buffers) if (b.producer < piece[0] && b.readers.some((r) => r >= piece[0])) live += b.bytes;
+    const first = new Set(piece);
+    const inPiece = (k: number) => first.has(k);
+    const start: State = { bits, peak: 0, live, ready: piece.filter((k) => m.preds[k].every((p) => p < piece[0])), depth: 0, k: -1 };
+    if (piece.length === 1) {
+      chosen.set(piece, piece);
+      continue;
+    }
+    const heuristic = [greedy(st, start, piece.length, inPiece), inOrder(st, start, piece, inPiece)].sort((a, b) => a.peak - b.peak)[0];
+    const pieceDeadline = Date.now() + (deadline - Date.now()) / (bySize.length - i);
+    const r = dynamicProgram(st, start, piece.length, inPiece, heuristic.peak, pieceDeadline, counter);
+    const best = "found" in r ? r.found : heuristic;
+    const proven = !("bound" in r);
+    optimal &&= proven;
+    chosen.set(piece, orderOf(best, start));
+  }
+  const order = pieces.flatMap((p) => chosen.get(p)!);
+  const { peak, curve } = simulate(m, order);
+  return { ...withOrder(g, m, order), schedule: { peakBytes: peak, topoPeakBytes: topo.peak, dpPeakBytes: peak, rewrites: [], curve, topoCurve: topo.curve, optimal, pieces: pieces.length, states: counter.states, ms: Date.now() - t0 } };
+}
+
+/** The graph with its kernels in `order`; each View follows the kernel (or graph input) it aliases. */
+function withOrder(g: Graph, m: MemoryModel, order: number[]): Graph {
+  const viewsOf = new Map<string, Node[]>();
+  for (const n of g.nodes) if (n.op === "View") (viewsOf.get(n.inputs[0]) ?? viewsOf.set(n.inputs[0], []).get(n.inputs[0])!).push(n);
+  const nodes: Node[] = [];
+  const emit = (n: Node) => {
+    nodes.push(n);
+    for (const o of n.outputs) for (const v of viewsOf.get(o) ?? []) emit(v);
+  };
+  const produced = new Set(g.nodes.flatMap((n) => n.outputs));
+  for (const n of g.nodes) if (n.op === "View" && !produced.has(n.inputs[0])) emit(n);
+  for (const k of order) emit(m.kernels[k]);
+  return { ...g, nodes };
+}
