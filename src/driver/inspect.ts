@@ -29,6 +29,8 @@ export interface InspectInfo {
   peakBytes: number;
   /** the same in the graph's own topological order, as onnxruntime or TFLite would run it */
   topoPeakBytes: number;
+  /** the same in onnxruntime's default order (a depth-first walk back from the outputs) */
+  ortPeakBytes: number;
   /** edgec's order before graph rewrites */
   dpPeakBytes: number;
   /** true when the scheduler proved no order has a lower peak */
@@ -115,6 +117,7 @@ export function inspectModel(model: string, opts: PipelineOptions): InspectInfo 
     macs: countMacs(unfused),
     peakBytes: g.schedule.peakBytes,
     topoPeakBytes: g.schedule.topoPeakBytes,
+    ortPeakBytes: g.schedule.ortPeakBytes,
     dpPeakBytes: g.schedule.dpPeakBytes,
     scheduleOptimal: g.schedule.optimal,
     rewrites: g.schedule.rewrites,
@@ -138,7 +141,7 @@ export function formatInspect(i: InspectInfo): string {
     `ops        ${Object.entries(i.ops).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}×${v}`).join(", ")}`,
     `parameters ${fmt(i.parameters)}`,
     `MACs       ${fmt(i.macs)}`,
-    `memory     peak ${fmt(i.peakBytes)}B live (${i.scheduleOptimal ? "optimal order" : "order not proven optimal"}${i.rewrites.length ? `, with ${i.rewrites.join(", ")}` : ""}; graph order ${fmt(i.topoPeakBytes)}B), scheduled in ${i.scheduleMs} ms`,
+    `memory     peak ${fmt(i.peakBytes)}B live (${i.scheduleOptimal ? "optimal order" : "order not proven optimal"}${i.rewrites.length ? `, with ${i.rewrites.join(", ")}` : ""}; graph order ${fmt(i.topoPeakBytes)}B, onnxruntime's order ${fmt(i.ortPeakBytes)}B), scheduled in ${i.scheduleMs} ms`,
     `arena      ${fmt(i.arenaBytes)}B (lower bound ${fmt(i.lowerBoundBytes)}B)`,
     `weights    ${fmt(i.weightBytes)}B`,
   ];

@@ -114,7 +114,7 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
         const yes = finish(tried, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(tried) : ""]], share);
         const before = no.g.schedule;
         if (yes.g.schedule.peakBytes < before.peakBytes)
-          return { ...yes, g: { ...yes.g, schedule: { ...yes.g.schedule, topoPeakBytes: before.topoPeakBytes, topoCurve: before.topoCurve, dpPeakBytes: before.dpPeakBytes, rewrites: [p.name, ...yes.g.schedule.rewrites] } } };
+          return { ...yes, g: { ...yes.g, schedule: { ...yes.g.schedule, topoPeakBytes: before.topoPeakBytes, ortPeakBytes: before.ortPeakBytes, topoCurve: before.topoCurve, dpPeakBytes: before.dpPeakBytes, rewrites: [p.name, ...yes.g.schedule.rewrites] } } };
         const note = `// not applied: peak ${yes.g.schedule.peakBytes} bytes with it, ${no.g.schedule.peakBytes} without\n`;
         return { g: no.g, dumps: [...dumps, [p.name, note], ...no.dumps] };
       }

@@ -132,3 +132,26 @@ export function simulate(m: MemoryModel, order: number[]): Simulation {
   });
   return { peak: Math.max(0, ...curve), curve, life, reuse };
 }
+
+/**
+ * The order onnxruntime runs a graph in (GraphViewer's default order): a depth-first walk back from
+ * the kernels nobody reads, each kernel emitted once all its inputs are, inputs taken highest
+ * graph position first (Graph::ReverseDFSFrom with NodeCompare).
+ */
+export function onnxruntimeOrder(m: MemoryModel): number[] {
+  const order: number[] = [];
+  const visited = new Set<number>();
+  const stack: [number, boolean][] = m.kernels.map((_, k) => k).filter((k) => !m.succs[k].length).map((k) => [k, false]);
+  while (stack.length) {
+    const [k, leave] = stack.pop()!;
+    if (leave) {
+      order.push(k);
+      continue;
+    }
+    if (visited.has(k)) continue;
+    visited.add(k);
+    stack.push([k, true]);
+    for (const p of [...m.preds[k]].sort((a, b) => a - b)) stack.push([p, false]);
+  }
+  return order;
+}

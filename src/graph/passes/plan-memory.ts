@@ -26,9 +26,13 @@ interface Block {
  * 1. lifetimes from the order: a buffer lives from the kernel writing it to its last reader (a
  *    View's readers read its input); an elementwise kernel whose input dies there writes over it,
  *    and the two become one block (in-place reuse, the rule the scheduler also counts with);
- * 2. three placement orders (largest blocks first, most-conflicting first, and by breadth: blocks
- *    live at the fullest steps first), each placed first fit and best fit;
- * 3. the smallest arena wins. Inputs and outputs live in the caller's buffers.
+ * 2. six placement orders (largest first, most conflicting first, by breadth: blocks live at the
+ *    fullest steps first, by area, by lifetime, by start), each placed first fit and best fit;
+ * 3. while the arena is above the lower bound (the most bytes live at once): the same one time
+ *    segment at a time, with a seeded search (see `improve`) in each, cutting the timeline where at
+ *    most one block is live across the cut (that block keeps the offset its earlier segment gave
+ *    it), since small segments are where the search finds the bound; then the search on the whole;
+ * 4. the smallest arena wins. Inputs and outputs live in the caller's buffers.
  */
 export function planMemory(g: Graph): Graph & { memory: MemoryPlan } {
   const m = memoryModel(g);
@@ -49,12 +53,33 @@ export function planMemory(g: Graph): Graph & { memory: MemoryPlan } {
       blockOf.set(b, fresh);
     }
   }
-  const length = (b: Block) => b.life[1] - b.life[0] + 1;
-  const area = (b: Block) => b.bytes * length(b);
-  const overlaps = (a: Block, b: Block) => a.life[0] <= b.life[1] && b.life[0] <= a.life[1];
-  const conflicts = new Map(blocks.map((a) => [a, blocks.reduce((s, b) => s + (a !== b && overlaps(a, b) ? b.bytes : 0), 0)]));
+  // Cheapest first: the greedy orders, then segments with search, then the whole with search. The
+  // search's work (placements × blocks²) is capped, so large graphs stay fast.
+  let best = solve(blocks, new Map(), sim.curve, sim.peak, { left: 0 });
+  for (const next of [() => bySegments(blocks, sim.curve, { left: 4e7 }), () => solve(blocks, new Map(), sim.curve, sim.peak, { left: 4e7 })]) {
+    if (best.arena <= sim.peak) break;
+    const r = next();
+    if (r.arena < best.arena) best = r;
+  }
+  const offsets: Record<string, number> = {};
+  for (const [block, off] of best.at) for (const v of block.values) offsets[v] = off;
+  const inPlace: Record<string, string> = {};
+  for (const [o, i] of sim.reuse) inPlace[m.buffers[o].value] = m.buffers[i].value;
+  return { ...g, memory: { offsets, arenaBytes: best.arena, lowerBoundBytes: sim.peak, strategy: best.strategy, inPlace } };
+}
+
+type Placement = { strategy: string; at: Map<Block, number>; arena: number };
+
+const overlaps = (a: Block, b: Block) => a.life[0] <= b.life[1] && b.life[0] <= a.life[1];
+const length = (b: Block) => b.life[1] - b.life[0] + 1;
+const area = (b: Block) => b.bytes * length(b);
+
+/** The best placement of `blocks` around blocks already `fixed` at their offsets. */
+function solve(blocks: Block[], fixed: Map<Block, number>, curve: number[], bound: number, work: { left: number }): Placement {
+  const all = [...blocks, ...fixed.keys()];
+  const conflicts = new Map(blocks.map((a) => [a, all.reduce((s, b) => s + (a !== b && overlaps(a, b) ? b.bytes : 0), 0)]));
   // Greedy by breadth (TFLite): the steps with the most live bytes first, each one's blocks largest first.
-  const breadth = sim.curve.map((live, t) => ({ live, t })).sort((a, b) => b.live - a.live || a.t - b.t);
+  const breadth = curve.map((live, t) => ({ live, t })).sort((a, b) => b.live - a.live || a.t - b.t);
   const byBreadth = [...new Set(breadth.flatMap(({ t }) => blocks.filter((b) => b.life[0] <= t && t <= b.life[1]).sort((a, b) => b.bytes - a.bytes)))];
   const orders: [Strategy, Block[]][] = [
     ["size", [...blocks].sort((a, b) => b.bytes - a.bytes || a.life[0] - b.life[0])],
@@ -64,23 +89,36 @@ export function planMemory(g: Graph): Graph & { memory: MemoryPlan } {
     ["lifetime", [...blocks].sort((a, b) => length(b) - length(a) || b.bytes - a.bytes)],
     ["start", [...blocks].sort((a, b) => a.life[0] - b.life[0] || b.bytes - a.bytes)],
   ];
-  const tries = orders.flatMap(([name, order]) => (["first-fit", "best-fit"] as const).map((fit) => ({ strategy: `${name}, ${fit}`, ...place(order, overlaps, fit) })));
-  let best = tries.reduce((x, y) => (y.arena < x.arena ? y : x));
-  if (best.arena > sim.peak) best = improve(best, sim.peak, overlaps);
-  const offsets: Record<string, number> = {};
-  for (const [block, off] of best.at) for (const v of block.values) offsets[v] = off;
-  const inPlace: Record<string, string> = {};
-  for (const [o, i] of sim.reuse) inPlace[m.buffers[o].value] = m.buffers[i].value;
-  return { ...g, memory: { offsets, arenaBytes: best.arena, lowerBoundBytes: sim.peak, strategy: best.strategy, inPlace } };
+  const tries = orders.flatMap(([name, order]) => (["first-fit", "best-fit"] as const).map((fit) => ({ strategy: `${name}, ${fit}`, ...place(order, fixed, fit) })));
+  const best = tries.reduce((x, y) => (y.arena < x.arena ? y : x));
+  return best.arena > bound ? improve(best, blocks, fixed, bound, work) : best;
 }
 
+/**
+ * Cuts the timeline between steps where at most one block is live on both sides, solves each
+ * segment's blocks in time order, a block from an earlier segment keeping its offset.
+ */
+function bySegments(blocks: Block[], curve: number[], work: { left: number }): Placement {
+  const cuts = curve.map((_, t) => t).filter((t) => t + 1 < curve.length && blocks.filter((b) => b.life[0] <= t && b.life[1] > t).length <= 1);
+  const at = new Map<Block, number>();
+  let arena = 0;
+  for (const [i, end] of [...cuts, curve.length - 1].entries()) {
+    const from = i ? cuts[i - 1] + 1 : 0;
+    const mine = blocks.filter((b) => b.life[0] >= from && b.life[0] <= end);
+    const fixed = new Map([...at].filter(([b]) => b.life[1] >= from));
+    const r = solve(mine, fixed, curve.map((c, t) => (t >= from && t <= end ? c : 0)), Math.max(0, ...curve.slice(from, end + 1)), work);
+    for (const b of mine) at.set(b, r.at.get(b)!);
+    arena = Math.max(arena, r.arena);
+  }
+  return { strategy: `by ${cuts.length + 1} time segments`, at, arena };
+}
 /**
  * Places blocks in the given order, each at an offset overlapping no placed block alive at the same
  * time: the lowest such offset (first fit) or the one in the tightest gap (best fit).
  */
-function place(order: Block[], overlaps: (a: Block, b: Block) => boolean, fit: "first-fit" | "best-fit"): { at: Map<Block, number>; arena: number } {
-  const at = new Map<Block, number>();
-  let arena = 0;
+function place(order: Block[], fixed: Map<Block, number>, fit: "first-fit" | "best-fit"): { at: Map<Block, number>; arena: number } {
+  const at = new Map(fixed);
+  let arena = Math.max(0, ...[...fixed].map(([b, off]) => off + b.bytes));
   for (const block of order) {
     const busy = [...at].filter(([p]) => overlaps(p, block)).sort((a, b) => a[1] - b[1]);
     let off = -1, gapBest = Infinity, end = 0;
@@ -97,32 +135,42 @@ function place(order: Block[], overlaps: (a: Block, b: Block) => boolean, fit: "
 }
 
 /**
- * Search when no greedy order reached the lower bound (seeded, so builds are reproducible): each try
- * either moves a block that ends at the top of the arena earlier in the best placement order, or
- * places the blocks in a fresh random order. The tries
- * are capped by work (placements cost blocks² each) so large graphs stay fast.
+ * Search when no greedy order reached the lower bound (seeded, so builds are reproducible). Tries
+ * take turns: a greedy order with its keys (size, area, lifetime) perturbed by random noise; a
+ * random order (for small problems, where that is cheap and often enough); and moving a block that
+ * ends at the top of the arena earlier in the best order. The first two replace the best order only
+ * when strictly better, a move also on a tie. Each try spends blocks² of the shared `work`.
  */
-function improve(start: { strategy: string; at: Map<Block, number>; arena: number }, bound: number, overlaps: (a: Block, b: Block) => boolean) {
-  let order = [...start.at.keys()];
+function improve(start: Placement, blocks: Block[], fixed: Map<Block, number>, bound: number, work: { left: number }): Placement {
+  let order = blocks.filter((b) => start.at.has(b)).sort((a, b) => start.at.get(a)! - start.at.get(b)!);
   let best = { ...start, strategy: `${start.strategy}, improved` };
   let seed = 12345;
   const rand = (n: number) => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n;
-  const tries = Math.floor(4e7 / Math.max(1, order.length) ** 2);
-  const restarts = order.length <= 64;
-  for (let i = 0; i < tries && best.arena > bound; i++) {
-    const next = [...order];
-    if (i % 2 || !restarts) {
+  const noisy = [(b: Block) => b.bytes, area, length];
+  const cost = Math.max(1, blocks.length + fixed.size) ** 2;
+  for (let i = 0; work.left > 0 && best.arena > bound; i++, work.left -= cost) {
+    const kind = i % 3 === 1 && blocks.length > 64 ? 0 : i % 3;
+    let next: Block[];
+    if (kind === 0) {
+      const key = noisy[(i / 3) % 3 | 0];
+      const noise = 0.05 + rand(1000) / 2000;
+      next = blocks.map((b) => [b, key(b) * (1 + noise * (rand(2001) / 1000 - 1))] as const).sort((a, b) => b[1] - a[1]).map(([b]) => b);
+    } else if (kind === 1) {
+      next = [...blocks];
+      for (let k = next.length - 1; k > 0; k--) {
+        const j = rand(k + 1);
+        [next[k], next[j]] = [next[j], next[k]];
+      }
+    } else {
       const top = order.filter((b) => best.at.get(b)! + b.bytes === best.arena);
-      const from = order.indexOf(top[rand(top.length)]);
+      if (!top.length) continue;
+      next = [...order];
+      const from = next.indexOf(top[rand(top.length)]);
       next.splice(rand(from + 1), 0, ...next.splice(from, 1));
-    } else for (let k = next.length - 1; k > 0; k--) {
-      const j = rand(k + 1);
-      [next[k], next[j]] = [next[j], next[k]];
     }
     for (const fit of ["first-fit", "best-fit"] as const) {
-      const r = place(next, overlaps, fit);
-      // A random order replaces the best one only when strictly better, a moved block also on a tie.
-      if (r.arena > best.arena || (r.arena === best.arena && !(i % 2))) continue;
+      const r = place(next, fixed, fit);
+      if (r.arena > best.arena || (r.arena === best.arena && kind !== 2)) continue;
       best = { ...r, strategy: best.strategy };
       order = next;
       break;
