@@ -17,11 +17,14 @@ export interface Dialect {
   /** float32 vectors: the type, a load from and a store to a pointer expression, a broadcast */
   vector: {
     type(lanes: number): string;
-    load(ptr: string, lanes: number): string;
+    /** `stride` 2: every other element from ptr on */
+    load(ptr: string, lanes: number, stride: 1 | 2): string;
     store(ptr: string, val: string, lanes: number): string;
     splat(a: string, lanes: number): string;
     /** lane-wise fmin/fmax */
     minmax(op: "min" | "max", a: string, b: string, lanes: number): string;
+    /** the lane-wise unary ops the vectorizer makes: neg and exp */
+    unary(op: UnOp, a: string, lanes: number): string;
   };
 }
 
@@ -29,12 +32,12 @@ export function renderExpr(e: Expr, d: Dialect): string {
   switch (e.k) {
     case "const": return d.literal(e.v, e.dtype);
     case "var": return e.name;
-    case "load": return e.lanes ? d.vector.load(`${e.buf} + ${renderExpr(e.idx, d)}`, e.lanes) : `${e.buf}[${renderExpr(e.idx, d)}]`;
+    case "load": return e.lanes ? d.vector.load(`${e.buf} + ${renderExpr(e.idx, d)}`, e.lanes, e.stride ?? 1) : `${e.buf}[${renderExpr(e.idx, d)}]`;
     case "splat": return d.vector.splat(renderExpr(e.a, d), e.lanes);
     case "bin":
       if (e.lanes && (e.op === "min" || e.op === "max")) return d.vector.minmax(e.op, renderExpr(e.a, d), renderExpr(e.b, d), e.lanes);
       return d.binary(e.op, e.a.dtype, renderExpr(e.a, d), renderExpr(e.b, d));
-    case "un": return d.unary(e.op, e.a.dtype, renderExpr(e.a, d));
+    case "un": return e.lanes ? d.vector.unary(e.op, renderExpr(e.a, d), e.lanes) : d.unary(e.op, e.a.dtype, renderExpr(e.a, d));
     case "select": return `(${renderExpr(e.c, d)} ? ${renderExpr(e.a, d)} : ${renderExpr(e.b, d)})`;
     case "cast": return d.cast(e.a.dtype, e.dtype, renderExpr(e.a, d));
   }

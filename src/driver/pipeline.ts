@@ -24,6 +24,7 @@ import { lowerGraph, unloweredOps } from "../loop/lower-graph.js";
 import { printLoop } from "../loop/print.js";
 import { verifyLoop } from "../loop/verify.js";
 import { simplify } from "../loop/passes/simplify.js";
+import { vectorizeLoops } from "../loop/passes/vectorize-loops.js";
 import type { Target } from "../target/schema.js";
 import { VERSION } from "./version.js";
 
@@ -77,7 +78,10 @@ export const GRAPH_PASSES: GraphPass[] = [
   { name: "fuse", run: (g) => fuse(g), fusion: true },
 ];
 
-export const LOOP_PASSES: { name: string; run: (p: Program) => Program }[] = [{ name: "simplify", run: simplify }];
+export const LOOP_PASSES: { name: string; run: (p: Program, t: Target) => Program }[] = [
+  { name: "simplify", run: simplify },
+  { name: "vectorize-loops", run: (p, t) => vectorizeLoops(p, Math.max(1, t.vectorBytes / 4)) },
+];
 
 /** The backend for a target: C for every CPU target today. */
 export function backendFor(t: Target): Backend<unknown> {
@@ -177,7 +181,7 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
   const want = (name: string) => opts.dumpAfter?.includes(name) || opts.dumpAfter?.includes("all");
   if (want("lower-graph")) opts.dump?.("after:lower-graph", printLoop(program));
   for (const p of [...LOOP_PASSES, { name: `${backend.name}-lower`, run: (x: Program) => backend.lower(x, config) }]) {
-    program = p.run(program);
+    program = p.run(program, opts.target);
     verifyLoop(program);
     if (want(p.name)) opts.dump?.(`after:${p.name}`, printLoop(program));
   }

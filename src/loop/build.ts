@@ -69,7 +69,8 @@ export const ge = (a: Expr, b: Expr) => bin(">=", a, b);
 export const eq = (a: Expr, b: Expr) => bin("==", a, b);
 export const and = (a: Expr, b: Expr) => bin("&&", a, b);
 export const or = (a: Expr, b: Expr) => bin("||", a, b);
-export const un = (op: UnOp, a: Expr): Expr => ({ k: "un", op, a, dtype: op === "not" ? "bool" : a.dtype });
+export const un = (op: UnOp, a: Expr): Expr =>
+  lanesOf(a) > 1 ? { k: "un", op, a, dtype: a.dtype, lanes: lanesOf(a) } : { k: "un", op, a, dtype: op === "not" ? "bool" : a.dtype };
 export const select = (c: Expr, a: Expr, b: Expr): Expr => ({ k: "select", c, a, b, dtype: a.dtype });
 export const cast = (a: Expr, dtype: DType): Expr => (a.dtype === dtype ? a : isC(a) && typeof a.v === "number" && dtype !== "bool" && dtype !== "float16" ? cst(a.v, dtype) : { k: "cast", a, dtype });
 
@@ -139,7 +140,8 @@ export function nest(names: Names, extents: number[], body: (idx: Expr[]) => Stm
 }
 
 /** float32 vectors of `lanes` elements (see the loop IR's header): loads, stores and locals. */
-export const vload = (buf: string, idx: Expr, lanes: number): Expr => ({ k: "load", buf, idx, dtype: "float32", lanes });
+export const vload = (buf: string, idx: Expr, lanes: number, stride: 1 | 2 = 1): Expr =>
+  stride === 2 ? { k: "load", buf, idx, dtype: "float32", lanes, stride } : { k: "load", buf, idx, dtype: "float32", lanes };
 export const vstore = (buf: string, idx: Expr, val: Expr, lanes: number): Stmt => ({ k: "store", buf, idx, val, lanes });
 export const splat = (a: Expr, lanes: number): Expr => ({ k: "splat", a: cast(a, "float32"), dtype: "float32", lanes });
 export const vlet = (name: string, val: Expr, lanes: number): Stmt => ({ k: "let", name, dtype: "float32", val, lanes });

@@ -7,7 +7,9 @@ import type { Tensor } from "../core/tensor.js";
  * the C backend may spread it over threads, a GPU backend over work-items.
  *
  * Vectors: a `load`, `store`, `var`, `let` or `bin` with `lanes` works on that many consecutive
- * float32 elements at once (a SIMD register; only + - * apply to vectors); `splat` fills a vector
+ * float32 elements at once (a SIMD register; only + - * apply to vectors); a load with `stride: 2`
+ * takes every other element instead (a stride-2 convolution's taps); `neg` and `exp` apply lane-wise
+ * too; `splat` fills a vector
  * with a scalar. Lowerings emit them only for the width the target declares. A `local` is a small
  * array on the stack, private to one iteration (a tile of results on its way out).
  */
@@ -21,10 +23,10 @@ export type UnOp =
 export type Expr =
   | { k: "const"; dtype: DType; v: number | bigint }
   | { k: "var"; name: string; dtype: DType; lanes?: number }
-  | { k: "load"; buf: string; idx: Expr; dtype: DType; lanes?: number }
+  | { k: "load"; buf: string; idx: Expr; dtype: DType; lanes?: number; stride?: 2 }
   | { k: "bin"; op: BinOp; a: Expr; b: Expr; dtype: DType; lanes?: number }
   | { k: "splat"; a: Expr; dtype: DType; lanes: number }
-  | { k: "un"; op: UnOp; a: Expr; dtype: DType }
+  | { k: "un"; op: UnOp; a: Expr; dtype: DType; lanes?: number }
   | { k: "select"; c: Expr; a: Expr; b: Expr; dtype: DType }
   | { k: "cast"; a: Expr; dtype: DType };
 

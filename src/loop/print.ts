@@ -5,7 +5,7 @@ function expr(e: Expr): string {
   switch (e.k) {
     case "const": return `${e.v}${e.dtype === "int32" ? "" : `:${e.dtype}`}`;
     case "var": return e.name;
-    case "load": return e.lanes ? `${e.buf}[${expr(e.idx)} +: ${e.lanes}]` : `${e.buf}[${expr(e.idx)}]`;
+    case "load": return e.lanes ? `${e.buf}[${expr(e.idx)} +: ${e.lanes}${e.stride ? ` step ${e.stride}` : ""}]` : `${e.buf}[${expr(e.idx)}]`;
     case "splat": return `splat${e.lanes}(${expr(e.a)})`;
     case "bin": return /^[a-z]/.test(e.op) ? `${e.op}(${expr(e.a)}, ${expr(e.b)})` : `(${expr(e.a)} ${e.op} ${expr(e.b)})`;
     case "un": return `${e.op}(${expr(e.a)})`;

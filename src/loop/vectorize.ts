@@ -1,14 +1,28 @@
-import { bin, splat, vload, vstore, vvar } from "./build.js";
+import { bin, splat, un, vload, vstore, vvar } from "./build.js";
 import { lanesOf, type Expr, type Stmt } from "./ir.js";
 
 /**
  * Vectorizes the body of a loop over `lane` = 0..lanes−1: loads and stores whose index moves by
- * one element per lane become vector loads and stores at lane 0 (the index with `lane` := `base`),
- * values the lane does not change are broadcast, and float32 arithmetic (+ − · / min max) works
+ * one element per lane (loads also by two) become vector loads and stores at lane 0 (the index with `lane` := `base`),
+ * values the lane does not change are broadcast, and float32 arithmetic (+ − · / min max neg exp) works
  * lane-wise; branches on lane-invariant conditions stay branches. Returns undefined when the body does anything else (other types, gathers, math
  * functions, comparisons); the caller then keeps the scalar loop.
  */
 export function vectorizeLanes(body: Stmt[], lane: string, base: Expr, lanes: number): Stmt[] | undefined {
+  // Lanes run together: every lane's loads before any lane's stores. That is the loop's order only
+  // when no lane reads what another lane writes: a buffer the body stores to may only be read at
+  // the very index it is stored at.
+  const stored = new Map<string, string>();
+  const collect = (ss: Stmt[]): boolean =>
+    ss.every((s) => {
+      if (s.k === "store") {
+        const key = JSON.stringify(s.idx);
+        if ((stored.get(s.buf) ?? key) !== key) return false;
+        stored.set(s.buf, key);
+      }
+      return s.k === "if" ? collect(s.then) && collect(s.else ?? []) : s.k === "block" || s.k === "for" ? collect(s.body) : true;
+    });
+  if (!collect(body)) return undefined;
   const locals = new Set<string>();
   const at = (e: Expr): Expr => subst(e, lane, base);
   const vec = (e: Expr): Expr | undefined => {
@@ -16,8 +30,16 @@ export function vectorizeLanes(body: Stmt[], lane: string, base: Expr, lanes: nu
     if (stride(e, lane) === 0 && !mentions(e, locals)) return splat(e, lanes);
     switch (e.k) {
       case "var": return locals.has(e.name) ? vvar(e.name, lanes) : undefined;
-      case "load": return stride(e.idx, lane) === 1 ? vload(e.buf, at(e.idx), lanes) : undefined;
+      case "load": {
+        if (stored.has(e.buf) && stored.get(e.buf) !== JSON.stringify(e.idx)) return undefined;
+        const s = stride(e.idx, lane);
+        return s === 1 || s === 2 ? vload(e.buf, at(e.idx), lanes, s) : undefined;
+      }
       case "cast": return e.a.dtype === "float32" ? vec(e.a) : undefined;
+      case "un": {
+        const a = e.op === "neg" || e.op === "exp" ? vec(e.a) : undefined;
+        return a && un(e.op, a);
+      }
       case "bin": {
         if (!["+", "-", "*", "/", "min", "max"].includes(e.op)) return undefined;
         const a = vec(e.a), b = vec(e.b);

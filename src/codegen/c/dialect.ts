@@ -60,10 +60,11 @@ export const C_DIALECT: Dialect = {
   parallelFor: "EDGEC_PARALLEL_FOR",
   vector: {
     type: (lanes) => `edgec_f32x${lanes}`,
-    load: (ptr, lanes) => `edgec_vload${lanes}(${ptr})`,
+    load: (ptr, lanes, stride) => `edgec_vload${lanes}${stride === 2 ? "s2" : ""}(${ptr})`,
     store: (ptr, val, lanes) => `edgec_vstore${lanes}(${ptr}, ${val})`,
     splat: (a, lanes) => `edgec_splat${lanes}(${a})`,
     minmax: (op, a, b, lanes) => `edgec_v${op}${lanes}(${a}, ${b})`,
+    unary: (op, a, lanes) => (op === "neg" ? `(-${a})` : `edgec_v${op}${lanes}(${a})`),
   },
 };
 
@@ -73,6 +74,14 @@ export const C_DIALECT: Dialect = {
  * alignment undefined behaviour.
  */
 export function cVectorPrelude(lanes: number): string {
+  if (lanes === 1) return scalarPrelude();
+  // Every narrower width down to 4 lanes too: lowerings use them for rows too short for a full vector.
+  const widths: string[] = [];
+  for (let w = lanes; w >= 4; w /= 2) widths.push(vectorWidth(w));
+  return widths.join("\n");
+}
+
+function vectorWidth(lanes: number): string {
   const t = `edgec_f32x${lanes}`, m = `edgec_i32x${lanes}`;
   // fmin/fmax lane-wise as a compare and a bit blend (a NaN operand loses, as in fminf/fmaxf).
   const pick = (cmp: string) => `{ ${m} k = (a ${cmp} b) | (b != b); return (${t})((k & (${m})a) | (~k & (${m})b)); }`;
@@ -83,6 +92,61 @@ export function cVectorPrelude(lanes: number): string {
     `EDGEC_MAYBE_UNUSED static inline ${t} edgec_vmax${lanes}(${t} a, ${t} b) ${pick(">")}`,
     `EDGEC_MAYBE_UNUSED static inline ${t} edgec_vload${lanes}(const float *p) { ${t} v; __builtin_memcpy(&v, p, sizeof v); return v; }`,
     `EDGEC_MAYBE_UNUSED static inline void edgec_vstore${lanes}(float *p, ${t} v) { __builtin_memcpy(p, &v, sizeof v); }`,
+    // p[0], p[2], ..., p[2·lanes−2]: the even lanes of p[0..lanes) and the odd lanes of
+    // p[lanes−1..2·lanes−1), so nothing past the last element used is read.
+    `EDGEC_MAYBE_UNUSED static inline ${t} edgec_vload${lanes}s2(const float *p) { return __builtin_shufflevector(edgec_vload${lanes}(p), edgec_vload${lanes}(p + ${lanes - 1}), ${evenThenOdd(lanes)}); }`,
     `EDGEC_MAYBE_UNUSED static inline ${t} edgec_splat${lanes}(float s) { ${t} v = {${Array(lanes).fill("s").join(", ")}}; return v; }`,
+    vectorExp(t, m, `edgec_splat${lanes}`, lanes),
+  ].join("\n");
+}
+
+/**
+ * A target without SIMD (vectorBytes 4) gets vectors of one lane: plain floats, so that the loop
+ * IR's one-lane vectors and its scalars, which it does not tell apart, mix freely.
+ */
+function scalarPrelude(): string {
+  return [
+    "typedef float edgec_f32x1;",
+    "EDGEC_MAYBE_UNUSED static inline float edgec_vmin1(float a, float b) { return edgec_fminf(a, b); }",
+    "EDGEC_MAYBE_UNUSED static inline float edgec_vmax1(float a, float b) { return edgec_fmaxf(a, b); }",
+    "EDGEC_MAYBE_UNUSED static inline float edgec_vload1(const float *p) { return *p; }",
+    "EDGEC_MAYBE_UNUSED static inline float edgec_vload1s2(const float *p) { return *p; }",
+    "EDGEC_MAYBE_UNUSED static inline void edgec_vstore1(float *p, float v) { *p = v; }",
+    "EDGEC_MAYBE_UNUSED static inline float edgec_splat1(float s) { return s; }",
+    "EDGEC_MAYBE_UNUSED static inline float edgec_vexp1(float x) { return expf(x); }",
+  ].join("\n");
+}
+
+/** Shuffle indices picking p[0], p[2], ... from (a = p[0..n), b = p[n−1..2n−1)): a's even lanes, then b's odd ones. */
+function evenThenOdd(n: number): string {
+  const idx: number[] = [];
+  for (let i = 0; i < n; i += 2) idx.push(i);
+  for (let i = 1; i < n; i += 2) idx.push(n + i);
+  return idx.join(", ");
+}
+
+/**
+ * expf lane-wise (Cephes' expf): x = n·ln2 + r with |r| ≤ ln2/2, e^r by a degree-7 polynomial, 2^n
+ * built in the exponent bits (as 2^(n−1)·2 so n = 128 still fits). Where 2^n would not be a normal
+ * float the result is expf's limit: above ln(FLT_MAX) +inf, below −86.6 zero (expf gives at most
+ * 2.5e−38 there). NaN stays NaN.
+ */
+function vectorExp(t: string, m: string, splat: string, lanes: number): string {
+  const sel = (mask: string, a: string, b: string) => `(${t})((${mask} & (${m})${a}) | (~${mask} & (${m})${b}))`;
+  return [
+    `EDGEC_MAYBE_UNUSED static inline ${t} edgec_vexp${lanes}(${t} x) {`,
+    `  ${m} big = x > ${splat}(88.7228394f), small = x < ${splat}(-86.6f), nan = x != x;`,
+    `  ${t} c = ${sel("(big | small | nan)", `${splat}(0.0f)`, "x")};`,
+    `  ${t} fx = c * ${splat}(1.44269504088896341f) + ${splat}(0.5f);`,
+    `  ${m} n = __builtin_convertvector(fx, ${m});`,
+    `  n += (${m})(__builtin_convertvector(n, ${t}) > fx);`,
+    `  ${t} nf = __builtin_convertvector(n, ${t});`,
+    `  ${t} r = c - nf * ${splat}(0.693359375f) - nf * ${splat}(-2.12194440e-4f);`,
+    `  ${t} p = ${splat}(1.9875691500e-4f);`,
+    ...["1.3981999507e-3f", "8.3334519073e-3f", "4.1665795894e-2f", "1.6666665459e-1f", "5.0000001201e-1f"].map((k) => `  p = p * r + ${splat}(${k});`),
+    `  p = p * r * r + r + ${splat}(1.0f);`,
+    `  ${t} y = p * (${t})((n + 126) << 23) * ${splat}(2.0f);`,
+    `  return ${sel("big", `${splat}(INFINITY)`, sel("small", `${splat}(0.0f)`, sel("nan", "x", "y")))};`,
+    "}",
   ].join("\n");
 }

@@ -47,7 +47,7 @@ function gemmConv(c: LowerCtx): Stmt[] {
     depth: K,
     a: (_, m, k) => f32(loadFlat(w!, add(mul(m, int(K)), k))),
     aConst: wData ? (m, k) => wData[m * K + k] : undefined,
-    packB: ([n], j0, put) =>
+    packB: ([n], j0, put, full) =>
       nest(c.names, [C, KH, KW], ([ci, kh, kw]) => {
         const k = add(mul(add(mul(ci, int(KH)), kh), int(KW)), kw);
         return nest(c.names, [ntOf(c, P)], ([j]) => {
@@ -66,7 +66,7 @@ function gemmConv(c: LowerCtx): Stmt[] {
             ok = conds.length ? conds.reduce((a2, b2) => and(a2, b2)) : undefined;
             v = load(x!, [n, ci, ih, iw]);
           }
-          if (P % ntOf(c, P)) ok = ok ? and(lt(p, int(P)), ok) : lt(p, int(P));
+          if (!full) ok = ok ? and(lt(p, int(P)), ok) : lt(p, int(P));
           return [put(k, j, ok ? select(ok, f32(v), cst(0)) : f32(v))];
         }, false);
       }, false),
@@ -100,9 +100,11 @@ function depthwise(c: LowerCtx): Stmt[] {
     const row = (oh: Expr, checkRows: boolean): Stmt[] => {
       const cols = (from: number, to: number, checkCols: boolean): Stmt[] => {
         if (to <= from) return [];
-        // Unchecked columns go lanes at a time when the taps of neighbouring columns are neighbours.
-        const L = c.cpu!.lanes;
-        if (!checkCols && sw === 1 && to - from >= L) {
+        // Unchecked columns go a vector at a time when the taps of neighbouring columns are
+        // neighbours, or every other element (stride 2, loaded as two vectors and shuffled): full-width vectors, then halves down to 4 lanes for what is left, so narrow
+        // maps (14 or 7 columns under 16-lane AVX-512) still run mostly in vectors.
+        for (let L = c.cpu!.lanes; !checkCols && sw <= 2 && L >= 4; L /= 2) {
+          if (to - from < L) continue;
           const i = names.next("ow"), l = names.next("l");
           const body = pixel(add(int(from), add(mul(vr(i), int(L)), vr(l))), false);
           const vec = vectorizeLanes(body, l, int(0), L);
@@ -128,7 +130,7 @@ function depthwise(c: LowerCtx): Stmt[] {
         body.push(store(y, [n, ch, oh, ow], vr(acc, "float32")));
         return [{ k: "block", body }];
       };
-      return [...cols(0, colLo, true), ...cols(colLo, colHi, checkRows), ...cols(colHi, OW, true)];
+      return [...cols(0, colLo, true), ...cols(colLo, colHi, false), ...cols(colHi, OW, true)];
     };
     const rows = (from: number, to: number, check: boolean): Stmt[] => {
       if (to <= from) return [];
@@ -167,9 +169,9 @@ const gemm: Lowering = (c) => {
     depth: K,
     a: (_, r, k) => f32(load(a!, ta ? [k, r] : [r, k])),
     bConst: bData ? (k, j) => bData[tb ? j * K + k : k * N + j] : undefined,
-    packB: bData ? undefined : (_, j0, put) => nest(c.names, [K, nt], ([k, j]) => {
+    packB: bData ? undefined : (_, j0, put, full) => nest(c.names, [K, nt], ([k, j]) => {
       const col = add(j0, j);
-      return [put(k, j, N % nt ? select(lt(col, int(N)), bAt(k, col), cst(0)) : bAt(k, col))];
+      return [put(k, j, full ? bAt(k, col) : select(lt(col, int(N)), bAt(k, col), cst(0)))];
     }, false),
     y,
     yAt: (_, r, j) => [r, j],
@@ -202,10 +204,10 @@ const matmul: Lowering = (c) => {
     depth: K,
     a: (bi, r, k) => f32(load(a!, [...batchIdx(a!, bi), r, k])),
     bConst: bData ? (k, j) => bData[k * N + j] : undefined,
-    packB: bData ? undefined : (bi, j0, put) => nest(c.names, [K, nt], ([k, j]) => {
+    packB: bData ? undefined : (bi, j0, put, full) => nest(c.names, [K, nt], ([k, j]) => {
       const col = add(j0, j);
       const v = f32(load(b!, [...batchIdx(b!, bi), k, col]));
-      return [put(k, j, N % nt ? select(lt(col, int(N)), v, cst(0)) : v)];
+      return [put(k, j, full ? v : select(lt(col, int(N)), v, cst(0)))];
     }, false),
     y,
     yAt: (bi, r, j) => [...bi, r, j],

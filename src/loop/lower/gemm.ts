@@ -1,6 +1,6 @@
 import type { Tensor } from "../../core/tensor.js";
 import {
-  add, cst, flat, int, lt, mul, nest, set, splat, store, threadId, vlet, vload, vr, vstore, vvar, if_, type Ref,
+  add, cst, flat, int, le, lt, mul, nest, set, splat, store, threadId, vlet, vload, vr, vstore, vvar, if_, type Ref,
 } from "../build.js";
 import type { Expr, Stmt } from "../ir.js";
 import { vectorizeLanes } from "../vectorize.js";
@@ -27,8 +27,11 @@ export interface GemmSpec {
   aConst?: (row: number, k: number) => number;
   /** B's element (k, j) when B is a compile-time constant */
   bConst?: (k: number, j: number) => number;
-  /** statements that write B's column tile starting at j0 through put(k, j, value), for j < NT */
-  packB?: (b: Expr[], j0: Expr, put: (k: Expr, j: Expr, v: Expr) => Stmt) => Stmt[];
+  /**
+   * statements that write B's column tile starting at j0 through put(k, j, value), for j < NT;
+   * `full` says every column of the tile exists (no check against the column count needed)
+   */
+  packB?: (b: Expr[], j0: Expr, put: (k: Expr, j: Expr, v: Expr) => Stmt, full: boolean) => Stmt[];
   /** the accumulator's starting value per row (a convolution's bias) */
   init?: (b: Expr[], row: Expr) => Expr;
   /** the output and the index of (row, j) in it; its elements are contiguous along j */
@@ -80,9 +83,13 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
     const b = idx.slice(0, -1), jt = idx[idx.length - 1];
     const j0 = mul(jt, int(NT));
     const base = s.bConst ? mul(jt, int(s.depth * NT)) : mul(threadId, int(s.depth * NT));
-    const pack: Stmt[] = s.packB
-      ? s.packB(b, j0, (k, j, v) => ({ k: "store", buf: packed.buf, idx: add(base, add(mul(k, int(NT)), j)), val: v }))
-      : [];
+    // The last tile of a ragged product checks its columns; the full ones before it do not, so
+    // their packing and epilogue stay plain vector code.
+    const whole = le(add(j0, int(NT)), int(s.cols));
+    const split = (f: (full: boolean) => Stmt[]): Stmt[] => (ragged ? [if_(whole, f(true), f(false))] : f(true));
+    const put = (k: Expr, j: Expr, v: Expr): Stmt => ({ k: "store", buf: packed.buf, idx: add(base, add(mul(k, int(NT)), j)), val: v });
+    const packB = s.packB;
+    const pack: Stmt[] = packB ? split((full) => packB(b, j0, put, full)) : [];
 
     const microKernel = (row0: Expr, mr: number): Stmt[] => {
       const acc = (r: number, v: number) => c.names.next(`acc${r}_${v}`);
@@ -103,10 +110,14 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
         rs.forEach((n, v) => step.push(set(n, add(vvar(n, L), mul(vvar(av, L), vvar(bv[v], L))))));
       });
       out.push({ k: "for", v: k, n: s.depth, body: step });
-      if (!s.post && !s.y.put && !ragged) {
-        accs.forEach((rs, r) => rs.forEach((n, v) => out.push(vstore(s.y.buf, flat(s.y.shape, s.yAt(b, row(r), add(j0, int(v * L)))), vvar(n, L), L))));
-      } else {
-        // Through a stack tile, so the epilogue is a plain loop over columns the C compiler vectorizes.
+      // The accumulators to memory: directly, or through the epilogue.
+      const writeOut = (full: boolean): Stmt[] => {
+        const out: Stmt[] = [];
+        if (!s.post && !s.y.put && full) {
+          accs.forEach((rs, r) => rs.forEach((n, v) => out.push(vstore(s.y.buf, flat(s.y.shape, s.yAt(b, row(r), add(j0, int(v * L)))), vvar(n, L), L))));
+          return out;
+        }
+        // Through a stack tile, so the epilogue is a loop over columns that vectorizes.
         const tile = c.names.next("tile");
         out.push({ k: "local", name: tile, dtype: "float32", n: mr * NT });
         accs.forEach((rs, r) => rs.forEach((n, v) => out.push(vstore(tile, int(r * NT + v * L), vvar(n, L), L))));
@@ -115,10 +126,12 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
         const j = add(j0, add(mul(vr(jv), int(L)), lv));
         const x: Expr = { k: "load", buf: tile, idx: add(add(mul(rv, int(NT)), mul(vr(jv), int(L))), lv), dtype: "float32" };
         const st = store(s.y, s.yAt(b, add(row0, rv), j), s.post ? s.post(b, add(row0, rv), j, x) : x);
-        const scalar: Stmt[] = ragged ? [if_(lt(j, int(s.cols)), [st])] : [st];
+        const scalar: Stmt[] = full ? [st] : [if_(lt(j, int(s.cols)), [st])];
         const lanes = vectorizeLanes(scalar, l, int(0), L) ?? [{ k: "for", v: l, n: L, body: scalar }];
         out.push({ k: "for", v: r, n: mr, body: [{ k: "for", v: jv, n: nv, body: lanes }] });
-      }
+        return out;
+      };
+      out.push(...split(writeOut));
       return [{ k: "block", body: out }];
     };
 

@@ -1,0 +1,85 @@
+import { add, bin, cst, int, let_, load, mul, set, splat, vlet, vr, vstore, vvar } from "../build.js";
+import type { BinOp, Expr, Kernel, Program, Stmt } from "../ir.js";
+import { vectorizeLanes } from "../vectorize.js";
+
+/**
+ * Vectorizes innermost loops the lowerings left scalar (elementwise chains with their inlined
+ * producers, a sigmoid's exp, reductions such as a global average pool): a loop over i becomes
+ * loops over vectors of `lanes` consecutive i, then of half as many, down to 4, then scalars for
+ * what is left. A loop that only accumulates into a float outside it (acc = acc + f(i), or max,
+ * min) keeps a vector of partial results, folded into acc after the loop (summing in another order,
+ * as any vectorized reduction does). A loop is left alone when its body has no vector form (see
+ * vectorizeLanes: other types, a store that is not consecutive, a read of what it writes elsewhere).
+ */
+export function vectorizeLoops(p: Program, lanes: number): Program {
+  if (lanes < 2) return p;
+  return { ...p, kernels: p.kernels.map((k): Kernel => ({ ...k, body: stmts(k.body, lanes) })) };
+}
+
+const hasLoop = (ss: Stmt[]): boolean =>
+  ss.some((s) => s.k === "for" || (s.k === "block" && hasLoop(s.body)) || (s.k === "if" && hasLoop([...s.then, ...(s.else ?? [])])));
+
+const REDUCE: Partial<Record<BinOp, number>> = { "+": 0, max: -Infinity, min: Infinity };
+
+/** `acc = acc ⊕ e` with e not reading acc: the reduction form of a loop body. */
+function reduction(body: Stmt[]): { acc: string; op: BinOp; e: Expr } | undefined {
+  const s = body.length === 1 ? body[0] : undefined;
+  if (s?.k !== "set" || s.val.k !== "bin" || REDUCE[s.val.op] === undefined || s.val.dtype !== "float32") return undefined;
+  const { a, b, op } = s.val;
+  if (a.k !== "var" || a.name !== s.name || JSON.stringify(b).includes(`"name":"${s.name}"`)) return undefined;
+  return { acc: s.name, op, e: b };
+}
+
+/** Loop `s` from iteration `from` on: vectors of `width` while they fit, halving down to 4, then scalars. */
+function split(s: Extract<Stmt, { k: "for" }>, from: number, width: number): Stmt[] {
+  const left = s.n - from;
+  if (!left) return [];
+  // Iterations past `from` run the body with the loop variable bound by a let.
+  const shifted = (v: string, w: number): Expr => add(int(from), w === 1 ? vr(v) : mul(vr(v), int(w)));
+  if (width < 4) {
+    const t = `${s.v}_t`;
+    return [{ k: "for", v: t, n: left, body: [{ k: "block", body: [let_(s.v, "int32", shifted(t, 1)), ...s.body] }] }];
+  }
+  if (left < width) return split(s, from, width / 2);
+  const v = `${s.v}_v${width}`;
+  const base = shifted(v, width);
+  const red = reduction(s.body);
+  let loop: Stmt[] | undefined;
+  if (red) {
+    const part = vectorizeLanes([let_(`${red.acc}_e`, "float32", red.e)], s.v, base, width);
+    const accV = `${red.acc}_v${width}`, tmp = `${red.acc}_l${width}`, l = `${red.acc}_i${width}`;
+    if (part)
+      loop = [{
+        k: "block",
+        body: [
+          vlet(accV, splat(cst(REDUCE[red.op]!), width), width),
+          { k: "for", v, n: Math.floor(left / width), body: [...part, set(accV, bin(red.op, vvar(accV, width), vvar(`${red.acc}_e`, width)))] },
+          { k: "local", name: tmp, dtype: "float32", n: width },
+          vstore(tmp, int(0), vvar(accV, width), width),
+          { k: "for", v: l, n: width, body: [set(red.acc, bin(red.op, vr(red.acc, "float32"), load({ buf: tmp, dtype: "float32", shape: [width] }, [vr(l)])))] },
+        ],
+      }];
+  } else {
+    const vec = vectorizeLanes(s.body, s.v, base, width);
+    if (vec) loop = [{ k: "for", v, n: Math.floor(left / width), body: vec, parallel: s.parallel && from === 0 }];
+  }
+  if (!loop) return width === 4 ? split(s, from, 2) : split(s, from, width / 2);
+  return [...loop, ...split(s, from + Math.floor(left / width) * width, width / 2)];
+}
+
+function stmts(ss: Stmt[], lanes: number): Stmt[] {
+  return ss.flatMap((s): Stmt[] => {
+    switch (s.k) {
+      case "for": {
+        if (s.n >= 4 && !hasLoop(s.body)) {
+          const out = split(s, 0, lanes);
+          if (out.length !== 1 || out[0].k !== "for" || out[0].v !== `${s.v}_t`) return out;
+        }
+        return [{ ...s, body: stmts(s.body, lanes) }];
+      }
+      case "if": return [{ ...s, then: stmts(s.then, lanes), else: s.else && stmts(s.else, lanes) }];
+      case "block": return [{ ...s, body: stmts(s.body, lanes) }];
+      default: return [s];
+    }
+  });
+}

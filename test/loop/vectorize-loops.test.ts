@@ -1,0 +1,55 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import ort from "onnxruntime-node";
+import { afterAll, describe, expect, it } from "vitest";
+import { buildArtifact } from "../../src/driver/artifact.js";
+import { runArtifact } from "../../src/driver/run.js";
+import { compare } from "../../src/driver/verify.js";
+import { int, load, store, vr } from "../../src/loop/build.js";
+import { vectorizeLanes } from "../../src/loop/vectorize.js";
+import { loadTarget } from "../../src/target/load.js";
+import { attr, modelBytes, node, T, tempDir, valueInfo } from "../helpers/onnx-builder.js";
+
+/**
+ * vectorize-loops: elementwise chains with exp (Sigmoid, SiLU, Elu), and reductions (global average
+ * and max pooling over rows that leave tails of every width) against onnxruntime, on the host
+ * (16 lanes) and rpi4 (4), with the C holding vector exp and vector loads.
+ */
+let seed = 3;
+const rand = (n: number) => Float32Array.from({ length: n }, () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 8 - 4);
+
+const CASES = [
+  { name: "SiLU over 37 columns", shape: [3, 5, 37], nodes: [node("Sigmoid", ["x"], ["s"]), node("Mul", ["x", "s"], ["y"])], exp: true },
+  { name: "Elu over 29 columns", shape: [2, 29], nodes: [node("Elu", ["x"], ["y"], [attr.f("alpha", 0.7)])], exp: false },
+  { name: "global average pool of a sigmoid, 7x9 maps", shape: [1, 6, 7, 9], nodes: [node("Sigmoid", ["x"], ["s"]), node("GlobalAveragePool", ["s"], ["y"])], exp: true },
+  { name: "global max pool, 5x23 maps", shape: [2, 3, 5, 23], nodes: [node("GlobalMaxPool", ["x"], ["y"])], exp: false },
+];
+
+const work = tempDir("edgec-vectorize-loops-");
+afterAll(() => work.cleanup());
+
+describe.each(["host", "rpi4"])("vectorize-loops on %s", (targetName) => {
+  it.for(CASES)("$name", async (c) => {
+    const file = work.write(`${targetName}-${c.name.replace(/\W+/g, "_")}.onnx`, modelBytes({ inputs: [valueInfo("x", T.FLOAT, c.shape)], nodes: c.nodes, outputs: [valueInfo("y", T.FLOAT)] }));
+    const x = rand(c.shape.reduce((a, b) => a * b, 1));
+    const ref = (await (await ort.InferenceSession.create(file)).run({ x: new ort.Tensor("float32", x, c.shape) })).y;
+    const dir = join(work.dir, `${targetName}-${c.name.replace(/\W+/g, "_")}`);
+    await buildArtifact(file, dir, { target: loadTarget(targetName) });
+    const src = readFileSync(join(dir, "model.c"), "utf8");
+    expect(src).toMatch(/edgec_vload\d+\(\w+ \+ /);
+    if (c.exp) expect(src).toMatch(/edgec_vexp\d+\(/);
+    const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: c.shape, data: x } });
+    const r = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-5, atol: 1e-6 });
+    expect(r.pass, `max abs error ${r.maxAbs}`).toBe(true);
+  });
+});
+
+describe("vectorizeLanes", () => {
+  it("refuses a loop that reads what another iteration writes", () => {
+    const y = { buf: "y", dtype: "float32" as const, shape: [64] };
+    // y[i] = y[i - 1] + 1 would read, in a vector, values the same vector is about to write.
+    const body = [store(y, [vr("i")], load(y, [{ k: "bin", op: "-", a: vr("i"), b: int(1), dtype: "int32" }]))];
+    expect(vectorizeLanes(body, "i", int(1), 4)).toBeUndefined();
+    expect(vectorizeLanes([store(y, [vr("i")], load(y, [vr("i")]))], "i", int(0), 4)).toBeDefined();
+  });
+});
