@@ -6,17 +6,17 @@ JOBS ?= 2
 EDGEC := node bin/edgec.js
 
 # Toolchains and runtimes the tests drive for real: cross compilers, qemu, OpenCL (PoCL), clang
-# with the wasm32 sysroot, and sshd for deploy tests.
+# with the wasm32 sysroot (llvm for llvm-ar and llvm-objdump on wasm objects), and sshd for deploy tests.
 APT_PACKAGES := gcc make gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf \
 	libc6-dev-armhf-cross qemu-user pocl-opencl-icd ocl-icd-opencl-dev opencl-headers clang lld \
-	wasi-libc libclang-rt-dev-wasm32 openssh-server openssh-client ansible
+	wasi-libc libclang-rt-dev-wasm32 llvm openssh-server openssh-client ansible
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Only `make bench` needs these: Debian's torch and torchvision export the benchmark's networks.
 BENCH_APT_PACKAGES := python3-torch python3-torchvision python3-onnx python3-numpy
 BENCH_MODELS := build/bench-models
 
-.PHONY: setup setup-apt setup-npm setup-bench build test conformance conformance-host conformance-rpi4 demo bench bench-deploy bench-memory clean
+.PHONY: setup setup-apt setup-npm setup-bench build test conformance conformance-host conformance-rpi4 conformance-wasm32 demo bench bench-deploy bench-memory clean
 
 setup: setup-apt setup-npm
 
@@ -47,13 +47,16 @@ build: setup-npm
 test: setup build
 	npx vitest run $(VITEST_ARGS)
 
-conformance: conformance-host conformance-rpi4
+conformance: conformance-host conformance-rpi4 conformance-wasm32
 
 conformance-host: setup build
 	$(EDGEC) conformance $(CORPUS)/onnx-node $(CORPUS)/onnx-pytorch-converted $(CORPUS)/models --target host -j $(JOBS)
 
 conformance-rpi4: setup build
 	$(EDGEC) conformance $(CORPUS)/onnx-node $(CORPUS)/onnx-pytorch-converted $(CORPUS)/models --target rpi4 -j $(JOBS)
+
+conformance-wasm32: setup build
+	$(EDGEC) conformance $(CORPUS)/onnx-node $(CORPUS)/onnx-pytorch-converted $(CORPUS)/models --target wasm32 -j $(JOBS)
 
 # Peak activation memory of the irregular-network suite: graph order, DP schedule, DP + rewriting.
 bench-memory: setup build

@@ -6,6 +6,7 @@ import { EdgecError } from "../core/diag.js";
 import type { Tensor } from "../core/tensor.js";
 import type { Backend, Files } from "../codegen/backend.js";
 import { cBackend } from "../codegen/c/index.js";
+import { wasmBackend } from "../codegen/wasm/index.js";
 import { importOnnx, type Imported } from "../frontend/onnx/import.js";
 import type { Graph } from "../graph/ir.js";
 import { eliminateDeadNodes } from "../graph/passes/eliminate-dead-nodes.js";
@@ -83,10 +84,13 @@ export const LOOP_PASSES: { name: string; run: (p: Program, t: Target) => Progra
   { name: "vectorize-loops", run: (p, t) => vectorizeLoops(p, Math.max(1, t.vectorBytes / 4)) },
 ];
 
-/** The backend for a target: C for every CPU target today. */
+/** Every code generator, by the name a target's `backend` gives. */
+const BACKENDS: Record<Target["backend"], Backend<unknown>> = { c: cBackend as Backend<unknown>, wasm: wasmBackend as Backend<unknown> };
+
+/** The backend for a target: the one its JSON names (C unless it says otherwise). */
 export function backendFor(t: Target): Backend<unknown> {
   if (!t.buildable) throw new EdgecError(`target '${t.name}' (${t.arch}) has no code generator yet`);
-  return cBackend as Backend<unknown>;
+  return BACKENDS[t.backend];
 }
 
 const signature = (g: Graph) =>

@@ -36,7 +36,9 @@ export interface Target {
   emulator: string[];
   /** other names that resolve to this target ("jetson" → jetson-orin) */
   aliases: string[];
-  /** false for targets whose code generator is not built yet (wasm32) */
+  /** the code generator that builds it: C sources and a native harness, or the same C for WebAssembly run by Node */
+  backend: "c" | "wasm";
+  /** false for targets whose code generator is not built yet */
   buildable: boolean;
   /** why a flag or value is what it is (JSON has no comments) */
   notes?: string;
@@ -53,5 +55,6 @@ export const TARGET_DEFAULTS: Omit<Target, "name" | "description" | "triple" | "
   devices: [],
   emulator: [],
   aliases: [],
+  backend: "c",
   buildable: true,
 };

@@ -83,7 +83,8 @@ int edgec_load_weights(int model, size_t offset, size_t bytes);
 
 type IoView = ReturnType<typeof ioView>;
 
-function ioView(p: Program, names: string[]) {
+/** A model's inputs or outputs (buffer names) as the templates lay them out. */
+export function ioView(p: Program, names: string[]) {
   return names.map((n, index) => {
     const b = p.buffers.get(n)!;
     const elems = numel(b.shape);
@@ -103,7 +104,7 @@ function ioView(p: Program, names: string[]) {
 }
 
 /** The body of a function taking the inputs and outputs as arrays in field order (edgec_run_by_name's form) and calling NAME_run. */
-function adapterBody(name: string, inputs: IoView, outputs: IoView): string {
+export function adapterBody(name: string, inputs: IoView, outputs: IoView): string {
   return [
     `  ${name}_inputs in;`,
     `  ${name}_outputs out;`,
@@ -175,7 +176,7 @@ function view(p: Program, cfg: CConfig, slot?: Slot) {
     arenaBytes: p.arenaBytes,
     maxThreads: Math.max(1, cfg.target.cores),
     arenaDecl,
-    vectorPrelude: cVectorPrelude(Math.max(4, cfg.target.vectorBytes / 4)),
+    vectorPrelude: cVectorPrelude(Math.max(1, cfg.target.vectorBytes / 4)),
     weightBytes: weights.reduce((s, b) => s + numel(b.shape) * DTYPES[b.dtype].bytes, 0),
     externalWeights: external ? [{ name, bytes: layout.bytes }] : [],
     weightsCheck,
@@ -204,6 +205,8 @@ function headerView(models: ModelView[], cfg: CConfig, shared: object[]) {
  * on its typed API; several through edgec_run_by_name, with weights.bin read through a reader.
  */
 function harnessView(models: ModelView[], cfg: CConfig, several: boolean) {
+  // WebAssembly has neither getrusage's maximum resident size nor /proc: run.c reports its linear memory.
+  const linear = cfg.target.arch === "wasm32";
   return {
     version: cfg.opts.version,
     api: several ? "edgec_run_by_name" : `${models[0].name}_run`,
@@ -214,11 +217,13 @@ function harnessView(models: ModelView[], cfg: CConfig, several: boolean) {
     adapters: several ? [] : models,
     externalWeights: models.flatMap((m) => m.externalWeights),
     weightsReader: several ? [{}] : [],
+    processMemory: linear ? [] : [{}],
+    linearMemory: linear ? [{}] : [],
   };
 }
 
 /** The Makefile: one object per translation unit, all in lib<name>. */
-function makefileView(cfg: CConfig, sources: string[]) {
+export function makefileView(cfg: CConfig, sources: string[]) {
   const units = sources.map((src) => ({ src, obj: src.replace(/\.c$/, ".o") }));
   return {
     name: cfg.opts.name,
@@ -285,16 +290,22 @@ export const cBackend: Backend<CConfig> = {
     return files;
   },
   renderShared,
-  async package(dir, cfg) {
-    const cc = cfg.target.cc;
-    const found = await $({ nothrow: true, quiet: true })`command -v ${cc}`;
-    if (found.exitCode !== 0) return { built: [], skipped: `compiler '${cc}' not found; sources only` };
-    // Generated code is warning-free by contract, so packaging enforces it with -Werror.
-    const vars = ["EDGEC_CFLAGS=-std=c99 -Wall -Wextra -Werror", `CC=${cc}`];
-    if (cfg.opts.extraCflags?.length) vars.push(`CFLAGS=${[...cfg.target.cflags, ...cfg.opts.extraCflags].join(" ")}`);
-    if (cfg.opts.extraCflags?.some((f) => f.startsWith("-fsanitize"))) vars.push(`LDFLAGS=${cfg.opts.extraCflags.join(" ")}`);
-    const r = await $({ nothrow: true, quiet: true, cwd: dir })`make -s run lib${cfg.opts.name}.a ${vars}`;
-    if (r.exitCode !== 0) throw new Error(`building the generated C failed:\n${r.stderr || r.stdout}`);
-    return { built: ["run", `lib${cfg.opts.name}.a`].filter((f) => existsSync(`${dir}/${f}`)) };
-  },
+  package: (dir, cfg) => makeGoals(dir, cfg, ["run", `lib${cfg.opts.name}.a`]),
 };
+
+/**
+ * Runs the artifact's Makefile for `goals` with the target's compiler (sources only when it is not
+ * installed) and reports which goals exist afterwards.
+ */
+export async function makeGoals(dir: string, cfg: CConfig, goals: string[]): Promise<{ built: string[]; skipped?: string }> {
+  const cc = cfg.target.cc;
+  const found = await $({ nothrow: true, quiet: true })`command -v ${cc}`;
+  if (found.exitCode !== 0) return { built: [], skipped: `compiler '${cc}' not found; sources only` };
+  // Generated code is warning-free by contract, so packaging enforces it with -Werror.
+  const vars = ["EDGEC_CFLAGS=-std=c99 -Wall -Wextra -Werror", `CC=${cc}`];
+  if (cfg.opts.extraCflags?.length) vars.push(`CFLAGS=${[...cfg.target.cflags, ...cfg.opts.extraCflags].join(" ")}`);
+  if (cfg.opts.extraCflags?.some((f) => f.startsWith("-fsanitize"))) vars.push(`LDFLAGS=${cfg.opts.extraCflags.join(" ")}`);
+  const r = await $({ nothrow: true, quiet: true, cwd: dir })`make -s ${goals} ${vars}`;
+  if (r.exitCode !== 0) throw new Error(`building the generated C failed:\n${r.stderr || r.stdout}`);
+  return { built: goals.filter((f) => existsSync(`${dir}/${f}`)) };
+}

@@ -1,8 +1,8 @@
-import { toNumbers } from "../../core/tensor.js";
+import { fromNumbers, toNumbers } from "../../core/tensor.js";
 import { attrNum } from "../../graph/ir.js";
 import { convGeometry, gemmDims, matmulShape } from "../../graph/ops/nn.js";
 import {
-  add, and, cast, cst, div, ge, int, let_, load, loadBroadcast, loadFlat, lt, mod, mul, nest, select, set, store, sub, vr,
+  add, and, cast, cst, div, ge, int, let_, load, loadBroadcast, loadFlat, lt, mod, mul, nest, select, set, store, vr,
   if_, type Ref,
 } from "../build.js";
 import type { Expr, Stmt } from "../ir.js";
@@ -40,6 +40,12 @@ function gemmConv(c: LowerCtx): Stmt[] {
   const pointwise = KH === 1 && KW === 1 && sh === 1 && sw === 1 && ph === 0 && pw === 0 && OH === H && OW === W;
   // The weights are the broadcast operand, row m = output channel m: already row-major [M][K].
   const wData = w!.data && !w!.at ? toNumbers(w!.data) : undefined;
+  // Each column's top-left input row and column, looked up instead of divided out per element;
+  // columns past the last (a ragged tile) get a row no tap reaches, so they read as padding.
+  const nt = ntOf(c, P), cols = Math.ceil(P / nt) * nt;
+  const table = (f: (p: number) => number) => fromNumbers("int32", [cols], Array.from({ length: cols }, (_, p) => (p < P ? f(p) : -(1 << 20))));
+  const rowTab = pointwise ? undefined : c.constant!(`${node.name}_rows0`, table((p) => Math.floor(p / OW) * sh - ph));
+  const colTab = pointwise ? undefined : c.constant!(`${node.name}_cols0`, table((p) => (p % OW) * sw - pw));
   const spec: GemmSpec = {
     batch: [N],
     rows: M,
@@ -50,23 +56,23 @@ function gemmConv(c: LowerCtx): Stmt[] {
     packB: ([n], j0, put, full) =>
       nest(c.names, [C, KH, KW], ([ci, kh, kw]) => {
         const k = add(mul(add(mul(ci, int(KH)), kh), int(KW)), kw);
-        return nest(c.names, [ntOf(c, P)], ([j]) => {
+        return nest(c.names, [nt], ([j]) => {
           const p = add(j0, j);
           let v: Expr, ok: Expr | undefined;
-          if (pointwise) v = loadFlat(x!, add(mul(add(mul(n, int(C)), ci), int(P)), p));
-          else {
-            const oh = div(p, int(OW)), ow = mod(p, int(OW));
-            const ih = add(sub(mul(oh, int(sh)), int(ph)), mul(kh, int(dh)));
-            const iw = add(sub(mul(ow, int(sw)), int(pw)), mul(kw, int(dw)));
+          if (pointwise) {
+            v = loadFlat(x!, add(mul(add(mul(n, int(C)), ci), int(P)), p));
+            if (!full) ok = lt(p, int(P));
+          } else {
+            const ih = add(load(rowTab!, [p]), mul(kh, int(dh)));
+            const iw = add(load(colTab!, [p]), mul(kw, int(dw)));
             const conds: Expr[] = [];
-            if (ph > 0) conds.push(ge(ih, int(0)));
+            if (ph > 0 || !full) conds.push(ge(ih, int(0)));
             if ((OH - 1) * sh - ph + (KH - 1) * dh >= H) conds.push(lt(ih, int(H)));
             if (pw > 0) conds.push(ge(iw, int(0)));
             if ((OW - 1) * sw - pw + (KW - 1) * dw >= W) conds.push(lt(iw, int(W)));
             ok = conds.length ? conds.reduce((a2, b2) => and(a2, b2)) : undefined;
             v = load(x!, [n, ci, ih, iw]);
           }
-          if (!full) ok = ok ? and(lt(p, int(P)), ok) : lt(p, int(P));
           return [put(k, j, ok ? select(ok, f32(v), cst(0)) : f32(v))];
         }, false);
       }, false),
