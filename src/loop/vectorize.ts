@@ -56,6 +56,9 @@ export function vectorizeLanes(body: Stmt[], lane: string, base: Expr, lanes: nu
         if (!v) return undefined;
         locals.add(s.name);
         out.push({ ...s, val: v, lanes });
+      } else if (s.k === "let" && s.dtype === "int32" && stride(s.val, lane) === 0 && !mentions(s.val, locals)) {
+        // An index every lane shares (an unrolled loop's variable) stays a scalar.
+        out.push(s);
       } else if (s.k === "store" && !s.lanes && stride(s.idx, lane) === 1) {
         const v = vec(s.val);
         if (!v) return undefined;

@@ -11,8 +11,9 @@ import { loadTarget } from "../../src/target/load.js";
 import { attr, modelBytes, node, T, tempDir, valueInfo } from "../helpers/onnx-builder.js";
 
 /**
- * vectorize-loops: elementwise chains with exp (Sigmoid, SiLU, Elu), and reductions (global average
- * and max pooling over rows that leave tails of every width) against onnxruntime, on the host
+ * vectorize-loops: elementwise chains with exp (Sigmoid, SiLU, Elu), reductions (global average
+ * and max pooling over rows that leave tails of every width) and pooling windows (unrolled, the
+ * output columns in vectors, stride 2 too) against onnxruntime, on the host
  * (16 lanes) and rpi4 (4), with the C holding vector exp and vector loads.
  */
 let seed = 3;
@@ -23,6 +24,8 @@ const CASES = [
   { name: "Elu over 29 columns", shape: [2, 29], nodes: [node("Elu", ["x"], ["y"], [attr.f("alpha", 0.7)])], exp: false },
   { name: "global average pool of a sigmoid, 7x9 maps", shape: [1, 6, 7, 9], nodes: [node("Sigmoid", ["x"], ["s"]), node("GlobalAveragePool", ["s"], ["y"])], exp: true },
   { name: "global max pool, 5x23 maps", shape: [2, 3, 5, 23], nodes: [node("GlobalMaxPool", ["x"], ["y"])], exp: false },
+  { name: "3x3 max pool, stride 2 (window unrolled, columns in vectors)", shape: [1, 4, 19, 41], nodes: [node("MaxPool", ["x"], ["y"], [attr.ints("kernel_shape", [3, 3]), attr.ints("strides", [2, 2])])], exp: false },
+  { name: "2x2 average pool, stride 1", shape: [1, 3, 9, 30], nodes: [node("AveragePool", ["x"], ["y"], [attr.ints("kernel_shape", [2, 2])])], exp: false },
 ];
 
 const work = tempDir("edgec-vectorize-loops-");

@@ -67,12 +67,32 @@ function split(s: Extract<Stmt, { k: "for" }>, from: number, width: number): Stm
   return [...loop, ...split(s, from + Math.floor(left / width) * width, width / 2)];
 }
 
+/** Statements a body runs per iteration, its loops unrolled. */
+const size = (ss: Stmt[]): number =>
+  ss.reduce((n, s) => n + (s.k === "for" ? s.n * size(s.body) : s.k === "block" ? size(s.body) : s.k === "if" ? size(s.then) + size(s.else ?? []) : 1), 0);
+
+/** The body with its loops unrolled (each iteration a block binding the variable), when that stays small. */
+function unrolled(ss: Stmt[]): Stmt[] | undefined {
+  if (size(ss) > MAX_UNROLLED) return undefined;
+  const go = (xs: Stmt[]): Stmt[] =>
+    xs.flatMap((s): Stmt[] =>
+      s.k === "for"
+        ? Array.from({ length: s.n }, (_, i): Stmt => ({ k: "block", body: [let_(s.v, "int32", int(i)), ...go(s.body)] }))
+        : s.k === "block" ? [{ ...s, body: go(s.body) }] : s.k === "if" ? [{ ...s, then: go(s.then), else: s.else && go(s.else) }] : [s],
+    );
+  return go(ss);
+}
+
+/** Pooling windows and the like: inner loops up to this many statements are unrolled so the loop around them vectorizes. */
+const MAX_UNROLLED = 32;
+
 function stmts(ss: Stmt[], lanes: number): Stmt[] {
   return ss.flatMap((s): Stmt[] => {
     switch (s.k) {
       case "for": {
-        if (s.n >= 4 && !hasLoop(s.body)) {
-          const out = split(s, 0, lanes);
+        const body = hasLoop(s.body) ? unrolled(s.body) : s.body;
+        if (s.n >= 4 && body) {
+          const out = split({ ...s, body }, 0, lanes);
           if (out.length !== 1 || out[0].k !== "for" || out[0].v !== `${s.v}_t`) return out;
         }
         return [{ ...s, body: stmts(s.body, lanes) }];
