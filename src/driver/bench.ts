@@ -4,6 +4,7 @@ import { cpus, tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { $ } from "zx";
+import { renderTemplate } from "../codegen/template.js";
 import { isFloat } from "../core/dtype.js";
 import { EdgecError } from "../core/diag.js";
 import { fromNumbers, numel, zeros, type Tensor } from "../core/tensor.js";
@@ -16,6 +17,7 @@ import type { OrtReply, OrtRequest } from "./ort-worker.js";
 import { runGraphPasses, type PipelineOptions } from "./pipeline.js";
 import { runArtifact, type RunResult } from "./run.js";
 import { compare, type OutputCheck } from "./verify.js";
+import { VERSION } from "./version.js";
 
 export interface BenchOptions extends PipelineOptions {
   /** threads the model runs on (default: the target's cores, all of this machine's for host) */
@@ -158,10 +160,13 @@ async function measurePeak(t: Target): Promise<number> {
   try {
     writeFileSync(join(dir, "peak.c"), PEAK_C);
     // GNU C contracts a*b+c into an FMA by default, ISO modes (-std=c99) do not: ask for it.
-    const cc = [t.cc, ...t.cflags, "-ffp-contract=fast", `-DVB=${t.vectorBytes}`, "-o", join(dir, "peak"), join(dir, "peak.c"), ...t.ldflags];
+    // A WebAssembly build runs as run.wasm behind the artifact's Node launcher, as its harness does.
+    const wasm = t.backend === "wasm";
+    if (wasm) writeFileSync(join(dir, "run"), renderTemplate("wasm/run", { version: VERSION }));
+    const cc = [t.cc, ...t.cflags, "-ffp-contract=fast", `-DVB=${t.vectorBytes}`, "-o", join(dir, wasm ? "run.wasm" : "peak"), join(dir, "peak.c"), ...t.ldflags];
     const c = await $({ nothrow: true, quiet: true })`${cc}`;
     if (c.exitCode !== 0) throw new EdgecError(`compiling the FMA peak probe with ${t.cc} failed: ${(c.stderr || c.stdout).trim().split("\n").slice(0, 5).join("\n")}`, 3);
-    const r = await $({ nothrow: true, quiet: true })`${[...t.emulator, join(dir, "peak")]}`;
+    const r = await $({ nothrow: true, quiet: true })`${[...t.emulator, join(dir, wasm ? "run" : "peak")]}`;
     const m = /gflops=([\d.]+)/.exec(r.stdout);
     if (r.exitCode !== 0 || !m) throw new EdgecError(`the FMA peak probe failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim()}`, 3);
     return Number(m[1]);

@@ -47,6 +47,16 @@ const tiny = () =>
 const TINY_MACS = 6 * 4 * 4 * (2 * 3 * 3) + 6 * 4 * 4 * (3 * 2 * 2) + 3 * 8 * 5 * 8 + 10 * 120;
 
 describe("edgec bench", () => {
+  test("--target wasm32 runs the model and the FMA peak probe as WebAssembly in Node", () => {
+    const r = edgec("bench", DSCNN, "--target", "wasm32", "--runs", "3", "--warmup", "1", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as BenchResult;
+    expect(j.target).toBe("wasm32");
+    expect(j.vectorBytes).toBe(16);
+    expect(j.medianMs).toBeGreaterThan(0);
+    expect(j.peakGflops).toBeGreaterThan(0);
+  });
+
   test("a corpus model: --runs 3 --json gives a positive median and the measurements beside it", () => {
     const r = edgec("bench", DSCNN, "--runs", "3", "--warmup", "1", "--threads", "1", "--json");
     expect(r.code, r.stderr).toBe(0);
