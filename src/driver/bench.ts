@@ -14,7 +14,7 @@ import { buildArtifact } from "./artifact.js";
 import { specializeInputs } from "./inputs.js";
 import { countMacs } from "./inspect.js";
 import type { OrtReply, OrtRequest } from "./ort-worker.js";
-import { runGraphPasses, type PipelineOptions } from "./pipeline.js";
+import { unfusedGraph, type PipelineOptions } from "./pipeline.js";
 import { runArtifact, type RunResult } from "./run.js";
 import { compare, type OutputCheck } from "./verify.js";
 import { VERSION } from "./version.js";
@@ -229,7 +229,7 @@ export async function benchModel(model: string, o: BenchOptions): Promise<BenchR
   const threads = o.threads ?? (o.target.cores || cpus().length);
   const inputs = randomInputs(model, o.inputShapes);
   const spec = specializeInputs(model, inputs, o.inputShapes);
-  const macs = countMacs(runGraphPasses(importOnnx(model, { inputShapes: spec.inputShapes, bind: spec.bind }).graph, { fuse: false }));
+  const macs = countMacs(unfusedGraph(importOnnx(model, { inputShapes: spec.inputShapes, bind: spec.bind }).graph));
   const tmp = o.buildDir ? undefined : mkdtempSync(join(tmpdir(), "edgec-bench-"));
   let ort: OrtProcess | undefined;
   try {

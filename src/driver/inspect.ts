@@ -3,7 +3,7 @@ import { numel, shapeStr } from "../core/tensor.js";
 import { importOnnx } from "../frontend/onnx/import.js";
 import type { Graph, Node } from "../graph/ir.js";
 import { attrNum } from "../graph/ir.js";
-import { runGraphPasses, type PipelineOptions } from "./pipeline.js";
+import { runGraphPasses, unfusedGraph, type PipelineOptions } from "./pipeline.js";
 
 export interface InspectInfo {
   model: string;
@@ -93,8 +93,8 @@ export function bytesMoved(g: Graph): number {
 
 export function inspectModel(model: string, opts: PipelineOptions): InspectInfo {
   const imported = importOnnx(model, { inputShapes: opts.inputShapes, bind: opts.bind });
-  const unfused = runGraphPasses(imported.graph, { fuse: false });
-  const g = opts.fuse === false ? unfused : runGraphPasses(imported.graph, {});
+  const unfused = unfusedGraph(imported.graph);
+  const g = runGraphPasses(imported.graph, { fuse: opts.fuse, scheduleTimeLimitMs: opts.scheduleTimeLimitMs });
   const ops: Record<string, number> = {};
   for (const n of imported.graph.nodes) ops[n.op] = (ops[n.op] ?? 0) + 1;
   const consts = [...g.values.values()].filter((v) => v.data && g.nodes.some((n) => n.inputs.includes(v.name)));

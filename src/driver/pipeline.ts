@@ -17,7 +17,7 @@ import { fuse } from "../graph/passes/fuse.js";
 import { inferShapes } from "../graph/passes/infer-shapes.js";
 import { planMemory, type MemoryPlan } from "../graph/passes/plan-memory.js";
 import { rewriteConcat } from "../graph/passes/rewrite-concat.js";
-import { scheduleMemory, type ScheduleInfo } from "../graph/passes/schedule-memory.js";
+import { DEFAULT_TIME_LIMIT_MS, scheduleMemory, type ScheduleInfo } from "../graph/passes/schedule-memory.js";
 import { printGraph } from "../graph/print.js";
 import { verifyGraph } from "../graph/verify.js";
 import type { Program } from "../loop/ir.js";
@@ -45,14 +45,11 @@ export interface PipelineOptions {
   fuse?: boolean;
   /** the most bytes of activation memory (arena and kernel scratch) the build may need (--memory-budget) */
   memoryBudget?: number;
-  /** the memory scheduler's time limit; past it the best order found is used (DEFAULT_SCHEDULE_MS) */
+  /** the memory scheduler's time limit; past it the best order found is used (DEFAULT_TIME_LIMIT_MS, shared with the rewrites it tries) */
   scheduleTimeLimitMs?: number;
   /** where weights go; "auto" writes weights.bin above EMBED_LIMIT bytes */
   weights?: "embed" | "file" | "auto";
 }
-
-/** The memory scheduler's default time limit for one model, rewrites tried included. */
-export const DEFAULT_SCHEDULE_MS = 20_000;
 
 /** Above this many weight bytes the C source would be too large to compile comfortably. */
 export const EMBED_LIMIT = 16 * 1024 * 1024;
@@ -98,19 +95,37 @@ const signature = (g: Graph) =>
 
 export type PlannedGraph = Graph & { memory: MemoryPlan; schedule: ScheduleInfo };
 
-export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter" | "dump" | "fuse" | "scheduleTimeLimitMs">): PlannedGraph {
-  const want = (name: string) => opts.dumpAfter?.includes(name) || opts.dumpAfter?.includes("all");
-  const [infer, fold, ...rest] = GRAPH_PASSES;
+const [infer, fold, ...rest] = GRAPH_PASSES;
+
+function inferAndFold(g: Graph): Graph {
   for (let round = 0, before = ""; round < 64 && before !== signature(g); round++) {
     before = signature(g);
     g = fold.run(infer.run(g));
   }
+  return g;
+}
+
+/**
+ * The graph as its ONNX nodes compute it, shapes inferred and constants folded, with no fusion,
+ * rewrite or scheduling: what `inspect` and `bench` count MACs and unfused kernels on, without
+ * paying for the memory scheduler.
+ */
+export function unfusedGraph(g: Graph): Graph {
+  g = inferAndFold(g);
+  for (const p of rest) if (!p.fusion && !p.whenPeakDrops) g = p.run(g);
+  verifyGraph(g);
+  return g;
+}
+
+export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter" | "dump" | "fuse" | "scheduleTimeLimitMs">): PlannedGraph {
+  const want = (name: string) => opts.dumpAfter?.includes(name) || opts.dumpAfter?.includes("all");
+  g = inferAndFold(g);
   if (want(infer.name)) opts.dump?.(`after:${infer.name}`, printGraph(g));
   if (want(fold.name)) opts.dump?.(`after:${fold.name}`, printGraph(g));
   // Dumps wait until the branch a whenPeakDrops pass opens is chosen.
   type Done = { g: Graph & { schedule: ScheduleInfo }; dumps: [string, string][] };
   // One time limit for all scheduling: each whenPeakDrops branch halves what is left.
-  const deadline = Date.now() + (opts.scheduleTimeLimitMs ?? DEFAULT_SCHEDULE_MS);
+  const deadline = Date.now() + (opts.scheduleTimeLimitMs ?? DEFAULT_TIME_LIMIT_MS);
   const finish = (g: Graph, passes: GraphPass[], before: [string, string][], share = 1): Done => {
     const dumps = [...before];
     for (const [i, p] of passes.entries()) {

@@ -1,5 +1,7 @@
 import { fromNumbers, type Tensor } from "../../src/core/tensor.js";
 import type { OnnxNs } from "../../src/frontend/onnx/proto.js";
+import type { Node } from "../../src/graph/ir.js";
+import { sliceRanges } from "../../src/graph/ops/movement.js";
 import { attr, modelBytes, node, T, tensorProto, valueInfo } from "./onnx-builder.js";
 
 /**
@@ -141,19 +143,8 @@ function broadcastShape(r: Rng, s: number[]): number[] {
   }
 }
 
-/** Shape of ONNX Slice along one axis (opset 13 clamping rules). */
-function sliceLen(d: number, start: number, end: number, step: number): number {
-  let s = start < 0 ? start + d : start;
-  let e = end < 0 ? end + d : end;
-  if (step > 0) {
-    s = Math.min(Math.max(s, 0), d);
-    e = Math.min(Math.max(e, 0), d);
-  } else {
-    s = Math.min(Math.max(s, 0), d - 1);
-    e = Math.min(Math.max(e, -1), d - 1);
-  }
-  return Math.max(0, Math.ceil((e - s) / step));
-}
+/** The node sliceRanges names in its errors; the generator only asks it for lengths that exist. */
+const SLICE: Node = { name: "random slice", op: "Slice", opset: 13, inputs: [], outputs: [], attrs: {} };
 
 /** Adds one random op (1–3 ONNX nodes) reading values of the pool; false when the pick did not fit. */
 function addOp(g: SubGraph, r: Rng): boolean {
@@ -353,7 +344,7 @@ function addLayout(g: SubGraph, r: Rng, x: V): boolean {
         }
         if (r.chance(0.3) && start < d) start -= d;
         if (r.chance(0.3) && end > 0 && end <= d) end -= d;
-        out[a] = sliceLen(d, start, end, step);
+        out[a] = sliceRanges(SLICE, [d], [start], [end], [0], [step]).shape[0];
         starts.push(start), ends.push(end), steps.push(step);
       }
       if (out.some((d) => d < 1)) return false;

@@ -25,6 +25,9 @@ export interface ScheduleInfo {
   ms: number;
 }
 
+/** How long the dynamic program may search, per graph, unless told otherwise. */
+export const DEFAULT_TIME_LIMIT_MS = 20_000;
+
 export interface ScheduleOptions {
   /** after this the best order found so far is used, not proven optimal */
   timeLimitMs?: number;
@@ -171,17 +174,17 @@ class Frontier {
  * kernels): what follows a set depends on the set alone, so only the lowest-peak way to reach each
  * set is kept. Sets are expanded lowest peak first, so the first complete schedule taken off the
  * frontier is optimal, and sets at or above `budget` (a peak already achieved) are never stored.
- * Returns the optimum below the budget, none (the budget's order is optimal), or the frontier's
- * lowest peak when time runs out (a proven lower bound).
+ * Returns the optimum below the budget, none (the budget's order is optimal), or stopped when the
+ * time or the state limit runs out.
  */
-function dynamicProgram(st: Stepper, start: State, size: number, inPiece: (k: number) => boolean, budget: number, deadline: number, counter: { states: number }): { found: State } | { none: true } | { bound: number } {
+function dynamicProgram(st: Stepper, start: State, size: number, inPiece: (k: number) => boolean, budget: number, deadline: number, counter: { states: number }): { found: State } | { none: true } | { stopped: true } {
   const seen = new Map<string, number>();
   const frontier = new Frontier();
   frontier.push(start);
   for (let popped = 0; frontier.size; popped++) {
     const s = frontier.pop();
     if (s.depth === size) return { found: s };
-    if (popped % 128 === 0 && (Date.now() >= deadline || seen.size > MAX_STATES)) return { bound: s.peak };
+    if (popped % 128 === 0 && (Date.now() >= deadline || seen.size > MAX_STATES)) return { stopped: true };
     for (const k of s.ready) {
       const t = st.step(s, k, budget - 1, inPiece);
       if (!t) continue;
@@ -209,7 +212,7 @@ const MAX_STATES = 4_000_000;
  */
 export function scheduleMemory(g: Graph, opts: ScheduleOptions = {}): Graph & { schedule: ScheduleInfo } {
   const t0 = Date.now();
-  const deadline = t0 + (opts.timeLimitMs ?? 20_000);
+  const deadline = t0 + (opts.timeLimitMs ?? DEFAULT_TIME_LIMIT_MS);
   const m = memoryModel(g);
   const n = m.kernels.length;
   const st = new Stepper(m);
@@ -227,25 +230,23 @@ export function scheduleMemory(g: Graph, opts: ScheduleOptions = {}): Graph & { 
   const bySize = [...pieces].sort((a, b) => a.length - b.length);
   // Every piece starts once all kernels before it have run; those before it form its start state.
   for (const [i, piece] of bySize.entries()) {
-    const words = (n + 31) >>> 5;
-    const bits = new Uint32Array(words);
+    if (piece.length === 1) {
+      chosen.set(piece, piece);
+      continue;
+    }
+    const bits = new Uint32Array((n + 31) >>> 5);
     for (let k = 0; k < piece[0]; k++) bits[k >>> 5] |= 1 << (k & 31);
     let live = 0;
     for (const b of m.buffers) if (b.producer < piece[0] && b.readers.some((r) => r >= piece[0])) live += b.bytes;
     const first = new Set(piece);
     const inPiece = (k: number) => first.has(k);
     const start: State = { bits, peak: 0, live, ready: piece.filter((k) => m.preds[k].every((p) => p < piece[0])), depth: 0, k: -1 };
-    if (piece.length === 1) {
-      chosen.set(piece, piece);
-      continue;
-    }
     const candidates = [greedy(st, start, piece.length, inPiece), inOrder(st, start, piece, inPiece), inOrder(st, start, ort.filter(inPiece), inPiece)];
     const heuristic = candidates.reduce((a, b) => (b.peak < a.peak ? b : a));
     const pieceDeadline = Date.now() + (deadline - Date.now()) / (bySize.length - i);
     const r = dynamicProgram(st, start, piece.length, inPiece, heuristic.peak, pieceDeadline, counter);
     const best = "found" in r ? r.found : heuristic;
-    const proven = !("bound" in r);
-    optimal &&= proven;
+    optimal &&= !("stopped" in r);
     chosen.set(piece, orderOf(best, start));
   }
   const order = pieces.flatMap((p) => chosen.get(p)!);
