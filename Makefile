@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_APT_PACKAGES := python3-torch python3-torchvision python3-onnx python3-numpy
 BENCH_MODELS := build/bench-models
 
-.PHONY: setup setup-apt setup-npm setup-bench build test conformance conformance-host conformance-rpi4 conformance-wasm32 demo bench bench-deploy bench-memory clean
+.PHONY: setup setup-apt setup-npm setup-bench build test conformance conformance-host conformance-rpi4 conformance-wasm32 conformance-opencl demo bench bench-deploy bench-memory bench-opencl clean
 
 setup: setup-apt setup-npm
 
@@ -47,7 +47,7 @@ build: setup-npm
 test: setup build
 	npx vitest run $(VITEST_ARGS)
 
-conformance: conformance-host conformance-rpi4 conformance-wasm32
+conformance: conformance-host conformance-rpi4 conformance-wasm32 conformance-opencl
 
 conformance-host: setup build
 	$(EDGEC) conformance $(CORPUS)/onnx-node $(CORPUS)/onnx-pytorch-converted $(CORPUS)/models --target host -j $(JOBS)
@@ -57,6 +57,10 @@ conformance-rpi4: setup build
 
 conformance-wasm32: setup build
 	$(EDGEC) conformance $(CORPUS)/onnx-node $(CORPUS)/onnx-pytorch-converted $(CORPUS)/models --target wasm32 -j $(JOBS)
+
+# Every kernel as OpenCL C, run through this machine's OpenCL platform (PoCL on the CPU here).
+conformance-opencl: setup build
+	$(EDGEC) conformance $(CORPUS)/onnx-node $(CORPUS)/onnx-pytorch-converted $(CORPUS)/models --target opencl -j $(JOBS)
 
 # Peak activation memory of the irregular-network suite: graph order, DP schedule, DP + rewriting.
 bench-memory: setup build
@@ -76,6 +80,11 @@ bench: setup setup-bench build
 	  else echo "bench: Debian python3-torch/python3-torchvision/python3-onnx did not install: benchmarking the corpus models only" >&2; fi; \
 	fi
 	node examples/bench.mjs $$([ -f $(BENCH_MODELS)/.exported ] && echo $(BENCH_MODELS)) $(CORPUS)/models
+
+# The corpus models on edgec's C backend and on its OpenCL backend (through PoCL here: a CPU
+# emulating the GPU), as a Markdown table of medians.
+bench-opencl: setup build
+	node examples/bench-opencl.mjs $(CORPUS)/models
 
 demo: setup build
 	node examples/demo.mjs

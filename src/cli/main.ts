@@ -12,6 +12,7 @@ import { verifyModel, verifyModels } from "../driver/verify.js";
 import { specializeInputs } from "../driver/inputs.js";
 import { VERSION } from "../driver/version.js";
 import { listTargets, loadTarget } from "../target/load.js";
+import { forDevice, type DeviceKind } from "../target/device.js";
 import { inspectModel, formatInspect, memoryPlotSvg } from "../driver/inspect.js";
 import { runConformance } from "../driver/conformance.js";
 import { benchModel, formatBench } from "../driver/bench.js";
@@ -44,11 +45,12 @@ const whole = (what: string, min: number) => (v: string) => {
   return x;
 };
 
-function pipelineOptions(o: { memoryBudget?: number; scheduleTimeLimit?: number; target?: string; inputShape?: Record<string, number[]>; name?: string; dumpIr?: string[]; stopAfter?: string; weights?: string; fuse?: boolean }): PipelineOptions {
+/** `here`: the command runs what it builds on this machine (run, verify, bench, conformance; see forDevice). */
+function pipelineOptions(o: { memoryBudget?: number; scheduleTimeLimit?: number; target?: string; device?: DeviceKind; inputShape?: Record<string, number[]>; name?: string; dumpIr?: string[]; stopAfter?: string; weights?: string; fuse?: boolean }, here = false): PipelineOptions {
   return {
     fuse: o.fuse,
     weights: o.weights as PipelineOptions["weights"],
-    target: loadTarget(o.target ?? "host"),
+    target: forDevice(loadTarget(o.target ?? "host"), o.device, here),
     inputShapes: o.inputShape,
     name: o.name,
     dumpAfter: o.dumpIr?.map((d) => d.replace(/^after:/, "")),
@@ -70,6 +72,7 @@ export function parseBytes(what: string) {
 
 const scheduleOpt = () => new Option("--schedule-time-limit <seconds>", "stop the memory scheduler after this long and use the best order found").argParser(num("--schedule-time-limit"));
 const targetOpt = () => new Option("-t, --target <name>", "target name, alias or JSON file (see `edgec targets`)").default("host");
+const deviceOpt = () => new Option("--device <kind>", "run the model on the target's CPU or on its OpenCL GPU (default: the target's own backend; run, verify, bench and conformance use this machine's OpenCL)").choices(["cpu", "gpu"]);
 const namesOpt = () => new Option("--names <a,b>", "C prefixes of several models, in order (default: their file names)").argParser((v: string) => v.split(","));
 const shapeOpt = () => new Option("--input-shape <name=dims>", "pin an input's shape, e.g. x=1x3x224x224 (repeatable)").argParser(parseShape);
 
@@ -107,6 +110,7 @@ export function program(): Command {
     .description("compile MODEL into an artifact directory (sources, Makefile, library, run harness, manifest.json); several models make one artifact sharing one arena and one weights zone")
     .argument("<models...>", "ONNX model file(s)")
     .addOption(targetOpt())
+    .addOption(deviceOpt())
     .requiredOption("-o, --output <dir>", "artifact directory to create")
     .addOption(shapeOpt())
     .option("--no-fuse", "no fusion: one kernel per ONNX node")
@@ -137,6 +141,7 @@ export function program(): Command {
     .description("run a model or artifact directory on input tensors and write its outputs")
     .argument("<model-or-dir>", "ONNX model file or artifact directory")
     .addOption(targetOpt())
+    .addOption(deviceOpt())
     .option("-i, --input <name=file>", "input tensor file, .pb or .npy (repeatable)", parseInput)
     .requiredOption("--output-dir <dir>", "where output_<i>.pb (or .npy) files go")
     .addOption(new Option("--format <fmt>", "output file format").choices(["pb", "npy"]).default("pb"))
@@ -155,7 +160,7 @@ export function program(): Command {
           const spec = specializeInputs(what, given, o.inputShape);
           runInputs = spec.runInputs;
           tmp = mkdtempSync(join(tmpdir(), "edgec-run-"));
-          dir = (await buildArtifact(what, join(tmp, "artifact"), { ...pipelineOptions(o), inputShapes: spec.inputShapes, bind: spec.bind })).dir;
+          dir = (await buildArtifact(what, join(tmp, "artifact"), { ...pipelineOptions(o, true), inputShapes: spec.inputShapes, bind: spec.bind })).dir;
         }
         const picked = pickModel(readManifest(dir), dir, o.model);
         const r = await runArtifact(dir, runInputs, 1, { model: o.model });
@@ -172,6 +177,7 @@ export function program(): Command {
     .argument("<models...>", "ONNX model file(s)")
     .requiredOption("--data <dir>", "folder with test_data_set_*/ or input_*.pb + output_*.pb (one per model, in order)", (v: string, a: string[] = []) => [...a, v])
     .addOption(targetOpt())
+    .addOption(deviceOpt())
     .addOption(shapeOpt())
     .option("--no-fuse", "no fusion: one kernel per ONNX node")
     .addOption(namesOpt())
@@ -183,8 +189,8 @@ export function program(): Command {
       const names = models.length > 1 ? modelNames(models, o.names) : [];
       const results =
         models.length === 1
-          ? await verifyModel(models[0], o.data[0], pipelineOptions(o), tol)
-          : await verifyModels(models.map((file, i) => ({ file, name: names[i], data: o.data[i] })), pipelineOptions(o), tol);
+          ? await verifyModel(models[0], o.data[0], pipelineOptions(o, true), tol)
+          : await verifyModels(models.map((file, i) => ({ file, name: names[i], data: o.data[i] })), pipelineOptions(o, true), tol);
       let ok = true;
       for (const r of results) {
         const model = "model" in r ? `${r.model} ` : "";
@@ -201,6 +207,7 @@ export function program(): Command {
     .description("show ops, shapes, parameters, MACs and memory of MODEL")
     .argument("<model>", "ONNX model file")
     .addOption(targetOpt())
+    .addOption(deviceOpt())
     .addOption(shapeOpt())
     .option("--no-fuse", "no fusion: one kernel per ONNX node")
     .option("--json", "machine-readable output")
@@ -217,6 +224,7 @@ export function program(): Command {
     .description("build MODEL, time it on a seeded random input; latency, peak memory, FLOP/s against the FMA peak, optionally against onnxruntime")
     .argument("<model>", "ONNX model file")
     .addOption(targetOpt())
+    .addOption(deviceOpt())
     .addOption(shapeOpt())
     .option("--threads <n>", "threads the model runs on (default: the target's cores)", whole("--threads", 1))
     .option("--runs <n>", "timed runs (rounds of 5)", whole("--runs", 1), 20)
@@ -225,7 +233,7 @@ export function program(): Command {
     .option("--build-dir <dir>", "build the artifact here and reuse it while up to date (default: a temporary directory)")
     .option("--json", "print one JSON object")
     .action(async (model: string, o) => {
-      const r = await benchModel(model, { ...pipelineOptions(o), threads: o.threads, runs: o.runs, warmup: o.warmup, compareOrt: !!o.compareOrt, buildDir: o.buildDir });
+      const r = await benchModel(model, { ...pipelineOptions(o, true), threads: o.threads, runs: o.runs, warmup: o.warmup, compareOrt: !!o.compareOrt, buildDir: o.buildDir });
       console.log(o.json ? JSON.stringify(r) : formatBench(r));
       if (r.agree === false) throw new EdgecError(`${model}: edgec's outputs differ from onnxruntime's (${r.checks!.filter((c) => !c.pass).map((c) => `'${c.name}' max abs ${c.maxAbs.toExponential(2)}`).join(", ")})`, 1);
     });
@@ -245,11 +253,12 @@ export function program(): Command {
     .description("verify every ONNX test folder (model.onnx + test_data_set_*) under the given folders; print a table per op")
     .argument("<dirs...>", "folders of test folders, or test folders")
     .addOption(targetOpt())
+    .addOption(deviceOpt())
     .option("-j, --jobs <n>", "tests in parallel", num("--jobs"), 2)
     .option("--sanitize", "compile with -fsanitize=address,undefined")
     .option("--json <file>", "also write the results as JSON")
     .action(async (dirs: string[], o) => {
-      const failed = await runConformance(dirs, { ...pipelineOptions(o), jobs: o.jobs, sanitize: !!o.sanitize, json: o.json });
+      const failed = await runConformance(dirs, { ...pipelineOptions(o, true), jobs: o.jobs, sanitize: !!o.sanitize, json: o.json });
       if (failed) process.exitCode = 1;
     });
 

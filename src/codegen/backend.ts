@@ -35,6 +35,8 @@ export interface SharedRender {
  */
 export interface Backend<Config = unknown> {
   name: string;
+  /** what runs the kernels: the CPU gets vectorized, register-blocked lowerings, the GPU a work-item per output element */
+  device: "cpu" | "gpu";
   configure(target: Target, opts: CompileOptions): Config;
   lower(p: Program, cfg: Config): Program;
   render(p: Program, cfg: Config): Files;

@@ -57,7 +57,7 @@ export function renderStmts(stmts: Stmt[], d: Dialect, indent = "  "): string {
     switch (s.k) {
       case "for":
         if (s.parallel && d.parallelFor && s.n > 1 && s.n * work(s.body) >= PARALLEL_MIN_WORK) out += `${indent}${d.parallelFor}\n`;
-        out += `${indent}for (int32_t ${s.v} = 0; ${s.v} < ${s.n}; ++${s.v}) {\n${renderStmts(s.body, d, indent + "  ")}${indent}}\n`;
+        out += `${indent}for (${d.type("int32")} ${s.v} = 0; ${s.v} < ${s.n}; ++${s.v}) {\n${renderStmts(s.body, d, indent + "  ")}${indent}}\n`;
         break;
       case "store":
         out += s.lanes

@@ -41,6 +41,8 @@ export interface BenchResult {
   minMs: number;
   /** peak resident memory of the run harness process */
   maxRssKb: number;
+  /** OpenCL targets: the platform and device the kernels ran on */
+  device?: string;
   /** multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul; FLOPs = 2·MACs */
   macs: number;
   flops: number;
@@ -273,6 +275,7 @@ export async function benchModel(model: string, o: BenchOptions): Promise<BenchR
       peakGflopsThreads: peak * threads,
       peakFraction: gflops / (peak * threads),
       vectorBytes: o.target.vectorBytes,
+      device: last.device,
     };
     if (ort && ortOut) {
       const ortMaxRssKb = (await ort.request({ op: "exit" }, "done")).maxRssKb;
@@ -298,6 +301,7 @@ const ms = (x: number) => x.toFixed(x < 10 ? 3 : 2);
 export function formatBench(r: BenchResult): string {
   const lines = [
     `model        ${r.model} on ${r.target}, ${r.threads} thread${r.threads === 1 ? "" : "s"}, ${r.runs} runs`,
+    ...(r.device ? [`device       OpenCL ${r.device}${r.device.endsWith("(not a GPU)") ? ": a CPU emulating the GPU, so this is not a GPU's latency" : ""}`] : []),
     `edgec        median ${ms(r.medianMs)} ms, min ${ms(r.minMs)} ms, peak RSS ${mib(r.maxRssKb)} MiB`,
     `work         ${(r.macs / 1e6).toFixed(1)} M MACs: ${r.gflops.toFixed(2)} GFLOP/s, ${(100 * r.peakFraction).toFixed(1)}% of the ${r.peakGflopsThreads.toFixed(1)} GFLOP/s FMA peak (${r.threads} x ${r.peakGflops.toFixed(1)}, ${r.vectorBytes}-byte vectors)`,
   ];

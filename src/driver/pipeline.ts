@@ -6,6 +6,7 @@ import { EdgecError } from "../core/diag.js";
 import type { Tensor } from "../core/tensor.js";
 import type { Backend, Files } from "../codegen/backend.js";
 import { cBackend } from "../codegen/c/index.js";
+import { openclBackend } from "../codegen/opencl/index.js";
 import { wasmBackend } from "../codegen/wasm/index.js";
 import { importOnnx, type Imported } from "../frontend/onnx/import.js";
 import type { Graph } from "../graph/ir.js";
@@ -76,13 +77,22 @@ export const GRAPH_PASSES: GraphPass[] = [
   { name: "fuse", run: (g) => fuse(g), fusion: true },
 ];
 
-export const LOOP_PASSES: { name: string; run: (p: Program, t: Target) => Program }[] = [
+/** What loop passes know of the device the kernels run on: float32 lanes per vector (1: none). */
+export interface LoopShape {
+  lanes: number;
+}
+
+export const LOOP_PASSES: { name: string; run: (p: Program, s: LoopShape) => Program }[] = [
   { name: "simplify", run: simplify },
-  { name: "vectorize-loops", run: (p, t) => vectorizeLoops(p, Math.max(1, t.vectorBytes / 4)) },
+  { name: "vectorize-loops", run: (p, s) => vectorizeLoops(p, s.lanes) },
 ];
 
 /** Every code generator, by the name a target's `backend` gives. */
-const BACKENDS: Record<Target["backend"], Backend<unknown>> = { c: cBackend as Backend<unknown>, wasm: wasmBackend as Backend<unknown> };
+const BACKENDS: Record<Target["backend"], Backend<unknown>> = {
+  c: cBackend as Backend<unknown>,
+  wasm: wasmBackend as Backend<unknown>,
+  opencl: openclBackend as Backend<unknown>,
+};
 
 /** The backend for a target: the one its JSON names (C unless it says otherwise). */
 export function backendFor(t: Target): Backend<unknown> {
@@ -191,7 +201,8 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
   const name = sanitizeName(opts.name ?? "model");
   const sha256 = createHash("sha256").update(readFileSync(model)).digest("hex");
   const t = opts.target;
-  let program = lowerGraph(graph, { cpu: { lanes: Math.max(1, t.vectorBytes / 4), registers: t.vectorRegisters, threads: Math.max(1, t.cores) } });
+  const cpu = backend.device === "cpu" ? { lanes: Math.max(1, t.vectorBytes / 4), registers: t.vectorRegisters, threads: Math.max(1, t.cores) } : undefined;
+  let program = lowerGraph(graph, { cpu });
   verifyLoop(program);
   if (opts.memoryBudget !== undefined && program.arenaBytes > opts.memoryBudget) throw overBudget(model, graph, program.arenaBytes, opts.memoryBudget);
   const weightBytes = [...program.buffers.values()].filter((b) => b.kind === "weight").reduce((s, b) => s + b.data!.data.byteLength, 0);
@@ -200,7 +211,7 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
   const want = (name: string) => opts.dumpAfter?.includes(name) || opts.dumpAfter?.includes("all");
   if (want("lower-graph")) opts.dump?.("after:lower-graph", printLoop(program));
   for (const p of [...LOOP_PASSES, { name: `${backend.name}-lower`, run: (x: Program) => backend.lower(x, config) }]) {
-    program = p.run(program, opts.target);
+    program = p.run(program, { lanes: cpu?.lanes ?? 1 });
     verifyLoop(program);
     if (want(p.name)) opts.dump?.(`after:${p.name}`, printLoop(program));
   }

@@ -5,7 +5,7 @@ import type { Manifest } from "../core/artifact.js";
 import { DTYPES } from "../core/dtype.js";
 import { EdgecError } from "../core/diag.js";
 import { numel, shapeStr, type Tensor } from "../core/tensor.js";
-import { loadTarget } from "../target/load.js";
+import { emulatorFor } from "../target/device.js";
 import { bytesOf } from "../frontend/onnx/tensor-io.js";
 import { readManifest } from "./artifact.js";
 
@@ -15,6 +15,8 @@ export interface RunResult {
   minMs?: number;
   /** peak resident memory of the harness process, when it ran more than once */
   maxRssKb?: number;
+  /** the OpenCL platform and device an OpenCL artifact ran on (timed runs only) */
+  device?: string;
 }
 
 export interface RunOptions {
@@ -61,7 +63,7 @@ export async function runArtifact(dir: string, given: Record<string, Tensor>, ru
   if (!m.runProgram) throw new EdgecError(`${dir}: the artifact has no run program (its compiler was missing at build time)`);
   const picked = pickModel(m, dir, opts.model);
   const inputs = matchInputs(picked, given);
-  const emulator = loadTarget(m.target).emulator;
+  const emulator = emulatorFor(m.target, m.triple);
   const io = mkdtempSync(join(dir, ".io-"));
   try {
     inputs.forEach((t, i) => writeFileSync(join(io, `${i}.bin`), bytesOf(t.data)));
@@ -80,7 +82,8 @@ export async function runArtifact(dir: string, given: Record<string, Tensor>, ru
       const f = new RegExp(`${k}=([\\d.]+)`).exec(r.stdout);
       return f ? Number(f[1]) : undefined;
     };
-    return { outputs, medianMs: field("median_ms"), minMs: field("min_ms"), maxRssKb: field("max_rss_kb") };
+    const device = /^device=(.*)$/m.exec(r.stdout)?.[1];
+    return { outputs, medianMs: field("median_ms"), minMs: field("min_ms"), maxRssKb: field("max_rss_kb"), device };
   } finally {
     rmSync(io, { recursive: true, force: true });
   }

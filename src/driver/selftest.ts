@@ -5,7 +5,7 @@ import type { Manifest } from "../core/artifact.js";
 import { EdgecError } from "../core/diag.js";
 import { fromNumbers, numel, type Tensor } from "../core/tensor.js";
 import { bytesOf } from "../frontend/onnx/tensor-io.js";
-import { loadTarget } from "../target/load.js";
+import { emulatorFor } from "../target/device.js";
 import { readManifest } from "./artifact.js";
 import { runArtifact } from "./run.js";
 
@@ -55,7 +55,7 @@ export async function ensureSelfTest(dir: string, tol = { rtol: 1e-3, atol: 1e-4
   rmSync(join(dir, SELF_TEST_DIR), { recursive: true, force: true });
   renameSync(tmp, join(dir, SELF_TEST_DIR));
   const withTest: Manifest = { ...m, selfTest: { dir: SELF_TEST_DIR, ...tol } };
-  const check = [...loadTarget(m.target).emulator, join(dir, m.runProgram), "--check", join(dir, SELF_TEST_DIR), String(tol.rtol), String(tol.atol)];
+  const check = [...emulatorFor(m.target, m.triple), join(dir, m.runProgram), "--check", join(dir, SELF_TEST_DIR), String(tol.rtol), String(tol.atol)];
   const r = await $({ nothrow: true, quiet: true })`${check}`;
   if (r.exitCode !== 0) throw new EdgecError(`${dir}: the self-test does not pass on the build machine: ${(r.stderr || r.stdout).trim()}`, 3);
   writeFileSync(join(dir, "manifest.json.tmp"), JSON.stringify(withTest, null, 2) + "\n");

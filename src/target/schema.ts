@@ -9,6 +9,10 @@ export interface DeviceEntry {
   /** "opencl" for GPUs edgec can drive */
   api?: string;
   fp16?: boolean;
+  /** OpenCL: work-items per work-group the kernels are launched with (at most; default 64) */
+  workGroupSize?: number;
+  /** OpenCL: part of the device's name; at run time a device so named is preferred */
+  openclName?: string;
   /** cost-model numbers, for partitioning later */
   peakGflops?: number;
   bandwidthGBs?: number;
@@ -36,8 +40,12 @@ export interface Target {
   emulator: string[];
   /** other names that resolve to this target ("jetson" → jetson-orin) */
   aliases: string[];
-  /** the code generator that builds it: C sources and a native harness, or the same C for WebAssembly run by Node */
-  backend: "c" | "wasm";
+  /**
+   * the code generator that builds it: C sources and a native harness, the same C for WebAssembly
+   * run by Node, or OpenCL kernels with C host code (what `--device gpu` switches a target with an
+   * OpenCL GPU to)
+   */
+  backend: "c" | "wasm" | "opencl";
   /** false for targets whose code generator is not built yet */
   buildable: boolean;
   /** why a flag or value is what it is (JSON has no comments) */

@@ -28,9 +28,9 @@ function weightValues(t: Tensor): string {
   return lines.join(",\n") || "  0";
 }
 
-const weightsOf = (p: Program) => [...p.buffers.values()].filter((b) => b.kind === "weight");
+export const weightsOf = (p: Program) => [...p.buffers.values()].filter((b) => b.kind === "weight");
 
-function weightsBlob(p: Program): Uint8Array {
+export function weightsBlob(p: Program): Uint8Array {
   const weights = weightsOf(p);
   const { offsets, bytes } = weightLayout(weights);
   const blob = new Uint8Array(bytes);
@@ -41,7 +41,7 @@ function weightsBlob(p: Program): Uint8Array {
 const fieldName = (b: Buffer) => b.name.replace(/^(in|out)_/, "");
 
 /** Byte offsets of the weights inside weights.bin, each 64-byte aligned. */
-function weightLayout(weights: Buffer[]): { offsets: Map<string, number>; bytes: number } {
+export function weightLayout(weights: Buffer[]): { offsets: Map<string, number>; bytes: number } {
   const offsets = new Map<string, number>();
   let bytes = 0;
   for (const b of weights) {
@@ -121,9 +121,10 @@ export function adapterBody(name: string, inputs: IoView, outputs: IoView): stri
 /**
  * One model's view: what its translation unit and its part of model.h need. With a slot, the model
  * is one of several: it uses the shared arena and reads its weights from the shared zone, which
- * its run function loads first.
+ * its run function loads first. `apiOnly`: no kernel bodies or weight values (another backend
+ * renders the model; model.h and run.c still come from here).
  */
-function view(p: Program, cfg: CConfig, slot?: Slot) {
+export function view(p: Program, cfg: CConfig, slot?: Slot, apiOnly = false) {
   const name = cfg.opts.name;
   const weights = weightsOf(p);
   const external = cfg.opts.weights === "file" && !slot;
@@ -145,7 +146,7 @@ function view(p: Program, cfg: CConfig, slot?: Slot) {
   const arenaDecl = slot
     ? sharedDecls(slot.arenaBytes, slot.zoneBytes)
     : p.arenaBytes ? `static union {\n${unionMembers(p.arenaBytes)}\n} edgec_arena EDGEC_ALIGNED;\n` : "";
-  const kernels = p.kernels.map((k) => {
+  const kernels = (apiOnly ? [] : p.kernels).map((k) => {
     const params = k.params.map((n) => {
       const b = p.buffers.get(n)!;
       return `${k.writes.includes(n) ? "" : "const "}${DTYPES[b.dtype].c} *${n}`;
@@ -183,20 +184,25 @@ function view(p: Program, cfg: CConfig, slot?: Slot) {
     /** what model.h says about the arena and about run's -2 */
     arenaOwner: slot ? " shared by every model of this artifact" : "",
     weightsFailure: slot ? "its weights could not be loaded into the weights zone" : "external weights were not set",
-    weights: (external || slot ? [] : weights).map((b) => ({
+    runFailures: "",
+    weights: (external || slot || apiOnly ? [] : weights).map((b) => ({
       decl: `static const ${DTYPES[b.dtype].c} ${b.name}[${Math.max(1, numel(b.shape))}] EDGEC_ALIGNED`,
       comment: `${b.dtype} ${shapeStr(b.shape)} ${b.value.replace(/\*\//g, "* /")}`,
       values: weightValues(b.data!),
     })),
     kernels,
     adapter: adapterBody(name, inputs, outputs),
+    /** a backend whose runs can fail at run time (OpenCL) sets NAME_last_error, which run.c prints, and NAME_device, the device it ran on */
+    lastError: [] as { fn: string; device: string }[],
+    lastErrorFn: "NULL",
+    deviceFn: "NULL",
   };
 }
 
-type ModelView = ReturnType<typeof view>;
+export type ModelView = ReturnType<typeof view>;
 
 /** model.h: every model's API and, for several models, the artifact's own (`shared`). */
-function headerView(models: ModelView[], cfg: CConfig, shared: object[]) {
+export function headerView(models: ModelView[], cfg: CConfig, shared: object[]) {
   return { version: cfg.opts.version, source: cfg.opts.source, target: cfg.target.name, guard: `${cfg.opts.name.toUpperCase()}_MODEL_H`, models, shared };
 }
 
@@ -204,7 +210,7 @@ function headerView(models: ModelView[], cfg: CConfig, shared: object[]) {
  * The `run` harness: a table of the models it can run. One model is called through a local adapter
  * on its typed API; several through edgec_run_by_name, with weights.bin read through a reader.
  */
-function harnessView(models: ModelView[], cfg: CConfig, several: boolean) {
+export function harnessView(models: ModelView[], cfg: CConfig, several: boolean) {
   // WebAssembly has neither getrusage's maximum resident size nor /proc: run.c reports its linear memory.
   const linear = cfg.target.arch === "wasm32";
   return {
@@ -223,7 +229,7 @@ function harnessView(models: ModelView[], cfg: CConfig, several: boolean) {
 }
 
 /** The Makefile: one object per translation unit, all in lib<name>. */
-export function makefileView(cfg: CConfig, sources: string[]) {
+export function makefileView(cfg: CConfig, sources: string[], ldlibs = "-lm") {
   const units = sources.map((src) => ({ src, obj: src.replace(/\.c$/, ".o") }));
   return {
     name: cfg.opts.name,
@@ -234,6 +240,7 @@ export function makefileView(cfg: CConfig, sources: string[]) {
     cc: cfg.target.cc,
     cflags: cfg.target.cflags.join(" "),
     ldflags: cfg.target.ldflags.join(" "),
+    ldlibs,
   };
 }
 
@@ -276,6 +283,7 @@ function renderShared(models: { program: Program; config: CConfig }[], cfg: CCon
 /** Standalone C99: model.h, model.c, a `run` harness and a Makefile; no runtime library, no malloc. */
 export const cBackend: Backend<CConfig> = {
   name: "c",
+  device: "cpu",
   configure: (target, opts) => ({ target, opts }),
   lower: (p) => p,
   render(p, cfg): Files {

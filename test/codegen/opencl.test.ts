@@ -1,0 +1,123 @@
+import { spawnSync } from "node:child_process";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { deviceLayout, kernelLaunches } from "../../src/codegen/opencl/kernels.js";
+import type { Expr, Kernel, Program, Stmt } from "../../src/loop/ir.js";
+import { tempDir } from "../helpers/onnx-builder.js";
+
+/**
+ * The OpenCL backend on this machine's OpenCL (PoCL): device selection, the binary cache, what a
+ * run says where OpenCL is missing, --device on foreign targets, and how loops map to NDRanges.
+ */
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const CONV = join(ROOT, "..", "shared", "corpus", "onnx-node", "test_conv_with_strides_padding");
+const work = tempDir("edgec-opencl-test-");
+afterAll(() => work.cleanup());
+
+function edgec(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [join(ROOT, "bin", "edgec.js"), ...args], { cwd: work.dir, encoding: "utf8", env: { ...process.env, EDGEC_OPENCL_CACHE: join(work.dir, "cache"), ...env } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const verifyConv = (env: Record<string, string> = {}, ...extra: string[]) => edgec(["verify", join(CONV, "model.onnx"), "--data", CONV, "--target", "opencl", ...extra], env);
+
+describe("running an OpenCL artifact", () => {
+  it("passes, and caches the program binary, which a damaged cache file does not break", () => {
+    const cache = join(work.dir, "cache-a");
+    const first = verifyConv({ EDGEC_OPENCL_CACHE: cache });
+    expect(first.stdout + first.stderr).toMatch(/PASS/);
+    expect(first.code).toBe(0);
+    const files = readdirSync(cache).filter((f) => f.endsWith(".clbin"));
+    expect(files).toHaveLength(1);
+    writeFileSync(join(cache, files[0]), "not a program binary");
+    const second = verifyConv({ EDGEC_OPENCL_CACHE: cache });
+    expect(second.code, second.stderr).toBe(0);
+    expect(readFileSync(join(cache, files[0]), "utf8")).not.toBe("not a program binary");
+  });
+
+  it.each([
+    ["no OpenCL library", { EDGEC_OPENCL_LIBRARY: "/nonexistent/libOpenCL.so.1" }, /cannot load \/nonexistent\/libOpenCL\.so\.1/],
+    ["no OpenCL platform", { OCL_ICD_VENDORS: "/nonexistent-vendors" }, /no OpenCL platform is installed/],
+    ["no device of the name asked for", { EDGEC_OPENCL_DEVICE: "no-such-device" }, /no device or platform name contains 'no-such-device'/],
+  ])("%s: one error line naming it, exit 3, no crash", (_, env, message) => {
+    const r = verifyConv(env);
+    const lines = r.stderr.split("\n").filter(Boolean);
+    expect(lines, r.stderr).toHaveLength(1);
+    expect(lines[0]).toMatch(/^edgec: error: running .* failed \(exit 3\): run: model_run failed \(-3\): OpenCL: /);
+    expect(lines[0]).toMatch(message);
+    expect(r.code).toBe(3);
+  });
+});
+
+describe("--device", () => {
+  it("gpu on a foreign target runs its kernels here, the host code built for this machine", () => {
+    const r = edgec(["verify", join(CONV, "model.onnx"), "--data", CONV, "--target", "jetson-orin", "--device", "gpu"]);
+    expect(r.stdout, r.stderr).toMatch(/PASS/);
+    expect(r.code).toBe(0);
+  });
+
+  it("gpu builds a foreign target's artifact with its cross compiler", () => {
+    const out = join(work.dir, "orin-gpu");
+    const r = edgec(["build", join(CONV, "model.onnx"), "--target", "jetson-orin", "--device", "gpu", "-o", out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(out, "manifest.json"), "utf8")).triple).toBe("aarch64-linux-gnu");
+    expect(readFileSync(join(out, "kernels.cl"), "utf8")).toMatch(/__kernel void/);
+    // ELF e_machine 183: AArch64.
+    expect(readFileSync(join(out, "run")).readUInt16LE(18)).toBe(183);
+  });
+
+  it("gpu on a target without an OpenCL GPU is an error naming its devices", () => {
+    const r = edgec(["build", join(CONV, "model.onnx"), "--target", "rpi4", "--device", "gpu", "-o", join(work.dir, "nope")]);
+    expect(r.stderr).toMatch(/^edgec: error: target 'rpi4' has no OpenCL GPU \(its devices: cpu /);
+    expect(r.code).toBe(2);
+  });
+
+  it("cpu on the opencl target builds plain C", () => {
+    const out = join(work.dir, "opencl-cpu");
+    const r = edgec(["build", join(CONV, "model.onnx"), "--target", "opencl", "--device", "cpu", "-o", out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readdirSync(out)).not.toContain("kernels.cl");
+  });
+});
+
+describe("kernelLaunches", () => {
+  const v = (name: string): Expr => ({ k: "var", name, dtype: "int32" });
+  const c = (n: number): Expr => ({ k: "const", dtype: "int32", v: n });
+  const idx = (...terms: [string, number][]): Expr => terms.map(([x, s]): Expr => ({ k: "bin", op: "*", a: v(x), b: c(s), dtype: "int32" })).reduce((a, b) => ({ k: "bin", op: "+", a, b, dtype: "int32" }));
+  const load = (buf: string, i: Expr): Expr => ({ k: "load", buf, idx: i, dtype: "float32" });
+  const program = (body: Stmt[]): { p: Program; k: Kernel } => {
+    const buffers = new Map([
+      ["x", { name: "x", value: "x", dtype: "float32" as const, shape: [4, 8], kind: "input" as const }],
+      ["y", { name: "y", value: "y", dtype: "float32" as const, shape: [4, 8], kind: "output" as const }],
+    ]);
+    const k: Kernel = { name: "k0", node: "n", op: "Op", params: ["x", "y"], writes: ["y"], body };
+    return { p: { name: "m", buffers, kernels: [k], inputs: ["x"], outputs: ["y"], arenaBytes: 0 }, k };
+  };
+  const launches = (body: Stmt[]) => {
+    const { p, k } = program(body);
+    return kernelLaunches(k, p, deviceLayout(p), 16);
+  };
+
+  it("maps a parallel loop and the independent loop inside it to a 2-D NDRange, fastest dimension first", () => {
+    const [l] = launches([{ k: "for", v: "i", n: 4, parallel: true, body: [{ k: "for", v: "j", n: 8, body: [{ k: "store", buf: "y", idx: idx(["i", 8], ["j", 1]), val: load("x", idx(["i", 8], ["j", 1])) }] }] }]);
+    expect(l.global).toEqual([8, 4]);
+    expect(l.local).toEqual([8, 2]);
+    expect(l.source).toMatch(/const int j = \(int\)get_global_id\(0\);/);
+  });
+
+  it("keeps an inner loop that accumulates across its iterations inside the work-item", () => {
+    const acc: Stmt = { k: "store", buf: "y", idx: idx(["i", 8]), val: { k: "bin", op: "+", a: load("y", idx(["i", 8])), b: load("x", idx(["i", 8], ["j", 1])), dtype: "float32" } };
+    const [l] = launches([{ k: "for", v: "i", n: 4, parallel: true, body: [{ k: "for", v: "j", n: 8, body: [acc] }] }]);
+    expect(l.global).toEqual([4]);
+    expect(l.source).toMatch(/for \(int j = 0; j < 8; \+\+j\)/);
+  });
+
+  it("splits a body of loops into launches in order, and runs a body with shared state as one work-item", () => {
+    const copy = (n: number): Stmt => ({ k: "for", v: "i", n, parallel: true, body: [{ k: "store", buf: "y", idx: v("i"), val: load("x", v("i")) }] });
+    expect(launches([copy(32), copy(16)]).map((l) => [l.name, l.global])).toEqual([["k0_0", [32]], ["k0_1", [16]]]);
+    const shared: Stmt[] = [{ k: "let", name: "s", dtype: "float32", val: { k: "const", dtype: "float32", v: 0 } }, copy(32)];
+    expect(launches(shared).map((l) => l.global)).toEqual([[1]]);
+  });
+});
