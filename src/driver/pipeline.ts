@@ -21,7 +21,8 @@ import { rewriteConcat } from "../graph/passes/rewrite-concat.js";
 import { DEFAULT_TIME_LIMIT_MS, scheduleMemory, type ScheduleInfo } from "../graph/passes/schedule-memory.js";
 import { printGraph } from "../graph/print.js";
 import { verifyGraph } from "../graph/verify.js";
-import type { Program } from "../loop/ir.js";
+import type { Kernel, Program } from "../loop/ir.js";
+import { gpuCannot, splitProgram } from "../loop/split.js";
 import { lowerGraph, unloweredOps } from "../loop/lower-graph.js";
 import { printLoop } from "../loop/print.js";
 import { verifyLoop } from "../loop/verify.js";
@@ -48,6 +49,8 @@ export interface PipelineOptions {
   memoryBudget?: number;
   /** the memory scheduler's time limit; past it the best order found is used (DEFAULT_TIME_LIMIT_MS, shared with the rewrites it tries) */
   scheduleTimeLimitMs?: number;
+  /** GPU targets: puts a kernel on the CPU or the GPU (undefined: the default, the GPU unless it cannot run it) */
+  place?: (k: Kernel) => "cpu" | "gpu" | undefined;
   /** where weights go; "auto" writes weights.bin above EMBED_LIMIT bytes */
   weights?: "embed" | "file" | "auto";
 }
@@ -189,6 +192,16 @@ function overBudget(model: string, g: PlannedGraph, needed: number, budget: numb
   );
 }
 
+/**
+ * A GPU program with the kernels the GPU cannot run (see gpuCannot), and those `opts.place` puts
+ * there, moved to the CPU: lowered for the CPU too and split, or returned as it is when none move.
+ */
+function placeKernels(gpuProgram: Program, cpuProgram: () => Program, opts: PipelineOptions): Program {
+  const gpu = opts.target.devices.find((d) => d.kind === "gpu" && d.api === "opencl")!;
+  const onCpu = gpuProgram.kernels.map((k) => (opts.place?.(k) ?? (gpuCannot(k, gpuProgram, gpu) ? "cpu" : "gpu")) === "cpu");
+  return onCpu.some(Boolean) ? splitProgram(cpuProgram(), gpuProgram, onCpu) : gpuProgram;
+}
+
 export const sanitizeName = (n: string) => n.replace(/[^A-Za-z0-9_]/g, "_").replace(/^(?=\d)/, "m");
 
 /** Model file → graph → loop → source files, in memory. */
@@ -201,20 +214,30 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
   const name = sanitizeName(opts.name ?? "model");
   const sha256 = createHash("sha256").update(readFileSync(model)).digest("hex");
   const t = opts.target;
-  const cpu = backend.device === "cpu" ? { lanes: Math.max(1, t.vectorBytes / 4), registers: t.vectorRegisters, threads: Math.max(1, t.cores) } : undefined;
-  let program = lowerGraph(graph, { cpu });
-  verifyLoop(program);
+  const cpu = { lanes: Math.max(1, t.vectorBytes / 4), registers: t.vectorRegisters, threads: Math.max(1, t.cores) };
+  const want = (name: string) => opts.dumpAfter?.includes(name) || opts.dumpAfter?.includes("all");
+  /** The graph lowered for one device and through the loop passes (dumped for the backend's own device only). */
+  const lowerFor = (device: "cpu" | "gpu") => {
+    const dump = device === backend.device;
+    let p = lowerGraph(graph, { cpu: device === "cpu" ? cpu : undefined });
+    verifyLoop(p);
+    if (dump && want("lower-graph")) opts.dump?.("after:lower-graph", printLoop(p));
+    for (const pass of LOOP_PASSES) {
+      p = pass.run(p, { lanes: device === "cpu" ? cpu.lanes : 1 });
+      verifyLoop(p);
+      if (dump && want(pass.name)) opts.dump?.(`after:${pass.name}`, printLoop(p));
+    }
+    return p;
+  };
+  let program = lowerFor(backend.device);
+  if (backend.device === "gpu") program = placeKernels(program, () => lowerFor("cpu"), opts);
   if (opts.memoryBudget !== undefined && program.arenaBytes > opts.memoryBudget) throw overBudget(model, graph, program.arenaBytes, opts.memoryBudget);
   const weightBytes = [...program.buffers.values()].filter((b) => b.kind === "weight").reduce((s, b) => s + b.data!.data.byteLength, 0);
   const weights = opts.weights === "file" || (opts.weights !== "embed" && weightBytes > EMBED_LIMIT) ? "file" : "embed";
   const config = backend.configure(opts.target, { name, version: VERSION, source: `${basename(model)} (sha256 ${sha256.slice(0, 16)})`, extraCflags: opts.extraCflags, weights });
-  const want = (name: string) => opts.dumpAfter?.includes(name) || opts.dumpAfter?.includes("all");
-  if (want("lower-graph")) opts.dump?.("after:lower-graph", printLoop(program));
-  for (const p of [...LOOP_PASSES, { name: `${backend.name}-lower`, run: (x: Program) => backend.lower(x, config) }]) {
-    program = p.run(program, { lanes: cpu?.lanes ?? 1 });
-    verifyLoop(program);
-    if (want(p.name)) opts.dump?.(`after:${p.name}`, printLoop(program));
-  }
+  program = backend.lower(program, config);
+  verifyLoop(program);
+  if (want(`${backend.name}-lower`)) opts.dump?.(`after:${backend.name}-lower`, printLoop(program));
   const files = backend.render(program, config);
   const spec = (names: string[]) =>
     names.map((b) => {

@@ -71,6 +71,8 @@ export interface Kernel {
   params: string[];
   writes: string[];
   body: Stmt[];
+  /** the processor that runs it in a program split between several (absent: the backend's own) */
+  device?: "cpu" | "gpu";
 }
 
 export interface Program {

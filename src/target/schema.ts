@@ -9,6 +9,8 @@ export interface DeviceEntry {
   /** "opencl" for GPUs edgec can drive */
   api?: string;
   fp16?: boolean;
+  /** false for a GPU without double precision (no cl_khr_fp64): kernels in float64 then run on the CPU */
+  fp64?: boolean;
   /** OpenCL: work-items per work-group the kernels are launched with (at most; default 64) */
   workGroupSize?: number;
   /** OpenCL: part of the device's name; at run time a device so named is preferred */

@@ -4,8 +4,14 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { deviceLayout, kernelLaunches } from "../../src/codegen/opencl/kernels.js";
+import { buildArtifact } from "../../src/driver/artifact.js";
+import { runArtifact } from "../../src/driver/run.js";
+import { verifyModel } from "../../src/driver/verify.js";
+import { forDevice } from "../../src/target/device.js";
+import { loadTarget } from "../../src/target/load.js";
+import { fromNumbers, toNumbers } from "../../src/core/tensor.js";
 import type { Expr, Kernel, Program, Stmt } from "../../src/loop/ir.js";
-import { tempDir } from "../helpers/onnx-builder.js";
+import { attr, modelBytes, node, T, tempDir, valueInfo } from "../helpers/onnx-builder.js";
 
 /**
  * The OpenCL backend on this machine's OpenCL (PoCL): device selection, the binary cache, what a
@@ -79,6 +85,32 @@ describe("--device", () => {
     const r = edgec(["build", join(CONV, "model.onnx"), "--target", "opencl", "--device", "cpu", "-o", out]);
     expect(r.code, r.stderr).toBe(0);
     expect(readdirSync(out)).not.toContain("kernels.cl");
+  });
+});
+
+describe("kernels split between the CPU and the GPU", () => {
+  const MODELS = join(ROOT, "..", "shared", "corpus", "models");
+
+  it.each(readdirSync(MODELS).sort())("%s passes with every other kernel on the CPU", async (m) => {
+    const place = (k: Kernel) => (Number(/^k(\d+)/.exec(k.name)![1]) % 2 ? "cpu" : "gpu");
+    const results = await verifyModel(join(MODELS, m, "model.onnx"), join(MODELS, m), { target: loadTarget("opencl"), place }, { rtol: 1e-3, atol: 1e-5 });
+    expect(results.flatMap((r) => r.outputs.filter((o) => !o.pass))).toEqual([]);
+    expect(results.length).toBeGreaterThan(0);
+  });
+
+  it("runs float64 kernels on the CPU of a GPU without float64 (rk3588's Mali)", async () => {
+    const model = join(work.dir, "f64.onnx");
+    writeFileSync(model, modelBytes({
+      nodes: [node("Cast", ["x"], ["d"], [attr.i("to", T.DOUBLE)]), node("Mul", ["d", "d"], ["d2"]), node("Cast", ["d2"], ["y2"], [attr.i("to", T.FLOAT)]), node("Relu", ["y2"], ["y"])],
+      inputs: [valueInfo("x", T.FLOAT, [64])],
+      outputs: [valueInfo("y", T.FLOAT, [64])],
+    }));
+    const { dir } = await buildArtifact(model, join(work.dir, "f64"), { target: forDevice(loadTarget("rk3588"), "gpu", true), fuse: false });
+    expect(readFileSync(join(dir, "kernels.cl"), "utf8")).not.toMatch(/\bdouble\b|cl_khr_fp64/);
+    expect(readFileSync(join(dir, "model.c"), "utf8")).toMatch(/static void k\d+_Mul\(/);
+    const x = Array.from({ length: 64 }, (_, i) => (i - 32) / 7);
+    const r = await runArtifact(dir, { x: fromNumbers("float32", [64], x) });
+    expect(toNumbers(r.outputs[0])).toEqual(x.map((v) => Math.fround(Math.fround(v) ** 2)));
   });
 });
 

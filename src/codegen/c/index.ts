@@ -191,6 +191,10 @@ export function view(p: Program, cfg: CConfig, slot?: Slot, apiOnly = false) {
       values: weightValues(b.data!),
     })),
     kernels,
+    /** the statements of NAME_run after the weights check: the kernel calls (a GPU backend adds launches and transfers) */
+    steps: kernels.map((k) => k.call),
+    /** declarations another processor's runtime adds (OpenCL) */
+    deviceDecls: "",
     adapter: adapterBody(name, inputs, outputs),
     /** a backend whose runs can fail at run time (OpenCL) sets NAME_last_error, which run.c prints, and NAME_device, the device it ran on */
     lastError: [] as { fn: string; device: string }[],

@@ -1,11 +1,11 @@
 import { numel } from "../../core/tensor.js";
 import { EdgecError } from "../../core/diag.js";
 import { DTYPES } from "../../core/dtype.js";
-import type { Program } from "../../loop/ir.js";
+import { touched, type Kernel, type Program } from "../../loop/ir.js";
 import type { Backend, Files } from "../backend.js";
 import { harnessView, headerView, makeGoals, makefileView, view, weightsBlob, type CConfig } from "../c/index.js";
 import { renderTemplate } from "../template.js";
-import { deviceLayout, kernelLaunches, usesDouble } from "./kernels.js";
+import { deviceLayout, kernelLaunches, usesDouble, type DeviceLayout } from "./kernels.js";
 
 /** Work-items per work-group when the target's GPU entry does not say. */
 const DEFAULT_WORK_GROUP = 64;
@@ -29,20 +29,85 @@ function words(blob: Uint8Array): string {
   return lines.join(",\n");
 }
 
+/** A copy between host and device before a step: the buffer, which way, and how the run names both ends. */
+type Where = { host: boolean; device: boolean };
+
+/**
+ * NAME_run's statements for a program whose kernels run on the GPU (tagged "gpu" or untagged) and
+ * the CPU ("cpu"): consecutive GPU kernels as one enqueue of their launches, CPU kernels as calls,
+ * and a blocking copy wherever a kernel reads a tensor last written on the other side. Weights live
+ * on both sides; inputs start on the host; outputs not last written on the host are read back.
+ */
+function runSteps(p: Program, cfg: CConfig, layout: DeviceLayout, ranges: Map<string, [number, number]>, calls: Map<string, string>): string[] {
+  const name = cfg.opts.name;
+  const fresh = new Map<string, Where>();
+  for (const b of p.buffers.values()) fresh.set(b.name, { host: b.kind !== "arena" && b.kind !== "output", device: b.kind === "weight" });
+  const bytes = (n: string) => numel(p.buffers.get(n)!.shape) * DTYPES[p.buffers.get(n)!.dtype].bytes;
+  const hostPtr = (n: string) => {
+    const b = p.buffers.get(n)!;
+    const field = n.replace(/^(in|out)_/, "");
+    return b.kind === "input" ? `inputs->${field}` : b.kind === "output" ? `outputs->${field}` : `((char *)&edgec_arena + ${b.offset})`;
+  };
+  const copy = (n: string, dir: "write" | "read") => {
+    const r = layout.region.get(n)!;
+    const buffer = r.base === "edgec_arena" ? 0 : 2;
+    const src = dir === "write" ? `(const void *)${hostPtr(n)}` : `(void *)${hostPtr(n)}`;
+    return `if (${name}_cl_${dir}(${buffer}, ${r.offset}, ${bytes(n)}, ${src}, "${p.buffers.get(n)!.value.replace(/["\\]/g, "")}") != 0) return -3;`;
+  };
+  const steps = [`{ int rc = ${name}_cl_ready(${cfg.opts.weights === "file" ? "edgec_weights" : "NULL"}); if (rc != 0) return rc; }`];
+  let group: Kernel[] = [];
+  const flush = () => {
+    if (!group.length) return;
+    // The host does not change while the group runs, so every upload it needs can go first.
+    for (const k of group) {
+      for (const n of touched(k.body).reads) if (!fresh.get(n)!.device && bytes(n) > 0) (steps.push(copy(n, "write")), (fresh.get(n)!.device = true));
+      for (const n of k.writes) fresh.set(n, { host: false, device: true });
+    }
+    steps.push(`if (${name}_cl_launch(${ranges.get(group[0].name)![0]}, ${ranges.get(group[group.length - 1].name)![1]}) != 0) return -3;`);
+    group = [];
+  };
+  for (const k of p.kernels) {
+    if (k.device !== "cpu") {
+      group.push(k);
+      continue;
+    }
+    flush();
+    for (const n of touched(k.body).reads) if (!fresh.get(n)!.host && bytes(n) > 0) (steps.push(copy(n, "read")), (fresh.get(n)!.host = true));
+    for (const n of k.writes) fresh.set(n, { host: true, device: false });
+    steps.push(calls.get(k.name)!);
+  }
+  flush();
+  for (const n of p.outputs) if (!fresh.get(n)!.host && bytes(n) > 0) steps.push(copy(n, "read"));
+  steps.push(`if (${name}_cl_finish() != 0) return -3;`);
+  return steps;
+}
+
+/** The run's view of the OpenCL runtime (runtime.c), declared in model.c. */
+const runtimeDecls = (name: string) => `int ${name}_cl_ready(const void *weights);
+int ${name}_cl_launch(int first, int end);
+int ${name}_cl_write(int buffer, size_t offset, size_t bytes, const void *src, const char *what);
+int ${name}_cl_read(int buffer, size_t offset, size_t bytes, void *dst, const char *what);
+int ${name}_cl_finish(void);
+`;
+
 function render(p: Program, cfg: CConfig): Files {
   const gpu = cfg.target.devices.find((d) => d.kind === "gpu" && d.api === "opencl");
   const layout = deviceLayout(p);
-  const launches = p.kernels.flatMap((k) => kernelLaunches(k, p, layout, gpu?.workGroupSize ?? DEFAULT_WORK_GROUP));
+  const onGpu = p.kernels.filter((k) => k.device !== "cpu");
+  const onCpu = p.kernels.filter((k) => k.device === "cpu");
+  const ranges = new Map<string, [number, number]>();
+  const launches = onGpu.flatMap((k) => {
+    const ls = kernelLaunches(k, p, layout, gpu?.workGroupSize ?? DEFAULT_WORK_GROUP);
+    const first = [...ranges.values()].reduce((n, [, end]) => Math.max(n, end), 0);
+    ranges.set(k.name, [first, first + ls.length]);
+    return ls;
+  });
   const { name, version, source } = cfg.opts;
   const external = cfg.opts.weights === "file";
   const kernels = renderTemplate("opencl/kernels.cl", { version, source, target: cfg.target.name, fp64: usesDouble(launches.map((l) => l.source).join("")) ? [{}] : [], launches })
     .replace(/[^\x20-\x7e\n]/g, "?");
-  const io = (names: string[]) =>
-    names
-      .map((n) => ({ field: n.replace(/^(in|out)_/, ""), offset: layout.region.get(n)!.offset, bytes: numel(p.buffers.get(n)!.shape) * DTYPES[p.buffers.get(n)!.dtype].bytes }))
-      .filter((x) => x.bytes > 0);
   const blob = weightsBlob(p);
-  const host = renderTemplate("opencl/model.c", {
+  const runtime = renderTemplate("opencl/runtime.c", {
     version, source, name, target: cfg.target.name,
     deviceHint: (gpu?.openclName ?? "").replace(/["\\]/g, ""),
     kernelSource: cString(kernels),
@@ -52,27 +117,40 @@ function render(p: Program, cfg: CConfig): Files {
     ioBytes: layout.ioBytes,
     weightBytes: layout.weightBytes,
     embeddedWeights: external ? [] : [{ words: Math.max(1, Math.ceil(blob.byteLength / 4)), values: words(blob) }],
-    externalWeights: external ? [{ name, bytes: layout.weightBytes }] : [],
-    inputs: io(p.inputs),
-    outputs: io(p.outputs),
+    weightsSource: external ? "weights" : "edgec_weights_words",
   });
-  const v = { ...view(p, cfg, undefined, true), maxThreads: 1, lastError: [{ fn: `${name}_last_error`, device: `${name}_device` }], lastErrorFn: `${name}_last_error`, deviceFn: `${name}_device`, runFailures: `, or -3 when OpenCL fails (${name}_last_error says why)` };
+  // model.c is the C backend's, over the CPU's kernels and the weights they read (all of weights.bin when external).
+  const cpuUses = new Set(onCpu.flatMap((k) => k.params));
+  const buffers = external ? p.buffers : new Map([...p.buffers].filter(([n, b]) => b.kind !== "weight" || cpuUses.has(n)));
+  const base = view({ ...p, kernels: onCpu, buffers }, cfg);
+  const v = {
+    ...base,
+    steps: runSteps(p, cfg, layout, ranges, new Map(onCpu.map((k, i) => [k.name, base.kernels[i].call]))),
+    arenaDecl: onCpu.length ? base.arenaDecl : "",
+    deviceDecls: runtimeDecls(name),
+    lastError: [{ fn: `${name}_last_error`, device: `${name}_device` }],
+    lastErrorFn: `${name}_last_error`,
+    deviceFn: `${name}_device`,
+    runFailures: `, or -3 when OpenCL fails (${name}_last_error says why)`,
+  };
   const files: Files = {
     "kernels.cl": kernels,
     "model.h": renderTemplate("c/model.h", headerView([v], cfg, [])),
-    "model.c": host,
+    "model.c": renderTemplate("c/model.c", v),
+    "opencl.c": runtime,
     "run.c": renderTemplate("c/run.c", harnessView([v], cfg, false)),
-    Makefile: renderTemplate("c/Makefile", makefileView(cfg, ["model.c"], "-lm -ldl")),
+    Makefile: renderTemplate("c/Makefile", makefileView(cfg, ["model.c", "opencl.c"], "-lm -ldl")),
   };
   if (external) files["weights.bin"] = blob;
   return files;
 }
 
 /**
- * OpenCL: the model's kernels as OpenCL C 1.2 (kernels.cl) and C host code on the OpenCL API
- * (model.c), behind the same model.h, run harness and Makefile as the C backend. The GPU runs every
- * kernel; the host moves inputs and outputs. Loops are lowered without the CPU's vector shape: a
- * work-item per output element, not a register-blocked micro-kernel.
+ * OpenCL: the GPU's kernels as OpenCL C 1.2 (kernels.cl) and their runtime on the OpenCL API
+ * (opencl.c); model.c is the C backend's, with the CPU's kernels (those tagged "cpu": what the GPU
+ * cannot run) and a run that interleaves them with the GPU's launches and the copies between. Same
+ * model.h, run harness and Makefile as the C backend. GPU loops are lowered without the CPU's vector
+ * shape: a work-item per output element, not a register-blocked micro-kernel.
  */
 export const openclBackend: Backend<CConfig> = {
   name: "opencl",
