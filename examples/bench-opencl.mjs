@@ -1,11 +1,13 @@
-// `make bench-opencl`: every DIR/*/model.onnx under the folders given, built twice for this machine:
-// edgec's C backend (target host) and its OpenCL backend (target opencl, run through whatever OpenCL
-// platform is installed: here PoCL, which runs the kernels on the CPU). Both on all cores, median of
-// many runs; the OpenCL outputs are also checked against onnxruntime-node. Prints a Markdown table
-// whose device column says what ran the kernels. Exits 1 when a model fails or its outputs differ.
+// `make bench-opencl`: every DIR/*/model.onnx under the folders given, on the `opencl` target (this
+// machine's CPU and its OpenCL device: here PoCL, which runs the kernels on the CPU) three ways:
+// every kernel on the CPU (edgec's C), every kernel in OpenCL, and the split partition-devices picks
+// with the target's cost model (--placement auto). Median of many runs on all cores; the OpenCL and
+// split outputs are also checked against onnxruntime-node. Prints a Markdown table whose heading
+// says what ran the OpenCL kernels. Exits 1 when a model fails or its outputs differ.
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { benchModel, modelLabel } from "../dist/driver/bench.js";
+import { forDevice } from "../dist/target/device.js";
 import { loadTarget } from "../dist/target/load.js";
 
 const dirs = process.argv.slice(2);
@@ -14,27 +16,35 @@ if (!dirs.length) {
   process.exit(2);
 }
 const models = dirs.flatMap((d) => readdirSync(d).sort().map((m) => join(d, m, "model.onnx")).filter((f) => existsSync(f)));
-const [host, opencl] = [loadTarget("host"), loadTarget("opencl")];
+const opencl = loadTarget("opencl");
+const ways = [
+  { label: "cpu", opts: { target: forDevice(opencl, "cpu", true) } },
+  { label: "gpu", opts: { target: forDevice(opencl, "gpu", true) } },
+  { label: "auto", opts: { target: forDevice(opencl, "auto", true), placement: "auto" } },
+];
 const rows = [];
 const failed = [];
 let device = "";
 for (const model of models) {
   const label = modelLabel(model);
+  const ms = [];
   try {
-    const c = await benchModel(model, { target: host, runs: 40, warmup: 3, compareOrt: false, buildDir: join("build", "bench-opencl", `${label}-c`) });
-    const cl = await benchModel(model, { target: opencl, runs: 40, warmup: 3, compareOrt: true, buildDir: join("build", "bench-opencl", `${label}-cl`) });
-    device = cl.device ?? "unknown";
-    rows.push(`| ${label} | ${c.medianMs.toFixed(3)} | ${cl.medianMs.toFixed(3)} | ${(cl.medianMs / c.medianMs).toFixed(2)} | ${cl.agree ? "yes" : "NO"} |`);
-    console.error(`${label}: C ${c.medianMs.toFixed(3)} ms, OpenCL ${cl.medianMs.toFixed(3)} ms${cl.agree ? "" : ", OpenCL OUTPUTS DIFFER from onnxruntime"}`);
-    if (!cl.agree) failed.push(`${label}: the OpenCL outputs differ from onnxruntime's`);
+    for (const w of ways) {
+      const r = await benchModel(model, { ...w.opts, runs: 40, warmup: 3, compareOrt: w.label !== "cpu", buildDir: join("build", "bench-opencl", `${label}-${w.label}`) });
+      device = r.device ?? device;
+      ms.push(r.medianMs);
+      if (r.agree === false) failed.push(`${label} (--placement ${w.label}): outputs differ from onnxruntime's`);
+    }
+    rows.push(`| ${label} | ${ms.map((x) => x.toFixed(3)).join(" | ")} | ${(ms[1] / ms[0]).toFixed(2)} | ${(ms[2] / Math.min(ms[0], ms[1])).toFixed(2)} |`);
+    console.error(`${label}: cpu ${ms[0].toFixed(3)} ms, gpu ${ms[1].toFixed(3)} ms, auto ${ms[2].toFixed(3)} ms`);
   } catch (e) {
     console.error(`${label}: ${e.message}`);
     failed.push(`${label}: ${e.message}`);
   }
 }
 console.log(`OpenCL device: ${device}${device.endsWith("(not a GPU)") ? " -- a CPU-emulated GPU: these are not GPU latencies" : ""}\n`);
-console.log("| model | edgec C (ms) | edgec OpenCL (ms) | OpenCL / C | OpenCL agrees with onnxruntime |");
-console.log("|---|---|---|---|---|");
+console.log("| model | all CPU, C (ms) | all OpenCL (ms) | auto split (ms) | OpenCL / C | auto / faster of the two |");
+console.log("|---|---|---|---|---|---|");
 console.log(rows.join("\n"));
 if (failed.length) {
   console.error(`\n${failed.length} failed:\n${failed.join("\n")}`);

@@ -46,11 +46,12 @@ const whole = (what: string, min: number) => (v: string) => {
 };
 
 /** `here`: the command runs what it builds on this machine (run, verify, bench, conformance; see forDevice). */
-function pipelineOptions(o: { memoryBudget?: number; scheduleTimeLimit?: number; target?: string; device?: DeviceKind; inputShape?: Record<string, number[]>; name?: string; dumpIr?: string[]; stopAfter?: string; weights?: string; fuse?: boolean }, here = false): PipelineOptions {
+function pipelineOptions(o: { memoryBudget?: number; scheduleTimeLimit?: number; target?: string; device?: DeviceKind; placement?: DeviceKind; inputShape?: Record<string, number[]>; name?: string; dumpIr?: string[]; stopAfter?: string; weights?: string; fuse?: boolean }, here = false): PipelineOptions {
   return {
     fuse: o.fuse,
     weights: o.weights as PipelineOptions["weights"],
-    target: forDevice(loadTarget(o.target ?? "host"), o.device, here),
+    target: forDevice(loadTarget(o.target ?? "host"), o.placement ?? o.device, here),
+    placement: (o.placement ?? o.device) === "auto" ? "auto" : undefined,
     inputShapes: o.inputShape,
     name: o.name,
     dumpAfter: o.dumpIr?.map((d) => d.replace(/^after:/, "")),
@@ -72,7 +73,8 @@ export function parseBytes(what: string) {
 
 const scheduleOpt = () => new Option("--schedule-time-limit <seconds>", "stop the memory scheduler after this long and use the best order found").argParser(num("--schedule-time-limit"));
 const targetOpt = () => new Option("-t, --target <name>", "target name, alias or JSON file (see `edgec targets`)").default("host");
-const deviceOpt = () => new Option("--device <kind>", "run the model on the target's CPU or on its OpenCL GPU (default: the target's own backend; run, verify, bench and conformance use this machine's OpenCL)").choices(["cpu", "gpu"]);
+const placementOpt = () => new Option("--placement <where>", "run the kernels on the target's CPU, on its OpenCL GPU, or each where the cost model predicts the fastest run (auto); default: the target's own backend; run, verify, bench and conformance use this machine's OpenCL").choices(["cpu", "gpu", "auto"]);
+const deviceOpt = () => new Option("--device <kind>", "the same as --placement").choices(["cpu", "gpu", "auto"]);
 const namesOpt = () => new Option("--names <a,b>", "C prefixes of several models, in order (default: their file names)").argParser((v: string) => v.split(","));
 const shapeOpt = () => new Option("--input-shape <name=dims>", "pin an input's shape, e.g. x=1x3x224x224 (repeatable)").argParser(parseShape);
 
@@ -110,6 +112,7 @@ export function program(): Command {
     .description("compile MODEL into an artifact directory (sources, Makefile, library, run harness, manifest.json); several models make one artifact sharing one arena and one weights zone")
     .argument("<models...>", "ONNX model file(s)")
     .addOption(targetOpt())
+    .addOption(placementOpt())
     .addOption(deviceOpt())
     .requiredOption("-o, --output <dir>", "artifact directory to create")
     .addOption(shapeOpt())
@@ -141,6 +144,7 @@ export function program(): Command {
     .description("run a model or artifact directory on input tensors and write its outputs")
     .argument("<model-or-dir>", "ONNX model file or artifact directory")
     .addOption(targetOpt())
+    .addOption(placementOpt())
     .addOption(deviceOpt())
     .option("-i, --input <name=file>", "input tensor file, .pb or .npy (repeatable)", parseInput)
     .requiredOption("--output-dir <dir>", "where output_<i>.pb (or .npy) files go")
@@ -177,6 +181,7 @@ export function program(): Command {
     .argument("<models...>", "ONNX model file(s)")
     .requiredOption("--data <dir>", "folder with test_data_set_*/ or input_*.pb + output_*.pb (one per model, in order)", (v: string, a: string[] = []) => [...a, v])
     .addOption(targetOpt())
+    .addOption(placementOpt())
     .addOption(deviceOpt())
     .addOption(shapeOpt())
     .option("--no-fuse", "no fusion: one kernel per ONNX node")
@@ -207,6 +212,7 @@ export function program(): Command {
     .description("show ops, shapes, parameters, MACs and memory of MODEL")
     .argument("<model>", "ONNX model file")
     .addOption(targetOpt())
+    .addOption(placementOpt())
     .addOption(deviceOpt())
     .addOption(shapeOpt())
     .option("--no-fuse", "no fusion: one kernel per ONNX node")
@@ -224,6 +230,7 @@ export function program(): Command {
     .description("build MODEL, time it on a seeded random input; latency, peak memory, FLOP/s against the FMA peak, optionally against onnxruntime")
     .argument("<model>", "ONNX model file")
     .addOption(targetOpt())
+    .addOption(placementOpt())
     .addOption(deviceOpt())
     .addOption(shapeOpt())
     .option("--threads <n>", "threads the model runs on (default: the target's cores)", whole("--threads", 1))
@@ -253,6 +260,7 @@ export function program(): Command {
     .description("verify every ONNX test folder (model.onnx + test_data_set_*) under the given folders; print a table per op")
     .argument("<dirs...>", "folders of test folders, or test folders")
     .addOption(targetOpt())
+    .addOption(placementOpt())
     .addOption(deviceOpt())
     .option("-j, --jobs <n>", "tests in parallel", num("--jobs"), 2)
     .option("--sanitize", "compile with -fsanitize=address,undefined")

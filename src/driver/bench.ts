@@ -12,7 +12,7 @@ import { importOnnx } from "../frontend/onnx/import.js";
 import type { Target } from "../target/schema.js";
 import { buildArtifact } from "./artifact.js";
 import { specializeInputs } from "./inputs.js";
-import { countMacs } from "./inspect.js";
+import { countMacs } from "../graph/cost.js";
 import type { OrtReply, OrtRequest } from "./ort-worker.js";
 import { unfusedGraph, type PipelineOptions } from "./pipeline.js";
 import { runArtifact, type RunResult } from "./run.js";

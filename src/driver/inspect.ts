@@ -1,8 +1,7 @@
-import { DTYPES } from "../core/dtype.js";
 import { numel, shapeStr } from "../core/tensor.js";
 import { importOnnx } from "../frontend/onnx/import.js";
-import type { Graph, Node } from "../graph/ir.js";
-import { attrNum } from "../graph/ir.js";
+import { bytesMoved, countMacs } from "../graph/cost.js";
+import { partitionDevices, type Placement } from "../graph/passes/partition-devices.js";
 import { runGraphPasses, unfusedGraph, type PipelineOptions } from "./pipeline.js";
 
 export interface InspectInfo {
@@ -47,48 +46,8 @@ export interface InspectInfo {
   /** live bytes per step in the graph's own order */
   topoCurve: number[];
   weightBytes: number;
-}
-
-/** Multiply-accumulates of the compute-heavy ops (Conv, ConvTranspose, Gemm, MatMul). */
-function nodeMacs(g: Graph, n: Node): number {
-  const shape = (i: number) => g.values.get(n.inputs[i])?.shape ?? [];
-  const out = g.values.get(n.outputs[0])?.shape ?? [];
-  switch (n.op) {
-    case "Conv":
-    case "ConvInteger":
-    case "QLinearConv": {
-      const w = shape(n.op === "QLinearConv" ? 3 : 1);
-      return numel(out) * numel(w.slice(1));
-    }
-    case "ConvTranspose":
-      // Each input element is scattered to (M/group)·kernel outputs, W being [C, M/group, k...].
-      return numel(shape(0)) * numel(shape(1).slice(1));
-    case "Gemm":
-    case "MatMul":
-    case "MatMulInteger": {
-      const a = shape(0);
-      const k = n.op === "Gemm" && attrNum(n, "transA", 0) ? a[0] : a[a.length - 1];
-      return numel(out) * (k ?? 1);
-    }
-    default:
-      return 0;
-  }
-}
-
-/** Multiply-accumulates of a shape-inferred graph; run it on the unfused graph, where every Conv is still a node. */
-export function countMacs(g: Graph): number {
-  return g.nodes.reduce((s, n) => s + nodeMacs(g, n), 0);
-}
-
-/** Bytes every kernel of `g` reads and writes; a View is an alias and moves nothing. */
-export function bytesMoved(g: Graph): number {
-  const bytes = (v: string) => {
-    const x = g.values.get(v)!;
-    return numel(x.shape!) * DTYPES[x.dtype].bytes;
-  };
-  return g.nodes
-    .filter((n) => n.op !== "View")
-    .reduce((s, n) => s + [...new Set([...n.inputs, ...n.outputs].filter(Boolean))].reduce((t, v) => t + bytes(v), 0), 0);
+  /** targets with an OpenCL GPU: where partition-devices puts each kernel, and the predicted times */
+  placement?: Placement;
 }
 
 export function inspectModel(model: string, opts: PipelineOptions): InspectInfo {
@@ -127,6 +86,7 @@ export function inspectModel(model: string, opts: PipelineOptions): InspectInfo 
     schedule: kernels.map((n, i) => ({ kernel: n.name, op: n.fused ? n.fused.body.map((m) => m.op).join("+") : n.op, liveBytes: g.schedule.curve[i] })),
     topoCurve: g.schedule.topoCurve,
     weightBytes: consts.reduce((s, v) => s + v.data!.data.byteLength, 0),
+    placement: opts.target.devices.some((d) => d.kind === "gpu" && d.api === "opencl") ? partitionDevices(g, opts.target).placement : undefined,
   };
 }
 
@@ -144,6 +104,7 @@ export function formatInspect(i: InspectInfo): string {
     `memory     peak ${fmt(i.peakBytes)}B live (${i.scheduleOptimal ? "optimal order" : "order not proven optimal"}${i.rewrites.length ? `, with ${i.rewrites.join(", ")}` : ""}; graph order ${fmt(i.topoPeakBytes)}B, onnxruntime's order ${fmt(i.ortPeakBytes)}B), scheduled in ${i.scheduleMs} ms`,
     `arena      ${fmt(i.arenaBytes)}B (lower bound ${fmt(i.lowerBoundBytes)}B)`,
     `weights    ${fmt(i.weightBytes)}B`,
+    ...(i.placement ? [`placement  ${i.placement.onGpu.length} of ${i.kernels} kernels on the GPU, ${i.placement.transfers.length} copies (${fmt(i.placement.transfers.reduce((s, x) => s + x.bytes, 0))}B); predicted ${i.placement.predicted.partitionedMs.toFixed(3)} ms split, ${i.placement.predicted.cpuMs.toFixed(3)} ms all on the CPU, ${i.placement.predicted.gpuMs.toFixed(3)} ms all on the GPU`] : []),
   ];
   return lines.join("\n");
 }

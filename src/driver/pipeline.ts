@@ -23,6 +23,7 @@ import { printGraph } from "../graph/print.js";
 import { verifyGraph } from "../graph/verify.js";
 import type { Kernel, Program } from "../loop/ir.js";
 import { gpuCannot, splitProgram } from "../loop/split.js";
+import { partitionDevices, type Placement } from "../graph/passes/partition-devices.js";
 import { lowerGraph, unloweredOps } from "../loop/lower-graph.js";
 import { printLoop } from "../loop/print.js";
 import { verifyLoop } from "../loop/verify.js";
@@ -49,6 +50,8 @@ export interface PipelineOptions {
   memoryBudget?: number;
   /** the memory scheduler's time limit; past it the best order found is used (DEFAULT_TIME_LIMIT_MS, shared with the rewrites it tries) */
   scheduleTimeLimitMs?: number;
+  /** GPU targets: "auto" places each kernel where the cost model predicts the fastest run (partition-devices) */
+  placement?: "auto";
   /** GPU targets: puts a kernel on the CPU or the GPU (undefined: the default, the GPU unless it cannot run it) */
   place?: (k: Kernel) => "cpu" | "gpu" | undefined;
   /** where weights go; "auto" writes weights.bin above EMBED_LIMIT bytes */
@@ -198,8 +201,20 @@ function overBudget(model: string, g: PlannedGraph, needed: number, budget: numb
  */
 function placeKernels(gpuProgram: Program, cpuProgram: () => Program, opts: PipelineOptions): Program {
   const gpu = opts.target.devices.find((d) => d.kind === "gpu" && d.api === "opencl")!;
-  const onCpu = gpuProgram.kernels.map((k) => (opts.place?.(k) ?? (gpuCannot(k, gpuProgram, gpu) ? "cpu" : "gpu")) === "cpu");
+  const onCpu = gpuProgram.kernels.map((k) => gpuCannot(k, gpuProgram, gpu) !== undefined || opts.place?.(k) === "cpu");
   return onCpu.some(Boolean) ? splitProgram(cpuProgram(), gpuProgram, onCpu) : gpuProgram;
+}
+
+/** partition-devices' result as --dump-ir and inspect print it. */
+export function formatPlacement(p: Placement): string {
+  const bytes = p.transfers.reduce((s, x) => s + x.bytes, 0);
+  return [
+    `// predicted ms: all on the CPU ${p.predicted.cpuMs.toFixed(3)}, all on the GPU ${p.predicted.gpuMs.toFixed(3)}, split ${p.predicted.partitionedMs.toFixed(3)}`,
+    `// on the GPU (${p.onGpu.length}): ${p.onGpu.join(", ") || "none"}`,
+    ...p.pinned.map((x) => `// pinned to the CPU: ${x.kernel} (${x.why})`),
+    `// ${p.transfers.length} copies, ${bytes} bytes: ${p.transfers.map((x) => `${x.value} to ${x.to}`).join(", ") || "none"}`,
+    "",
+  ].join("\n");
 }
 
 export const sanitizeName = (n: string) => n.replace(/[^A-Za-z0-9_]/g, "_").replace(/^(?=\d)/, "m");
@@ -230,7 +245,17 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
     return p;
   };
   let program = lowerFor(backend.device);
-  if (backend.device === "gpu") program = placeKernels(program, () => lowerFor("cpu"), opts);
+  if (backend.device === "gpu") {
+    let place = opts.place;
+    if (opts.placement === "auto") {
+      const { placement } = partitionDevices(graph, t);
+      if (want("partition-devices")) opts.dump?.("after:partition-devices", formatPlacement(placement));
+      const kernels = new Set(graph.nodes.map((n) => n.name));
+      const onGpu = new Set(placement.onGpu);
+      place = (k) => opts.place?.(k) ?? (kernels.has(k.node) ? (onGpu.has(k.node) ? "gpu" : "cpu") : undefined);
+    }
+    program = placeKernels(program, () => lowerFor("cpu"), { ...opts, place });
+  }
   if (opts.memoryBudget !== undefined && program.arenaBytes > opts.memoryBudget) throw overBudget(model, graph, program.arenaBytes, opts.memoryBudget);
   const weightBytes = [...program.buffers.values()].filter((b) => b.kind === "weight").reduce((s, b) => s + b.data!.data.byteLength, 0);
   const weights = opts.weights === "file" || (opts.weights !== "embed" && weightBytes > EMBED_LIMIT) ? "file" : "embed";

@@ -2,7 +2,8 @@ import { EdgecError } from "../core/diag.js";
 import { loadTarget } from "./load.js";
 import type { Target } from "./schema.js";
 
-export type DeviceKind = "cpu" | "gpu";
+/** Where the kernels run (--placement, or --device): the CPU, the GPU, or each where the cost model says (auto). */
+export type DeviceKind = "cpu" | "gpu" | "auto";
 
 /**
  * The target as built for `device` (--device): gpu switches a target with an OpenCL GPU to the
@@ -13,9 +14,9 @@ export type DeviceKind = "cpu" | "gpu";
  */
 export function forDevice(t: Target, device: DeviceKind | undefined, here: boolean): Target {
   if (device === "cpu") return t.backend === "opencl" ? { ...t, backend: "c" } : t;
-  if (device !== "gpu" && t.backend !== "opencl") return t;
+  if (device === undefined && t.backend !== "opencl") return t;
   if (!t.devices.some((d) => d.kind === "gpu" && d.api === "opencl")) {
-    throw new EdgecError(`target '${t.name}' has no OpenCL GPU (its devices: ${t.devices.map((d) => `${d.kind} ${d.name}`).join(", ") || "none"}); --device gpu needs one (see \`edgec targets\`)`);
+    throw new EdgecError(`target '${t.name}' has no OpenCL GPU (its devices: ${t.devices.map((d) => `${d.kind} ${d.name}`).join(", ") || "none"}); --placement ${device ?? "gpu"} needs one (see \`edgec targets\`)`);
   }
   const gpu: Target = { ...t, backend: "opencl" };
   if (!here || !t.emulator.length) return gpu;

@@ -15,9 +15,15 @@ export interface DeviceEntry {
   workGroupSize?: number;
   /** OpenCL: part of the device's name; at run time a device so named is preferred */
   openclName?: string;
-  /** cost-model numbers, for partitioning later */
+  /** cost model (graph/cost.ts): float32 peak, memory bandwidth, and the share of the peak edgec's kernels reach */
   peakGflops?: number;
   bandwidthGBs?: number;
+  efficiency?: number;
+  /** cost model: overhead per kernel launch, in microseconds */
+  launchUs?: number;
+  /** cost model, GPUs: host↔device copies (bandwidth; fixed cost per copy in microseconds) */
+  transferGBs?: number;
+  transferLatencyUs?: number;
 }
 
 export interface Target {

@@ -80,6 +80,20 @@ describe("--device", () => {
     expect(r.code).toBe(2);
   });
 
+  it("auto on rk3588 splits squeezenet between the CPU and the GPU as the cost model says, and the split passes", () => {
+    const m = join(ROOT, "..", "shared", "corpus", "models", "squeezenet1_1_c10_64");
+    const out = join(work.dir, "rk-auto");
+    const built = edgec(["build", join(m, "model.onnx"), "--target", "rk3588", "--placement", "auto", "-o", out, "--stop-after", "codegen", "--dump-ir", "after:partition-devices"]);
+    expect(built.code, built.stderr).toBe(0);
+    const onGpu = Number(/on the GPU \((\d+)\)/.exec(built.stdout)![1]);
+    expect(onGpu).toBeGreaterThan(0);
+    expect(readFileSync(join(out, "kernels.cl"), "utf8").match(/__kernel void k\d+_\w+\(/g)!.length).toBeGreaterThanOrEqual(onGpu);
+    expect(readFileSync(join(out, "model.c"), "utf8")).toMatch(/static void k\d+_/);
+    const r = edgec(["verify", join(m, "model.onnx"), "--data", m, "--target", "rk3588", "--placement", "auto"]);
+    expect(r.stdout, r.stderr).toMatch(/PASS/);
+    expect(r.code).toBe(0);
+  });
+
   it("cpu on the opencl target builds plain C", () => {
     const out = join(work.dir, "opencl-cpu");
     const r = edgec(["build", join(CONV, "model.onnx"), "--target", "opencl", "--device", "cpu", "-o", out]);

@@ -3,7 +3,7 @@ import { EdgecError } from "../../core/diag.js";
 import { DTYPES } from "../../core/dtype.js";
 import { touched, type Kernel, type Program } from "../../loop/ir.js";
 import type { Backend, Files } from "../backend.js";
-import { harnessView, headerView, makeGoals, makefileView, view, weightsBlob, type CConfig } from "../c/index.js";
+import { cBackend, harnessView, headerView, makeGoals, makefileView, view, weightsBlob, type CConfig } from "../c/index.js";
 import { renderTemplate } from "../template.js";
 import { deviceLayout, kernelLaunches, usesDouble, type DeviceLayout } from "./kernels.js";
 
@@ -95,6 +95,8 @@ function render(p: Program, cfg: CConfig): Files {
   const layout = deviceLayout(p);
   const onGpu = p.kernels.filter((k) => k.device !== "cpu");
   const onCpu = p.kernels.filter((k) => k.device === "cpu");
+  // Everything on the CPU (placed there by the cost model): a plain C artifact, no OpenCL at run time.
+  if (!onGpu.length) return cBackend.render(p, cfg);
   const ranges = new Map<string, [number, number]>();
   const launches = onGpu.flatMap((k) => {
     const ls = kernelLaunches(k, p, layout, gpu?.workGroupSize ?? DEFAULT_WORK_GROUP);

@@ -1,0 +1,75 @@
+import { DTYPES } from "../core/dtype.js";
+import { numel } from "../core/tensor.js";
+import type { DeviceEntry } from "../target/schema.js";
+import { attrNum, type Graph, type Node } from "./ir.js";
+
+/** Multiply-accumulates of the compute-heavy ops (Conv, ConvTranspose, Gemm, MatMul). */
+export function nodeMacs(g: Graph, n: Node): number {
+  const shape = (i: number) => g.values.get(n.inputs[i])?.shape ?? [];
+  const out = g.values.get(n.outputs[0])?.shape ?? [];
+  switch (n.op) {
+    case "Conv":
+    case "ConvInteger":
+    case "QLinearConv": {
+      const w = shape(n.op === "QLinearConv" ? 3 : 1);
+      return numel(out) * numel(w.slice(1));
+    }
+    case "ConvTranspose":
+      // Each input element is scattered to (M/group)·kernel outputs, W being [C, M/group, k...].
+      return numel(shape(0)) * numel(shape(1).slice(1));
+    case "Gemm":
+    case "MatMul":
+    case "MatMulInteger": {
+      const a = shape(0);
+      const k = n.op === "Gemm" && attrNum(n, "transA", 0) ? a[0] : a[a.length - 1];
+      return numel(out) * (k ?? 1);
+    }
+    default:
+      return 0;
+  }
+}
+
+/** Multiply-accumulates of a shape-inferred graph; run it on the unfused graph, where every Conv is still a node. */
+export function countMacs(g: Graph): number {
+  return g.nodes.reduce((s, n) => s + nodeMacs(g, n), 0);
+}
+
+/** Bytes every kernel of `g` reads and writes; a View is an alias and moves nothing. */
+export function bytesMoved(g: Graph): number {
+  const bytes = (v: string) => {
+    const x = g.values.get(v)!;
+    return numel(x.shape!) * DTYPES[x.dtype].bytes;
+  };
+  return g.nodes
+    .filter((n) => n.op !== "View")
+    .reduce((s, n) => s + [...new Set([...n.inputs, ...n.outputs].filter(Boolean))].reduce((t, v) => t + bytes(v), 0), 0);
+}
+
+/** Bytes one kernel reads and writes: its inputs, outputs and weights, each once. */
+export function kernelBytes(g: Graph, n: Node): number {
+  return [...new Set([...n.inputs, ...n.outputs].filter(Boolean))].reduce((t, v) => t + numel(g.values.get(v)!.shape!) * DTYPES[g.values.get(v)!.dtype].bytes, 0);
+}
+
+/** A fused kernel's multiply-accumulates: its members'. */
+export const kernelMacs = (g: Graph, n: Node): number => (n.fused ? n.fused.body.reduce((s, m) => s + (m.outputs.every((o) => g.values.get(o)?.shape) ? nodeMacs(g, m) : 0), 0) : nodeMacs(g, n));
+
+/** What the cost model assumes where a target's device entry gives no number. */
+export const COST_DEFAULTS = { peakGflops: 10, bandwidthGBs: 5, efficiency: 0.2, launchUs: { cpu: 0, gpu: 20 }, transferLatencyUs: 20 };
+
+/**
+ * Predicted seconds for kernel `n` on device `d`: a roofline (compute at the share of the peak
+ * edgec's kernels reach, or memory traffic at the device's bandwidth, whichever is slower) plus the
+ * device's launch overhead.
+ */
+export function kernelSeconds(g: Graph, n: Node, d: DeviceEntry): number {
+  const flops = 2 * kernelMacs(g, n);
+  const compute = flops / ((d.peakGflops ?? COST_DEFAULTS.peakGflops) * 1e9 * (d.efficiency ?? COST_DEFAULTS.efficiency));
+  const memory = kernelBytes(g, n) / ((d.bandwidthGBs ?? COST_DEFAULTS.bandwidthGBs) * 1e9);
+  return Math.max(compute, memory) + (d.launchUs ?? COST_DEFAULTS.launchUs[d.kind]) * 1e-6;
+}
+
+/** Predicted seconds to copy `bytes` between host and GPU memory (a copy reads and writes: half the bandwidth, unless the entry says). */
+export function transferSeconds(bytes: number, gpu: DeviceEntry): number {
+  const gbs = gpu.transferGBs ?? (gpu.bandwidthGBs ?? COST_DEFAULTS.bandwidthGBs) / 2;
+  return (gpu.transferLatencyUs ?? COST_DEFAULTS.transferLatencyUs) * 1e-6 + bytes / (gbs * 1e9);
+}

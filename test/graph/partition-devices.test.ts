@@ -1,0 +1,84 @@
+import { readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { runGraphPasses } from "../../src/driver/pipeline.js";
+import { importOnnx } from "../../src/frontend/onnx/import.js";
+import type { Graph } from "../../src/graph/ir.js";
+import { gpuCannotRun, partitionDevices, placementSeconds } from "../../src/graph/passes/partition-devices.js";
+import { loadTarget } from "../../src/target/load.js";
+import type { DeviceEntry, Target } from "../../src/target/schema.js";
+import { CORPUS } from "../conformance/suite.js";
+import { randWire } from "../helpers/irregular.js";
+import { tempDir } from "../helpers/onnx-builder.js";
+
+/** The lowest predicted time over every placement the GPU allows, by enumeration. */
+function bruteForce(g: Graph, cpu: DeviceEntry, gpu: DeviceEntry): number {
+  const kernels = g.nodes.filter((n) => n.op !== "View");
+  const free = kernels.filter((n) => !gpuCannotRun(g, n, gpu));
+  let best = Infinity;
+  for (let mask = 0; mask < 1 << free.length; mask++) {
+    const onGpu = new Set(free.filter((_, i) => mask & (1 << i)).map((n) => n.name));
+    best = Math.min(best, placementSeconds(g, cpu, gpu, onGpu).seconds);
+  }
+  return best;
+}
+
+const work = tempDir("edgec-partition-");
+afterAll(() => work.cleanup());
+
+/** A small randomly wired network, fused and scheduled. */
+function smallNet(seed: number): Graph {
+  const net = randWire(seed, { graph: "ER", nodes: [3 + (seed % 3)], p: 0.5, channels: 4 + (seed % 5) * 4, hw: 4 + (seed % 4) * 4, weighted: seed % 2 === 0 });
+  const file = join(work.dir, `net${seed}.onnx`);
+  writeFileSync(file, net.bytes);
+  return runGraphPasses(importOnnx(file).graph, {});
+}
+
+/** A target with one CPU and one GPU whose cost numbers come from `r`: splits in every direction. */
+function randomTarget(r: () => number): Target {
+  const base = loadTarget("jetson-orin");
+  const cpu: DeviceEntry = { kind: "cpu", name: "cpu", peakGflops: 5 + 100 * r(), bandwidthGBs: 2 + 30 * r(), efficiency: 0.1 + 0.5 * r(), launchUs: 2 * r() };
+  const gpu: DeviceEntry = { kind: "gpu", name: "gpu", api: "opencl", peakGflops: 5 + 500 * r(), bandwidthGBs: 2 + 60 * r(), efficiency: 0.05 + 0.3 * r(), launchUs: 60 * r(), transferGBs: 0.5 + 10 * r(), transferLatencyUs: 40 * r() };
+  return { ...base, devices: [cpu, gpu] };
+}
+
+describe("partition-devices", () => {
+  it("finds the lowest predicted latency that enumeration finds, on small random networks and cost models", () => {
+    let seed = 7;
+    const r = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed / 2 ** 31);
+    let checked = 0, splits = 0;
+    for (let s = 1; s <= 12; s++) {
+      const g = smallNet(s);
+      if (g.nodes.filter((n) => n.op !== "View").length > 14) continue;
+      for (let trial = 0; trial < 4; trial++) {
+        const t = randomTarget(r);
+        const { placement } = partitionDevices(g, t);
+        const best = bruteForce(g, t.devices[0], t.devices[1]);
+        expect(placement.predicted.partitionedMs / 1e3).toBeCloseTo(best, 12);
+        checked++;
+        if (placement.onGpu.length && placement.onGpu.length < g.nodes.filter((n) => n.op !== "View").length) splits++;
+      }
+    }
+    expect(checked).toBeGreaterThanOrEqual(20);
+    // The cost models are varied enough that some optima are true splits, not all on one side.
+    expect(splits).toBeGreaterThan(0);
+  });
+
+  const models = readdirSync(join(CORPUS, "models")).sort();
+  it.each(["jetson-orin", "rk3588", "jetson-nano"].flatMap((t) => models.map((m) => [t, m])))("%s, %s: never predicted slower than all on the CPU or all on the GPU", (t, m) => {
+    const g = runGraphPasses(importOnnx(join(CORPUS, "models", m, "model.onnx")).graph, {});
+    const { predicted } = partitionDevices(g, loadTarget(t)).placement;
+    expect(predicted.partitionedMs).toBeLessThanOrEqual(Math.min(predicted.cpuMs, predicted.gpuMs) * (1 + 1e-12));
+  });
+
+  it("pins float64 kernels to the CPU of a GPU without float64", () => {
+    const t = loadTarget("rk3588");
+    const g = smallNet(3);
+    const first = g.nodes.find((n) => n.op !== "View")!;
+    const out = g.values.get(first.outputs[0])!;
+    const g64: Graph = { ...g, values: new Map([...g.values, [out.name, { ...out, dtype: "float64" }]]) };
+    const { placement } = partitionDevices(g64, { ...t, devices: t.devices.map((d) => (d.kind === "gpu" ? { ...d, launchUs: 0, peakGflops: 1e6, bandwidthGBs: 1e6, transferGBs: 1e6, transferLatencyUs: 0 } : d)) });
+    expect(placement.pinned.map((p) => p.kernel)).toContain(first.name);
+    expect(placement.onGpu).not.toContain(first.name);
+  });
+});
