@@ -94,6 +94,17 @@ describe("--device", () => {
     expect(r.code).toBe(0);
   });
 
+  it("inspect shows the placement partition-devices picks and its predicted times", () => {
+    const m = join(ROOT, "..", "shared", "corpus", "models", "squeezenet1_1_c10_64", "model.onnx");
+    const r = edgec(["inspect", m, "--target", "rk3588", "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const { placement, kernels } = JSON.parse(r.stdout);
+    expect(placement.onGpu.length).toBeGreaterThan(0);
+    expect(placement.onGpu.length).toBeLessThan(kernels);
+    expect(placement.predicted.partitionedMs).toBeLessThanOrEqual(Math.min(placement.predicted.cpuMs, placement.predicted.gpuMs));
+    expect(edgec(["inspect", m, "--target", "rk3588"]).stdout).toMatch(/^placement  \d+ of 39 kernels on the GPU, \d+ copies/m);
+  });
+
   it("cpu on the opencl target builds plain C", () => {
     const out = join(work.dir, "opencl-cpu");
     const r = edgec(["build", join(CONV, "model.onnx"), "--target", "opencl", "--device", "cpu", "-o", out]);
