@@ -231,6 +231,8 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
   const t = opts.target;
   const cpu = { lanes: Math.max(1, t.vectorBytes / 4), registers: t.vectorRegisters, threads: Math.max(1, t.cores) };
   const want = (name: string) => opts.dumpAfter?.includes(name) || opts.dumpAfter?.includes("all");
+  // GPU kernels use float vectors where the target's GPU entry asks for them (Mali's vec4 ALUs); 1: scalar SIMT code.
+  const gpuLanes = t.devices.find((d) => d.kind === "gpu" && d.api === "opencl")?.vectorLanes ?? 1;
   /** The graph lowered for one device and through the loop passes (dumped for the backend's own device only). */
   const lowerFor = (device: "cpu" | "gpu") => {
     const dump = device === backend.device;
@@ -238,7 +240,7 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
     verifyLoop(p);
     if (dump && want("lower-graph")) opts.dump?.("after:lower-graph", printLoop(p));
     for (const pass of LOOP_PASSES) {
-      p = pass.run(p, { lanes: device === "cpu" ? cpu.lanes : 1 });
+      p = pass.run(p, { lanes: device === "cpu" ? cpu.lanes : gpuLanes });
       verifyLoop(p);
       if (dump && want(pass.name)) opts.dump?.(`after:${pass.name}`, printLoop(p));
     }

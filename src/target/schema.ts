@@ -11,6 +11,8 @@ export interface DeviceEntry {
   fp16?: boolean;
   /** false for a GPU without double precision (no cl_khr_fp64): kernels in float64 then run on the CPU */
   fp64?: boolean;
+  /** OpenCL: float lanes per vector in kernels (4: float4 loads, stores and arithmetic; default 1, scalar) */
+  vectorLanes?: number;
   /** OpenCL: work-items per work-group the kernels are launched with (at most; default 64) */
   workGroupSize?: number;
   /** OpenCL: part of the device's name; at run time a device so named is preferred */
