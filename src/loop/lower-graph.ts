@@ -131,8 +131,9 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
   const scratchOffset = Math.ceil(g.memory.arenaBytes / 64) * 64;
   let scratchElems = 0;
   const constant = (hint: string, t: Tensor): Ref => {
-    let name = `w_${ident(hint)}`;
-    for (let k = 1; taken.has(name); k++) name = `w_${ident(hint)}_${k}`;
+    // p_, a prefix no graph value gets, so the names of graph values do not depend on which lowering packed what.
+    let name = `p_${ident(hint)}`;
+    for (let k = 1; taken.has(name); k++) name = `p_${ident(hint)}_${k}`;
     taken.add(name);
     buffers.set(name, { name, value: hint, dtype: t.dtype, shape: t.shape, kind: "weight", data: t });
     return { buf: name, dtype: t.dtype, shape: t.shape };

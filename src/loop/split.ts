@@ -19,6 +19,12 @@ export function splitProgram(cpu: Program, gpu: Program, onCpu: boolean[]): Prog
     throw new Error("splitProgram: the CPU and GPU lowerings do not have the same kernels");
   }
   const kernels = gpu.kernels.map((k, i): Kernel => (onCpu[i] ? { ...cpu.kernels[i], device: "cpu" } : { ...k, device: "gpu" }));
+  for (const [n, b] of gpu.buffers) {
+    const c = cpu.buffers.get(n);
+    if (c && (c.value !== b.value || c.kind !== b.kind || c.offset !== b.offset || c.dtype !== b.dtype || c.shape.join() !== b.shape.join())) {
+      throw new Error(`splitProgram: buffer ${n} is ${b.value} in the GPU lowering but ${c.value} in the CPU one`);
+    }
+  }
   const used = new Set(kernels.flatMap((k) => k.params));
   const buffers = new Map([...gpu.buffers, ...cpu.buffers].filter(([n, b]) => b.kind !== "weight" || used.has(n)));
   return { ...gpu, kernels, buffers, arenaBytes: Math.max(cpu.arenaBytes, gpu.arenaBytes) };

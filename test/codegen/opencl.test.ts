@@ -11,7 +11,7 @@ import { forDevice } from "../../src/target/device.js";
 import { loadTarget } from "../../src/target/load.js";
 import { fromNumbers, toNumbers } from "../../src/core/tensor.js";
 import type { Expr, Kernel, Program, Stmt } from "../../src/loop/ir.js";
-import { attr, modelBytes, node, T, tempDir, valueInfo } from "../helpers/onnx-builder.js";
+import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
 
 /**
  * The OpenCL backend on this machine's OpenCL (PoCL): device selection, the binary cache, what a
@@ -123,6 +123,23 @@ describe("kernels split between the CPU and the GPU", () => {
     expect(results.length).toBeGreaterThan(0);
   });
 
+  it("keeps each side's weights apart when a packed CPU constant is named like a GPU weight", async () => {
+    // tf2onnx-style names: the same first 40 characters, where identifiers are cut.
+    const scope = "StatefulPartitionedCall/functional_1/dense_layer";
+    const model = join(work.dir, "dense.onnx");
+    const w = Array.from({ length: 16 }, (_, i) => i + 1);
+    writeFileSync(model, modelBytes({
+      nodes: [node("MatMul", ["x", `${scope}/MatMul/ReadVariableOp:0`], ["h"], [], `${scope}/MatMul`), node("Add", ["h", `${scope}/BiasAdd/ReadVariableOp:0`], ["y"], [], `${scope}/BiasAdd`)],
+      inputs: [valueInfo("x", T.FLOAT, [1, 4])],
+      outputs: [valueInfo("y", T.FLOAT, [1, 4])],
+      initializers: [tensorProto(`${scope}/MatMul/ReadVariableOp:0`, T.FLOAT, [4, 4], { floatData: w }), tensorProto(`${scope}/BiasAdd/ReadVariableOp:0`, T.FLOAT, [4], { floatData: [100, 200, 300, 400] })],
+    }));
+    const place = (k: Kernel) => (k.op === "MatMul" ? "cpu" : "gpu");
+    const { dir } = await buildArtifact(model, join(work.dir, "dense"), { target: loadTarget("opencl"), fuse: false, place });
+    const r = await runArtifact(dir, { x: fromNumbers("float32", [1, 4], [1, 0, 0, 0]) });
+    expect(toNumbers(r.outputs[0])).toEqual([101, 202, 303, 404]);
+  });
+
   it("runs float64 kernels on the CPU of a GPU without float64 (rk3588's Mali)", async () => {
     const model = join(work.dir, "f64.onnx");
     writeFileSync(model, modelBytes({
@@ -136,6 +153,21 @@ describe("kernels split between the CPU and the GPU", () => {
     const x = Array.from({ length: 64 }, (_, i) => (i - 32) / 7);
     const r = await runArtifact(dir, { x: fromNumbers("float32", [64], x) });
     expect(toNumbers(r.outputs[0])).toEqual(x.map((v) => Math.fround(Math.fround(v) ** 2)));
+  });
+});
+
+describe("OpenCL C for integer math", () => {
+  it("computes Pow and fmod Mod on int32 through float, as the C backend does", async () => {
+    const model = join(work.dir, "ipow.onnx");
+    writeFileSync(model, modelBytes({
+      nodes: [node("Pow", ["x", "e"], ["p"]), node("Mod", ["x", "e"], ["m"], [attr.i("fmod", 1)])],
+      inputs: [valueInfo("x", T.INT32, [4]), valueInfo("e", T.INT32, [4])],
+      outputs: [valueInfo("p", T.INT32, [4]), valueInfo("m", T.INT32, [4])],
+    }));
+    const { dir } = await buildArtifact(model, join(work.dir, "ipow"), { target: loadTarget("opencl") });
+    const r = await runArtifact(dir, { x: fromNumbers("int32", [4], [2, -3, 5, 7]), e: fromNumbers("int32", [4], [3, 2, 1, 4]) });
+    expect(toNumbers(r.outputs[0])).toEqual([8, 9, 5, 2401]);
+    expect(toNumbers(r.outputs[1])).toEqual([2, -1, 0, 3]);
   });
 });
 
@@ -169,6 +201,20 @@ describe("kernelLaunches", () => {
     const [l] = launches([{ k: "for", v: "i", n: 4, parallel: true, body: [{ k: "for", v: "j", n: 8, body: [acc] }] }]);
     expect(l.global).toEqual([4]);
     expect(l.source).toMatch(/for \(int j = 0; j < 8; \+\+j\)/);
+  });
+
+  it("keeps loops whose iterations could store to the same element inside the work-item", () => {
+    const half: Expr = { k: "bin", op: "/", a: v("j"), b: c(2), dtype: "int32" };
+    const rmw = (i: Expr): Stmt => ({ k: "store", buf: "y", idx: i, val: { k: "bin", op: "+", a: load("y", i), b: load("x", i), dtype: "float32" } });
+    const byHalf: Expr = { k: "bin", op: "+", a: idx(["i", 8]), b: half, dtype: "int32" };
+    expect(launches([{ k: "for", v: "i", n: 4, parallel: true, body: [{ k: "for", v: "j", n: 8, body: [rmw(byHalf)] }] }])[0].global).toEqual([4]);
+    // j + k: each alone looks independent, together (j, k) = (1, 0) and (0, 1) store to one element.
+    const overlapping = idx(["i", 8], ["j", 1], ["k", 1]);
+    const nest3: Stmt[] = [{ k: "for", v: "i", n: 4, parallel: true, body: [{ k: "for", v: "j", n: 4, body: [{ k: "for", v: "k", n: 4, body: [rmw(overlapping)] }] }] }];
+    expect(launches(nest3)[0].global).toEqual([4]);
+    const disjoint = idx(["i", 16], ["j", 4], ["k", 1]);
+    const nest3ok: Stmt[] = [{ k: "for", v: "i", n: 2, parallel: true, body: [{ k: "for", v: "j", n: 4, body: [{ k: "for", v: "k", n: 4, body: [rmw(disjoint)] }] }] }];
+    expect(launches(nest3ok)[0].global).toEqual([4, 4, 2]);
   });
 
   it("splits a body of loops into launches in order, and runs a body with shared state as one work-item", () => {

@@ -41,7 +41,8 @@ export const CL_DIALECT: Dialect = {
     return `${MATH[op]}(${a})`;
   },
   binary(op, d, a, b) {
-    if (op === "pow" || op === "fmod") return `${op}(${a}, ${b})`;
+    // OpenCL has pow and fmod for floats only; integers go through float, as C's powf and fmodf take them.
+    if (op === "pow" || op === "fmod") return isFloat(d) ? `${op}(${a}, ${b})` : `${op}((float)${a}, (float)${b})`;
     if (op === "min" || op === "max") return isFloat(d) ? `f${op}(${a}, ${b})` : `(${a} ${op === "min" ? "<" : ">"} ${b} ? ${a} : ${b})`;
     return `(${a} ${op} ${b})`;
   },

@@ -35,7 +35,8 @@ type Where = { host: boolean; device: boolean };
 /**
  * NAME_run's statements for a program whose kernels run on the GPU (tagged "gpu" or untagged) and
  * the CPU ("cpu"): consecutive GPU kernels as one enqueue of their launches, CPU kernels as calls,
- * and a blocking copy wherever a kernel reads a tensor last written on the other side. Weights live
+ * and a blocking copy wherever a kernel reads a tensor last written on the other side (never one
+ * nothing wrote yet, such as the CPU's per-thread scratch, which its kernels write before reading). Weights live
  * on both sides; inputs start on the host; outputs not last written on the host are read back.
  */
 function runSteps(p: Program, cfg: CConfig, layout: DeviceLayout, ranges: Map<string, [number, number]>, calls: Map<string, string>): string[] {
@@ -60,7 +61,7 @@ function runSteps(p: Program, cfg: CConfig, layout: DeviceLayout, ranges: Map<st
     if (!group.length) return;
     // The host does not change while the group runs, so every upload it needs can go first.
     for (const k of group) {
-      for (const n of touched(k.body).reads) if (!fresh.get(n)!.device && bytes(n) > 0) (steps.push(copy(n, "write")), (fresh.get(n)!.device = true));
+      for (const n of touched(k.body).reads) if (!fresh.get(n)!.device && fresh.get(n)!.host && bytes(n) > 0) (steps.push(copy(n, "write")), (fresh.get(n)!.device = true));
       for (const n of k.writes) fresh.set(n, { host: false, device: true });
     }
     steps.push(`if (${name}_cl_launch(${ranges.get(group[0].name)![0]}, ${ranges.get(group[group.length - 1].name)![1]}) != 0) return -3;`);
@@ -72,7 +73,7 @@ function runSteps(p: Program, cfg: CConfig, layout: DeviceLayout, ranges: Map<st
       continue;
     }
     flush();
-    for (const n of touched(k.body).reads) if (!fresh.get(n)!.host && bytes(n) > 0) (steps.push(copy(n, "read")), (fresh.get(n)!.host = true));
+    for (const n of touched(k.body).reads) if (!fresh.get(n)!.host && fresh.get(n)!.device && bytes(n) > 0) (steps.push(copy(n, "read")), (fresh.get(n)!.host = true));
     for (const n of k.writes) fresh.set(n, { host: true, device: false });
     steps.push(calls.get(k.name)!);
   }

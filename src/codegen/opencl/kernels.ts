@@ -52,9 +52,9 @@ const vars = (e: Expr, out: Set<string>): Set<string> => {
   return out;
 };
 
-/** Every store and load under `ss`, with the index as rendered. */
-function accesses(ss: Stmt[]): { stores: [string, string, Expr][]; loads: [string, string][] } {
-  const stores: [string, string, Expr][] = [], loads: [string, string][] = [];
+/** Every store (buffer, index as rendered, index, lanes) and load (buffer, index as rendered) under `ss`. */
+function accesses(ss: Stmt[]): { stores: [string, string, Expr, number][]; loads: [string, string][] } {
+  const stores: [string, string, Expr, number][] = [], loads: [string, string][] = [];
   const ex = (e: Expr): void => {
     if (e.k === "load") (loads.push([e.buf, renderExpr(e.idx, CL_DIALECT)]), ex(e.idx));
     else if (e.k === "bin") (ex(e.a), ex(e.b));
@@ -64,7 +64,7 @@ function accesses(ss: Stmt[]): { stores: [string, string, Expr][]; loads: [strin
   const st = (s: Stmt): void => {
     if (s.k === "for" || s.k === "block") s.body.forEach(st);
     else if (s.k === "if") (ex(s.c), s.then.forEach(st), (s.else ?? []).forEach(st));
-    else if (s.k === "store") (stores.push([s.buf, renderExpr(s.idx, CL_DIALECT), s.idx]), ex(s.idx), ex(s.val));
+    else if (s.k === "store") (stores.push([s.buf, renderExpr(s.idx, CL_DIALECT), s.idx, s.lanes ?? 1]), ex(s.idx), ex(s.val));
     else if (s.k === "let" || s.k === "set") ex(s.val);
   };
   ss.forEach(st);
@@ -72,13 +72,80 @@ function accesses(ss: Stmt[]): { stores: [string, string, Expr][]; loads: [strin
 }
 
 /**
- * Whether the iterations of `loop` (found directly inside a parallel loop, alone) are independent
- * too, so it can become another NDRange dimension: every store's index depends on its variable, and a
- * buffer it stores to is read only at an index it stores to (an in-place update of one element).
+ * `e` as a sum of integer coefficients times variables plus a constant (key ""), or undefined when
+ * it is not affine; variables bound once by a `let` in `defs` stand for their definitions.
  */
-function independent(loop: Stmt & { k: "for" }): boolean {
-  const { stores, loads } = accesses(loop.body);
-  if (!stores.length || !stores.every(([, , idx]) => vars(idx, new Set()).has(loop.v))) return false;
+function affine(e: Expr, defs: Map<string, Expr>): Map<string, number> | undefined {
+  if (e.k === "const") return new Map([["", Number(e.v)]]);
+  if (e.k === "var") return defs.has(e.name) ? affine(defs.get(e.name)!, defs) : new Map([[e.name, 1]]);
+  if (e.k !== "bin") return undefined;
+  const a = affine(e.a, defs), b = affine(e.b, defs);
+  if (!a || !b) return undefined;
+  const constant = (m: Map<string, number>) => [...m.keys()].every((k) => k === "") ? (m.get("") ?? 0) : undefined;
+  const scaled = (m: Map<string, number>, c: number) => new Map([...m].map(([k, v]) => [k, v * c]));
+  if (e.op === "+" || e.op === "-") {
+    const sum = new Map(a);
+    for (const [k, v] of b) sum.set(k, (sum.get(k) ?? 0) + (e.op === "+" ? v : -v));
+    return sum;
+  }
+  if (e.op === "*") {
+    const ca = constant(a), cb = constant(b);
+    return ca !== undefined ? scaled(b, ca) : cb !== undefined ? scaled(a, cb) : undefined;
+  }
+  return undefined;
+}
+
+/** Trip counts of the loops under `ss` by variable, and the integer lets never `set` again (their definitions). */
+function scopeOf(ss: Stmt[]): { extents: Map<string, number>; defs: Map<string, Expr> } {
+  const extents = new Map<string, number>(), defs = new Map<string, Expr>(), sets = new Set<string>();
+  const walk = (ss: Stmt[]): void => {
+    for (const s of ss) {
+      if (s.k === "for") (extents.set(s.v, s.n), walk(s.body));
+      else if (s.k === "block") walk(s.body);
+      else if (s.k === "if") (walk(s.then), walk(s.else ?? []));
+      else if (s.k === "let" && !s.lanes && (s.dtype === "int32" || s.dtype === "int64")) defs.set(s.name, s.val);
+      else if (s.k === "set") sets.add(s.name);
+    }
+  };
+  walk(ss);
+  for (const n of sets) defs.delete(n);
+  return { extents, defs };
+}
+
+/**
+ * Whether `loops` (nested directly inside a parallel loop `outer`, each alone in the one before) can
+ * all become NDRange dimensions: no two of their iterations touch the same element they store.
+ * Sufficient, not necessary: every store index is affine, with a nonzero coefficient on each of
+ * `loops`, and its terms over these loops and the loops inside them form a mixed radix (each
+ * coefficient larger than the span of all smaller ones), so distinct iterations store to distinct
+ * elements; a buffer stored to is read only at an index it is stored at (an in-place update).
+ * The outer loop's variable is left out: the lowering declared its iterations independent.
+ */
+function independent(outer: string, loops: (Stmt & { k: "for" })[]): boolean {
+  const body = loops[loops.length - 1].body;
+  const { stores, loads } = accesses(body);
+  const scope = scopeOf(body);
+  const extents = new Map([...loops.map((l): [string, number] => [l.v, l.n]), ...scope.extents]);
+  const injective = (idx: Expr, lanes: number): boolean => {
+    const terms = affine(idx, scope.defs);
+    if (!terms || loops.some((l) => !terms.get(l.v))) return false;
+    // A vector store covers `lanes` consecutive elements: one more term, of coefficient 1.
+    const radix: [number, number][] = lanes > 1 ? [[1, lanes]] : [];
+    for (const [v, c] of terms) {
+      if (v === "" || v === outer || c === 0) continue;
+      const n = extents.get(v);
+      if (n === undefined) return false;
+      radix.push([Math.abs(c), n]);
+    }
+    radix.sort((x, y) => x[0] - y[0]);
+    let span = 0;
+    for (const [c, n] of radix) {
+      if (c <= span) return false;
+      span += c * (n - 1);
+    }
+    return true;
+  };
+  if (!stores.length || !stores.every(([, , idx, lanes]) => injective(idx, lanes))) return false;
   const stored = new Map<string, Set<string>>();
   for (const [buf, idx] of stores) stored.set(buf, (stored.get(buf) ?? new Set()).add(idx));
   return loads.every(([buf, idx]) => !stored.has(buf) || stored.get(buf)!.has(idx));
@@ -88,7 +155,7 @@ function independent(loop: Stmt & { k: "for" }): boolean {
 function ndrange(s: Stmt & { k: "for" }): { loops: (Stmt & { k: "for" })[]; body: Stmt[] } {
   const loops = [s];
   let body = s.body;
-  while (loops.length < 3 && body.length === 1 && body[0].k === "for" && (body[0].parallel || independent(body[0]))) {
+  while (loops.length < 3 && body.length === 1 && body[0].k === "for" && independent(s.v, [...loops.slice(1), body[0]])) {
     loops.push(body[0]);
     body = body[0].body;
   }
