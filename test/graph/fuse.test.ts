@@ -4,7 +4,7 @@ import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { afterAll, describe, expect, it } from "vitest";
 import { fromNumbers, toNumbers } from "../../src/core/tensor.js";
-import { bytesMoved } from "../../src/driver/inspect.js";
+import { bytesMoved } from "../../src/graph/cost.js";
 import { compileModel, runGraphPasses } from "../../src/driver/pipeline.js";
 import { importOnnx } from "../../src/frontend/onnx/import.js";
 import { onnx } from "../../src/frontend/onnx/proto.js";
