@@ -153,6 +153,12 @@ describe("kernels split between the CPU and the GPU", () => {
     const x = Array.from({ length: 64 }, (_, i) => (i - 32) / 7);
     const r = await runArtifact(dir, { x: fromNumbers("float32", [64], x) });
     expect(toNumbers(r.outputs[0])).toEqual(x.map((v) => Math.fround(Math.fround(v) ** 2)));
+    // A GPU with float64 (PoCL here) runs the same kernels in double itself.
+    const gpu = await buildArtifact(model, join(work.dir, "f64-gpu"), { target: loadTarget("opencl"), fuse: false });
+    expect(readFileSync(join(gpu.dir, "kernels.cl"), "utf8")).toMatch(/cl_khr_fp64 : enable/);
+    expect(readFileSync(join(gpu.dir, "model.c"), "utf8")).not.toMatch(/static void k\d+_/);
+    const g = await runArtifact(gpu.dir, { x: fromNumbers("float32", [64], x) });
+    expect(toNumbers(g.outputs[0])).toEqual(x.map((v) => Math.fround(Math.fround(v) ** 2)));
   });
 });
 

@@ -107,7 +107,8 @@ function render(p: Program, cfg: CConfig): Files {
   });
   const { name, version, source } = cfg.opts;
   const external = cfg.opts.weights === "file";
-  const kernels = renderTemplate("opencl/kernels.cl", { version, source, target: cfg.target.name, fp64: usesDouble(launches.map((l) => l.source).join("")) ? [{}] : [], launches })
+  const fp64 = usesDouble(launches.map((l) => l.source).join(""));
+  const kernels = renderTemplate("opencl/kernels.cl", { version, source, target: cfg.target.name, fp64: fp64 ? [{}] : [], launches })
     .replace(/[^\x20-\x7e\n]/g, "?");
   const blob = weightsBlob(p);
   const runtime = renderTemplate("opencl/runtime.c", {
@@ -121,6 +122,7 @@ function render(p: Program, cfg: CConfig): Files {
     weightBytes: layout.weightBytes,
     embeddedWeights: external ? [] : [{ words: Math.max(1, Math.ceil(blob.byteLength / 4)), values: words(blob) }],
     weightsSource: external ? "weights" : "edgec_weights_words",
+    needsFp64: fp64 ? 1 : 0,
   });
   // model.c is the C backend's, over the CPU's kernels and the weights they read (all of weights.bin when external).
   const cpuUses = new Set(onCpu.flatMap((k) => k.params));
