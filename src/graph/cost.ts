@@ -34,21 +34,16 @@ export function countMacs(g: Graph): number {
   return g.nodes.reduce((s, n) => s + nodeMacs(g, n), 0);
 }
 
-/** Bytes every kernel of `g` reads and writes; a View is an alias and moves nothing. */
-export function bytesMoved(g: Graph): number {
-  const bytes = (v: string) => {
-    const x = g.values.get(v)!;
-    return numel(x.shape!) * DTYPES[x.dtype].bytes;
-  };
-  return g.nodes
-    .filter((n) => n.op !== "View")
-    .reduce((s, n) => s + [...new Set([...n.inputs, ...n.outputs].filter(Boolean))].reduce((t, v) => t + bytes(v), 0), 0);
-}
+/** Bytes of value `v`. */
+export const valueBytes = (g: Graph, v: string): number => numel(g.values.get(v)!.shape!) * DTYPES[g.values.get(v)!.dtype].bytes;
 
 /** Bytes one kernel reads and writes: its inputs, outputs and weights, each once. */
 export function kernelBytes(g: Graph, n: Node): number {
-  return [...new Set([...n.inputs, ...n.outputs].filter(Boolean))].reduce((t, v) => t + numel(g.values.get(v)!.shape!) * DTYPES[g.values.get(v)!.dtype].bytes, 0);
+  return [...new Set([...n.inputs, ...n.outputs].filter(Boolean))].reduce((t, v) => t + valueBytes(g, v), 0);
 }
+
+/** Bytes every kernel of `g` reads and writes; a View is an alias and moves nothing. */
+export const bytesMoved = (g: Graph): number => g.nodes.filter((n) => n.op !== "View").reduce((s, n) => s + kernelBytes(g, n), 0);
 
 /** A fused kernel's multiply-accumulates: its members'. */
 export const kernelMacs = (g: Graph, n: Node): number => (n.fused ? n.fused.body.reduce((s, m) => s + (m.outputs.every((o) => g.values.get(o)?.shape) ? nodeMacs(g, m) : 0), 0) : nodeMacs(g, n));

@@ -1,11 +1,12 @@
 import type { DeviceEntry } from "../target/schema.js";
 import type { Kernel, Program } from "./ir.js";
 
+/** Whether kernel `k` of `p` touches or computes float64 anywhere. */
+export const usesFloat64 = (k: Kernel, p: Program): boolean => k.params.some((n) => p.buffers.get(n)!.dtype === "float64") || JSON.stringify(k.body).includes('"float64"');
+
 /** Why `gpu` cannot run kernel `k` of `p`, or undefined when it can: float64 on a GPU without it. */
 export function gpuCannot(k: Kernel, p: Program, gpu: DeviceEntry): string | undefined {
-  if (gpu.fp64 !== false) return undefined;
-  const double = k.params.some((n) => p.buffers.get(n)!.dtype === "float64") || JSON.stringify(k.body).includes('"float64"');
-  return double ? `${gpu.name} has no float64` : undefined;
+  return gpu.fp64 === false && usesFloat64(k, p) ? `${gpu.name} has no float64` : undefined;
 }
 
 /**

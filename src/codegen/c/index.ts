@@ -121,10 +121,9 @@ export function adapterBody(name: string, inputs: IoView, outputs: IoView): stri
 /**
  * One model's view: what its translation unit and its part of model.h need. With a slot, the model
  * is one of several: it uses the shared arena and reads its weights from the shared zone, which
- * its run function loads first. `apiOnly`: no kernel bodies or weight values (another backend
- * renders the model; model.h and run.c still come from here).
+ * its run function loads first.
  */
-export function view(p: Program, cfg: CConfig, slot?: Slot, apiOnly = false) {
+export function view(p: Program, cfg: CConfig, slot?: Slot) {
   const name = cfg.opts.name;
   const weights = weightsOf(p);
   const external = cfg.opts.weights === "file" && !slot;
@@ -146,7 +145,7 @@ export function view(p: Program, cfg: CConfig, slot?: Slot, apiOnly = false) {
   const arenaDecl = slot
     ? sharedDecls(slot.arenaBytes, slot.zoneBytes)
     : p.arenaBytes ? `static union {\n${unionMembers(p.arenaBytes)}\n} edgec_arena EDGEC_ALIGNED;\n` : "";
-  const kernels = (apiOnly ? [] : p.kernels).map((k) => {
+  const kernels = p.kernels.map((k) => {
     const params = k.params.map((n) => {
       const b = p.buffers.get(n)!;
       return `${k.writes.includes(n) ? "" : "const "}${DTYPES[b.dtype].c} *${n}`;
@@ -185,7 +184,7 @@ export function view(p: Program, cfg: CConfig, slot?: Slot, apiOnly = false) {
     arenaOwner: slot ? " shared by every model of this artifact" : "",
     weightsFailure: slot ? "its weights could not be loaded into the weights zone" : "external weights were not set",
     runFailures: "",
-    weights: (external || slot || apiOnly ? [] : weights).map((b) => ({
+    weights: (external || slot ? [] : weights).map((b) => ({
       decl: `static const ${DTYPES[b.dtype].c} ${b.name}[${Math.max(1, numel(b.shape))}] EDGEC_ALIGNED`,
       comment: `${b.dtype} ${shapeStr(b.shape)} ${b.value.replace(/\*\//g, "* /")}`,
       values: weightValues(b.data!),

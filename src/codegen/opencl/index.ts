@@ -5,7 +5,8 @@ import { touched, type Kernel, type Program } from "../../loop/ir.js";
 import type { Backend, Files } from "../backend.js";
 import { cBackend, harnessView, headerView, makeGoals, makefileView, view, weightsBlob, type CConfig } from "../c/index.js";
 import { renderTemplate } from "../template.js";
-import { deviceLayout, kernelLaunches, usesDouble, type DeviceLayout } from "./kernels.js";
+import { usesFloat64 } from "../../loop/split.js";
+import { deviceLayout, kernelLaunches, type DeviceLayout } from "./kernels.js";
 
 /** Work-items per work-group when the target's GPU entry does not say. */
 const DEFAULT_WORK_GROUP = 64;
@@ -29,15 +30,16 @@ function words(blob: Uint8Array): string {
   return lines.join(",\n");
 }
 
-/** A copy between host and device before a step: the buffer, which way, and how the run names both ends. */
+/** Which sides hold a tensor's current contents. */
 type Where = { host: boolean; device: boolean };
 
 /**
  * NAME_run's statements for a program whose kernels run on the GPU (tagged "gpu" or untagged) and
  * the CPU ("cpu"): consecutive GPU kernels as one enqueue of their launches, CPU kernels as calls,
  * and a blocking copy wherever a kernel reads a tensor last written on the other side (never one
- * nothing wrote yet, such as the CPU's per-thread scratch, which its kernels write before reading). Weights live
- * on both sides; inputs start on the host; outputs not last written on the host are read back.
+ * nothing wrote yet, such as the CPU's per-thread scratch, which its kernels write before reading).
+ * Weights live on both sides; inputs start on the host; outputs not last written on the host are
+ * read back.
  */
 function runSteps(p: Program, cfg: CConfig, layout: DeviceLayout, ranges: Map<string, [number, number]>, calls: Map<string, string>): string[] {
   const name = cfg.opts.name;
@@ -107,7 +109,8 @@ function render(p: Program, cfg: CConfig): Files {
   });
   const { name, version, source } = cfg.opts;
   const external = cfg.opts.weights === "file";
-  const fp64 = usesDouble(launches.map((l) => l.source).join(""));
+  // Kernels in double need cl_khr_fp64, enabled in the source and checked on the device at run time.
+  const fp64 = onGpu.some((k) => usesFloat64(k, p));
   const kernels = renderTemplate("opencl/kernels.cl", { version, source, target: cfg.target.name, fp64: fp64 ? [{}] : [], launches })
     .replace(/[^\x20-\x7e\n]/g, "?");
   const blob = weightsBlob(p);
@@ -115,7 +118,7 @@ function render(p: Program, cfg: CConfig): Files {
     version, source, name, target: cfg.target.name,
     deviceHint: (gpu?.openclName ?? "").replace(/["\\]/g, ""),
     kernelSource: cString(kernels),
-    launchCount: Math.max(1, launches.length),
+    launchCount: launches.length,
     launches: launches.map((l) => ({ name: l.name, dims: l.global.length, global: l.global.join(", "), local: l.local.join(", ") })),
     arenaBytes: p.arenaBytes,
     ioBytes: layout.ioBytes,
@@ -164,7 +167,7 @@ export const openclBackend: Backend<CConfig> = {
   lower: (p) => p,
   render,
   renderShared() {
-    throw new EdgecError("several models in one artifact are not supported on the GPU (--device gpu) yet; build them one by one");
+    throw new EdgecError("several models in one artifact are not supported on the GPU (--placement gpu or auto) yet; build them one by one");
   },
   package: (dir, cfg) => makeGoals(dir, cfg, ["run", `lib${cfg.opts.name}.a`]),
 };

@@ -11,8 +11,6 @@ import { CL_DIALECT } from "./dialect.js";
  */
 export interface Launch {
   name: string;
-  /** the loop IR kernel it comes from, for errors */
-  kernel: string;
   global: number[];
   local: number[];
   source: string;
@@ -42,15 +40,6 @@ export function deviceLayout(p: Program): DeviceLayout {
   for (const b of p.buffers.values()) if (b.kind === "arena") region.set(b.name, { base: "edgec_arena", offset: b.offset! });
   return { region, ioBytes: io, weightBytes: weights.bytes };
 }
-
-const vars = (e: Expr, out: Set<string>): Set<string> => {
-  if (e.k === "var") out.add(e.name);
-  else if (e.k === "load") vars(e.idx, out);
-  else if (e.k === "bin") (vars(e.a, out), vars(e.b, out));
-  else if (e.k === "un" || e.k === "cast" || e.k === "splat") vars(e.a, out);
-  else if (e.k === "select") (vars(e.c, out), vars(e.a, out), vars(e.b, out));
-  return out;
-};
 
 /** Every store (buffer, index as rendered, index, lanes) and load (buffer, index as rendered) under `ss`. */
 function accesses(ss: Stmt[]): { stores: [string, string, Expr, number][]; loads: [string, string][] } {
@@ -204,9 +193,6 @@ export function kernelLaunches(k: Kernel, p: Program, layout: DeviceLayout, work
     const text = renderStmts(body, CL_DIALECT);
     if (text.includes(THREAD_ID)) throw new Error(`kernel ${k.name} uses per-thread scratch, which the OpenCL backend does not lower`);
     const source = `/* ${k.op} ${k.node.replace(/\*\//g, "* /")} */\n__kernel void ${name}(__global uchar *edgec_arena, __global const uchar *edgec_weights, __global uchar *edgec_io) {\n${unused.join("")}${pointers.join("")}${ids.join("")}${text}}\n`;
-    return { name, kernel: k.name, global, local, source };
+    return { name, global, local, source };
   });
 }
-
-/** Whether kernel source computes in double precision (the program then enables cl_khr_fp64). */
-export const usesDouble = (source: string): boolean => /\bdouble\b/.test(source);

@@ -1,7 +1,5 @@
-import { DTYPES } from "../../core/dtype.js";
-import { numel } from "../../core/tensor.js";
 import type { DeviceEntry, Target } from "../../target/schema.js";
-import { kernelSeconds, transferSeconds } from "../cost.js";
+import { kernelSeconds, transferSeconds, valueBytes } from "../cost.js";
 import type { Graph, Node } from "../ir.js";
 import { minCut } from "../mincut.js";
 
@@ -33,10 +31,7 @@ function traffic(g: Graph, kernels: Node[]) {
   const producer = new Map<string, number>(g.inputs.map((v) => [v, -1]));
   kernels.forEach((n, i) => n.outputs.filter(Boolean).forEach((o) => producer.set(o, i)));
   const tensors = new Map<string, { producer: number; readers: Set<number>; output: boolean; bytes: number }>();
-  for (const [v, p] of producer) {
-    const x = g.values.get(v)!;
-    tensors.set(v, { producer: p, readers: new Set(), output: false, bytes: numel(x.shape!) * DTYPES[x.dtype].bytes });
-  }
+  for (const [v, p] of producer) tensors.set(v, { producer: p, readers: new Set(), output: false, bytes: valueBytes(g, v) });
   kernels.forEach((n, i) => n.inputs.filter(Boolean).forEach((v) => tensors.get(base(v))?.readers.add(i)));
   for (const o of g.outputs) {
     const t = tensors.get(base(o));
@@ -104,7 +99,8 @@ export function partitionDevices(g: Graph, target: Target): Graph & { placement:
   }
   const cut = minCut(aux, S, T, edges);
   const onGpu = new Set(kernels.filter((_, i) => !cut.sourceSide[K + i]).map((n) => n.name));
-  const all = (gpuSide: boolean) => placementSeconds(g, cpu, gpu, new Set(gpuSide ? kernels.filter((n) => !gpuCannotRun(g, n, gpu)).map((n) => n.name) : [])).seconds;
+  const cpuOnly = new Set(pinned.map((x) => x.kernel));
+  const all = (gpuSide: boolean) => placementSeconds(g, cpu, gpu, new Set(gpuSide ? kernels.filter((n) => !cpuOnly.has(n.name)).map((n) => n.name) : [])).seconds;
   const split = placementSeconds(g, cpu, gpu, onGpu);
   return {
     ...g,
