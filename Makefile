@@ -6,17 +6,18 @@ JOBS ?= 2
 EDGEC := node bin/edgec.js
 
 # Toolchains and runtimes the tests drive for real: cross compilers, qemu, OpenCL (PoCL), clang
-# with the wasm32 sysroot (llvm for llvm-ar and llvm-objdump on wasm objects), and sshd for deploy tests.
+# with the wasm32 sysroot (llvm for llvm-ar and llvm-objdump on wasm objects), Chromium for the
+# wasm32 package's browser test (driven by playwright-core), and sshd for deploy tests.
 APT_PACKAGES := gcc make gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf \
 	libc6-dev-armhf-cross qemu-user pocl-opencl-icd ocl-icd-opencl-dev opencl-headers clang lld \
-	wasi-libc libclang-rt-dev-wasm32 llvm openssh-server openssh-client ansible
+	wasi-libc libclang-rt-dev-wasm32 llvm chromium openssh-server openssh-client ansible
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Only `make bench` needs these: Debian's torch and torchvision export the benchmark's networks.
 BENCH_APT_PACKAGES := python3-torch python3-torchvision python3-onnx python3-numpy
 BENCH_MODELS := build/bench-models
 
-.PHONY: setup setup-apt setup-npm setup-bench build test conformance conformance-host conformance-rpi4 conformance-wasm32 conformance-opencl demo bench bench-deploy bench-memory bench-opencl clean
+.PHONY: setup setup-apt setup-npm setup-bench build test conformance conformance-host conformance-rpi4 conformance-wasm32 conformance-opencl demo bench bench-wasm bench-deploy bench-memory bench-opencl clean
 
 setup: setup-apt setup-npm
 
@@ -80,6 +81,13 @@ bench: setup setup-bench build
 	  else echo "bench: Debian python3-torch/python3-torchvision/python3-onnx did not install: benchmarking the corpus models only" >&2; fi; \
 	fi
 	node examples/bench.mjs $$([ -f $(BENCH_MODELS)/.exported ] && echo $(BENCH_MODELS)) $(CORPUS)/models
+
+# The same models as WebAssembly in Node, one thread, against onnxruntime-web's wasm backend (SIMD,
+# one thread), with the size of model.wasm plus weights against the model file.
+bench-wasm: setup setup-bench build
+	@if [ ! -f $(BENCH_MODELS)/.exported ] && /usr/bin/python3 -c 'import torch, torchvision, onnx' 2>/dev/null; then \
+	  /usr/bin/python3 $(CORPUS)/export_models.py --set big --out $(BENCH_MODELS) && touch $(BENCH_MODELS)/.exported; fi
+	node examples/bench.mjs --target wasm32 $$([ -f $(BENCH_MODELS)/.exported ] && echo $(BENCH_MODELS)) $(CORPUS)/models
 
 # The corpus models on edgec's C backend and on its OpenCL backend (through PoCL here: a CPU
 # emulating the GPU), as a Markdown table of medians.

@@ -236,7 +236,7 @@ export function program(): Command {
     .option("--threads <n>", "threads the model runs on (default: the target's cores)", whole("--threads", 1))
     .option("--runs <n>", "timed runs (rounds of 5)", whole("--runs", 1), 20)
     .option("--warmup <n>", "untimed runs first", whole("--warmup", 0), 3)
-    .option("--compare-ort", "also time onnxruntime-node on the same input, alternating with edgec, and check the outputs agree (exit 1 if not)")
+    .option("--compare-ort", "also time onnxruntime on the same input, alternating with edgec, and check the outputs agree (exit 1 if not): onnxruntime-node, or onnxruntime-web's wasm backend (SIMD, one thread) for WebAssembly targets")
     .option("--build-dir <dir>", "build the artifact here and reuse it while up to date (default: a temporary directory)")
     .option("--json", "print one JSON object")
     .action(async (model: string, o) => {

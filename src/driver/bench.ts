@@ -1,5 +1,5 @@
 import { fork, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,7 +13,7 @@ import type { Target } from "../target/schema.js";
 import { buildArtifact } from "./artifact.js";
 import { specializeInputs } from "./inputs.js";
 import { countMacs } from "../graph/cost.js";
-import type { OrtReply, OrtRequest } from "./ort-worker.js";
+import type { OrtEngine, OrtReply, OrtRequest } from "./ort-worker.js";
 import { unfusedGraph, type PipelineOptions } from "./pipeline.js";
 import { runArtifact, type RunResult } from "./run.js";
 import { compare, type OutputCheck } from "./verify.js";
@@ -26,7 +26,7 @@ export interface BenchOptions extends PipelineOptions {
   runs: number;
   /** untimed runs before timing */
   warmup: number;
-  /** also time onnxruntime-node, alternating with edgec, and compare the outputs */
+  /** also time onnxruntime (see ortEngine), alternating with edgec, and compare the outputs */
   compareOrt?: boolean;
   /** where the artifact is built and reused while up to date (default: a temporary directory) */
   buildDir?: string;
@@ -41,6 +41,9 @@ export interface BenchResult {
   minMs: number;
   /** peak resident memory of the run harness process */
   maxRssKb: number;
+  /** WebAssembly targets: bytes of model.wasm plus weights.bin, what a web page downloads, and of the model file */
+  wasmBytes?: number;
+  modelBytes?: number;
   /** OpenCL targets: the platform and device the kernels ran on */
   device?: string;
   /** multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul; FLOPs = 2·MACs */
@@ -52,6 +55,8 @@ export interface BenchResult {
   peakGflopsThreads: number;
   peakFraction: number;
   vectorBytes: number;
+  /** the reference: onnxruntime-node, or onnxruntime-web's WebAssembly backend for WebAssembly targets */
+  ortEngine?: OrtEngine;
   ortMedianMs?: number;
   ortMinMs?: number;
   /** peak RSS of the onnxruntime process, Node itself included (ortNodeRssKb of it before onnxruntime loaded) */
@@ -67,10 +72,13 @@ export interface BenchResult {
 /**
  * Timed runs come in rounds of this many per engine. The run harness is a fresh process per call
  * and reports only its call's median and minimum, so edgec's median is the median of per-round
- * medians (each round's first run is cold; a median of 5 shrugs one outlier off), while
- * onnxruntime keeps one session and reports every run, so its median is over all runs.
+ * medians, while onnxruntime keeps one session and reports every run, so its median is over all
+ * runs. Each round's harness first runs the model untimed for WARMUP_MS, and so does onnxruntime
+ * once, so that both time warm code: WebAssembly engines start on baseline code and swap in
+ * optimized code compiled in the background (V8 needs some ten runs of a small model).
  */
 const ROUND = 5;
+const WARMUP_MS = 500;
 export const BENCH_TOLERANCE = { rtol: 1e-3, atol: 1e-4 };
 
 const median = (xs: number[]) => {
@@ -177,6 +185,9 @@ async function measurePeak(t: Target): Promise<number> {
   }
 }
 
+/** onnxruntime-web for WebAssembly targets (its wasm backend, in Node), onnxruntime-node for the rest. */
+export const ortEngine = (t: Target): OrtEngine => (t.backend === "wasm" ? "onnxruntime-web" : "onnxruntime-node");
+
 /** A forked ort-worker: one request at a time, its reply or its death. */
 class OrtProcess {
   private readonly child: ChildProcess;
@@ -241,9 +252,9 @@ export async function benchModel(model: string, o: BenchOptions): Promise<BenchR
     let nodeRssKb: number | undefined;
     if (o.compareOrt) {
       ort = new OrtProcess();
-      ({ outputs: ortOut, nodeRssKb } = await ort.request({ op: "load", model, threads, warmup: o.warmup, inputs }, "loaded"));
+      ({ outputs: ortOut, nodeRssKb } = await ort.request({ op: "load", engine: ortEngine(o.target), model, threads, warmup: o.warmup, warmupMs: WARMUP_MS, inputs }, "loaded"));
     }
-    const edgec = (runs: number) => runArtifact(dir, spec.runInputs, runs, { threads });
+    const edgec = (runs: number) => runArtifact(dir, spec.runInputs, runs, { threads, warmupMs: WARMUP_MS });
     if (o.warmup > 0) await edgec(o.warmup);
     const rounds = Math.ceil(o.runs / ROUND);
     const perRound = Math.max(2, Math.ceil(o.runs / rounds));
@@ -277,13 +288,17 @@ export async function benchModel(model: string, o: BenchOptions): Promise<BenchR
       vectorBytes: o.target.vectorBytes,
       device: last.device,
     };
+    if (o.target.backend === "wasm") {
+      const size = (f: string) => (existsSync(join(dir, f)) ? statSync(join(dir, f)).size : 0);
+      Object.assign(result, { wasmBytes: size("model.wasm") + size("weights.bin"), modelBytes: statSync(model).size });
+    }
     if (ort && ortOut) {
       const ortMaxRssKb = (await ort.request({ op: "exit" }, "done")).maxRssKb;
       const checks = manifest.outputs.map((spec, i) =>
         ortOut[spec.name] ? compare(spec.name, last.outputs[i], ortOut[spec.name], BENCH_TOLERANCE) : { name: spec.name, maxAbs: Infinity, maxRel: Infinity, pass: false, why: "onnxruntime has no such output" },
       );
       const ortMedianMs = median(ortMs);
-      Object.assign(result, { ortMedianMs, ortMinMs: Math.min(...ortMs), ortMaxRssKb, ortNodeRssKb: nodeRssKb, ratio: medianMs / ortMedianMs, agree: checks.every((c) => c.pass), checks });
+      Object.assign(result, { ortEngine: ortEngine(o.target), ortMedianMs, ortMinMs: Math.min(...ortMs), ortMaxRssKb, ortNodeRssKb: nodeRssKb, ratio: medianMs / ortMedianMs, agree: checks.every((c) => c.pass), checks });
     }
     return result;
   } finally {
@@ -296,6 +311,7 @@ export async function benchModel(model: string, o: BenchOptions): Promise<BenchR
 export const modelLabel = (model: string) => (basename(model) === "model.onnx" ? basename(dirname(model)) : basename(model).replace(/\.onnx$/, ""));
 
 const mib = (kb: number) => (kb / 1024).toFixed(1);
+const kib = (bytes: number) => (bytes / 1024).toFixed(1);
 const ms = (x: number) => x.toFixed(x < 10 ? 3 : 2);
 
 export function formatBench(r: BenchResult): string {
@@ -304,13 +320,15 @@ export function formatBench(r: BenchResult): string {
     ...(r.device ? [`device       OpenCL ${r.device}${r.device.endsWith("(not a GPU)") ? ": a CPU emulating the GPU, so this is not a GPU's latency" : ""}`] : []),
     `edgec        median ${ms(r.medianMs)} ms, min ${ms(r.minMs)} ms, peak RSS ${mib(r.maxRssKb)} MiB`,
     `work         ${(r.macs / 1e6).toFixed(1)} M MACs: ${r.gflops.toFixed(2)} GFLOP/s, ${(100 * r.peakFraction).toFixed(1)}% of the ${r.peakGflopsThreads.toFixed(1)} GFLOP/s FMA peak (${r.threads} x ${r.peakGflops.toFixed(1)}, ${r.vectorBytes}-byte vectors)`,
+    ...(r.wasmBytes !== undefined ? [`size         model.wasm + weights ${kib(r.wasmBytes)} KiB, model file ${kib(r.modelBytes!)} KiB (${(r.wasmBytes / r.modelBytes!).toFixed(3)}x)`] : []),
   ];
   if (r.ortMedianMs !== undefined) {
     const worst = r.checks!.reduce((a, c) => Math.max(a, c.maxAbs), 0);
+    const engine = r.ortEngine ?? "onnxruntime-node";
     lines.push(
-      `onnxruntime  median ${ms(r.ortMedianMs)} ms, min ${ms(r.ortMinMs!)} ms, peak RSS ${mib(r.ortMaxRssKb!)} MiB (Node alone ${mib(r.ortNodeRssKb!)} MiB)`,
-      `ratio        ${r.ratio!.toFixed(2)} (edgec / onnxruntime)`,
-      `outputs      ${r.agree ? "agree" : "DIFFER"} with onnxruntime (max abs ${worst.toExponential(2)}; rtol ${BENCH_TOLERANCE.rtol}, atol ${BENCH_TOLERANCE.atol})`,
+      `${engine === "onnxruntime-web" ? "ort-web     " : "onnxruntime "} median ${ms(r.ortMedianMs)} ms, min ${ms(r.ortMinMs!)} ms, peak RSS ${mib(r.ortMaxRssKb!)} MiB (Node alone ${mib(r.ortNodeRssKb!)} MiB)`,
+      `ratio        ${r.ratio!.toFixed(2)} (edgec / ${engine})`,
+      `outputs      ${r.agree ? "agree" : "DIFFER"} with ${engine} (max abs ${worst.toExponential(2)}; rtol ${BENCH_TOLERANCE.rtol}, atol ${BENCH_TOLERANCE.atol})`,
       ...r.checks!.filter((c) => !c.pass).map((c) => `  ${c.name}: max abs ${c.maxAbs.toExponential(2)}, max rel ${c.maxRel.toExponential(2)}${c.why ? ` (${c.why})` : ""}`),
     );
   }
@@ -319,11 +337,14 @@ export function formatBench(r: BenchResult): string {
 
 /** A Markdown table of results (a mismatch shows as MISMATCH), then the geometric mean of the ratios per thread count. */
 export function formatBenchTable(results: BenchResult[]): string {
+  // WebAssembly results add the download size: model.wasm plus weights against the model file.
+  const sized = results.some((r) => r.wasmBytes !== undefined);
+  const size = (r: BenchResult) => (r.wasmBytes === undefined ? " - | - | - |" : ` ${kib(r.wasmBytes)} | ${kib(r.modelBytes!)} | ${(r.wasmBytes / r.modelBytes!).toFixed(3)} |`);
   const rows = [
-    "| model | threads | edgec ms | ort ms | ratio | edgec peak MiB | ort peak MiB | % of peak FLOP/s |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    `| model | threads | edgec ms | ort ms | ratio | edgec peak MiB | ort peak MiB | % of peak FLOP/s |${sized ? " wasm+weights KiB | model KiB | size ratio |" : ""}`,
+    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |${sized ? " ---: | ---: | ---: |" : ""}`,
     ...results.map((r) =>
-      `| ${modelLabel(r.model)} | ${r.threads} | ${ms(r.medianMs)} | ${r.ortMedianMs === undefined ? "-" : ms(r.ortMedianMs)} | ${r.ratio === undefined ? "-" : r.agree ? r.ratio.toFixed(2) : "MISMATCH"} | ${mib(r.maxRssKb)} | ${r.ortMaxRssKb === undefined ? "-" : mib(r.ortMaxRssKb)} | ${(100 * r.peakFraction).toFixed(1)} |`,
+      `| ${modelLabel(r.model)} | ${r.threads} | ${ms(r.medianMs)} | ${r.ortMedianMs === undefined ? "-" : ms(r.ortMedianMs)} | ${r.ratio === undefined ? "-" : r.agree ? r.ratio.toFixed(2) : "MISMATCH"} | ${mib(r.maxRssKb)} | ${r.ortMaxRssKb === undefined ? "-" : mib(r.ortMaxRssKb)} | ${(100 * r.peakFraction).toFixed(1)} |${sized ? size(r) : ""}`,
     ),
     "",
   ];

@@ -1,7 +1,9 @@
 /**
- * onnxruntime-node in a process of its own, for `edgec bench --compare-ort`: its peak memory is then
+ * onnxruntime in a process of its own, for `edgec bench --compare-ort`: its peak memory is then
  * its own, and the parent can alternate runs of edgec and onnxruntime in one benchmark. Forked with
- * an IPC channel; every request gets exactly one reply (see OrtRequest / OrtReply).
+ * an IPC channel; every request gets exactly one reply (see OrtRequest / OrtReply). The engine is
+ * onnxruntime-node for native targets and onnxruntime-web's WebAssembly backend (SIMD, one thread,
+ * as edgec's wasm32 artifacts run) for WebAssembly targets.
  */
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
@@ -9,7 +11,8 @@ import type { DType, TypedArray } from "../core/dtype.js";
 import type { Tensor } from "../core/tensor.js";
 
 export type OrtRequest =
-  | { op: "load"; model: string; threads: number; warmup: number; inputs: Record<string, Tensor> }
+  /** untimed: `warmup` runs, then more until `warmupMs` have passed */
+  | { op: "load"; engine: OrtEngine; model: string; threads: number; warmup: number; warmupMs: number; inputs: Record<string, Tensor> }
   | { op: "run"; runs: number }
   | { op: "exit" };
 
@@ -20,11 +23,21 @@ export type OrtReply =
   | { op: "done"; maxRssKb: number }
   | { op: "error"; message: string; exitCode: number };
 
+export type OrtEngine = "onnxruntime-node" | "onnxruntime-web";
+
+// Both packages implement onnxruntime-common's API; the node package's types stand for both.
 type Ort = typeof import("onnxruntime-node");
 
 let ort: Ort;
 let session: import("onnxruntime-node").InferenceSession;
 let feeds: Record<string, import("onnxruntime-node").Tensor>;
+
+async function importEngine(engine: OrtEngine): Promise<Ort> {
+  if (engine === "onnxruntime-node") return import("onnxruntime-node");
+  const web = (await import("onnxruntime-web")) as unknown as Ort & { env: { wasm: { numThreads: number } } };
+  web.env.wasm.numThreads = 1;
+  return web;
+}
 
 /**
  * This process's peak resident memory in KiB. Not getrusage's ru_maxrss on Linux: that keeps the
@@ -41,20 +54,22 @@ const reply = (r: OrtReply) => new Promise<void>((done) => process.send!(r, () =
 async function load(r: Extract<OrtRequest, { op: "load" }>): Promise<OrtReply> {
   const nodeRssKb = peakRssKb();
   try {
-    ort = await import("onnxruntime-node");
+    ort = await importEngine(r.engine);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "ERR_MODULE_NOT_FOUND") throw e;
-    return { op: "error", message: "--compare-ort needs onnxruntime-node, a devDependency of edgec that is not installed: run `npm install` in edgec's folder (or `npm install onnxruntime-node`)", exitCode: 2 };
+    return { op: "error", message: `--compare-ort needs ${r.engine}, a devDependency of edgec that is not installed: run \`npm install\` in edgec's folder (or \`npm install ${r.engine}\`)`, exitCode: 2 };
   }
   try {
-    session = await ort.InferenceSession.create(r.model, { intraOpNumThreads: r.threads, interOpNumThreads: 1, graphOptimizationLevel: "all", executionMode: "sequential" });
+    const options = r.engine === "onnxruntime-web" ? { executionProviders: ["wasm"] } : { intraOpNumThreads: r.threads, interOpNumThreads: 1, executionMode: "sequential" as const };
+    session = await ort.InferenceSession.create(r.model, { ...options, graphOptimizationLevel: "all" });
   } catch (e) {
     return { op: "error", message: `onnxruntime cannot load ${r.model}: ${(e as Error).message.split("\n")[0]}`, exitCode: 3 };
   }
   // edgec stores bool one byte per element, as onnxruntime does; every other dtype name is shared.
   feeds = Object.fromEntries(Object.entries(r.inputs).map(([name, t]) => [name, new ort.Tensor(t.dtype, t.data, t.shape)]));
   let out: Awaited<ReturnType<typeof session.run>> = {};
-  for (let i = 0; i < Math.max(1, r.warmup); i++) out = await session.run(feeds);
+  const start = performance.now();
+  for (let i = 0; i < Math.max(1, r.warmup) || performance.now() - start < r.warmupMs; i++) out = await session.run(feeds);
   const outputs = Object.fromEntries(Object.entries(out).map(([name, t]) => [name, { dtype: t.type as DType, shape: [...t.dims], data: t.data as TypedArray }]));
   return { op: "loaded", outputs, nodeRssKb };
 }

@@ -24,6 +24,8 @@ export interface RunOptions {
   threads?: number;
   /** the model to run, in an artifact of several */
   model?: string;
+  /** untimed runs for this long before the timed ones (the harness's --warmup-ms) */
+  warmupMs?: number;
 }
 
 type ModelIo = Pick<Manifest, "name" | "inputs" | "outputs">;
@@ -69,7 +71,8 @@ export async function runArtifact(dir: string, given: Record<string, Tensor>, ru
     inputs.forEach((t, i) => writeFileSync(join(io, `${i}.bin`), bytesOf(t.data)));
     const threads = opts.threads ? ["--threads", String(opts.threads)] : [];
     const model = m.models ? ["--model", picked.name] : [];
-    const cmd = [...emulator, join(dir, m.runProgram), ...threads, ...model, io, io, String(runs)];
+    const warmup = opts.warmupMs ? ["--warmup-ms", String(opts.warmupMs)] : [];
+    const cmd = [...emulator, join(dir, m.runProgram), ...threads, ...model, ...warmup, io, io, String(runs)];
     const r = await $({ nothrow: true, quiet: true })`${cmd}`;
     if (r.exitCode !== 0) throw new EdgecError(`running ${dir}/${m.runProgram} failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().split("\n").slice(0, 20).join("\n")}`, 3);
     const outputs = picked.outputs.map((spec, i) => {

@@ -1,4 +1,5 @@
 import { spawnSync } from "node:child_process";
+import { statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, test } from "vitest";
@@ -47,14 +48,24 @@ const tiny = () =>
 const TINY_MACS = 6 * 4 * 4 * (2 * 3 * 3) + 6 * 4 * 4 * (3 * 2 * 2) + 3 * 8 * 5 * 8 + 10 * 120;
 
 describe("edgec bench", () => {
-  test("--target wasm32 runs the model and the FMA peak probe as WebAssembly in Node", () => {
-    const r = edgec("bench", DSCNN, "--target", "wasm32", "--runs", "3", "--warmup", "1", "--json");
+  test("--target wasm32 runs the model and the FMA peak probe as WebAssembly in Node, against onnxruntime-web", () => {
+    const r = edgec("bench", DSCNN, "--target", "wasm32", "--runs", "3", "--warmup", "1", "--compare-ort", "--json");
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as BenchResult;
     expect(j.target).toBe("wasm32");
     expect(j.vectorBytes).toBe(16);
     expect(j.medianMs).toBeGreaterThan(0);
     expect(j.peakGflops).toBeGreaterThan(0);
+    expect(j.ortEngine).toBe("onnxruntime-web");
+    expect(j.agree).toBe(true);
+    expect(j.ortMedianMs).toBeGreaterThan(0);
+    // What a page downloads: model.wasm with the weights inside, against the ONNX file's size.
+    expect(j.modelBytes).toBe(statSync(DSCNN).size);
+    expect(j.wasmBytes).toBeGreaterThan(0);
+    const text = edgec("bench", DSCNN, "--target", "wasm32", "--runs", "2", "--warmup", "0", "--compare-ort");
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/^size +model\.wasm \+ weights [\d.]+ KiB, model file [\d.]+ KiB/m);
+    expect(text.stdout).toMatch(/^ratio +[\d.]+ \(edgec \/ onnxruntime-web\)$/m);
   });
 
   test("a corpus model: --runs 3 --json gives a positive median and the measurements beside it", () => {
@@ -83,6 +94,8 @@ describe("edgec bench", () => {
     expect(j.ortMedianMs).toBeGreaterThan(0);
     expect(j.ratio).toBeCloseTo(j.medianMs / j.ortMedianMs!, 10);
     expect(j.ortMaxRssKb).toBeGreaterThan(j.ortNodeRssKb!);
+    expect(j.ortEngine).toBe("onnxruntime-node");
+    expect(j.wasmBytes).toBeUndefined();
   });
 
   test.each([

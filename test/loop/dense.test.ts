@@ -84,3 +84,36 @@ it("targets resolve 0 (host) to this machine's cores and its compiler's vector w
   expect([16, 32, 64]).toContain(host.vectorBytes);
   expect(loadTarget("rpi4").vectorBytes).toBe(16);
 });
+
+describe("repeated blocks", () => {
+  it("share one kernel function when their code is the same up to buffer names, and still match onnxruntime", async () => {
+    // x → Conv(w1) → Relu → Conv(w2) → Relu → Conv(w3) → Relu: three convolutions of one shape.
+    const shape = [1, 8, 10, 10];
+    const convs = [1, 2, 3];
+    const file = work.write("repeated.onnx", modelBytes({
+      inputs: [valueInfo("x", T.FLOAT, shape)],
+      initializers: convs.map((i) => tensorProto(`w${i}`, T.FLOAT, [8, 8, 3, 3], { floatData: Array.from(rand(8 * 8 * 9)) })),
+      nodes: convs.flatMap((i) => [
+        node("Conv", [i === 1 ? "x" : `r${i - 1}`, `w${i}`], [`c${i}`], [attr.ints("pads", [1, 1, 1, 1])]),
+        node("Relu", [`c${i}`], [i === 3 ? "y" : `r${i}`]),
+      ]),
+      outputs: [valueInfo("y", T.FLOAT)],
+    }));
+    const dir = join(work.dir, "repeated");
+    await buildArtifact(file, dir, { target: loadTarget("host") });
+    const c = readFileSync(join(dir, "model.c"), "utf8");
+    const defined = c.match(/^static void k\d+_\w+\(/gm)!;
+    const run = c.slice(c.indexOf("int model_run("));
+    const calls = run.match(/^ {2}k\d+_\w+\(/gm)!;
+    expect(calls).toHaveLength(3);
+    expect(defined).toHaveLength(1);
+    expect(new Set(calls.map((s) => s.trim()))).toEqual(new Set([defined[0].slice("static void ".length)]));
+
+    const x = rand(numel(shape));
+    const session = await ort.InferenceSession.create(file);
+    const ref = (await session.run({ x: new ort.Tensor("float32", x, shape) }))["y"];
+    const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape, data: x } });
+    const r = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
+    expect(r.pass, `max abs error ${r.maxAbs}`).toBe(true);
+  });
+});

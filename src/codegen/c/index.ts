@@ -145,16 +145,27 @@ export function view(p: Program, cfg: CConfig, slot?: Slot) {
   const arenaDecl = slot
     ? sharedDecls(slot.arenaBytes, slot.zoneBytes)
     : p.arenaBytes ? `static union {\n${unionMembers(p.arenaBytes)}\n} edgec_arena EDGEC_ALIGNED;\n` : "";
+  // Kernels whose code is the same up to their parameters' names (a network's repeated blocks) share
+  // one function: the same speed in less code, which a WebAssembly download or a microcontroller's
+  // flash pays for.
+  const byCode = new Map<string, string>();
   const kernels = p.kernels.map((k) => {
     const params = k.params.map((n) => {
       const b = p.buffers.get(n)!;
       return `${k.writes.includes(n) ? "" : "const "}${DTYPES[b.dtype].c} *${n}`;
     });
+    const body = renderStmts(k.body, C_DIALECT).trimEnd();
+    const position = new Map(k.params.map((n, i) => [n, i]));
+    const code = k.params.length ? body.replace(new RegExp(`\\b(${k.params.join("|")})\\b`, "g"), (n) => `\0${position.get(n)}`) : body;
+    const key = `${params.map((q, i) => q.replace(/\S+$/, `${i}`)).join(",")}\n${code}`;
+    const shared = byCode.get(key);
+    if (!shared) byCode.set(key, k.name);
     return {
       comment: `${k.op} ${k.node.replace(/\*\//g, "* /")}`,
       signature: `static void ${k.name}(${params.join(", ") || "void"})`,
-      body: renderStmts(k.body, C_DIALECT).trimEnd(),
-      call: `${k.name}(${k.params.map((n) => argument(p.buffers.get(n)!)).join(", ")});`,
+      body,
+      call: `${shared ?? k.name}(${k.params.map((n) => argument(p.buffers.get(n)!)).join(", ")});`,
+      shared: shared !== undefined,
     };
   });
   const inputs = ioView(p, p.inputs);
@@ -190,6 +201,8 @@ export function view(p: Program, cfg: CConfig, slot?: Slot) {
       values: weightValues(b.data!),
     })),
     kernels,
+    /** the kernel functions model.c defines: one per distinct code */
+    definitions: kernels.filter((k) => !k.shared),
     /** the statements of NAME_run after the weights check: the kernel calls (a GPU backend adds launches and transfers) */
     steps: kernels.map((k) => k.call),
     /** declarations another processor's runtime adds (OpenCL) */

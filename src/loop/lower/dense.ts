@@ -1,4 +1,4 @@
-import { fromNumbers, toNumbers } from "../../core/tensor.js";
+import { toNumbers } from "../../core/tensor.js";
 import { attrNum } from "../../graph/ir.js";
 import { convGeometry, gemmDims, matmulShape } from "../../graph/ops/nn.js";
 import {
@@ -40,12 +40,23 @@ function gemmConv(c: LowerCtx): Stmt[] {
   const pointwise = KH === 1 && KW === 1 && sh === 1 && sw === 1 && ph === 0 && pw === 0 && OH === H && OW === W;
   // The weights are the broadcast operand, row m = output channel m: already row-major [M][K].
   const wData = w!.data && !w!.at ? toNumbers(w!.data) : undefined;
-  // Each column's top-left input row and column, looked up instead of divided out per element;
-  // columns past the last (a ragged tile) get a row no tap reaches, so they read as padding.
-  const nt = ntOf(c, P), cols = Math.ceil(P / nt) * nt;
-  const table = (f: (p: number) => number) => fromNumbers("int32", [cols], Array.from({ length: cols }, (_, p) => (p < P ? f(p) : -(1 << 20))));
-  const rowTab = pointwise ? undefined : c.constant!(`${node.name}_rows0`, table((p) => Math.floor(p / OW) * sh - ph));
-  const colTab = pointwise ? undefined : c.constant!(`${node.name}_cols0`, table((p) => (p % OW) * sw - pw));
+  // Each column's top-left input row and column, worked out once per tile into two small locals
+  // instead of divided out per element (tables of them, one entry per output pixel, would double
+  // the weights of a convolution with few channels on a large image); columns past the last (a
+  // ragged tile) get a row no tap reaches, so they read as padding.
+  const nt = ntOf(c, P);
+  const corners = (j0: Expr, full: boolean): { rows0: string; cols0: string; fill: Stmt[] } => {
+    const rows0 = c.names.next("rows0"), cols0 = c.names.next("cols0");
+    const fill = nest(c.names, [nt], ([j]) => {
+      const p = add(j0, j);
+      const row = add(mul(div(p, int(OW)), int(sh)), int(-ph));
+      return [
+        { k: "store", buf: rows0, idx: j, val: full ? row : select(lt(p, int(P)), row, int(-(1 << 20))) },
+        { k: "store", buf: cols0, idx: j, val: add(mul(mod(p, int(OW)), int(sw)), int(-pw)) },
+      ];
+    }, false);
+    return { rows0, cols0, fill: [{ k: "local", name: rows0, dtype: "int32", n: nt }, { k: "local", name: cols0, dtype: "int32", n: nt }, ...fill] };
+  };
   const spec: GemmSpec = {
     batch: [N],
     rows: M,
@@ -53,8 +64,9 @@ function gemmConv(c: LowerCtx): Stmt[] {
     depth: K,
     a: (_, m, k) => f32(loadFlat(w!, add(mul(m, int(K)), k))),
     aConst: wData ? (m, k) => wData[m * K + k] : undefined,
-    packB: ([n], j0, put, full) =>
-      nest(c.names, [C, KH, KW], ([ci, kh, kw]) => {
+    packB: ([n], j0, put, full) => {
+      const at = pointwise ? undefined : corners(j0, full);
+      return [...(at?.fill ?? []), ...nest(c.names, [C, KH, KW], ([ci, kh, kw]) => {
         const k = add(mul(add(mul(ci, int(KH)), kh), int(KW)), kw);
         return nest(c.names, [nt], ([j]) => {
           const p = add(j0, j);
@@ -63,8 +75,8 @@ function gemmConv(c: LowerCtx): Stmt[] {
             v = loadFlat(x!, add(mul(add(mul(n, int(C)), ci), int(P)), p));
             if (!full) ok = lt(p, int(P));
           } else {
-            const ih = add(load(rowTab!, [p]), mul(kh, int(dh)));
-            const iw = add(load(colTab!, [p]), mul(kw, int(dw)));
+            const ih = add({ k: "load", buf: at!.rows0, idx: j, dtype: "int32" }, mul(kh, int(dh)));
+            const iw = add({ k: "load", buf: at!.cols0, idx: j, dtype: "int32" }, mul(kw, int(dw)));
             const conds: Expr[] = [];
             if (ph > 0 || !full) conds.push(ge(ih, int(0)));
             if ((OH - 1) * sh - ph + (KH - 1) * dh >= H) conds.push(lt(ih, int(H)));
@@ -75,7 +87,8 @@ function gemmConv(c: LowerCtx): Stmt[] {
           }
           return [put(k, j, ok ? select(ok, f32(v), cst(0)) : f32(v))];
         }, false);
-      }, false),
+      }, false)];
+    },
     init: b ? (_, m) => f32(load(b, [m])) : undefined,
     y,
     yAt: ([n], m, j) => [n, m, div(j, int(OW)), mod(j, int(OW))],
