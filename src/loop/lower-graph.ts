@@ -63,7 +63,7 @@ function lowerFused(n: Node, refOf: Resolve, names: Names, extra: Extra): Stmt[]
   return LOWERINGS[anchor.op]({ node: anchor, ins, outs, names, ...extra });
 }
 
-type Extra = Pick<LowerCtx, "cpu" | "constant" | "scratch">;
+type Extra = Pick<LowerCtx, "cpu" | "constant" | "scratch" | "shared">;
 
 export interface LowerOptions {
   /** vector shape and threads of the target CPU; absent: no vectorized lowerings */
@@ -126,7 +126,7 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
   };
 
   // Packed weights are new constants; scratch is one region after the planned arena, as large as
-  // the hungriest kernel needs, split into one slice per thread.
+  // the hungriest kernel needs, split into one slice per thread, then one region all threads share.
   const threads = Math.max(1, opts.cpu?.threads ?? 1);
   const scratchOffset = Math.ceil(g.memory.arenaBytes / 64) * 64;
   let scratchElems = 0;
@@ -143,7 +143,13 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
     if (!buffers.has("scratch")) buffers.set("scratch", { name: "scratch", value: "per-thread scratch", dtype: "float32", shape: [0], kind: "arena", offset: scratchOffset });
     return { buf: "scratch", dtype: "float32", shape: [threads * elems] };
   };
-  const extra: Extra = { cpu: opts.cpu, constant, scratch };
+  let sharedElems = 0;
+  const shared = (elems: number): Ref => {
+    sharedElems = Math.max(sharedElems, elems);
+    if (!buffers.has("scratch_shared")) buffers.set("scratch_shared", { name: "scratch_shared", value: "shared scratch", dtype: "float32", shape: [0], kind: "arena", offset: 0 });
+    return { buf: "scratch_shared", dtype: "float32", shape: [elems] };
+  };
+  const extra: Extra = { cpu: opts.cpu, constant, scratch, shared };
 
   g.nodes.forEach((n, k) => {
     if (n.op === "View") {
@@ -180,6 +186,11 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
   const used = new Set(kernels.flatMap((k) => k.params));
   for (const [name, b] of buffers) if (b.kind === "weight" && !used.has(name)) buffers.delete(name);
   if (scratchElems) buffers.get("scratch")!.shape = [threads * scratchElems];
-  const arenaBytes = scratchElems ? scratchOffset + threads * scratchElems * 4 : g.memory.arenaBytes;
+  let arenaBytes = scratchElems ? scratchOffset + threads * scratchElems * 4 : g.memory.arenaBytes;
+  if (sharedElems) {
+    const at = Math.ceil(arenaBytes / 64) * 64;
+    Object.assign(buffers.get("scratch_shared")!, { shape: [sharedElems], offset: at });
+    arenaBytes = at + sharedElems * 4;
+  }
   return { name: g.name, buffers, kernels, inputs, outputs, arenaBytes };
 }

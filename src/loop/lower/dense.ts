@@ -1,8 +1,8 @@
 import { toNumbers } from "../../core/tensor.js";
 import { attrNum } from "../../graph/ir.js";
-import { convGeometry, gemmDims, matmulShape } from "../../graph/ops/nn.js";
+import { convGeometry, gemmDims, matmulShape, poolGeometry, type Window } from "../../graph/ops/nn.js";
 import {
-  add, and, cast, cst, div, ge, int, let_, load, loadBroadcast, loadFlat, lt, mod, mul, nest, select, set, store, vr,
+  add, and, cast, cst, div, ge, int, le, let_, load, loadBroadcast, loadFlat, lt, max, mod, mul, nest, select, set, store, vr,
   if_, type Ref,
 } from "../build.js";
 import type { Expr, Stmt } from "../ir.js";
@@ -92,36 +92,42 @@ function gemmConv(c: LowerCtx): Stmt[] {
     init: b ? (_, m) => f32(load(b, [m])) : undefined,
     y,
     yAt: ([n], m, j) => [n, m, div(j, int(OW)), mod(j, int(OW))],
+    // A fused epilogue's loads index each pixel by (row, column): a run of columns in one row keeps
+    // that index affine, so the epilogue vectorizes.
+    run: { ok: (j, n) => le(add(mod(j, int(OW)), int(n)), int(OW)), at: ([n], m, j, l) => [n, m, div(j, int(OW)), add(mod(j, int(OW)), l)] },
   };
   return gemmKernel(c, spec);
 }
 
 const ntOf = (c: LowerCtx, cols: number) => tileColumns(c.cpu!, cols);
 
+/** One output of a per-channel window op: its start, the step per tap, from the tap's value. */
+interface WindowFold {
+  /** statements once per (image, channel): the depthwise filter's taps read into locals */
+  head: (n: Expr, ch: Expr) => Stmt[];
+  init: Expr;
+  step: (acc: Expr, x: Expr, kh: number, kw: number) => Expr;
+}
+
 /**
- * Depthwise 2-D convolution (one filter per channel), per output row: the columns whose taps all
- * fall inside the input run without bounds checks in a loop the C compiler vectorizes; the rows and
- * columns near the padding check each tap. The filter taps are read once per channel into locals.
+ * A per-channel 2-D window op on float32 [N, C, H, W] (depthwise convolution, max pooling), per
+ * output row: the columns whose taps all fall inside the input run without bounds checks, a vector
+ * of columns at a time when the taps of neighbouring columns are neighbours, or every other element
+ * (stride 2, loaded as two vectors and shuffled): full-width vectors, then halves down to 4 lanes
+ * for what is left, so narrow maps (14 or 7 columns under 16-lane AVX-512) still run mostly in
+ * vectors. The rows and columns near the padding check each tap.
  */
-function depthwise(c: LowerCtx): Stmt[] {
-  const { node, ins: [x, w, b], outs: [y], names } = c;
-  const geo = convGeometry(node, x!.shape, w!.shape, b?.shape);
+function windowOp(c: LowerCtx, geo: Window, fold: WindowFold): Stmt[] {
+  const { ins: [x], outs: [y], names } = c;
   const [, , H, W] = x!.shape;
   const [KH, KW] = geo.kernel, [sh, sw] = geo.strides, [dh, dw] = geo.dilations, [ph, pw] = geo.padsBegin;
   const [OH, OW] = geo.out;
   const [rowLo, rowHi] = interior(H, OH, KH, sh, ph, dh);
   const [colLo, colHi] = interior(W, OW, KW, sw, pw, dw);
   return nest(names, [x!.shape[0], x!.shape[1]], ([n, ch]) => {
-    const taps = Array.from({ length: KH * KW }, () => names.next("w"));
-    const head: Stmt[] = taps.map((t, i) => let_(t, "float32", load(w!, [ch, int(0), int(Math.floor(i / KW)), int(i % KW)])));
-    const bias = names.next("bias");
-    head.push(let_(bias, "float32", b ? load(b, [ch]) : cst(0)));
     const row = (oh: Expr, checkRows: boolean): Stmt[] => {
       const cols = (from: number, to: number, checkCols: boolean): Stmt[] => {
         if (to <= from) return [];
-        // Unchecked columns go a vector at a time when the taps of neighbouring columns are
-        // neighbours, or every other element (stride 2, loaded as two vectors and shuffled): full-width vectors, then halves down to 4 lanes for what is left, so narrow
-        // maps (14 or 7 columns under 16-lane AVX-512) still run mostly in vectors.
         for (let L = c.cpu!.lanes; !checkCols && sw <= 2 && L >= 4; L /= 2) {
           if (to - from < L) continue;
           const i = names.next("ow"), l = names.next("l");
@@ -135,7 +141,7 @@ function depthwise(c: LowerCtx): Stmt[] {
       };
       const pixel = (ow: Expr, checkCols: boolean): Stmt[] => {
         const acc = names.next("acc");
-        const body: Stmt[] = [let_(acc, "float32", vr(bias, "float32"))];
+        const body: Stmt[] = [let_(acc, "float32", fold.init)];
         for (let kh = 0; kh < KH; kh++)
           for (let kw = 0; kw < KW; kw++) {
             const ih = add(mul(oh, int(sh)), int(kh * dh - ph));
@@ -143,7 +149,7 @@ function depthwise(c: LowerCtx): Stmt[] {
             const conds: Expr[] = [];
             if (checkRows) conds.push(ge(ih, int(0)), lt(ih, int(H)));
             if (checkCols) conds.push(ge(iw, int(0)), lt(iw, int(W)));
-            const st = set(acc, add(vr(acc, "float32"), mul(f32(load(x!, [n, ch, ih, iw])), vr(taps[kh * KW + kw], "float32"))));
+            const st = set(acc, fold.step(vr(acc, "float32"), f32(load(x!, [n, ch, ih, iw])), kh, kw));
             body.push(conds.length ? if_(conds.reduce((a2, b2) => and(a2, b2)), [st]) : st);
           }
         body.push(store(y, [n, ch, oh, ow], vr(acc, "float32")));
@@ -156,14 +162,127 @@ function depthwise(c: LowerCtx): Stmt[] {
       const i = names.next("oh");
       return [{ k: "for", v: i, n: to - from, body: row(add(int(from), vr(i)), check) }];
     };
-    return [...head, ...rows(0, rowLo, true), ...rows(rowLo, rowHi, false), ...rows(rowHi, OH, true)];
+    return [...fold.head(n, ch), ...rows(0, rowLo, true), ...rows(rowLo, rowHi, false), ...rows(rowHi, OH, true)];
   });
 }
+
+/** Depthwise 2-D convolution (one filter per channel): its taps and bias are read once per channel into locals. */
+function depthwise(c: LowerCtx): Stmt[] {
+  const { node, ins: [x, w, b], names } = c;
+  const geo = convGeometry(node, x!.shape, w!.shape, b?.shape);
+  const [KH, KW] = geo.kernel;
+  const taps = Array.from({ length: KH * KW }, () => names.next("w"));
+  const bias = names.next("bias");
+  return windowOp(c, geo, {
+    head: (_, ch) => [
+      ...taps.map((t, i) => let_(t, "float32", load(w!, [ch, int(0), int(Math.floor(i / KW)), int(i % KW)]))),
+      let_(bias, "float32", b ? load(b, [ch]) : cst(0)),
+    ],
+    init: vr(bias, "float32"),
+    step: (acc, v, kh, kw) => add(acc, mul(v, vr(taps[kh * KW + kw], "float32"))),
+  });
+}
+
+/** 2-D max pooling: taps outside the input never win, as if they were −∞. */
+const maxPool: Lowering = (c) => {
+  const { node, ins: [x], outs } = c;
+  if (!c.cpu || outs[1]?.buf || !isF32(x, outs[0]) || x!.shape.length !== 4) return NN_LOWERINGS.MaxPool(c);
+  return windowOp(c, poolGeometry(node, x!.shape), { head: () => [], init: cst(-Infinity), step: (acc, v) => max(acc, v) });
+};
+
+/**
+ * A convolution as a GEMM over a zero-padded, phase-split copy of its input (implicit GEMM). With
+ * strides sh × sw the padded input splits into sh·sw phases, phase (a, b) holding the rows ≡ a
+ * (mod sh) and columns ≡ b (mod sw): xq[a][b][n][ci][r][c] = xpad[n][ci][r·sh + a][c·sw + b]. Tap
+ * (kh, kw) reads one phase, (kh·dh mod sh, kw·dw mod sw), at one offset, (⌊kh·dh/sh⌋, ⌊kw·dw/sw⌋), for
+ * every output pixel. Output pixels are counted on the phase grid, Wq = OW + ⌊(KW−1)·dw/sw⌋ columns
+ * per row of which the first OW exist, so tap (ci, kh, kw) of column j reads its phase at
+ * j + ⌊kh·dh/sh⌋·Wq + ⌊kw·dw/sw⌋: a tile's consecutive columns read consecutive elements, and
+ * packing B is vector copies where im2col gathers element by element with bounds checks (half the
+ * time of a 3×3 convolution). The price is the copy and the dropped columns, computed and not
+ * stored. A stride-1 input without padding, in memory, is its own copy.
+ */
+function shiftedConv(c: LowerCtx): Stmt[] {
+  const { node, ins: [x, w, b], outs: [y], names } = c;
+  const geo = convGeometry(node, x!.shape, w!.shape, b?.shape);
+  const [N, C, H, W] = x!.shape;
+  const M = w!.shape[0];
+  const [KH, KW] = geo.kernel, [sh, sw] = geo.strides, [dh, dw] = geo.dilations, [ph, pw] = geo.padsBegin;
+  const [OH, OW] = geo.out;
+  const Hq = OH + Math.floor(((KH - 1) * dh) / sh), Wq = OW + Math.floor(((KW - 1) * dw) / sw);
+  const slab = N * C * Hq * Wq;
+  const P = (OH - 1) * Wq + OW, K = C * KH * KW, L = c.cpu!.lanes, nt = ntOf(c, P);
+  const copy = sh > 1 || sw > 1 || Hq !== H || Wq !== W || !!x!.at;
+  const xq: Ref = copy ? c.shared!(sh * sw * slab) : x!;
+  // The copy, phase by phase and row by row: the columns that fall in the input read it (every
+  // sw-th element), the others are zero.
+  const pad: Stmt[] = [];
+  for (let a = 0; copy && a < sh; a++)
+    for (let bq = 0; bq < sw; bq++) {
+      const lo = Math.min(Wq, Math.max(0, Math.ceil((pw - bq) / sw))), hi = Math.max(lo, Math.min(Wq, Math.floor((W - 1 + pw - bq) / sw) + 1));
+      pad.push(...nest(names, [N * C, Hq], ([nc, r]) => {
+        const at = (col: Expr) => add(mul(add(mul(add(int((a * sw + bq) * N * C), nc), int(Hq)), r), int(Wq)), col);
+        const fill = (from: number, to: number, v: (col: Expr) => Expr): Stmt[] =>
+          to <= from ? [] : nest(names, [to - from], ([i]) => [{ k: "store", buf: xq.buf, idx: at(add(int(from), i)), val: v(add(int(from), i)) }], false);
+        const ih = add(mul(r, int(sh)), int(a - ph));
+        const read = (col: Expr) => f32(load(x!, [div(nc, int(C)), mod(nc, int(C)), ih, add(mul(col, int(sw)), int(bq - pw))]));
+        const row = [...fill(0, lo, () => cst(0)), ...fill(lo, hi, read), ...fill(hi, Wq, () => cst(0))];
+        return [if_(and(ge(ih, int(0)), lt(ih, int(H))), row, fill(0, Wq, () => cst(0)))];
+      }));
+    }
+  // A tap's phase and offset along one axis.
+  const split = (k: Expr, d: number, s: number): [Expr, Expr] => (s === 1 ? [int(0), mul(k, int(d))] : [mod(mul(k, int(d)), int(s)), div(mul(k, int(d)), int(s))]);
+  const wData = w!.data && !w!.at ? toNumbers(w!.data) : undefined;
+  const spec: GemmSpec = {
+    batch: [N],
+    rows: M,
+    cols: P,
+    depth: K,
+    a: (_, m, k) => f32(loadFlat(w!, add(mul(m, int(K)), k))),
+    aConst: wData ? (m, k) => wData[m * K + k] : undefined,
+    packB: ([n], j0, put, full) =>
+      nest(names, [C, KH, KW], ([ci, kh, kw]) => {
+        const k = add(mul(add(mul(ci, int(KH)), kh), int(KW)), kw);
+        const [pa, oa] = split(kh, dh, sh), [pb, ob] = split(kw, dw, sw);
+        const phase = add(mul(pa, int(sw)), pb);
+        const plane = add(mul(add(mul(phase, int(N)), n), int(C)), ci);
+        const from = add(add(mul(plane, int(Hq * Wq)), add(mul(oa, int(Wq)), ob)), j0);
+        const tap = (j: Expr) => ({ k: "load", buf: xq.buf, idx: add(from, j), dtype: "float32" }) as Expr;
+        // The last, ragged tile stops at the last column: past it lies the end of the phase.
+        if (!full) return nest(names, [nt], ([j]) => [put(k, j, select(lt(add(j0, j), int(P)), tap(j), cst(0)))], false);
+        const jv = names.next("jv"), l = names.next("l");
+        const j = add(mul(vr(jv), int(L)), vr(l));
+        const body = [put(k, j, tap(j))];
+        return [{ k: "for", v: jv, n: nt / L, body: vectorizeLanes(body, l, int(0), L) ?? [{ k: "for", v: l, n: L, body }] }];
+      }, false),
+    init: b ? (_, m) => f32(load(b, [m])) : undefined,
+    y,
+    yAt: ([n], m, j) => [n, m, div(j, int(Wq)), mod(j, int(Wq))],
+    colOk: Wq > OW ? (j) => lt(mod(j, int(Wq)), int(OW)) : undefined,
+    run: { ok: (j, n) => le(add(mod(j, int(Wq)), int(n)), int(OW)), at: ([n], m, j, l) => [n, m, div(j, int(Wq)), add(mod(j, int(Wq)), l)] },
+  };
+  return [...pad, ...gemmKernel(c, spec)];
+}
+
+/**
+ * The phase grid for every convolution but a plain 1×1 one (which reads its input as it is), while
+ * its dropped columns are at most a third and it has at least 4 vectors' worth of taps per output:
+ * a vector of outputs that straddles two rows of the grid is stored column by column, which costs
+ * more than im2col saves on a convolution of a few channels (a network's first layer).
+ */
+const shifts = (c: LowerCtx): boolean => {
+  const geo = convGeometry(c.node, c.ins[0]!.shape, c.ins[1]!.shape, c.ins[2]?.shape);
+  const [KH, KW] = geo.kernel, [sh, sw] = geo.strides, [OW] = geo.out.slice(1);
+  const pointwise = KH === 1 && KW === 1 && sh === 1 && sw === 1 && geo.padsBegin.every((p) => p === 0) && geo.padsEnd.every((p) => p === 0);
+  const dropped = Math.floor(((KW - 1) * geo.dilations[1]) / sw);
+  return !pointwise && 3 * dropped <= OW + dropped && c.ins[0]!.shape[1] * KH * KW >= 4 * c.cpu!.lanes;
+};
 
 const conv: Lowering = (c) => {
   const { node, ins: [x, w, b], outs: [y] } = c;
   if (c.cpu && isF32(x, w, b, y) && x!.shape.length === 4) {
     const group = attrNum(node, "group", 1);
+    if (group === 1 && c.shared && shifts(c)) return shiftedConv(c);
     if (group === 1) return gemmConv(c);
     if (group === x!.shape[1] && w!.shape[0] === group) return depthwise(c);
   }
@@ -233,4 +352,4 @@ const matmul: Lowering = (c) => {
   });
 };
 
-export const DENSE_LOWERINGS: Record<string, Lowering> = { Conv: conv, Gemm: gemm, MatMul: matmul };
+export const DENSE_LOWERINGS: Record<string, Lowering> = { Conv: conv, Gemm: gemm, MatMul: matmul, MaxPool: maxPool };

@@ -1,6 +1,6 @@
 import type { Tensor } from "../../core/tensor.js";
 import {
-  add, cst, flat, int, le, lt, mul, nest, set, splat, store, threadId, vlet, vload, vr, vstore, vvar, if_, type Ref,
+  add, and, cst, flat, int, le, lt, mul, nest, set, splat, store, threadId, vlet, vload, vr, vstore, vvar, if_, type Ref,
 } from "../build.js";
 import type { Expr, Stmt } from "../ir.js";
 import { vectorizeLanes } from "../vectorize.js";
@@ -34,9 +34,16 @@ export interface GemmSpec {
   packB?: (b: Expr[], j0: Expr, put: (k: Expr, j: Expr, v: Expr) => Stmt, full: boolean) => Stmt[];
   /** the accumulator's starting value per row (a convolution's bias) */
   init?: (b: Expr[], row: Expr) => Expr;
-  /** the output and the index of (row, j) in it; its elements are contiguous along j */
+  /** the output and the index of (row, j) in it; its elements are contiguous along j, unless colOk */
   y: Ref;
   yAt: (b: Expr[], row: Expr, j: Expr) => Expr[];
+  /** the columns that exist, when some do not (computed and dropped): then every store goes through the tile */
+  colOk?: (j: Expr) => Expr;
+  /**
+   * whether columns j..j+n−1 all exist and lie next to each other in y, and the index of column
+   * j + l there, when yAt alone does not show it: such a run is stored as one vector
+   */
+  run?: { ok: (j: Expr, n: number) => Expr; at: (b: Expr[], row: Expr, j: Expr, l: Expr) => Expr[] };
   /** a scalar step between the sum and the store (Gemm's alpha and C) */
   post?: (b: Expr[], row: Expr, j: Expr, v: Expr) => Expr;
 }
@@ -113,7 +120,7 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
       // The accumulators to memory: directly, or through the epilogue.
       const writeOut = (full: boolean): Stmt[] => {
         const out: Stmt[] = [];
-        if (!s.post && !s.y.put && full) {
+        if (!s.post && !s.y.put && !s.colOk && full) {
           accs.forEach((rs, r) => rs.forEach((n, v) => out.push(vstore(s.y.buf, flat(s.y.shape, s.yAt(b, row(r), add(j0, int(v * L)))), vvar(n, L), L))));
           return out;
         }
@@ -126,8 +133,17 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
         const j = add(j0, add(mul(vr(jv), int(L)), lv));
         const x: Expr = { k: "load", buf: tile, idx: add(add(mul(rv, int(NT)), mul(vr(jv), int(L))), lv), dtype: "float32" };
         const st = store(s.y, s.yAt(b, add(row0, rv), j), s.post ? s.post(b, add(row0, rv), j, x) : x);
-        const scalar: Stmt[] = full ? [st] : [if_(lt(j, int(s.cols)), [st])];
-        const lanes = vectorizeLanes(scalar, l, int(0), L) ?? [{ k: "for", v: l, n: L, body: scalar }];
+        const conds = [...(full ? [] : [lt(j, int(s.cols))]), ...(s.colOk ? [s.colOk(j)] : [])];
+        const scalar: Stmt[] = conds.length ? [if_(conds.reduce((a, b) => and(a, b)), [st])] : [st];
+        const checked = vectorizeLanes(scalar, l, int(0), L) ?? [{ k: "for", v: l, n: L, body: scalar }];
+        // A vector of columns that all exist is stored whole: through yAt when the store stays affine
+        // in the lane, else as a run (see GemmSpec.run); only the others go column by column.
+        const start = add(j0, mul(vr(jv), int(L)));
+        const inside = full ? [] : [le(add(start, int(L)), int(s.cols))];
+        const plain = s.colOk ? undefined : vectorizeLanes([st], l, int(0), L);
+        const run = !plain && s.run ? vectorizeLanes([store(s.y, s.run.at(b, add(row0, rv), start, lv), s.post ? s.post(b, add(row0, rv), add(start, lv), x) : x)], l, int(0), L) : undefined;
+        const whole = plain ? inside : run ? [...inside, s.run!.ok(start, L)] : undefined;
+        const lanes = !whole ? checked : whole.length ? [if_(whole.reduce((a, b) => and(a, b)), (plain ?? run)!, checked)] : (plain ?? run)!;
         out.push({ k: "for", v: r, n: mr, body: [{ k: "for", v: jv, n: nv, body: lanes }] });
         return out;
       };

@@ -15,6 +15,8 @@ export interface LowerCtx {
   constant?: (hint: string, t: Tensor) => Ref;
   /** `elems` float32 of scratch memory per thread, one slice per thread at offset THREAD_ID·elems */
   scratch?: (elems: number) => Ref;
+  /** `elems` float32 of scratch memory that all threads of the kernel share (a padded copy of an input) */
+  shared?: (elems: number) => Ref;
 }
 
 export interface CpuShape {
