@@ -1,4 +1,4 @@
-import { toNumbers } from "../../core/tensor.js";
+import { toNumbers, type Tensor } from "../../core/tensor.js";
 import { attrNum } from "../../graph/ir.js";
 import { convGeometry, gemmDims, matmulShape, poolGeometry, type Window } from "../../graph/ops/nn.js";
 import {
@@ -29,6 +29,12 @@ function interior(size: number, out: number, k: number, s: number, p: number, d:
   return [lo, hi];
 }
 
+/** A convolution's weights as the GEMM's broadcast operand: row m = output channel m, already row-major [M][K]. */
+function convRows(w: Ref & { data?: Tensor }, M: number, K: number): Pick<GemmSpec, "rows" | "depth" | "a" | "aConst"> {
+  const data = w.data && !w.at ? toNumbers(w.data) : undefined;
+  return { rows: M, depth: K, a: (_, m, k) => f32(loadFlat(w, add(mul(m, int(K)), k))), aConst: data ? (m, k) => data[m * K + k] : undefined };
+}
+
 function gemmConv(c: LowerCtx): Stmt[] {
   const { node, ins: [x, w, b], outs: [y] } = c;
   const geo = convGeometry(node, x!.shape, w!.shape, b?.shape);
@@ -38,8 +44,6 @@ function gemmConv(c: LowerCtx): Stmt[] {
   const [OH, OW] = geo.out;
   const P = OH * OW, K = C * KH * KW;
   const pointwise = KH === 1 && KW === 1 && sh === 1 && sw === 1 && ph === 0 && pw === 0 && OH === H && OW === W;
-  // The weights are the broadcast operand, row m = output channel m: already row-major [M][K].
-  const wData = w!.data && !w!.at ? toNumbers(w!.data) : undefined;
   // Each column's top-left input row and column, worked out once per tile into two small locals
   // instead of divided out per element (tables of them, one entry per output pixel, would double
   // the weights of a convolution with few channels on a large image); columns past the last (a
@@ -59,11 +63,8 @@ function gemmConv(c: LowerCtx): Stmt[] {
   };
   const spec: GemmSpec = {
     batch: [N],
-    rows: M,
     cols: P,
-    depth: K,
-    a: (_, m, k) => f32(loadFlat(w!, add(mul(m, int(K)), k))),
-    aConst: wData ? (m, k) => wData[m * K + k] : undefined,
+    ...convRows(w!, M, K),
     packB: ([n], j0, put, full) => {
       const at = pointwise ? undefined : corners(j0, full);
       return [...(at?.fill ?? []), ...nest(c.names, [C, KH, KW], ([ci, kh, kw]) => {
@@ -232,14 +233,10 @@ function shiftedConv(c: LowerCtx): Stmt[] {
     }
   // A tap's phase and offset along one axis.
   const split = (k: Expr, d: number, s: number): [Expr, Expr] => (s === 1 ? [int(0), mul(k, int(d))] : [mod(mul(k, int(d)), int(s)), div(mul(k, int(d)), int(s))]);
-  const wData = w!.data && !w!.at ? toNumbers(w!.data) : undefined;
   const spec: GemmSpec = {
     batch: [N],
-    rows: M,
     cols: P,
-    depth: K,
-    a: (_, m, k) => f32(loadFlat(w!, add(mul(m, int(K)), k))),
-    aConst: wData ? (m, k) => wData[m * K + k] : undefined,
+    ...convRows(w!, M, K),
     packB: ([n], j0, put, full) =>
       nest(names, [C, KH, KW], ([ci, kh, kw]) => {
         const k = add(mul(add(mul(ci, int(KH)), kh), int(KW)), kw);
