@@ -1,6 +1,6 @@
 import type { Tensor } from "../../core/tensor.js";
 import {
-  add, and, cst, flat, int, le, lt, mul, nest, set, splat, store, threadId, vlet, vload, vr, vstore, vvar, if_, type Ref,
+  add, and, cst, flat, int, le, let_, lt, mul, nest, set, splat, store, threadId, vlet, vload, vr, vstore, vvar, if_, type Ref,
 } from "../build.js";
 import type { Expr, Stmt } from "../ir.js";
 import { vectorizeLanes } from "../vectorize.js";
@@ -89,7 +89,9 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
   return nest(c.names, [...s.batch, tiles], (idx) => {
     const b = idx.slice(0, -1), jt = idx[idx.length - 1];
     const j0 = mul(jt, int(NT));
-    const base = s.bConst ? mul(jt, int(s.depth * NT)) : mul(threadId, int(s.depth * NT));
+    // This thread's slice of scratch, looked up once per tile (it is a call under OpenMP).
+    const slice = c.names.next("slice");
+    const base = s.bConst ? mul(jt, int(s.depth * NT)) : vr(slice);
     // The last tile of a ragged product checks its columns; the full ones before it do not, so
     // their packing and epilogue stay plain vector code.
     const whole = le(add(j0, int(NT)), int(s.cols));
@@ -152,7 +154,7 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
     };
 
     const panels = Math.floor(s.rows / MR), tail = s.rows % MR;
-    const body = [...pack];
+    const body = [...(s.bConst ? [] : [let_(slice, "int32", mul(threadId, int(s.depth * NT)))]), ...pack];
     if (panels) body.push(...nest(c.names, [panels], ([rt]) => microKernel(mul(rt, int(MR)), MR), false));
     if (tail) body.push(...microKernel(int(panels * MR), tail));
     return body;
