@@ -216,10 +216,14 @@ function shiftedConv(c: LowerCtx): Stmt[] {
   const copy = sh > 1 || sw > 1 || Hq !== H || Wq !== W || !!x!.at;
   const xq: Ref = copy ? c.shared!(sh * sw * slab) : x!;
   // The copy, phase by phase and row by row: the columns that fall in the input read it (every
-  // sw-th element), the others are zero.
+  // sw-th element), the others are zero. Phases no tap reads (a 1×1 stride-2 convolution reads one
+  // of four) are not copied.
+  const rowPhases = new Set(Array.from({ length: KH }, (_, k) => (k * dh) % sh));
+  const colPhases = new Set(Array.from({ length: KW }, (_, k) => (k * dw) % sw));
   const pad: Stmt[] = [];
   for (let a = 0; copy && a < sh; a++)
     for (let bq = 0; bq < sw; bq++) {
+      if (!rowPhases.has(a) || !colPhases.has(bq)) continue;
       const lo = Math.min(Wq, Math.max(0, Math.ceil((pw - bq) / sw))), hi = Math.max(lo, Math.min(Wq, Math.floor((W - 1 + pw - bq) / sw) + 1));
       pad.push(...nest(names, [N * C, Hq], ([nc, r]) => {
         const at = (col: Expr) => add(mul(add(mul(add(int((a * sw + bq) * N * C), nc), int(Hq)), r), int(Wq)), col);
