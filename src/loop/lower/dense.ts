@@ -29,6 +29,15 @@ function interior(size: number, out: number, k: number, s: number, p: number, d:
   return [lo, hi];
 }
 
+/**
+ * Runs of output columns within one image row, on a grid of `width` columns per row of which the
+ * first `OW` exist; none when a vector is wider than a row (the test could never hold).
+ */
+function runs(width: number, OW: number, lanes: number): GemmSpec["run"] {
+  if (OW < lanes) return undefined;
+  return { ok: (j, n) => le(add(mod(j, int(width)), int(n)), int(OW)), at: ([n], m, j, l) => [n, m, div(j, int(width)), add(mod(j, int(width)), l)] };
+}
+
 /** A convolution's weights as the GEMM's broadcast operand: row m = output channel m, already row-major [M][K]. */
 function convRows(w: Ref & { data?: Tensor }, M: number, K: number): Pick<GemmSpec, "rows" | "depth" | "a" | "aConst"> {
   const data = w.data && !w.at ? toNumbers(w.data) : undefined;
@@ -95,7 +104,7 @@ function gemmConv(c: LowerCtx): Stmt[] {
     yAt: ([n], m, j) => [n, m, div(j, int(OW)), mod(j, int(OW))],
     // A fused epilogue's loads index each pixel by (row, column): a run of columns in one row keeps
     // that index affine, so the epilogue vectorizes.
-    run: { ok: (j, n) => le(add(mod(j, int(OW)), int(n)), int(OW)), at: ([n], m, j, l) => [n, m, div(j, int(OW)), add(mod(j, int(OW)), l)] },
+    run: runs(OW, OW, c.cpu!.lanes),
   };
   return gemmKernel(c, spec);
 }
@@ -260,7 +269,7 @@ function shiftedConv(c: LowerCtx): Stmt[] {
     y,
     yAt: ([n], m, j) => [n, m, div(j, int(Wq)), mod(j, int(Wq))],
     colOk: Wq > OW ? (j) => lt(mod(j, int(Wq)), int(OW)) : undefined,
-    run: { ok: (j, n) => le(add(mod(j, int(Wq)), int(n)), int(OW)), at: ([n], m, j, l) => [n, m, div(j, int(Wq)), add(mod(j, int(Wq)), l)] },
+    run: runs(Wq, OW, L),
   };
   return [...pad, ...gemmKernel(c, spec)];
 }
