@@ -190,13 +190,13 @@ async function measurePeak(t: Target): Promise<number> {
     if (wasm) writeFileSync(join(dir, "run"), renderTemplate("wasm/run", { version: VERSION }));
     const cc = [t.cc, ...t.cflags, "-ffp-contract=fast", `-DVB=${t.vectorBytes}`, "-o", join(dir, wasm ? "run.wasm" : "peak"), join(dir, "peak.c"), ...t.ldflags];
     const c = await $({ nothrow: true, quiet: true })`${cc}`;
-    if (c.exitCode !== 0) throw new EdgecError(`compiling the FMA peak probe with ${t.cc} failed: ${(c.stderr || c.stdout).trim().split("\n").slice(0, 5).join("\n")}`, 3);
+    if (c.exitCode !== 0) throw new EdgecError(`compiling the peak probe with ${t.cc} failed: ${(c.stderr || c.stdout).trim().split("\n").slice(0, 5).join("\n")}`, 3);
     // The probe is one long call: V8 would time its baseline code, never swapped for optimized
     // code mid-call, so it compiles optimized code only.
     const probe = wasm ? [...t.emulator, "--no-liftoff", join(dir, "run")] : [...t.emulator, join(dir, "peak")];
     const r = await $({ nothrow: true, quiet: true })`${probe}`;
     const m = /gflops=([\d.]+)/.exec(r.stdout);
-    if (r.exitCode !== 0 || !m) throw new EdgecError(`the FMA peak probe failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim()}`, 3);
+    if (r.exitCode !== 0 || !m) throw new EdgecError(`the peak probe failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim()}`, 3);
     return Number(m[1]);
   } finally {
     rmSync(dir, { recursive: true, force: true });

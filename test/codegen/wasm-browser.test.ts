@@ -1,17 +1,13 @@
-import { createReadStream, existsSync, readdirSync, statSync } from "node:fs";
+import { createReadStream, existsSync, statSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { extname, join, normalize, resolve } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildArtifact } from "../../src/driver/artifact.js";
-import { specializeInputs } from "../../src/driver/inputs.js";
 import { compare } from "../../src/driver/verify.js";
-import { modelInputs } from "../../src/frontend/onnx/import.js";
-import { readTensorFile } from "../../src/frontend/onnx/tensor-io.js";
-import { loadTarget } from "../../src/target/load.js";
 import { CORPUS } from "../conformance/suite.js";
 import { tempDir } from "../helpers/onnx-builder.js";
+import { buildCorpusPackage } from "../helpers/wasm-package.js";
 
 /**
  * The wasm32 npm package in a real browser: Debian's Chromium, headless, driven by playwright-core,
@@ -38,17 +34,10 @@ function serve(): Promise<Server> {
   return new Promise((done) => server.listen(0, "127.0.0.1", () => done(server)));
 }
 
-/** The corpus model `name` built as a wasm32 package into work/NAME, with its first data set. */
+/** The corpus model `name` built as a wasm32 package into work/NAME, with its first data set (inputs as plain arrays, for the page). */
 async function packaged(name: string, weights?: "file") {
-  const dir = join(CORPUS, "models", name);
-  const model = join(dir, "model.onnx");
-  const set = join(dir, "test_data_set_0");
-  const given = Object.fromEntries(modelInputs(model).map((d, i) => [d.name, readTensorFile(join(set, `input_${i}.pb`))]));
-  const refs = readdirSync(set).filter((f) => /^output_\d+\.pb$/.test(f)).sort().map((f) => readTensorFile(join(set, f)));
-  const spec = specializeInputs(model, given);
-  const { manifest } = await buildArtifact(model, join(work.dir, name), { target: loadTarget("wasm32"), inputShapes: spec.inputShapes, bind: spec.bind, weights });
-  const inputs = Object.fromEntries(Object.entries(spec.runInputs).map(([k, t]) => [k, Array.from(t.data as Float32Array)]));
-  return { manifest, inputs, refs };
+  const { manifest, inputs, refs } = await buildCorpusPackage(join(CORPUS, "models", name), join(work.dir, name), weights);
+  return { manifest, inputs: Object.fromEntries(Object.entries(inputs).map(([k, t]) => [k, Array.from(t.data as Float32Array)])), refs };
 }
 
 let server: Server;

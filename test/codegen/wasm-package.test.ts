@@ -1,18 +1,14 @@
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Project, ts } from "ts-morph";
 import { afterAll, describe, expect, it } from "vitest";
 import type { Tensor } from "../../src/core/tensor.js";
 import { testFolders } from "../../src/driver/conformance.js";
-import { buildArtifact } from "../../src/driver/artifact.js";
-import { specializeInputs } from "../../src/driver/inputs.js";
 import { compare } from "../../src/driver/verify.js";
-import { modelInputs } from "../../src/frontend/onnx/import.js";
-import { readTensorFile } from "../../src/frontend/onnx/tensor-io.js";
-import { loadTarget } from "../../src/target/load.js";
 import { CORPUS } from "../conformance/suite.js";
 import { tempDir } from "../helpers/onnx-builder.js";
+import { buildCorpusPackage } from "../helpers/wasm-package.js";
 
 /**
  * A one-model wasm32 artifact as an npm package: model.wasm loaded by index.js in Node, its typed
@@ -20,7 +16,6 @@ import { tempDir } from "../helpers/onnx-builder.js";
  * compiler.
  */
 const TOL = { rtol: 1e-3, atol: 1e-5 };
-const target = loadTarget("wasm32");
 const work = tempDir("edgec-wasm-package-");
 afterAll(() => work.cleanup());
 
@@ -31,16 +26,10 @@ interface Model {
 /** Builds the corpus test in `dir` as a package, specialized for its first data set; its module and that data set. */
 async function packaged(dir: string, opts: { weights?: "file" } = {}) {
   const name = dir.split("/").pop()!;
-  const model = join(dir, "model.onnx");
-  const set = join(dir, "test_data_set_0");
-  const files = readdirSync(set);
-  const given = Object.fromEntries(modelInputs(model).map((d, i) => [d.name, readTensorFile(join(set, `input_${i}.pb`))]));
-  const refs = files.filter((f) => /^output_\d+\.pb$/.test(f)).sort((a, b) => parseInt(a.slice(7)) - parseInt(b.slice(7))).map((f) => readTensorFile(join(set, f)));
-  const spec = specializeInputs(model, given);
-  const built = await buildArtifact(model, join(work.dir, `${name}${opts.weights ? "-file" : ""}`), { target, inputShapes: spec.inputShapes, bind: spec.bind, weights: opts.weights });
+  const built = await buildCorpusPackage(dir, join(work.dir, `${name}${opts.weights ? "-file" : ""}`), opts.weights);
   const pkg = (await import(pathToFileURL(join(built.dir, "index.js")).href)) as { load(): Promise<Model>; outputs: { name: string }[] };
-  const inputs = Object.fromEntries(Object.entries(spec.runInputs).map(([k, t]) => [k, t.data]));
-  return { dir: built.dir, manifest: built.manifest, pkg, inputs, refs };
+  const inputs = Object.fromEntries(Object.entries(built.inputs).map(([k, t]) => [k, t.data]));
+  return { dir: built.dir, manifest: built.manifest, pkg, inputs, refs: built.refs };
 }
 
 function expectReference(outputs: Record<string, Tensor["data"]>, specs: { name: string; dtype: Tensor["dtype"]; shape: number[] }[], refs: Tensor[], what: string) {

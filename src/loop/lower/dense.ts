@@ -38,6 +38,10 @@ function runs(width: number, OW: number, lanes: number): GemmSpec["run"] {
   return { ok: (j, n) => le(add(mod(j, int(width)), int(n)), int(OW)), at: ([n], m, j, l) => [n, m, div(j, int(width)), add(mod(j, int(width)), l)] };
 }
 
+/** A 1×1 convolution with stride 1 and no padding: its input, as it is, is the GEMM's B. */
+const isPointwise = (geo: Window) =>
+  geo.kernel.every((k) => k === 1) && geo.strides.every((s) => s === 1) && geo.padsBegin.every((p) => p === 0) && geo.padsEnd.every((p) => p === 0);
+
 /** A convolution's weights as the GEMM's broadcast operand: row m = output channel m, already row-major [M][K]. */
 function convRows(w: Ref & { data?: Tensor }, M: number, K: number): Pick<GemmSpec, "rows" | "depth" | "a" | "aConst"> {
   const data = w.data && !w.at ? toNumbers(w.data) : undefined;
@@ -52,7 +56,7 @@ function gemmConv(c: LowerCtx): Stmt[] {
   const [KH, KW] = geo.kernel, [sh, sw] = geo.strides, [dh, dw] = geo.dilations, [ph, pw] = geo.padsBegin;
   const [OH, OW] = geo.out;
   const P = OH * OW, K = C * KH * KW;
-  const pointwise = KH === 1 && KW === 1 && sh === 1 && sw === 1 && ph === 0 && pw === 0 && OH === H && OW === W;
+  const pointwise = isPointwise(geo);
   // Each column's top-left input row and column, worked out once per tile into two small locals
   // instead of divided out per element (tables of them, one entry per output pixel, would double
   // the weights of a convolution with few channels on a large image); columns past the last (a
@@ -282,10 +286,9 @@ function shiftedConv(c: LowerCtx): Stmt[] {
  */
 const shifts = (c: LowerCtx): boolean => {
   const geo = convGeometry(c.node, c.ins[0]!.shape, c.ins[1]!.shape, c.ins[2]?.shape);
-  const [KH, KW] = geo.kernel, [sh, sw] = geo.strides, [OW] = geo.out.slice(1);
-  const pointwise = KH === 1 && KW === 1 && sh === 1 && sw === 1 && geo.padsBegin.every((p) => p === 0) && geo.padsEnd.every((p) => p === 0);
+  const [KH, KW] = geo.kernel, [, sw] = geo.strides, [OW] = geo.out.slice(1);
   const dropped = Math.floor(((KW - 1) * geo.dilations[1]) / sw);
-  return !pointwise && 3 * dropped <= OW + dropped && c.ins[0]!.shape[1] * KH * KW >= 4 * c.cpu!.lanes;
+  return !isPointwise(geo) && 3 * dropped <= OW + dropped && c.ins[0]!.shape[1] * KH * KW >= 4 * c.cpu!.lanes;
 };
 
 const conv: Lowering = (c) => {

@@ -90,8 +90,8 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
     const b = idx.slice(0, -1), jt = idx[idx.length - 1];
     const j0 = mul(jt, int(NT));
     // This thread's slice of scratch, looked up once per tile (it is a call under OpenMP).
-    const slice = c.names.next("slice");
-    const base = s.bConst ? mul(jt, int(s.depth * NT)) : vr(slice);
+    const slice = s.bConst ? undefined : c.names.next("slice");
+    const base = slice ? vr(slice) : mul(jt, int(s.depth * NT));
     // The last tile of a ragged product checks its columns; the full ones before it do not, so
     // their packing and epilogue stay plain vector code.
     const whole = le(add(j0, int(NT)), int(s.cols));
@@ -144,8 +144,9 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
         const inside = full ? [] : [le(add(start, int(L)), int(s.cols))];
         const plain = s.colOk ? undefined : vectorizeLanes([st], l, int(0), L);
         const run = !plain && s.run ? vectorizeLanes([store(s.y, s.run.at(b, add(row0, rv), start, lv), s.post ? s.post(b, add(row0, rv), add(start, lv), x) : x)], l, int(0), L) : undefined;
-        const whole = plain ? inside : run ? [...inside, s.run!.ok(start, L)] : undefined;
-        const lanes = !whole ? checked : whole.length ? [if_(whole.reduce((a, b) => and(a, b)), (plain ?? run)!, checked)] : (plain ?? run)!;
+        const vector = plain ?? run;
+        const fits = run ? [...inside, s.run!.ok(start, L)] : inside;
+        const lanes = !vector ? checked : fits.length ? [if_(fits.reduce((a, b) => and(a, b)), vector, checked)] : vector;
         out.push({ k: "for", v: r, n: mr, body: [{ k: "for", v: jv, n: nv, body: lanes }] });
         return out;
       };
@@ -154,7 +155,7 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
     };
 
     const panels = Math.floor(s.rows / MR), tail = s.rows % MR;
-    const body = [...(s.bConst ? [] : [let_(slice, "int32", mul(threadId, int(s.depth * NT)))]), ...pack];
+    const body = [...(slice ? [let_(slice, "int32", mul(threadId, int(s.depth * NT)))] : []), ...pack];
     if (panels) body.push(...nest(c.names, [panels], ([rt]) => microKernel(mul(rt, int(MR)), MR), false));
     if (tail) body.push(...microKernel(int(panels * MR), tail));
     return body;
