@@ -64,16 +64,24 @@ case "$SSH_ORIGINAL_COMMAND" in
 esac
 `;
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
+/**
+ * n distinct loopback ports free right now: all n are held open at once before any is released,
+ * since a port released and asked for again may come back (two devices on one port: one sshd fails).
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+      const s = createServer();
+      s.once("error", reject);
+      s.listen(0, "127.0.0.1", () => resolve(s));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
+  await Promise.all(servers.map((s) => new Promise((done) => s.close(done))));
+  return ports;
 }
+
+export const freePort = async (): Promise<number> => (await freePorts(1))[0];
 
 function keygen(file: string) {
   const r = spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "edgec-test", "-f", file]);
@@ -118,6 +126,7 @@ export async function startFleet(n: number, faults: Record<number, Fault> = {}):
   chmodSync(join(dir, "slow-bin", "tar"), 0o755);
   const hostPub = readFileSync(`${hostKey}.pub`, "utf8").trim().split(" ").slice(0, 2).join(" ");
   const devices: Device[] = [];
+  const ports = await freePorts(n);
   for (let i = 0; i < n; i++) {
     const name = `dev${String(i + 1).padStart(2, "0")}`;
     const ddir = join(dir, name);
@@ -128,7 +137,7 @@ export async function startFleet(n: number, faults: Record<number, Fault> = {}):
     const fault = faults[i] ?? "none";
     writeFileSync(join(ddir, "fault"), fault);
     writeFileSync(join(ddir, "authorized_keys"), readFileSync(`${fault === "wrong-key" ? otherKey : userKey}.pub`));
-    devices.push({ name, port: await freePort(), home, fault });
+    devices.push({ name, port: ports[i], home, fault });
   }
   const known = devices.map((d) => `[127.0.0.1]:${d.port} ${hostPub}`).join("\n") + "\n";
   writeFileSync(join(dir, "known_hosts"), known);
