@@ -61,7 +61,7 @@ conformance-wasm32: setup build
 
 # Every kernel as OpenCL C, run through this machine's OpenCL platform (PoCL on the CPU here).
 conformance-opencl: setup build
-	$(EDGEC) conformance $(CORPUS)/onnx-node $(CORPUS)/onnx-pytorch-converted $(CORPUS)/models --target opencl -j $(JOBS)
+	$(EDGEC) conformance $(CORPUS)/onnx-node $(CORPUS)/onnx-pytorch-converted $(CORPUS)/models --target opencl --placement gpu -j $(JOBS)
 
 # Peak activation memory of the irregular-network suite: graph order, DP schedule, DP + rewriting.
 bench-memory: setup build

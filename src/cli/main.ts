@@ -16,6 +16,9 @@ import { forDevice, type DeviceKind } from "../target/device.js";
 import { inspectModel, formatInspect, memoryPlotSvg } from "../driver/inspect.js";
 import { runConformance } from "../driver/conformance.js";
 import { benchModel, formatBench } from "../driver/bench.js";
+import { readCosts } from "../driver/costs.js";
+import { profileModel } from "../driver/profile.js";
+import { parseHostSpec } from "../deploy/inventory.js";
 import { addDeployCommands } from "./deploy.js";
 
 /** "x=1x3x224x224" (repeatable) → { x: [1,3,224,224] } */
@@ -46,12 +49,17 @@ const whole = (what: string, min: number) => (v: string) => {
 };
 
 /** `here`: the command runs what it builds on this machine (run, verify, bench, conformance; see forDevice). */
-function pipelineOptions(o: { memoryBudget?: number; scheduleTimeLimit?: number; target?: string; device?: DeviceKind; placement?: DeviceKind; inputShape?: Record<string, number[]>; name?: string; dumpIr?: string[]; stopAfter?: string; weights?: string; fuse?: boolean }, here = false): PipelineOptions {
+function pipelineOptions(o: { memoryBudget?: number; scheduleTimeLimit?: number; target?: string; device?: DeviceKind; placement?: DeviceKind; costs?: string; inputShape?: Record<string, number[]>; name?: string; dumpIr?: string[]; stopAfter?: string; weights?: string; fuse?: boolean }, here = false): PipelineOptions {
+  const target = loadTarget(o.target ?? "host");
+  // A target with an OpenCL GPU places each kernel where it runs fastest unless told otherwise.
+  const placement = o.placement ?? o.device ?? (o.costs || target.devices.some((d) => d.kind === "gpu" && d.api === "opencl") ? "auto" : undefined);
+  if (o.costs && placement !== "auto") throw new EdgecError(`--costs places kernels on the CPU or the GPU by measured times; it goes with --placement auto, not ${placement}`);
   return {
     fuse: o.fuse,
     weights: o.weights as PipelineOptions["weights"],
-    target: forDevice(loadTarget(o.target ?? "host"), o.placement ?? o.device, here),
-    placement: (o.placement ?? o.device) === "auto" ? "auto" : undefined,
+    target: forDevice(target, placement, here),
+    placement: placement === "auto" ? "auto" : undefined,
+    costs: o.costs ? readCosts(o.costs) : undefined,
     inputShapes: o.inputShape,
     name: o.name,
     dumpAfter: o.dumpIr?.map((d) => d.replace(/^after:/, "")),
@@ -73,7 +81,8 @@ export function parseBytes(what: string) {
 
 const scheduleOpt = () => new Option("--schedule-time-limit <seconds>", "stop the memory scheduler after this long and use the best order found").argParser(num("--schedule-time-limit"));
 const targetOpt = () => new Option("-t, --target <name>", "target name, alias or JSON file (see `edgec targets`)").default("host");
-const placementOpt = () => new Option("--placement <where>", "run the kernels on the target's CPU, on its OpenCL GPU, or each where the cost model predicts the fastest run (auto); default: the target's own backend; run, verify, bench and conformance use this machine's OpenCL").choices(["cpu", "gpu", "auto"]);
+const placementOpt = () => new Option("--placement <where>", "run the kernels on the target's CPU, on its OpenCL GPU, or each where the cost model (or --costs) predicts the fastest run; default: auto on targets with an OpenCL GPU; run, verify, bench and conformance use this machine's OpenCL").choices(["cpu", "gpu", "auto"]);
+const costsOpt = () => new Option("--costs <file>", "place kernels by the times `edgec profile` measured instead of the cost model's estimates (implies --placement auto)");
 const deviceOpt = () => new Option("--device <kind>", "the same as --placement").choices(["cpu", "gpu", "auto"]);
 const namesOpt = () => new Option("--names <a,b>", "C prefixes of several models, in order (default: their file names)").argParser((v: string) => v.split(","));
 const shapeOpt = () => new Option("--input-shape <name=dims>", "pin an input's shape, e.g. x=1x3x224x224 (repeatable)").argParser(parseShape);
@@ -113,6 +122,7 @@ export function program(): Command {
     .argument("<models...>", "ONNX model file(s)")
     .addOption(targetOpt())
     .addOption(placementOpt())
+    .addOption(costsOpt())
     .addOption(deviceOpt())
     .requiredOption("-o, --output <dir>", "artifact directory to create")
     .addOption(shapeOpt())
@@ -145,6 +155,7 @@ export function program(): Command {
     .argument("<model-or-dir>", "ONNX model file or artifact directory")
     .addOption(targetOpt())
     .addOption(placementOpt())
+    .addOption(costsOpt())
     .addOption(deviceOpt())
     .option("-i, --input <name=file>", "input tensor file, .pb or .npy (repeatable)", parseInput)
     .requiredOption("--output-dir <dir>", "where output_<i>.pb (or .npy) files go")
@@ -182,6 +193,7 @@ export function program(): Command {
     .requiredOption("--data <dir>", "folder with test_data_set_*/ or input_*.pb + output_*.pb (one per model, in order)", (v: string, a: string[] = []) => [...a, v])
     .addOption(targetOpt())
     .addOption(placementOpt())
+    .addOption(costsOpt())
     .addOption(deviceOpt())
     .addOption(shapeOpt())
     .option("--no-fuse", "no fusion: one kernel per ONNX node")
@@ -213,6 +225,7 @@ export function program(): Command {
     .argument("<model>", "ONNX model file")
     .addOption(targetOpt())
     .addOption(placementOpt())
+    .addOption(costsOpt())
     .addOption(deviceOpt())
     .addOption(shapeOpt())
     .option("--no-fuse", "no fusion: one kernel per ONNX node")
@@ -231,6 +244,7 @@ export function program(): Command {
     .argument("<model>", "ONNX model file")
     .addOption(targetOpt())
     .addOption(placementOpt())
+    .addOption(costsOpt())
     .addOption(deviceOpt())
     .addOption(shapeOpt())
     .option("--threads <n>", "threads the model runs on (default: the target's cores)", whole("--threads", 1))
@@ -243,6 +257,34 @@ export function program(): Command {
       const r = await benchModel(model, { ...pipelineOptions(o, true), threads: o.threads, runs: o.runs, warmup: o.warmup, compareOrt: !!o.compareOrt, buildDir: o.buildDir });
       console.log(o.json ? JSON.stringify(r) : formatBench(r));
       if (r.agree === false) throw new EdgecError(`${model}: edgec's outputs differ from onnxruntime's (${r.checks!.filter((c) => !c.pass).map((c) => `'${c.name}' max abs ${c.maxAbs.toExponential(2)}`).join(", ")})`, 1);
+    });
+
+  cli
+    .command("profile")
+    .description("time every kernel of MODEL on the target's CPU and on its OpenCL GPU, and copies between them, on this machine or on a device over SSH; writes a costs file for --costs")
+    .argument("<model>", "ONNX model file")
+    .addOption(targetOpt())
+    .requiredOption("-o, --output <costs.json>", "the costs file to write")
+    .option("--host <user@host[:port]>", "measure on this device over SSH (the system ssh client) instead of on this machine")
+    .option("--runs <n>", "timed runs of each build (medians)", whole("--runs", 2), 20)
+    .addOption(shapeOpt())
+    .option("--no-fuse", "no fusion: one kernel per ONNX node")
+    .option("-F, --ssh-config <file>", "ssh configuration file instead of ~/.ssh/config")
+    .option("--ssh-option <opt>", "extra ssh option, e.g. ProxyJump=bastion (repeatable)", (v: string, a: string[] = []) => [...a, v])
+    .option("--insecure-accept-new-host-keys", "accept (and record) unknown host keys; changed keys are still refused")
+    .action(async (model: string, o) => {
+      if (!existsSync(model)) throw new EdgecError(`${model}: no such file`);
+      const host = o.host ? parseHostSpec(o.host) : undefined;
+      const opts = pipelineOptions({ ...o, placement: "gpu" }, !host);
+      const costs = await profileModel(model, { ...opts, target: loadTarget(o.target), runs: o.runs, host, ssh: { configFile: o.sshConfig, options: o.sshOption, acceptNewHostKeys: !!o.insecureAcceptNewHostKeys } });
+      const out = resolve(o.output);
+      mkdirSync(dirname(out), { recursive: true });
+      const tmp = `${out}.tmp-${process.pid}`;
+      writeFileSync(tmp, JSON.stringify(costs, null, 2) + "\n");
+      renameSync(tmp, out);
+      const ks = Object.values(costs.kernels);
+      const sum = (f: (k: (typeof ks)[number]) => number | undefined) => ks.reduce((t, k) => t + (f(k) ?? 0), 0);
+      console.log(`wrote ${o.output}: ${ks.length} kernels measured on ${costs.machine}; sum of kernel times ${sum((k) => k.cpuMs).toFixed(3)} ms on ${costs.devices.cpu}, ${sum((k) => k.gpuMs).toFixed(3)} ms on ${costs.devices.gpu}; a copy ${costs.copy.latencyUs.toFixed(1)} us + ${costs.copy.GBs.toFixed(2)} GB/s`);
     });
 
   cli

@@ -11,6 +11,8 @@ export interface CompileOptions {
   extraCflags?: string[];
   /** weights compiled in as const arrays, or written to weights.bin for the caller to load */
   weights?: "embed" | "file";
+  /** a profiling build (edgec profile): NAME_run times each kernel, NAME_profile reports the times */
+  profile?: boolean;
 }
 
 /** Generated files: name → contents. */

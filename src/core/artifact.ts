@@ -51,4 +51,6 @@ export interface Manifest {
   runProgram?: string;
   /** reference data for `run --check DIR RTOL ATOL`: DIR/in/<i>.bin inputs, DIR/out/<i>.bin outputs */
   selfTest?: { dir: string; rtol: number; atol: number };
+  /** a profiling build: for each kernel, in the order NAME_profile reports their times, its graph node and device */
+  profile?: { node: string; device: "cpu" | "gpu" }[];
 }

@@ -24,6 +24,8 @@ import { verifyGraph } from "../graph/verify.js";
 import type { Kernel, Program } from "../loop/ir.js";
 import { gpuCannot, splitProgram } from "../loop/split.js";
 import { partitionDevices, type Placement } from "../graph/passes/partition-devices.js";
+import type { Costs } from "../graph/cost.js";
+import { checkCosts } from "./costs.js";
 import { lowerGraph, unloweredOps } from "../loop/lower-graph.js";
 import { printLoop } from "../loop/print.js";
 import { verifyLoop } from "../loop/verify.js";
@@ -56,6 +58,10 @@ export interface PipelineOptions {
   place?: (k: Kernel) => "cpu" | "gpu" | undefined;
   /** where weights go; "auto" writes weights.bin above EMBED_LIMIT bytes */
   weights?: "embed" | "file" | "auto";
+  /** measured kernel and copy times (edgec profile) for placement "auto", in place of the cost model's estimates */
+  costs?: Costs;
+  /** a profiling build: the run harness prints each kernel's time (edgec profile) */
+  profile?: boolean;
 }
 
 /** Above this many weight bytes the C source would be too large to compile comfortably. */
@@ -209,7 +215,7 @@ function placeKernels(gpuProgram: Program, cpuProgram: () => Program, opts: Pipe
 export function formatPlacement(p: Placement): string {
   const bytes = p.transfers.reduce((s, x) => s + x.bytes, 0);
   return [
-    `// predicted ms: all on the CPU ${p.predicted.cpuMs.toFixed(3)}, all on the GPU ${p.predicted.gpuMs.toFixed(3)}, split ${p.predicted.partitionedMs.toFixed(3)}`,
+    `// predicted ms: all on the CPU ${p.predicted.cpuMs.toFixed(3)}, all on the GPU ${p.predicted.gpuMs.toFixed(3)}, split ${p.predicted.partitionedMs.toFixed(3)}; ${p.measured.kernels ? `measured on ${p.measured.machine} for ${p.measured.kernels} of ${p.measured.of} kernels` : "estimated"}`,
     `// on the GPU (${p.onGpu.length}): ${p.onGpu.join(", ") || "none"}`,
     ...p.pinned.map((x) => `// pinned to the CPU: ${x.kernel} (${x.why})`),
     `// ${p.transfers.length} copies, ${bytes} bytes: ${p.transfers.map((x) => `${x.value} to ${x.to}`).join(", ") || "none"}`,
@@ -250,7 +256,8 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
   if (backend.device === "gpu") {
     let place = opts.place;
     if (opts.placement === "auto") {
-      const { placement } = partitionDevices(graph, t);
+      if (opts.costs) checkCosts(opts.costs, model, t);
+      const { placement } = partitionDevices(graph, t, opts.costs);
       if (want("partition-devices")) opts.dump?.("after:partition-devices", formatPlacement(placement));
       const kernels = new Set(graph.nodes.map((n) => n.name));
       const onGpu = new Set(placement.onGpu);
@@ -261,7 +268,7 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
   if (opts.memoryBudget !== undefined && program.arenaBytes > opts.memoryBudget) throw overBudget(model, graph, program.arenaBytes, opts.memoryBudget);
   const weightBytes = [...program.buffers.values()].filter((b) => b.kind === "weight").reduce((s, b) => s + b.data!.data.byteLength, 0);
   const weights = opts.weights === "file" || (opts.weights !== "embed" && weightBytes > EMBED_LIMIT) ? "file" : "embed";
-  const config = backend.configure(opts.target, { name, version: VERSION, source: `${basename(model)} (sha256 ${sha256.slice(0, 16)})`, extraCflags: opts.extraCflags, weights });
+  const config = backend.configure(opts.target, { name, version: VERSION, source: `${basename(model)} (sha256 ${sha256.slice(0, 16)})`, extraCflags: opts.extraCflags, weights, profile: opts.profile });
   program = backend.lower(program, config);
   verifyLoop(program);
   if (want(`${backend.name}-lower`)) opts.dump?.(`after:${backend.name}-lower`, printLoop(program));
@@ -284,6 +291,7 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
     weightsFile: weights === "file" ? "weights.bin" : undefined,
     kernels: program.kernels.length,
     files: Object.keys(files).sort(),
+    profile: opts.profile ? program.kernels.map((k) => ({ node: k.node, device: backend.device === "gpu" && k.device !== "cpu" ? "gpu" : "cpu" })) : undefined,
   };
   return { imported, graph, program, files, manifest, backend, config };
 }

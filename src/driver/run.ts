@@ -19,6 +19,35 @@ export interface RunResult {
   device?: string;
 }
 
+/** What the run harness prints after timed runs: latency, memory, device and, from a profiling build, kernel and copy times. */
+export interface HarnessOutput {
+  medianMs?: number;
+  minMs?: number;
+  maxRssKb?: number;
+  device?: string;
+  /** a profiling build: each kernel's median milliseconds, in kernel order */
+  kernelMs?: number[];
+  /** a profiling build with a GPU: median milliseconds of one copy of `bytes` to the device and of one back */
+  copies?: { bytes: number; writeMs: number; readMs: number }[];
+}
+
+export function parseHarness(stdout: string): HarnessOutput {
+  const field = (k: string) => {
+    const f = new RegExp(`${k}=([\\d.]+)`).exec(stdout);
+    return f ? Number(f[1]) : undefined;
+  };
+  const kernels = /^kernel_ms=(.*)$/m.exec(stdout)?.[1];
+  const copies = [...stdout.matchAll(/^copy_bytes=(\d+) write_ms=([\d.]+) read_ms=([\d.]+)$/gm)].map((c) => ({ bytes: Number(c[1]), writeMs: Number(c[2]), readMs: Number(c[3]) }));
+  return {
+    medianMs: field("median_ms"),
+    minMs: field("min_ms"),
+    maxRssKb: field("max_rss_kb"),
+    device: /^device=(.*)$/m.exec(stdout)?.[1],
+    kernelMs: kernels === undefined ? undefined : kernels.split(",").filter(Boolean).map(Number),
+    copies: copies.length ? copies : undefined,
+  };
+}
+
 export interface RunOptions {
   /** thread count for the model (default: the target's cores) */
   threads?: number;
@@ -81,12 +110,8 @@ export async function runArtifact(dir: string, given: Record<string, Tensor>, ru
       bytesOf(t.data).set(raw.subarray(0, t.data.byteLength));
       return t;
     });
-    const field = (k: string) => {
-      const f = new RegExp(`${k}=([\\d.]+)`).exec(r.stdout);
-      return f ? Number(f[1]) : undefined;
-    };
-    const device = /^device=(.*)$/m.exec(r.stdout)?.[1];
-    return { outputs, medianMs: field("median_ms"), minMs: field("min_ms"), maxRssKb: field("max_rss_kb"), device };
+    const h = parseHarness(r.stdout);
+    return { outputs, medianMs: h.medianMs, minMs: h.minMs, maxRssKb: h.maxRssKb, device: h.device };
   } finally {
     rmSync(io, { recursive: true, force: true });
   }

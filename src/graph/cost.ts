@@ -68,3 +68,43 @@ export function transferSeconds(bytes: number, gpu: DeviceEntry): number {
   const gbs = gpu.transferGBs ?? (gpu.bandwidthGBs ?? COST_DEFAULTS.bandwidthGBs) / 2;
   return (gpu.transferLatencyUs ?? COST_DEFAULTS.transferLatencyUs) * 1e-6 + bytes / (gbs * 1e9);
 }
+
+/**
+ * Times measured on the device (edgec profile) that replace the estimates above: each kernel's
+ * milliseconds on the CPU and on the GPU, keyed by its graph node, and a host-GPU copy as a latency
+ * plus bytes at a bandwidth.
+ */
+export interface Costs {
+  edgec: string;
+  model: { file: string; sha256: string };
+  target: string;
+  /** where it was measured: "this machine" or user@host */
+  machine: string;
+  /** what ran the kernels: the CPU entry's name and the OpenCL platform and device */
+  devices: { cpu: string; gpu: string };
+  runs: number;
+  /** the median latency of the model all on the CPU and all on the GPU, without clocks: what the kernel times add up to */
+  wholeRunMs: { cpu: number; gpu: number };
+  kernels: Record<string, { cpuMs?: number; gpuMs?: number }>;
+  copy: { latencyUs: number; GBs: number };
+}
+
+/** Seconds per kernel on a device and per copy between host and GPU: measured where `costs` has them, estimated otherwise. */
+export interface Timing {
+  kernel(n: Node, d: DeviceEntry): number;
+  copy(bytes: number): number;
+  /** kernels whose time on both devices was measured */
+  measured: number;
+}
+
+export function timing(g: Graph, gpu: DeviceEntry, costs?: Costs): Timing {
+  const kernels = g.nodes.filter((n) => n.op !== "View");
+  return {
+    kernel(n, d) {
+      const ms = costs?.kernels[n.name]?.[d.kind === "gpu" ? "gpuMs" : "cpuMs"];
+      return ms === undefined ? kernelSeconds(g, n, d) : ms * 1e-3;
+    },
+    copy: (bytes) => (costs ? costs.copy.latencyUs * 1e-6 + bytes / (costs.copy.GBs * 1e9) : transferSeconds(bytes, gpu)),
+    measured: costs ? kernels.filter((n) => costs.kernels[n.name]?.cpuMs !== undefined && costs.kernels[n.name]?.gpuMs !== undefined).length : 0,
+  };
+}

@@ -27,7 +27,7 @@ function edgec(args: string[], env: Record<string, string> = {}) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-const verifyConv = (env: Record<string, string> = {}, ...extra: string[]) => edgec(["verify", join(CONV, "model.onnx"), "--data", CONV, "--target", "opencl", ...extra], env);
+const verifyConv = (env: Record<string, string> = {}, ...extra: string[]) => edgec(["verify", join(CONV, "model.onnx"), "--data", CONV, "--target", "opencl", "--placement", "gpu", ...extra], env);
 
 describe("running an OpenCL artifact", () => {
   it("passes, and caches the program binary, which a damaged cache file does not break", () => {
@@ -80,10 +80,10 @@ describe("--device", () => {
     expect(r.code).toBe(2);
   });
 
-  it("auto on rk3588 splits squeezenet between the CPU and the GPU as the cost model says, and the split passes", () => {
+  it("auto, the default on rk3588, splits squeezenet between the CPU and the GPU as the cost model says, and the split passes", () => {
     const m = join(ROOT, "..", "shared", "corpus", "models", "squeezenet1_1_c10_64");
     const out = join(work.dir, "rk-auto");
-    const built = edgec(["build", join(m, "model.onnx"), "--target", "rk3588", "--placement", "auto", "-o", out, "--stop-after", "codegen", "--dump-ir", "after:partition-devices"]);
+    const built = edgec(["build", join(m, "model.onnx"), "--target", "rk3588", "-o", out, "--stop-after", "codegen", "--dump-ir", "after:partition-devices"]);
     expect(built.code, built.stderr).toBe(0);
     const onGpu = Number(/on the GPU \((\d+)\)/.exec(built.stdout)![1]);
     expect(onGpu).toBeGreaterThan(0);
@@ -92,6 +92,10 @@ describe("--device", () => {
     const r = edgec(["verify", join(m, "model.onnx"), "--data", m, "--target", "rk3588", "--placement", "auto"]);
     expect(r.stdout, r.stderr).toMatch(/PASS/);
     expect(r.code).toBe(0);
+    // A target without a GPU has nothing to place.
+    const host = edgec(["build", join(m, "model.onnx"), "--target", "host", "-o", join(work.dir, "host-default"), "--stop-after", "codegen", "--dump-ir", "after:partition-devices"]);
+    expect(host.code, host.stderr).toBe(0);
+    expect(host.stdout).not.toMatch(/predicted ms/);
   });
 
   it("inspect shows the placement partition-devices picks and its predicted times", () => {

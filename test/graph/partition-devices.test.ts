@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { runGraphPasses } from "../../src/driver/pipeline.js";
 import { importOnnx } from "../../src/frontend/onnx/import.js";
+import { timing, type Costs } from "../../src/graph/cost.js";
 import type { Graph } from "../../src/graph/ir.js";
 import { gpuCannotRun, partitionDevices, placementSeconds } from "../../src/graph/passes/partition-devices.js";
 import { loadTarget } from "../../src/target/load.js";
@@ -12,13 +13,13 @@ import { randWire } from "../helpers/irregular.js";
 import { tempDir } from "../helpers/onnx-builder.js";
 
 /** The lowest predicted time over every placement the GPU allows, by enumeration. */
-function bruteForce(g: Graph, cpu: DeviceEntry, gpu: DeviceEntry): number {
+function bruteForce(g: Graph, cpu: DeviceEntry, gpu: DeviceEntry, costs?: Costs): number {
   const kernels = g.nodes.filter((n) => n.op !== "View");
   const free = kernels.filter((n) => !gpuCannotRun(g, n, gpu));
   let best = Infinity;
   for (let mask = 0; mask < 1 << free.length; mask++) {
     const onGpu = new Set(free.filter((_, i) => mask & (1 << i)).map((n) => n.name));
-    best = Math.min(best, placementSeconds(g, cpu, gpu, onGpu).seconds);
+    best = Math.min(best, placementSeconds(g, cpu, gpu, onGpu, timing(g, gpu, costs)).seconds);
   }
   return best;
 }
@@ -61,6 +62,28 @@ describe("partition-devices", () => {
     }
     expect(checked).toBeGreaterThanOrEqual(20);
     // The cost models are varied enough that some optima are true splits, not all on one side.
+    expect(splits).toBeGreaterThan(0);
+  });
+
+  it("finds the enumeration's optimum under measured costs too (edgec profile's file)", () => {
+    let seed = 11;
+    const r = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed / 2 ** 31);
+    const t = loadTarget("opencl");
+    let splits = 0;
+    for (let s = 1; s <= 12; s++) {
+      const g = smallNet(s);
+      const kernels = g.nodes.filter((n) => n.op !== "View");
+      if (kernels.length > 14) continue;
+      const costs: Costs = {
+        edgec: "test", model: { file: "net.onnx", sha256: "" }, target: "opencl", machine: "test", devices: { cpu: "cpu", gpu: "gpu" }, runs: 1, wholeRunMs: { cpu: 0, gpu: 0 },
+        kernels: Object.fromEntries(kernels.map((n) => [n.name, { cpuMs: r(), gpuMs: r() }])),
+        copy: { latencyUs: 200 * r(), GBs: 0.5 + 5 * r() },
+      };
+      const { placement } = partitionDevices(g, t, costs);
+      expect(placement.measured.kernels).toBe(kernels.length);
+      expect(placement.predicted.partitionedMs / 1e3).toBeCloseTo(bruteForce(g, t.devices[0], t.devices[1], costs), 12);
+      if (placement.onGpu.length && placement.onGpu.length < kernels.length) splits++;
+    }
     expect(splits).toBeGreaterThan(0);
   });
 

@@ -127,6 +127,7 @@ export function view(p: Program, cfg: CConfig, slot?: Slot) {
   const name = cfg.opts.name;
   const weights = weightsOf(p);
   const external = cfg.opts.weights === "file" && !slot;
+  const profile = cfg.opts.profile && !slot;
   const layout = weightLayout(weights);
   const weightRef = (b: Buffer): string => {
     const c = DTYPES[b.dtype].c;
@@ -203,8 +204,10 @@ export function view(p: Program, cfg: CConfig, slot?: Slot) {
     kernels,
     /** the kernel functions model.c defines: one per distinct code */
     definitions: kernels.filter((k) => !k.shared),
-    /** the statements of NAME_run after the weights check: the kernel calls (a GPU backend adds launches and transfers) */
-    steps: kernels.map((k) => k.call),
+    /** the statements of NAME_run after the weights check: the kernel calls (a GPU backend adds launches and transfers), each timed in a profiling build */
+    steps: profile ? kernels.flatMap((k, i) => ["edgec_prof_start();", k.call, `edgec_prof_mark(${i});`]) : kernels.map((k) => k.call),
+    /** a profiling build: how many kernels NAME_profile reports */
+    profile: profile ? [{ name, NAME: name.toUpperCase(), count: p.kernels.length }] : [],
     /** declarations another processor's runtime adds (OpenCL) */
     deviceDecls: "",
     adapter: adapterBody(name, inputs, outputs),
@@ -212,6 +215,8 @@ export function view(p: Program, cfg: CConfig, slot?: Slot) {
     lastError: [] as { fn: string; device: string }[],
     lastErrorFn: "NULL",
     deviceFn: "NULL",
+    /** a profiling build with a GPU: the copy NAME_profile_copy makes and the sizes run times it at */
+    profileCopy: [] as { name: string; NAME: string; small: number; max: number }[],
   };
 }
 
@@ -239,6 +244,9 @@ export function harnessView(models: ModelView[], cfg: CConfig, several: boolean)
     adapters: several ? [] : models,
     externalWeights: models.flatMap((m) => m.externalWeights),
     weightsReader: several ? [{}] : [],
+    /** a profiling build of one model: per-kernel times, and copy times when a GPU runs kernels */
+    profile: several ? [] : models[0].profile,
+    profileCopy: several ? [] : models[0].profileCopy,
     processMemory: linear ? [] : [{}],
     linearMemory: linear ? [{}] : [],
   };

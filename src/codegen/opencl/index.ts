@@ -57,36 +57,43 @@ function runSteps(p: Program, cfg: CConfig, layout: DeviceLayout, ranges: Map<st
     const src = dir === "write" ? `(const void *)${hostPtr(n)}` : `(void *)${hostPtr(n)}`;
     return `if (${name}_cl_${dir}(${buffer}, ${r.offset}, ${bytes(n)}, ${src}, "${p.buffers.get(n)!.value.replace(/["\\]/g, "")}") != 0) return -3;`;
   };
-  const steps = [`{ int rc = ${name}_cl_ready(${cfg.opts.weights === "file" ? "edgec_weights" : "NULL"}); if (rc != 0) return rc; }`];
+  // The host's arena, when the CPU runs kernels: a device sharing host memory works in it directly.
+  const hostArena = p.arenaBytes && p.kernels.some((k) => k.device === "cpu") ? "(void *)&edgec_arena" : "NULL";
+  const steps = [`{ int rc = ${name}_cl_ready(${cfg.opts.weights === "file" ? "edgec_weights" : "NULL"}, ${hostArena}); if (rc != 0) return rc; }`];
+  const finish = `if (${name}_cl_finish() != 0) return -3;`;
   let group: Kernel[] = [];
-  const flush = () => {
+  /** Enqueues the group; `timed`: a profiling build's one kernel, launched alone and waited for, its uploads outside its time. */
+  const flush = (timed?: number) => {
     if (!group.length) return;
     // The host does not change while the group runs, so every upload it needs can go first.
     for (const k of group) {
       for (const n of touched(k.body).reads) if (!fresh.get(n)!.device && fresh.get(n)!.host && bytes(n) > 0) (steps.push(copy(n, "write")), (fresh.get(n)!.device = true));
       for (const n of k.writes) fresh.set(n, { host: false, device: true });
     }
-    steps.push(`if (${name}_cl_launch(${ranges.get(group[0].name)![0]}, ${ranges.get(group[group.length - 1].name)![1]}) != 0) return -3;`);
+    const launch = `if (${name}_cl_launch(${ranges.get(group[0].name)![0]}, ${ranges.get(group[group.length - 1].name)![1]}) != 0) return -3;`;
+    steps.push(...(timed === undefined ? [launch] : ["edgec_prof_start();", launch, `if (edgec_prof_on && ${name}_cl_finish() != 0) return -3;`, `edgec_prof_mark(${timed});`]));
     group = [];
   };
-  for (const k of p.kernels) {
+  p.kernels.forEach((k, i) => {
     if (k.device !== "cpu") {
       group.push(k);
-      continue;
+      if (cfg.opts.profile) flush(i);
+      return;
     }
     flush();
     for (const n of touched(k.body).reads) if (!fresh.get(n)!.host && fresh.get(n)!.device && bytes(n) > 0) (steps.push(copy(n, "read")), (fresh.get(n)!.host = true));
     for (const n of k.writes) fresh.set(n, { host: true, device: false });
-    steps.push(calls.get(k.name)!);
-  }
+    if (cfg.opts.profile) steps.push("edgec_prof_start();", calls.get(k.name)!, `edgec_prof_mark(${i});`);
+    else steps.push(calls.get(k.name)!);
+  });
   flush();
   for (const n of p.outputs) if (!fresh.get(n)!.host && bytes(n) > 0) steps.push(copy(n, "read"));
-  steps.push(`if (${name}_cl_finish() != 0) return -3;`);
+  steps.push(finish);
   return steps;
 }
 
 /** The run's view of the OpenCL runtime (runtime.c), declared in model.c. */
-const runtimeDecls = (name: string) => `int ${name}_cl_ready(const void *weights);
+const runtimeDecls = (name: string) => `int ${name}_cl_ready(const void *weights, void *host_arena);
 int ${name}_cl_launch(int first, int end);
 int ${name}_cl_write(int buffer, size_t offset, size_t bytes, const void *src, const char *what);
 int ${name}_cl_read(int buffer, size_t offset, size_t bytes, void *dst, const char *what);
@@ -114,7 +121,11 @@ function render(p: Program, cfg: CConfig): Files {
   const kernels = renderTemplate("opencl/kernels.cl", { version, source, target: cfg.target.name, fp64: fp64 ? [{}] : [], launches })
     .replace(/[^\x20-\x7e\n]/g, "?");
   const blob = weightsBlob(p);
+  // The copy probe of a profiling build moves up to the device's arena (at least 64 bytes, as allocated).
+  const copyMax = Math.max(64, p.arenaBytes);
+  const profileCopy = { name, NAME: name.toUpperCase(), small: Math.min(4096, copyMax), max: copyMax };
   const runtime = renderTemplate("opencl/runtime.c", {
+    profileCopy: cfg.opts.profile ? [profileCopy] : [],
     version, source, name, target: cfg.target.name,
     deviceHint: (gpu?.openclName ?? "").replace(/["\\]/g, ""),
     kernelSource: cString(kernels),
@@ -140,6 +151,8 @@ function render(p: Program, cfg: CConfig): Files {
     lastErrorFn: `${name}_last_error`,
     deviceFn: `${name}_device`,
     runFailures: `, or -3 when OpenCL fails (${name}_last_error says why)`,
+    profile: cfg.opts.profile ? [{ name, NAME: name.toUpperCase(), count: p.kernels.length }] : [],
+    profileCopy: cfg.opts.profile ? [profileCopy] : [],
   };
   const files: Files = {
     "kernels.cl": kernels,

@@ -1,5 +1,5 @@
 import type { DeviceEntry, Target } from "../../target/schema.js";
-import { kernelSeconds, transferSeconds, valueBytes } from "../cost.js";
+import { timing, valueBytes, type Costs, type Timing } from "../cost.js";
 import type { Graph, Node } from "../ir.js";
 import { minCut } from "../mincut.js";
 
@@ -12,6 +12,8 @@ export interface Placement {
   transfers: { value: string; bytes: number; to: "cpu" | "gpu" }[];
   /** kernels that must run on the CPU, with the reason */
   pinned: { kernel: string; why: string }[];
+  /** kernels whose times came from a costs file (edgec profile), of all kernels; the rest are the cost model's estimates */
+  measured: { kernels: number; of: number; machine?: string };
 }
 
 /** Why `gpu` cannot run node `n`: float64 on a GPU without it (the loop-level rule is split.ts's gpuCannot). */
@@ -45,9 +47,9 @@ function traffic(g: Graph, kernels: Node[]) {
  * run one after the other: each kernel's time on its device, plus a copy for every tensor read on
  * the other side from where it was written (once per side), inputs starting and outputs ending on the host.
  */
-export function placementSeconds(g: Graph, cpu: DeviceEntry, gpu: DeviceEntry, onGpu: Set<string>): { seconds: number; transfers: Placement["transfers"] } {
+export function placementSeconds(g: Graph, cpu: DeviceEntry, gpu: DeviceEntry, onGpu: Set<string>, time: Timing = timing(g, gpu)): { seconds: number; transfers: Placement["transfers"] } {
   const kernels = g.nodes.filter((n) => n.op !== "View");
-  let seconds = kernels.reduce((s, n) => s + kernelSeconds(g, n, onGpu.has(n.name) ? gpu : cpu), 0);
+  let seconds = kernels.reduce((s, n) => s + time.kernel(n, onGpu.has(n.name) ? gpu : cpu), 0);
   const transfers: Placement["transfers"] = [];
   for (const [value, t] of traffic(g, kernels)) {
     const from = t.producer >= 0 && onGpu.has(kernels[t.producer].name);
@@ -55,7 +57,7 @@ export function placementSeconds(g: Graph, cpu: DeviceEntry, gpu: DeviceEntry, o
     if (!from && to.some(Boolean)) transfers.push({ value, bytes: t.bytes, to: "gpu" });
     if (from && (t.output || to.some((x) => !x))) transfers.push({ value, bytes: t.bytes, to: "cpu" });
   }
-  seconds += transfers.reduce((s, x) => s + transferSeconds(x.bytes, gpu), 0);
+  seconds += transfers.reduce((s, x) => s + time.copy(x.bytes), 0);
   return { seconds, transfers };
 }
 
@@ -66,25 +68,27 @@ export function placementSeconds(g: Graph, cpu: DeviceEntry, gpu: DeviceEntry, o
  * and the best split is a minimum s-t cut, exact for any split (not only contiguous ones): a kernel
  * on the source side runs on the CPU. A tensor written on the CPU and read on the GPU costs a copy
  * once however many GPU kernels read it; an auxiliary node per tensor and direction that every
- * reader on the other side forces across carries that cost once.
+ * reader on the other side forces across carries that cost once. `costs` (edgec profile) replaces
+ * the estimates with measured times.
  */
-export function partitionDevices(g: Graph, target: Target): Graph & { placement: Placement } {
+export function partitionDevices(g: Graph, target: Target, costs?: Costs): Graph & { placement: Placement } {
   const cpu = target.devices.find((d) => d.kind === "cpu") ?? { kind: "cpu", name: "CPU" };
   const gpu = target.devices.find((d) => d.kind === "gpu" && d.api === "opencl");
   if (!gpu) throw new Error(`partitionDevices: target '${target.name}' has no OpenCL GPU`);
   const kernels = g.nodes.filter((n) => n.op !== "View");
+  const time = timing(g, gpu, costs);
   const S = 0, T = 1, K = 2;
   const edges: [number, number, number][] = [];
   const pinned: Placement["pinned"] = [];
   kernels.forEach((n, i) => {
     const why = gpuCannotRun(g, n, gpu);
     if (why) pinned.push({ kernel: n.name, why });
-    edges.push([S, K + i, why ? Infinity : kernelSeconds(g, n, gpu)], [K + i, T, kernelSeconds(g, n, cpu)]);
+    edges.push([S, K + i, why ? Infinity : time.kernel(n, gpu)], [K + i, T, time.kernel(n, cpu)]);
   });
   let aux = K + kernels.length;
   const node = (p: number) => (p < 0 ? S : K + p);
   for (const t of traffic(g, kernels).values()) {
-    const cost = transferSeconds(t.bytes, gpu);
+    const cost = time.copy(t.bytes);
     if (t.readers.size) {
       // up: crosses to the GPU side when any reader is on the GPU; costs a copy when the writer is on the CPU.
       const up = aux++;
@@ -100,8 +104,8 @@ export function partitionDevices(g: Graph, target: Target): Graph & { placement:
   const cut = minCut(aux, S, T, edges);
   const onGpu = new Set(kernels.filter((_, i) => !cut.sourceSide[K + i]).map((n) => n.name));
   const cpuOnly = new Set(pinned.map((x) => x.kernel));
-  const all = (gpuSide: boolean) => placementSeconds(g, cpu, gpu, new Set(gpuSide ? kernels.filter((n) => !cpuOnly.has(n.name)).map((n) => n.name) : [])).seconds;
-  const split = placementSeconds(g, cpu, gpu, onGpu);
+  const all = (gpuSide: boolean) => placementSeconds(g, cpu, gpu, new Set(gpuSide ? kernels.filter((n) => !cpuOnly.has(n.name)).map((n) => n.name) : []), time).seconds;
+  const split = placementSeconds(g, cpu, gpu, onGpu, time);
   return {
     ...g,
     placement: {
@@ -109,6 +113,7 @@ export function partitionDevices(g: Graph, target: Target): Graph & { placement:
       predicted: { cpuMs: all(false) * 1e3, gpuMs: all(true) * 1e3, partitionedMs: split.seconds * 1e3 },
       transfers: split.transfers,
       pinned,
+      measured: { kernels: time.measured, of: kernels.length, machine: costs?.machine },
     },
   };
 }
