@@ -49,17 +49,19 @@ const whole = (what: string, min: number) => (v: string) => {
 };
 
 /** `here`: the command runs what it builds on this machine (run, verify, bench, conformance; see forDevice). */
-function pipelineOptions(o: { memoryBudget?: number; scheduleTimeLimit?: number; target?: string; device?: DeviceKind; placement?: DeviceKind; costs?: string; inputShape?: Record<string, number[]>; name?: string; dumpIr?: string[]; stopAfter?: string; weights?: string; fuse?: boolean }, here = false): PipelineOptions {
+function pipelineOptions(o: { memoryBudget?: number; scheduleTimeLimit?: number; target?: string; device?: DeviceKind; placement?: DeviceKind; costs?: string; objective?: PipelineOptions["objective"]; inputShape?: Record<string, number[]>; name?: string; dumpIr?: string[]; stopAfter?: string; weights?: string; fuse?: boolean }, here = false): PipelineOptions {
   const target = loadTarget(o.target ?? "host");
   // A target with an OpenCL GPU places each kernel where it runs fastest unless told otherwise.
   const placement = o.placement ?? o.device ?? (o.costs || target.devices.some((d) => d.kind === "gpu" && d.api === "opencl") ? "auto" : undefined);
   if (o.costs && placement !== "auto") throw new EdgecError(`--costs places kernels on the CPU or the GPU by measured times; it goes with --placement auto, not ${placement}`);
+  if (o.objective && placement !== "auto") throw new EdgecError(`--objective is what --placement auto minimises; ${placement ? `--placement ${placement} places every kernel on one side` : `target '${target.name}' has no OpenCL GPU to place kernels on`}`);
   return {
     fuse: o.fuse,
     weights: o.weights as PipelineOptions["weights"],
     target: forDevice(target, placement, here),
     placement: placement === "auto" ? "auto" : undefined,
     costs: o.costs ? readCosts(o.costs) : undefined,
+    objective: o.objective,
     inputShapes: o.inputShape,
     name: o.name,
     dumpAfter: o.dumpIr?.map((d) => d.replace(/^after:/, "")),
@@ -82,6 +84,7 @@ export function parseBytes(what: string) {
 const scheduleOpt = () => new Option("--schedule-time-limit <seconds>", "stop the memory scheduler after this long and use the best order found").argParser(num("--schedule-time-limit"));
 const targetOpt = () => new Option("-t, --target <name>", "target name, alias or JSON file (see `edgec targets`)").default("host");
 const placementOpt = () => new Option("--placement <where>", "run the kernels on the target's CPU, on its OpenCL GPU, or each where the cost model (or --costs) predicts the fastest run; default: auto on targets with an OpenCL GPU; run, verify, bench and conformance use this machine's OpenCL").choices(["cpu", "gpu", "auto"]);
+const objectiveOpt = () => new Option("--objective <what>", "what --placement auto minimises: one inference's latency, or the time between results of a stream (a two-stage CPU/GPU pipeline that run_stream overlaps)").choices(["latency", "throughput"]);
 const costsOpt = () => new Option("--costs <file>", "place kernels by the times `edgec profile` measured instead of the cost model's estimates (implies --placement auto)");
 const deviceOpt = () => new Option("--device <kind>", "the same as --placement").choices(["cpu", "gpu", "auto"]);
 const namesOpt = () => new Option("--names <a,b>", "C prefixes of several models, in order (default: their file names)").argParser((v: string) => v.split(","));
@@ -123,6 +126,7 @@ export function program(): Command {
     .addOption(targetOpt())
     .addOption(placementOpt())
     .addOption(costsOpt())
+    .addOption(objectiveOpt())
     .addOption(deviceOpt())
     .requiredOption("-o, --output <dir>", "artifact directory to create")
     .addOption(shapeOpt())
@@ -156,6 +160,7 @@ export function program(): Command {
     .addOption(targetOpt())
     .addOption(placementOpt())
     .addOption(costsOpt())
+    .addOption(objectiveOpt())
     .addOption(deviceOpt())
     .option("-i, --input <name=file>", "input tensor file, .pb or .npy (repeatable)", parseInput)
     .requiredOption("--output-dir <dir>", "where output_<i>.pb (or .npy) files go")
@@ -194,6 +199,7 @@ export function program(): Command {
     .addOption(targetOpt())
     .addOption(placementOpt())
     .addOption(costsOpt())
+    .addOption(objectiveOpt())
     .addOption(deviceOpt())
     .addOption(shapeOpt())
     .option("--no-fuse", "no fusion: one kernel per ONNX node")
@@ -226,6 +232,7 @@ export function program(): Command {
     .addOption(targetOpt())
     .addOption(placementOpt())
     .addOption(costsOpt())
+    .addOption(objectiveOpt())
     .addOption(deviceOpt())
     .addOption(shapeOpt())
     .option("--no-fuse", "no fusion: one kernel per ONNX node")
@@ -245,6 +252,7 @@ export function program(): Command {
     .addOption(targetOpt())
     .addOption(placementOpt())
     .addOption(costsOpt())
+    .addOption(objectiveOpt())
     .addOption(deviceOpt())
     .addOption(shapeOpt())
     .option("--threads <n>", "threads the model runs on (default: the target's cores)", whole("--threads", 1))

@@ -13,6 +13,8 @@ export interface CompileOptions {
   weights?: "embed" | "file";
   /** a profiling build (edgec profile): NAME_run times each kernel, NAME_profile reports the times */
   profile?: boolean;
+  /** a two-stage CPU/GPU pipeline (--objective throughput): the device whose kernels come first; NAME_run_stream overlaps the stages */
+  pipeline?: { first: "cpu" | "gpu" };
 }
 
 /** Generated files: name → contents. */

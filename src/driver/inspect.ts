@@ -3,7 +3,7 @@ import { importOnnx } from "../frontend/onnx/import.js";
 import { bytesMoved, countMacs } from "../graph/cost.js";
 import { checkCosts } from "./costs.js";
 import { partitionDevices, type Placement } from "../graph/passes/partition-devices.js";
-import { runGraphPasses, unfusedGraph, type PipelineOptions } from "./pipeline.js";
+import { predictedLine, runGraphPasses, unfusedGraph, type PipelineOptions } from "./pipeline.js";
 
 export interface InspectInfo {
   model: string;
@@ -88,12 +88,12 @@ export function inspectModel(model: string, opts: PipelineOptions): InspectInfo 
     schedule: kernels.map((n, i) => ({ kernel: n.name, op: n.fused ? n.fused.body.map((m) => m.op).join("+") : n.op, liveBytes: g.schedule.curve[i] })),
     topoCurve: g.schedule.topoCurve,
     weightBytes: consts.reduce((s, v) => s + v.data!.data.byteLength, 0),
-    placement: opts.target.devices.some((d) => d.kind === "gpu" && d.api === "opencl") ? partitionDevices(g, opts.target, opts.costs).placement : undefined,
+    placement: opts.target.devices.some((d) => d.kind === "gpu" && d.api === "opencl") ? partitionDevices(g, opts.target, opts.costs, opts.objective).placement : undefined,
   };
 }
 
 /** Where a placement's times came from. */
-export const measuredLine = (p: Placement) => (p.measured.kernels ? `times measured on ${p.measured.machine} for ${p.measured.kernels} of ${p.measured.of} kernels (the rest estimated)` : "times estimated by the cost model");
+export const measuredLine = (p: Placement) => (p.measured.kernels ? `times measured on ${p.measured.machine} for ${p.measured.kernels} of ${p.measured.of} kernels${p.measured.kernels < p.measured.of ? " (the rest estimated)" : ""}` : "times estimated by the cost model");
 
 export function formatInspect(i: InspectInfo): string {
   const fmt = (x: number) => (x >= 1e9 ? `${(x / 1e9).toFixed(2)} G` : x >= 1e6 ? `${(x / 1e6).toFixed(2)} M` : x >= 1e3 ? `${(x / 1e3).toFixed(1)} K` : `${x}`);
@@ -109,7 +109,7 @@ export function formatInspect(i: InspectInfo): string {
     `memory     peak ${fmt(i.peakBytes)}B live (${i.scheduleOptimal ? "optimal order" : "order not proven optimal"}${i.rewrites.length ? `, with ${i.rewrites.join(", ")}` : ""}; graph order ${fmt(i.topoPeakBytes)}B, onnxruntime's order ${fmt(i.ortPeakBytes)}B), scheduled in ${i.scheduleMs} ms`,
     `arena      ${fmt(i.arenaBytes)}B (lower bound ${fmt(i.lowerBoundBytes)}B)`,
     `weights    ${fmt(i.weightBytes)}B`,
-    ...(i.placement ? [`placement  ${i.placement.onGpu.length} of ${i.kernels} kernels on the GPU, ${i.placement.transfers.length} copies (${fmt(i.placement.transfers.reduce((s, x) => s + x.bytes, 0))}B); predicted ${i.placement.predicted.partitionedMs.toFixed(3)} ms split, ${i.placement.predicted.cpuMs.toFixed(3)} ms all on the CPU, ${i.placement.predicted.gpuMs.toFixed(3)} ms all on the GPU, ${measuredLine(i.placement)}`] : []),
+    ...(i.placement ? [`placement  ${i.placement.onGpu.length} of ${i.kernels} kernels on the GPU, ${i.placement.transfers.length} copies (${fmt(i.placement.transfers.reduce((s, x) => s + x.bytes, 0))}B); predicted ${predictedLine(i.placement)}, ${measuredLine(i.placement)}`] : []),
   ];
   return lines.join("\n");
 }

@@ -9,7 +9,7 @@ import { cBackend } from "../codegen/c/index.js";
 import { openclBackend } from "../codegen/opencl/index.js";
 import { wasmBackend } from "../codegen/wasm/index.js";
 import { importOnnx, type Imported } from "../frontend/onnx/import.js";
-import type { Graph } from "../graph/ir.js";
+import type { Graph, Node } from "../graph/ir.js";
 import { eliminateDeadNodes } from "../graph/passes/eliminate-dead-nodes.js";
 import { foldConstants } from "../graph/passes/fold-constants.js";
 import { eliminateIdentity } from "../graph/passes/eliminate-identity.js";
@@ -23,7 +23,7 @@ import { printGraph } from "../graph/print.js";
 import { verifyGraph } from "../graph/verify.js";
 import type { Kernel, Program } from "../loop/ir.js";
 import { gpuCannot, splitProgram } from "../loop/split.js";
-import { partitionDevices, type Placement } from "../graph/passes/partition-devices.js";
+import { partitionDevices, type Objective, type Placement } from "../graph/passes/partition-devices.js";
 import type { Costs } from "../graph/cost.js";
 import { checkCosts } from "./costs.js";
 import { lowerGraph, unloweredOps } from "../loop/lower-graph.js";
@@ -62,6 +62,8 @@ export interface PipelineOptions {
   costs?: Costs;
   /** a profiling build: the run harness prints each kernel's time (edgec profile) */
   profile?: boolean;
+  /** what placement "auto" minimises: one inference's latency (default), or the time between results of a stream (a two-stage CPU/GPU pipeline) */
+  objective?: Objective;
 }
 
 /** Above this many weight bytes the C source would be too large to compile comfortably. */
@@ -211,11 +213,33 @@ function placeKernels(gpuProgram: Program, cpuProgram: () => Program, opts: Pipe
   return onCpu.some(Boolean) ? splitProgram(cpuProgram(), gpuProgram, onCpu) : gpuProgram;
 }
 
+/**
+ * The throughput split's kernel order: stage 1 (an ideal, so the order stays topological) before
+ * the rest, each in the scheduled order, a View with the kernel that wrote what it views, and the
+ * memory plan redone for that order.
+ */
+function stagesFirst(g: PlannedGraph, first: Set<string>): PlannedGraph {
+  const writer = new Map(g.nodes.flatMap((n) => n.outputs.map((o): [string, Node] => [o, n])));
+  const inFirst = (n: Node): boolean => (n.op === "View" ? !writer.has(n.inputs[0]) || inFirst(writer.get(n.inputs[0])!) : first.has(n.name));
+  const nodes = [...g.nodes.filter(inFirst), ...g.nodes.filter((n) => !inFirst(n))];
+  return { ...planMemory({ ...g, nodes }), schedule: g.schedule };
+}
+
+/** What a placement predicts, for the objective it was made for. */
+export function predictedLine(p: Placement): string {
+  const { cpuMs, gpuMs, partitionedMs } = p.predicted;
+  const times = `${partitionedMs.toFixed(3)} ms split, ${cpuMs.toFixed(3)} ms all on the CPU, ${gpuMs.toFixed(3)} ms all on the GPU`;
+  if (p.objective === "latency") return times;
+  const st = p.stages;
+  const stages = st ? `a pipeline of ${st.kernels.length} kernels on the ${st.first.toUpperCase()} then the rest, the best of ${st.ideals} splits (${st.exhaustive ? "every ideal" : "prefixes of the kernel order only: too many ideals"})` : "no pipeline: one device";
+  return `time between results in a stream: ${times}; ${stages}`;
+}
+
 /** partition-devices' result as --dump-ir and inspect print it. */
 export function formatPlacement(p: Placement): string {
   const bytes = p.transfers.reduce((s, x) => s + x.bytes, 0);
   return [
-    `// predicted ms: all on the CPU ${p.predicted.cpuMs.toFixed(3)}, all on the GPU ${p.predicted.gpuMs.toFixed(3)}, split ${p.predicted.partitionedMs.toFixed(3)}; ${p.measured.kernels ? `measured on ${p.measured.machine} for ${p.measured.kernels} of ${p.measured.of} kernels` : "estimated"}`,
+    `// predicted (${p.objective}): ${predictedLine(p)}; ${p.measured.kernels ? `measured on ${p.measured.machine} for ${p.measured.kernels} of ${p.measured.of} kernels` : "estimated"}`,
     `// on the GPU (${p.onGpu.length}): ${p.onGpu.join(", ") || "none"}`,
     ...p.pinned.map((x) => `// pinned to the CPU: ${x.kernel} (${x.why})`),
     `// ${p.transfers.length} copies, ${bytes} bytes: ${p.transfers.map((x) => `${x.value} to ${x.to}`).join(", ") || "none"}`,
@@ -229,7 +253,7 @@ export const sanitizeName = (n: string) => n.replace(/[^A-Za-z0-9_]/g, "_").repl
 export function compileModel(model: string, opts: PipelineOptions): Compiled {
   const backend = backendFor(opts.target);
   const imported = importOnnx(model, { inputShapes: opts.inputShapes, bind: opts.bind });
-  const graph = runGraphPasses(imported.graph, opts);
+  let graph = runGraphPasses(imported.graph, opts);
   const missing = unloweredOps(graph);
   if (missing.length) throw new EdgecError(`${basename(model)}: ${missing.length} unsupported op${missing.length > 1 ? "s" : ""}: ${missing.join("; ")}`, 2, missing);
   const name = sanitizeName(opts.name ?? "model");
@@ -252,23 +276,24 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
     }
     return p;
   };
-  let program = lowerFor(backend.device);
-  if (backend.device === "gpu") {
-    let place = opts.place;
-    if (opts.placement === "auto") {
-      if (opts.costs) checkCosts(opts.costs, model, t);
-      const { placement } = partitionDevices(graph, t, opts.costs);
-      if (want("partition-devices")) opts.dump?.("after:partition-devices", formatPlacement(placement));
-      const kernels = new Set(graph.nodes.map((n) => n.name));
-      const onGpu = new Set(placement.onGpu);
-      place = (k) => opts.place?.(k) ?? (kernels.has(k.node) ? (onGpu.has(k.node) ? "gpu" : "cpu") : undefined);
-    }
-    program = placeKernels(program, () => lowerFor("cpu"), { ...opts, place });
+  let place = opts.place;
+  let stages: Placement["stages"];
+  if (backend.device === "gpu" && opts.placement === "auto") {
+    if (opts.costs) checkCosts(opts.costs, model, t);
+    const { placement } = partitionDevices(graph, t, opts.costs, opts.objective);
+    if (want("partition-devices")) opts.dump?.("after:partition-devices", formatPlacement(placement));
+    const kernels = new Set(graph.nodes.map((n) => n.name));
+    const onGpu = new Set(placement.onGpu);
+    place = (k) => opts.place?.(k) ?? (kernels.has(k.node) ? (onGpu.has(k.node) ? "gpu" : "cpu") : undefined);
+    stages = placement.stages;
+    if (stages) graph = stagesFirst(graph, new Set(stages.kernels));
   }
+  let program = lowerFor(backend.device);
+  if (backend.device === "gpu") program = placeKernels(program, () => lowerFor("cpu"), { ...opts, place });
   if (opts.memoryBudget !== undefined && program.arenaBytes > opts.memoryBudget) throw overBudget(model, graph, program.arenaBytes, opts.memoryBudget);
   const weightBytes = [...program.buffers.values()].filter((b) => b.kind === "weight").reduce((s, b) => s + b.data!.data.byteLength, 0);
   const weights = opts.weights === "file" || (opts.weights !== "embed" && weightBytes > EMBED_LIMIT) ? "file" : "embed";
-  const config = backend.configure(opts.target, { name, version: VERSION, source: `${basename(model)} (sha256 ${sha256.slice(0, 16)})`, extraCflags: opts.extraCflags, weights, profile: opts.profile });
+  const config = backend.configure(opts.target, { name, version: VERSION, source: `${basename(model)} (sha256 ${sha256.slice(0, 16)})`, extraCflags: opts.extraCflags, weights, profile: opts.profile, pipeline: stages && { first: stages.first } });
   program = backend.lower(program, config);
   verifyLoop(program);
   if (want(`${backend.name}-lower`)) opts.dump?.(`after:${backend.name}-lower`, printLoop(program));

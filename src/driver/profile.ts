@@ -99,6 +99,7 @@ export async function profileModel(model: string, o: ProfileOptions): Promise<Co
       wholeRunMs: { cpu: cpu.medianMs!, gpu: gpu.medianMs! },
       kernels,
       copy: fitCopy(gpu.copies ?? []),
+      overlap: !gpu.device?.includes("(not a GPU)"),
     };
   } finally {
     rmSync(tmp, { recursive: true, force: true });

@@ -55,6 +55,8 @@ export interface RunOptions {
   model?: string;
   /** untimed runs for this long before the timed ones (the harness's --warmup-ms) */
   warmupMs?: number;
+  /** each run a stream of this many inferences of the given inputs (the harness's --stream, NAME_run_stream); times are per inference */
+  stream?: number;
 }
 
 type ModelIo = Pick<Manifest, "name" | "inputs" | "outputs">;
@@ -97,11 +99,12 @@ export async function runArtifact(dir: string, given: Record<string, Tensor>, ru
   const emulator = emulatorFor(m.target, m.triple);
   const io = mkdtempSync(join(dir, ".io-"));
   try {
-    inputs.forEach((t, i) => writeFileSync(join(io, `${i}.bin`), bytesOf(t.data)));
+    inputs.forEach((t, i) => writeFileSync(join(io, `${i}.bin`), Buffer.concat(new Array<Uint8Array>(opts.stream ?? 1).fill(bytesOf(t.data)))));
     const threads = opts.threads ? ["--threads", String(opts.threads)] : [];
     const model = m.models ? ["--model", picked.name] : [];
     const warmup = opts.warmupMs ? ["--warmup-ms", String(opts.warmupMs)] : [];
-    const cmd = [...emulator, join(dir, m.runProgram), ...threads, ...model, ...warmup, io, io, String(runs)];
+    const stream = opts.stream ? ["--stream", String(opts.stream)] : [];
+    const cmd = [...emulator, join(dir, m.runProgram), ...threads, ...model, ...warmup, ...stream, io, io, String(runs)];
     const r = await $({ nothrow: true, quiet: true })`${cmd}`;
     if (r.exitCode !== 0) throw new EdgecError(`running ${dir}/${m.runProgram} failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().split("\n").slice(0, 20).join("\n")}`, 3);
     const outputs = picked.outputs.map((spec, i) => {

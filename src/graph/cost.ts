@@ -87,6 +87,8 @@ export interface Costs {
   wholeRunMs: { cpu: number; gpu: number };
   kernels: Record<string, { cpuMs?: number; gpuMs?: number }>;
   copy: { latencyUs: number; GBs: number };
+  /** false when the OpenCL device was the CPU itself (PoCL): its kernels take the CPU's cores, so the two never work at once */
+  overlap: boolean;
 }
 
 /** Seconds per kernel on a device and per copy between host and GPU: measured where `costs` has them, estimated otherwise. */

@@ -95,7 +95,7 @@ describe("--device", () => {
     // A target without a GPU has nothing to place.
     const host = edgec(["build", join(m, "model.onnx"), "--target", "host", "-o", join(work.dir, "host-default"), "--stop-after", "codegen", "--dump-ir", "after:partition-devices"]);
     expect(host.code, host.stderr).toBe(0);
-    expect(host.stdout).not.toMatch(/predicted ms/);
+    expect(host.stdout).not.toMatch(/predicted/);
   });
 
   it("inspect shows the placement partition-devices picks and its predicted times", () => {

@@ -118,6 +118,26 @@ export function adapterBody(name: string, inputs: IoView, outputs: IoView): stri
   ].join("\n");
 }
 
+/** The body of a function running NAME_run_stream over k inferences whose buffers lie back to back in each array. */
+export function streamAdapterBody(name: string, inputs: IoView, outputs: IoView): string {
+  return [
+    `  ${name}_inputs *in = calloc((size_t)k, sizeof *in);`,
+    `  ${name}_outputs *out = calloc((size_t)k, sizeof *out);`,
+    "  int s, rc;",
+    "  (void)inputs;",
+    "  (void)outputs;",
+    "  if (!in || !out) exit(3);",
+    "  for (s = 0; s < k; s++) {",
+    ...inputs.map((x) => `    in[s].${x.field} = (const ${x.ctype} *)inputs[${x.index}] + (size_t)s * ${x.elems};`),
+    ...outputs.map((x) => `    out[s].${x.field} = (${x.ctype} *)outputs[${x.index}] + (size_t)s * ${x.elems};`),
+    "  }",
+    `  rc = ${name}_run_stream(in, out, k);`,
+    "  free(in);",
+    "  free(out);",
+    "  return rc;",
+  ].join("\n");
+}
+
 /**
  * One model's view: what its translation unit and its part of model.h need. With a slot, the model
  * is one of several: it uses the shared arena and reads its weights from the shared zone, which
@@ -211,10 +231,15 @@ export function view(p: Program, cfg: CConfig, slot?: Slot) {
     /** declarations another processor's runtime adds (OpenCL) */
     deviceDecls: "",
     adapter: adapterBody(name, inputs, outputs),
+    streamAdapter: streamAdapterBody(name, inputs, outputs),
     /** a backend whose runs can fail at run time (OpenCL) sets NAME_last_error, which run.c prints, and NAME_device, the device it ran on */
     lastError: [] as { fn: string; device: string }[],
     lastErrorFn: "NULL",
     deviceFn: "NULL",
+    /** NAME_run_stream: its pipeline's stage functions (OpenCL, --objective throughput), and its body: here NAME_run per inference */
+    streamStages: [] as { name: string; cpu: string; enqueue: string; drain: string }[],
+    streamDoc: "They run one after the other, as that many calls of the run function would.",
+    streamBody: ["for (i = 0; i < n; i++) {", `  int rc = ${name}_run(&inputs[i], &outputs[i]);`, "  if (rc != 0) return rc;", "}"],
     /** a profiling build with a GPU: the copy NAME_profile_copy makes and the sizes run times it at */
     profileCopy: [] as { name: string; NAME: string; small: number; max: number }[],
   };

@@ -34,6 +34,12 @@ function words(blob: Uint8Array): string {
 type Where = { host: boolean; device: boolean };
 
 /**
+ * What a statement of NAME_run is to a pipelined stream (NAME_run_stream): starting OpenCL, a CPU
+ * kernel, an upload or launch that hands the GPU its work, or waiting for the GPU and reading back.
+ */
+type Phase = "ready" | "cpu" | "enqueue" | "drain";
+
+/**
  * NAME_run's statements for a program whose kernels run on the GPU (tagged "gpu" or untagged) and
  * the CPU ("cpu"): consecutive GPU kernels as one enqueue of their launches, CPU kernels as calls,
  * and a blocking copy wherever a kernel reads a tensor last written on the other side (never one
@@ -41,7 +47,7 @@ type Where = { host: boolean; device: boolean };
  * Weights live on both sides; inputs start on the host; outputs not last written on the host are
  * read back.
  */
-function runSteps(p: Program, cfg: CConfig, layout: DeviceLayout, ranges: Map<string, [number, number]>, calls: Map<string, string>): string[] {
+function runSteps(p: Program, cfg: CConfig, layout: DeviceLayout, ranges: Map<string, [number, number]>, calls: Map<string, string>): { text: string; phase: Phase }[] {
   const name = cfg.opts.name;
   const fresh = new Map<string, Where>();
   for (const b of p.buffers.values()) fresh.set(b.name, { host: b.kind !== "arena" && b.kind !== "output", device: b.kind === "weight" });
@@ -57,9 +63,12 @@ function runSteps(p: Program, cfg: CConfig, layout: DeviceLayout, ranges: Map<st
     const src = dir === "write" ? `(const void *)${hostPtr(n)}` : `(void *)${hostPtr(n)}`;
     return `if (${name}_cl_${dir}(${buffer}, ${r.offset}, ${bytes(n)}, ${src}, "${p.buffers.get(n)!.value.replace(/["\\]/g, "")}") != 0) return -3;`;
   };
-  // The host's arena, when the CPU runs kernels: a device sharing host memory works in it directly.
-  const hostArena = p.arenaBytes && p.kernels.some((k) => k.device === "cpu") ? "(void *)&edgec_arena" : "NULL";
-  const steps = [`{ int rc = ${name}_cl_ready(${cfg.opts.weights === "file" ? "edgec_weights" : "NULL"}, ${hostArena}); if (rc != 0) return rc; }`];
+  // The host's arena, when the CPU runs kernels: a device sharing host memory works in it directly,
+  // unless a pipeline runs the two devices on different inferences at once.
+  const hostArena = p.arenaBytes && p.kernels.some((k) => k.device === "cpu") && !cfg.opts.pipeline ? "(void *)&edgec_arena" : "NULL";
+  const out: { text: string; phase: Phase }[] = [];
+  const push = (phase: Phase, ...texts: string[]) => texts.forEach((text) => out.push({ text, phase }));
+  push("ready", `{ int rc = ${name}_cl_ready(${cfg.opts.weights === "file" ? "edgec_weights" : "NULL"}, ${hostArena}); if (rc != 0) return rc; }`);
   const finish = `if (${name}_cl_finish() != 0) return -3;`;
   let group: Kernel[] = [];
   /** Enqueues the group; `timed`: a profiling build's one kernel, launched alone and waited for, its uploads outside its time. */
@@ -67,11 +76,11 @@ function runSteps(p: Program, cfg: CConfig, layout: DeviceLayout, ranges: Map<st
     if (!group.length) return;
     // The host does not change while the group runs, so every upload it needs can go first.
     for (const k of group) {
-      for (const n of touched(k.body).reads) if (!fresh.get(n)!.device && fresh.get(n)!.host && bytes(n) > 0) (steps.push(copy(n, "write")), (fresh.get(n)!.device = true));
+      for (const n of touched(k.body).reads) if (!fresh.get(n)!.device && fresh.get(n)!.host && bytes(n) > 0) (push("enqueue", copy(n, "write")), (fresh.get(n)!.device = true));
       for (const n of k.writes) fresh.set(n, { host: false, device: true });
     }
     const launch = `if (${name}_cl_launch(${ranges.get(group[0].name)![0]}, ${ranges.get(group[group.length - 1].name)![1]}) != 0) return -3;`;
-    steps.push(...(timed === undefined ? [launch] : ["edgec_prof_start();", launch, `if (edgec_prof_on && ${name}_cl_finish() != 0) return -3;`, `edgec_prof_mark(${timed});`]));
+    push("enqueue", ...(timed === undefined ? [launch] : ["edgec_prof_start();", launch, `if (edgec_prof_on && ${name}_cl_finish() != 0) return -3;`, `edgec_prof_mark(${timed});`]));
     group = [];
   };
   p.kernels.forEach((k, i) => {
@@ -81,15 +90,34 @@ function runSteps(p: Program, cfg: CConfig, layout: DeviceLayout, ranges: Map<st
       return;
     }
     flush();
-    for (const n of touched(k.body).reads) if (!fresh.get(n)!.host && fresh.get(n)!.device && bytes(n) > 0) (steps.push(copy(n, "read")), (fresh.get(n)!.host = true));
+    for (const n of touched(k.body).reads) if (!fresh.get(n)!.host && fresh.get(n)!.device && bytes(n) > 0) (push("drain", copy(n, "read")), (fresh.get(n)!.host = true));
     for (const n of k.writes) fresh.set(n, { host: true, device: false });
-    if (cfg.opts.profile) steps.push("edgec_prof_start();", calls.get(k.name)!, `edgec_prof_mark(${i});`);
-    else steps.push(calls.get(k.name)!);
+    if (cfg.opts.profile) push("cpu", "edgec_prof_start();", calls.get(k.name)!, `edgec_prof_mark(${i});`);
+    else push("cpu", calls.get(k.name)!);
   });
   flush();
-  for (const n of p.outputs) if (!fresh.get(n)!.host && bytes(n) > 0) steps.push(copy(n, "read"));
-  steps.push(finish);
-  return steps;
+  for (const n of p.outputs) if (!fresh.get(n)!.host && bytes(n) > 0) push("drain", copy(n, "read"));
+  push("drain", finish);
+  return out;
+}
+
+/**
+ * NAME_run_stream for a two-stage pipeline (--objective throughput): NAME_run's statements in three
+ * stage functions, and a loop that runs the first device's stage of input i while the other device
+ * runs its stage of input i-1. CPU first: the CPU kernels of input i run while the GPU works on
+ * i-1; then the host waits for it, reads i-1 back and hands the GPU input i. GPU first: input i goes
+ * to the GPU, the CPU kernels of input i-1 run meanwhile, then the host waits and reads i back.
+ * Host and device arenas are separate memories here, so neither stage overwrites the other's tensors.
+ */
+function streamView(name: string, phased: { text: string; phase: Phase }[], first: "cpu" | "gpu", weightsCheck: string[]) {
+  const part = (phase: Phase) => phased.filter((x) => x.phase === phase).map((x) => `  ${x.text}`).join("\n");
+  const call = (stage: string, at: string, when: string) => `    if (${when} && (rc = edgec_stage_${stage}(&inputs[${at}], &outputs[${at}])) != 0) return rc;`;
+  const loop = first === "cpu" ? [call("cpu", "i", "i < n"), call("drain", "i - 1", "i > 0"), call("enqueue", "i", "i < n")] : [call("enqueue", "i", "i < n"), call("cpu", "i - 1", "i > 0"), call("drain", "i", "i < n")];
+  return {
+    streamDoc: `A two-stage pipeline (--objective throughput): the ${first === "cpu" ? "CPU's kernels of inference i run while the GPU works on inference i-1" : "GPU works on inference i while the CPU's kernels of inference i-1 run"}, so a stream takes about as long as the slower device's share plus the copies, not the sum.`,
+    streamStages: [{ name, cpu: part("cpu"), enqueue: `${part("enqueue")}\n  if (${name}_cl_flush() != 0) return -3;`, drain: part("drain") }],
+    streamBody: [...weightsCheck, part("ready").trim(), "for (i = 0; i <= n; i++) {", "  int rc;", ...loop.map((l) => l.slice(2)), "}"],
+  };
 }
 
 /** The run's view of the OpenCL runtime (runtime.c), declared in model.c. */
@@ -98,6 +126,7 @@ int ${name}_cl_launch(int first, int end);
 int ${name}_cl_write(int buffer, size_t offset, size_t bytes, const void *src, const char *what);
 int ${name}_cl_read(int buffer, size_t offset, size_t bytes, void *dst, const char *what);
 int ${name}_cl_finish(void);
+int ${name}_cl_flush(void);
 `;
 
 function render(p: Program, cfg: CConfig): Files {
@@ -142,9 +171,11 @@ function render(p: Program, cfg: CConfig): Files {
   const cpuUses = new Set(onCpu.flatMap((k) => k.params));
   const buffers = external ? p.buffers : new Map([...p.buffers].filter(([n, b]) => b.kind !== "weight" || cpuUses.has(n)));
   const base = view({ ...p, kernels: onCpu, buffers }, cfg);
+  const phased = runSteps(p, cfg, layout, ranges, new Map(onCpu.map((k, i) => [k.name, base.kernels[i].call])));
   const v = {
     ...base,
-    steps: runSteps(p, cfg, layout, ranges, new Map(onCpu.map((k, i) => [k.name, base.kernels[i].call]))),
+    ...(cfg.opts.pipeline ? streamView(name, phased, cfg.opts.pipeline.first, base.weightsCheck) : {}),
+    steps: phased.map((x) => x.text),
     arenaDecl: onCpu.length ? base.arenaDecl : "",
     deviceDecls: runtimeDecls(name),
     lastError: [{ fn: `${name}_last_error`, device: `${name}_device` }],
