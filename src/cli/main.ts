@@ -48,11 +48,15 @@ const whole = (what: string, min: number) => (v: string) => {
   return x;
 };
 
-/** `here`: the command runs what it builds on this machine (run, verify, bench, conformance; see forDevice). */
-function pipelineOptions(o: { memoryBudget?: number; scheduleTimeLimit?: number; target?: string; device?: DeviceKind; placement?: DeviceKind; costs?: string; objective?: PipelineOptions["objective"]; inputShape?: Record<string, number[]>; name?: string; dumpIr?: string[]; stopAfter?: string; weights?: string; fuse?: boolean }, here = false): PipelineOptions {
+/**
+ * `here`: the command runs what it builds on this machine (run, verify, bench, conformance; see
+ * forDevice). `several`: an artifact of several models, which the GPU backend cannot build yet, so
+ * placement defaults to the target's own backend.
+ */
+function pipelineOptions(o: { memoryBudget?: number; scheduleTimeLimit?: number; target?: string; device?: DeviceKind; placement?: DeviceKind; costs?: string; objective?: PipelineOptions["objective"]; inputShape?: Record<string, number[]>; name?: string; dumpIr?: string[]; stopAfter?: string; weights?: string; fuse?: boolean }, here = false, several = false): PipelineOptions {
   const target = loadTarget(o.target ?? "host");
   // A target with an OpenCL GPU places each kernel where it runs fastest unless told otherwise.
-  const placement = o.placement ?? o.device ?? (o.costs || target.devices.some((d) => d.kind === "gpu" && d.api === "opencl") ? "auto" : undefined);
+  const placement = o.placement ?? o.device ?? (o.costs || (!several && target.devices.some((d) => d.kind === "gpu" && d.api === "opencl")) ? "auto" : undefined);
   if (o.costs && placement !== "auto") throw new EdgecError(`--costs places kernels on the CPU or the GPU by measured times; it goes with --placement auto, not ${placement}`);
   if (o.objective && placement !== "auto") throw new EdgecError(`--objective is what --placement auto minimises; ${placement ? `--placement ${placement} places every kernel on one side` : `target '${target.name}' has no OpenCL GPU to place kernels on`}`);
   return {
@@ -147,7 +151,7 @@ export function program(): Command {
         return;
       }
       const names = modelNames(models, o.names);
-      const r = await buildSharedArtifact(models.map((file, i) => ({ file, name: names[i] })), o.output, pipelineOptions(o));
+      const r = await buildSharedArtifact(models.map((file, i) => ({ file, name: names[i] })), o.output, pipelineOptions(o, false, true));
       const m = r.manifest;
       console.log(`built ${r.dir} for ${m.target}: ${m.models!.length} models sharing an arena of ${m.arenaBytes} B and a weights zone of ${m.weightsZoneBytes} B${r.skipped ? ` (${r.skipped})` : ""}`);
       for (const e of m.models!) console.log(`  ${e.name}: ${e.kernels} kernels, arena ${e.arenaBytes} B, weights ${e.weightBytes} B`);
@@ -213,7 +217,7 @@ export function program(): Command {
       const results =
         models.length === 1
           ? await verifyModel(models[0], o.data[0], pipelineOptions(o, true), tol)
-          : await verifyModels(models.map((file, i) => ({ file, name: names[i], data: o.data[i] })), pipelineOptions(o, true), tol);
+          : await verifyModels(models.map((file, i) => ({ file, name: names[i], data: o.data[i] })), pipelineOptions(o, true, true), tol);
       let ok = true;
       for (const r of results) {
         const model = "model" in r ? `${r.model} ` : "";

@@ -343,7 +343,7 @@ const ms = (x: number) => x.toFixed(x < 10 ? 3 : 2);
 export function formatBench(r: BenchResult): string {
   const lines = [
     `model        ${r.model} on ${r.target}, ${r.threads} thread${r.threads === 1 ? "" : "s"}, ${r.runs} runs`,
-    ...(r.device ? [`device       OpenCL ${r.device}${r.device.endsWith("(not a GPU)") ? ": a CPU emulating the GPU, so this is not a GPU's latency" : ""}`] : []),
+    ...(r.device ? [`device       OpenCL ${r.device}${r.device.includes("(not a GPU)") ? ": a CPU emulating the GPU, so this is not a GPU's latency" : ""}`] : []),
     `edgec        median ${ms(r.medianMs)} ms, min ${ms(r.minMs)} ms${r.stream ? ` per inference in streams of ${r.stream} (run_stream)` : ""}, peak RSS ${mib(r.maxRssKb)} MiB`,
     `work         ${(r.macs / 1e6).toFixed(1)} M MACs: ${r.gflops.toFixed(2)} GFLOP/s, ${(100 * r.peakFraction).toFixed(1)}% of the ${r.peakGflopsThreads.toFixed(1)} GFLOP/s peak (${r.threads} x ${r.peakGflops.toFixed(1)}, ${r.vectorBytes}-byte vectors)`,
     ...(r.wasmBytes !== undefined ? [`size         model.wasm + weights ${kib(r.wasmBytes)} KiB, model file ${kib(r.modelBytes!)} KiB (${(r.wasmBytes / r.modelBytes!).toFixed(3)}x)`] : []),

@@ -9,14 +9,23 @@ export const fileSha256 = (f: string) => createHash("sha256").update(readFileSyn
 
 /** Reads a costs file that edgec profile wrote. */
 export function readCosts(file: string): Costs {
+  let text: string;
   let c: Costs;
   try {
-    c = JSON.parse(readFileSync(file, "utf8"));
+    text = readFileSync(file, "utf8");
   } catch (e) {
-    throw new EdgecError(`--costs ${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : `not JSON (${(e as Error).message})`}`);
+    throw new EdgecError(`--costs ${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`);
+  }
+  try {
+    c = JSON.parse(text);
+  } catch (e) {
+    throw new EdgecError(`--costs ${file}: not JSON (${(e as Error).message})`);
   }
   const copyOk = c?.copy && Number.isFinite(c.copy.latencyUs) && c.copy.GBs > 0;
   if (!c || typeof c.kernels !== "object" || !c.model?.sha256 || !copyOk) throw new EdgecError(`--costs ${file}: not a costs file from edgec profile (it needs kernels, model.sha256 and copy)`);
+  const time = (x: unknown) => x === undefined || (typeof x === "number" && x >= 0);
+  const bad = Object.entries(c.kernels).find(([, k]) => !time(k?.cpuMs) || !time(k?.gpuMs));
+  if (bad) throw new EdgecError(`--costs ${file}: kernel '${bad[0]}' has no valid times (cpuMs and gpuMs are milliseconds >= 0)`);
   return c;
 }
 

@@ -284,8 +284,11 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
     if (want("partition-devices")) opts.dump?.("after:partition-devices", formatPlacement(placement));
     const kernels = new Set(graph.nodes.map((n) => n.name));
     const onGpu = new Set(placement.onGpu);
-    place = (k) => opts.place?.(k) ?? (kernels.has(k.node) ? (onGpu.has(k.node) ? "gpu" : "cpu") : undefined);
     stages = placement.stages;
+    // Kernels of no graph node (the copies into outputs that lowering adds at the end) join the
+    // pipeline's last stage, or the CPU: an all-CPU placement stays plain C.
+    const last = stages?.first === "cpu" ? "gpu" : "cpu";
+    place = (k) => opts.place?.(k) ?? (kernels.has(k.node) ? (onGpu.has(k.node) ? "gpu" : "cpu") : last);
     if (stages) graph = stagesFirst(graph, new Set(stages.kernels));
   }
   let program = lowerFor(backend.device);

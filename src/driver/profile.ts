@@ -9,6 +9,7 @@ import type { Host } from "../deploy/inventory.js";
 import { Ssh, type SshOptions } from "../deploy/ssh.js";
 import { bytesOf } from "../frontend/onnx/tensor-io.js";
 import { emulatorFor, forDevice } from "../target/device.js";
+import { loadTarget } from "../target/load.js";
 import { buildArtifact } from "./artifact.js";
 import { randomInputs } from "./bench.js";
 import { fileSha256 } from "./costs.js";
@@ -33,13 +34,14 @@ const WARMUP_MS = 300;
 /**
  * Each kernel's milliseconds, summed per graph node, for the kernels that ran on `device`. Timing a
  * kernel alone (waiting for the GPU after each) adds a wait per kernel that a run without clocks
- * overlaps, so the timed kernels give each kernel's share, and the run without clocks (median_ms)
- * the whole: the kernels' times are scaled to add up to it.
+ * overlaps, so the timed kernels give each kernel's share, and the run without clocks (median_ms,
+ * less the copies of inputs and outputs it made, which the placement charges on their own) the
+ * whole: the kernels' times are scaled to add up to it.
  */
 function perNode(m: Manifest, out: HarnessOutput, device: "cpu" | "gpu"): Map<string, number> {
   if (!out.kernelMs || out.kernelMs.length !== m.profile!.length || !out.medianMs) throw new EdgecError(`profile: the ${device} build printed ${out.kernelMs?.length ?? "no"} kernel times for ${m.profile!.length} kernels`, 3);
   const sum = out.kernelMs.reduce((a, b) => a + b, 0);
-  const scale = sum > 0 ? out.medianMs / sum : 1;
+  const scale = sum > 0 ? Math.max(0, out.medianMs - (out.copiesInRunMs ?? 0)) / sum : 1;
   const times = new Map<string, number>();
   m.profile!.forEach((k, i) => {
     if (k.device === device) times.set(k.node, (times.get(k.node) ?? 0) + out.kernelMs![i] * scale);
@@ -67,6 +69,8 @@ function fitCopy(copies: NonNullable<HarnessOutput["copies"]>): Costs["copy"] {
  */
 export async function profileModel(model: string, o: ProfileOptions): Promise<Costs> {
   const here = !o.host;
+  const host = loadTarget("host");
+  if (here && o.target.triple !== host.triple) throw new EdgecError(`profile: target '${o.target.name}' is ${o.target.arch}; this machine (${host.arch}) would time its CPU kernels under an emulator. Measure on a ${o.target.name} device with --host user@device`);
   const tmp = mkdtempSync(join(tmpdir(), "edgec-profile-"));
   const stage = o.buildDir ?? join(tmp, "stage");
   try {
@@ -96,7 +100,8 @@ export async function profileModel(model: string, o: ProfileOptions): Promise<Co
       machine: o.host ? o.host.name : "this machine",
       devices: { cpu: cpuEntry?.name ?? "CPU", gpu: gpu.device ?? "OpenCL device" },
       runs: o.runs,
-      wholeRunMs: { cpu: cpu.medianMs!, gpu: gpu.medianMs! },
+      wholeRunMs: { cpu: cpu.medianMs! - (cpu.copiesInRunMs ?? 0), gpu: gpu.medianMs! - (gpu.copiesInRunMs ?? 0) },
+      copiesInRunMs: { cpu: cpu.copiesInRunMs ?? 0, gpu: gpu.copiesInRunMs ?? 0 },
       kernels,
       copy: fitCopy(gpu.copies ?? []),
       overlap: !gpu.device?.includes("(not a GPU)"),

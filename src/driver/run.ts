@@ -27,6 +27,8 @@ export interface HarnessOutput {
   device?: string;
   /** a profiling build: each kernel's median milliseconds, in kernel order */
   kernelMs?: number[];
+  /** a profiling build: the median milliseconds the whole runs spent copying between host and device */
+  copiesInRunMs?: number;
   /** a profiling build with a GPU: median milliseconds of one copy of `bytes` to the device and of one back */
   copies?: { bytes: number; writeMs: number; readMs: number }[];
 }
@@ -43,6 +45,7 @@ export function parseHarness(stdout: string): HarnessOutput {
     minMs: field("min_ms"),
     maxRssKb: field("max_rss_kb"),
     device: /^device=(.*)$/m.exec(stdout)?.[1],
+    copiesInRunMs: field("copies_in_run_ms"),
     kernelMs: kernels === undefined ? undefined : kernels.split(",").filter(Boolean).map(Number),
     copies: copies.length ? copies : undefined,
   };

@@ -83,8 +83,10 @@ export interface Costs {
   /** what ran the kernels: the CPU entry's name and the OpenCL platform and device */
   devices: { cpu: string; gpu: string };
   runs: number;
-  /** the median latency of the model all on the CPU and all on the GPU, without clocks: what the kernel times add up to */
+  /** the median latency of the model all on the CPU and all on the GPU, without clocks and less its copies of inputs and outputs: what the kernel times add up to */
   wholeRunMs: { cpu: number; gpu: number };
+  /** what those runs spent copying inputs and outputs between host and device, taken out of wholeRunMs */
+  copiesInRunMs: { cpu: number; gpu: number };
   kernels: Record<string, { cpuMs?: number; gpuMs?: number }>;
   copy: { latencyUs: number; GBs: number };
   /** false when the OpenCL device was the CPU itself (PoCL): its kernels take the CPU's cores, so the two never work at once */

@@ -25,7 +25,7 @@ const kernels = runGraphPasses(importOnnx(MODEL).graph, {}).nodes.filter((n) => 
 /** Costs that make the first `cut` kernels fast on `first` and the rest fast on the other device. */
 function costs(first: "cpu" | "gpu", cut: number): string {
   const c: Costs = {
-    edgec: "test", model: { file: "model.onnx", sha256: fileSha256(MODEL) }, target: "opencl", machine: "test", devices: { cpu: "cpu", gpu: "gpu" }, runs: 1, wholeRunMs: { cpu: 0, gpu: 0 }, overlap: true,
+    edgec: "test", model: { file: "model.onnx", sha256: fileSha256(MODEL) }, target: "opencl", machine: "test", devices: { cpu: "cpu", gpu: "gpu" }, runs: 1, wholeRunMs: { cpu: 0, gpu: 0 }, copiesInRunMs: { cpu: 0, gpu: 0 }, overlap: true,
     kernels: Object.fromEntries(kernels.map((k, i) => [k, (i < cut) === (first === "cpu") ? { cpuMs: 0.01, gpuMs: 1 } : { cpuMs: 1, gpuMs: 0.01 }])),
     copy: { latencyUs: 1, GBs: 100 },
   };

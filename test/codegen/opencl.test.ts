@@ -92,6 +92,18 @@ describe("--device", () => {
     const r = edgec(["verify", join(m, "model.onnx"), "--data", m, "--target", "rk3588", "--placement", "auto"]);
     expect(r.stdout, r.stderr).toMatch(/PASS/);
     expect(r.code).toBe(0);
+    // The copies into outputs that lowering adds (an input that is also an output) follow the
+    // placement: all on the CPU stays plain C, with no OpenCL at run time.
+    const dup = join(work.dir, "dup.onnx");
+    writeFileSync(dup, modelBytes({ nodes: [node("Relu", ["x"], ["y"])], inputs: [valueInfo("x", T.FLOAT, [8])], outputs: [valueInfo("y", T.FLOAT, [8]), valueInfo("x", T.FLOAT, [8])] }));
+    const dupOut = join(work.dir, "dup-auto");
+    const dupBuilt = edgec(["build", dup, "--target", "opencl", "-o", dupOut, "--stop-after", "codegen"]);
+    expect(dupBuilt.code, dupBuilt.stderr).toBe(0);
+    expect(readFileSync(join(dupOut, "model.c"), "utf8")).toMatch(/static void k\d+_copy\(/);
+    expect(readdirSync(dupOut)).not.toContain("kernels.cl");
+    // Several models in one artifact are C only, so auto is not their default.
+    const two = edgec(["build", join(m, "model.onnx"), join(CONV, "model.onnx"), "--names", "a,b", "--target", "rk3588", "-o", join(work.dir, "rk-two"), "--stop-after", "codegen"]);
+    expect(two.code, two.stderr).toBe(0);
     // A target without a GPU has nothing to place.
     const host = edgec(["build", join(m, "model.onnx"), "--target", "host", "-o", join(work.dir, "host-default"), "--stop-after", "codegen", "--dump-ir", "after:partition-devices"]);
     expect(host.code, host.stderr).toBe(0);

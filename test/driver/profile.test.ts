@@ -57,6 +57,11 @@ describe("edgec profile", () => {
     const sum = (d: "cpuMs" | "gpuMs") => Object.values(costs.kernels).reduce((s, k) => s + k[d]!, 0);
     expect(sum("cpuMs")).toBeCloseTo(costs.wholeRunMs.cpu, 6);
     expect(sum("gpuMs")).toBeCloseTo(costs.wholeRunMs.gpu, 6);
+    // The copies of inputs and outputs, timed alone, are a small part of a whole run (a blocking
+    // copy timed with the kernels queued before it would swallow them).
+    expect(costs.copiesInRunMs.cpu).toBe(0);
+    expect(costs.copiesInRunMs.gpu).toBeGreaterThan(0);
+    expect(costs.copiesInRunMs.gpu).toBeLessThan(costs.wholeRunMs.gpu);
     // PoCL runs the OpenCL kernels on this machine's own cores: the two cannot work at once.
     expect(costs.overlap).toBe(!costs.devices.gpu.includes("(not a GPU)"));
     expect(costs.copy.latencyUs).toBeGreaterThanOrEqual(0);
@@ -113,7 +118,12 @@ describe("edgec profile", () => {
     expect(r5.stderr).toMatch(/--costs .* goes with --placement auto, not gpu/);
     const r6 = await edgec(["profile", MODEL, "--target", "host", "-o", join(work, "h.json")]);
     expect(r6.stderr).toMatch(/target 'host' has no OpenCL GPU/);
-    for (const r of [r2, r3, r4, r5, r6]) expect(r.code).toBe(2);
+    const r7 = await edgec(["profile", MODEL, "--target", "rk3588", "-o", join(work, "rk.json")]);
+    expect(r7.stderr).toMatch(/target 'rk3588' is aarch64; .*Measure on a rk3588 device with --host user@device/);
+    const nan = edited("nan.json", (c) => ((c.kernels[kernels[0]] as { cpuMs: unknown }).cpuMs = "fast"));
+    const r8 = await edgec(["build", MODEL, "--target", "opencl", "--costs", nan, "-o", join(work, "a8")]);
+    expect(r8.stderr).toContain(`kernel '${kernels[0]}' has no valid times`);
+    for (const r of [r2, r3, r4, r5, r6, r7, r8]) expect(r.code).toBe(2);
   }, 60_000);
 });
 

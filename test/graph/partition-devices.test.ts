@@ -75,7 +75,7 @@ describe("partition-devices", () => {
       const kernels = g.nodes.filter((n) => n.op !== "View");
       if (kernels.length > 14) continue;
       const costs: Costs = {
-        edgec: "test", model: { file: "net.onnx", sha256: "" }, target: "opencl", machine: "test", devices: { cpu: "cpu", gpu: "gpu" }, runs: 1, wholeRunMs: { cpu: 0, gpu: 0 }, overlap: true,
+        edgec: "test", model: { file: "net.onnx", sha256: "" }, target: "opencl", machine: "test", devices: { cpu: "cpu", gpu: "gpu" }, runs: 1, wholeRunMs: { cpu: 0, gpu: 0 }, copiesInRunMs: { cpu: 0, gpu: 0 }, overlap: true,
         kernels: Object.fromEntries(kernels.map((n) => [n.name, { cpuMs: r(), gpuMs: r() }])),
         copy: { latencyUs: 200 * r(), GBs: 0.5 + 5 * r() },
       };

@@ -225,7 +225,7 @@ export function view(p: Program, cfg: CConfig, slot?: Slot) {
     /** the kernel functions model.c defines: one per distinct code */
     definitions: kernels.filter((k) => !k.shared),
     /** the statements of NAME_run after the weights check: the kernel calls (a GPU backend adds launches and transfers), each timed in a profiling build */
-    steps: profile ? kernels.flatMap((k, i) => ["edgec_prof_start();", k.call, `edgec_prof_mark(${i});`]) : kernels.map((k) => k.call),
+    steps: profile ? ["edgec_prof_copies = 0;", ...kernels.flatMap((k, i) => ["edgec_prof_start();", k.call, `edgec_prof_mark(${i});`])] : kernels.map((k) => k.call),
     /** a profiling build: how many kernels NAME_profile reports */
     profile: profile ? [{ name, NAME: name.toUpperCase(), count: p.kernels.length }] : [],
     /** declarations another processor's runtime adds (OpenCL) */

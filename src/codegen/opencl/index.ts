@@ -61,13 +61,16 @@ function runSteps(p: Program, cfg: CConfig, layout: DeviceLayout, ranges: Map<st
     const r = layout.region.get(n)!;
     const buffer = r.base === "edgec_arena" ? 0 : 2;
     const src = dir === "write" ? `(const void *)${hostPtr(n)}` : `(void *)${hostPtr(n)}`;
-    return `if (${name}_cl_${dir}(${buffer}, ${r.offset}, ${bytes(n)}, ${src}, "${p.buffers.get(n)!.value.replace(/["\\]/g, "")}") != 0) return -3;`;
+    const statement = `if (${name}_cl_${dir}(${buffer}, ${r.offset}, ${bytes(n)}, ${src}, "${p.buffers.get(n)!.value.replace(/["\\]/g, "")}") != 0) return -3;`;
+    // A profiling build times the copy alone: a blocking copy would otherwise wait out the kernels queued before it.
+    return cfg.opts.profile ? [`if (${name}_cl_finish() != 0) return -3;`, "edgec_copy_start();", statement, "edgec_copy_mark();"].join("\n  ") : statement;
   };
   // The host's arena, when the CPU runs kernels: a device sharing host memory works in it directly,
   // unless a pipeline runs the two devices on different inferences at once.
   const hostArena = p.arenaBytes && p.kernels.some((k) => k.device === "cpu") && !cfg.opts.pipeline ? "(void *)&edgec_arena" : "NULL";
   const out: { text: string; phase: Phase }[] = [];
   const push = (phase: Phase, ...texts: string[]) => texts.forEach((text) => out.push({ text, phase }));
+  if (cfg.opts.profile) push("ready", "edgec_prof_copies = 0;");
   push("ready", `{ int rc = ${name}_cl_ready(${cfg.opts.weights === "file" ? "edgec_weights" : "NULL"}, ${hostArena}); if (rc != 0) return rc; }`);
   const finish = `if (${name}_cl_finish() != 0) return -3;`;
   let group: Kernel[] = [];
@@ -89,7 +92,10 @@ function runSteps(p: Program, cfg: CConfig, layout: DeviceLayout, ranges: Map<st
       if (cfg.opts.profile) flush(i);
       return;
     }
+    // On a shared arena the CPU's writes could land on what queued GPU kernels still read: wait for them.
+    const afterGpu = group.length > 0;
     flush();
+    if (afterGpu) push("drain", `if (${name}_cl_shared_wait() != 0) return -3;`);
     for (const n of touched(k.body).reads) if (!fresh.get(n)!.host && fresh.get(n)!.device && bytes(n) > 0) (push("drain", copy(n, "read")), (fresh.get(n)!.host = true));
     for (const n of k.writes) fresh.set(n, { host: true, device: false });
     if (cfg.opts.profile) push("cpu", "edgec_prof_start();", calls.get(k.name)!, `edgec_prof_mark(${i});`);
@@ -107,9 +113,13 @@ function runSteps(p: Program, cfg: CConfig, layout: DeviceLayout, ranges: Map<st
  * runs its stage of input i-1. CPU first: the CPU kernels of input i run while the GPU works on
  * i-1; then the host waits for it, reads i-1 back and hands the GPU input i. GPU first: input i goes
  * to the GPU, the CPU kernels of input i-1 run meanwhile, then the host waits and reads i back.
- * Host and device arenas are separate memories here, so neither stage overwrites the other's tensors.
+ * Host and device arenas are separate memories here (runSteps passes no host arena to share for a
+ * pipeline), so neither stage overwrites the other's tensors.
  */
-function streamView(name: string, phased: { text: string; phase: Phase }[], first: "cpu" | "gpu", weightsCheck: string[]) {
+function streamView(p: Program, name: string, phased: { text: string; phase: Phase }[], first: "cpu" | "gpu", weightsCheck: string[]) {
+  const devices = p.kernels.map((k) => (k.device === "cpu" ? "cpu" : "gpu"));
+  const switches = devices.filter((d, i) => i > 0 && d !== devices[i - 1]).length;
+  if (devices[0] !== first || switches !== 1) throw new Error(`streamView: the kernels are not two stages, ${first} first (${devices.join(" ")})`);
   const part = (phase: Phase) => phased.filter((x) => x.phase === phase).map((x) => `  ${x.text}`).join("\n");
   const call = (stage: string, at: string, when: string) => `    if (${when} && (rc = edgec_stage_${stage}(&inputs[${at}], &outputs[${at}])) != 0) return rc;`;
   const loop = first === "cpu" ? [call("cpu", "i", "i < n"), call("drain", "i - 1", "i > 0"), call("enqueue", "i", "i < n")] : [call("enqueue", "i", "i < n"), call("cpu", "i - 1", "i > 0"), call("drain", "i", "i < n")];
@@ -127,6 +137,7 @@ int ${name}_cl_write(int buffer, size_t offset, size_t bytes, const void *src, c
 int ${name}_cl_read(int buffer, size_t offset, size_t bytes, void *dst, const char *what);
 int ${name}_cl_finish(void);
 int ${name}_cl_flush(void);
+int ${name}_cl_shared_wait(void);
 `;
 
 function render(p: Program, cfg: CConfig): Files {
@@ -150,9 +161,8 @@ function render(p: Program, cfg: CConfig): Files {
   const kernels = renderTemplate("opencl/kernels.cl", { version, source, target: cfg.target.name, fp64: fp64 ? [{}] : [], launches })
     .replace(/[^\x20-\x7e\n]/g, "?");
   const blob = weightsBlob(p);
-  // The copy probe of a profiling build moves up to the device's arena (at least 64 bytes, as allocated).
-  const copyMax = Math.max(64, p.arenaBytes);
-  const profileCopy = { name, NAME: name.toUpperCase(), small: Math.min(4096, copyMax), max: copyMax };
+  // The copy probe of a profiling build times 4 KiB and 1 MiB copies, in a buffer of its own.
+  const profileCopy = { name, NAME: name.toUpperCase(), small: 4096, max: 1 << 20 };
   const runtime = renderTemplate("opencl/runtime.c", {
     profileCopy: cfg.opts.profile ? [profileCopy] : [],
     version, source, name, target: cfg.target.name,
@@ -174,7 +184,7 @@ function render(p: Program, cfg: CConfig): Files {
   const phased = runSteps(p, cfg, layout, ranges, new Map(onCpu.map((k, i) => [k.name, base.kernels[i].call])));
   const v = {
     ...base,
-    ...(cfg.opts.pipeline ? streamView(name, phased, cfg.opts.pipeline.first, base.weightsCheck) : {}),
+    ...(cfg.opts.pipeline ? streamView(p, name, phased, cfg.opts.pipeline.first, base.weightsCheck) : {}),
     steps: phased.map((x) => x.text),
     arenaDecl: onCpu.length ? base.arenaDecl : "",
     deviceDecls: runtimeDecls(name),
