@@ -228,7 +228,8 @@ function stagesFirst(g: PlannedGraph, first: Set<string>): PlannedGraph {
 /** What a placement predicts, for the objective it was made for. */
 export function predictedLine(p: Placement): string {
   const { cpuMs, gpuMs, partitionedMs } = p.predicted;
-  const times = `${partitionedMs.toFixed(3)} ms split, ${cpuMs.toFixed(3)} ms all on the CPU, ${gpuMs.toFixed(3)} ms all on the GPU`;
+  const parts = `CPU ${p.split.cpuMs.toFixed(3)} ms, GPU ${p.split.gpuMs.toFixed(3)} ms, copies ${p.split.copiesMs.toFixed(3)} ms`;
+  const times = `${partitionedMs.toFixed(3)} ms split (${parts}), ${cpuMs.toFixed(3)} ms all on the CPU, ${gpuMs.toFixed(3)} ms all on the GPU`;
   if (p.objective === "latency") return times;
   const st = p.stages;
   const stages = st ? `a pipeline of ${st.kernels.length} kernels on the ${st.first.toUpperCase()} then the rest, the best of ${st.ideals} splits (${st.exhaustive ? "every ideal" : "prefixes of the kernel order only: too many ideals"})` : "no pipeline: one device";

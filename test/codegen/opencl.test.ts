@@ -118,7 +118,11 @@ describe("--device", () => {
     expect(placement.onGpu.length).toBeGreaterThan(0);
     expect(placement.onGpu.length).toBeLessThan(kernels);
     expect(placement.predicted.partitionedMs).toBeLessThanOrEqual(Math.min(placement.predicted.cpuMs, placement.predicted.gpuMs));
-    expect(edgec(["inspect", m, "--target", "rk3588"]).stdout).toMatch(/^placement  \d+ of 39 kernels on the GPU, \d+ copies/m);
+    // one inference of the split: its kernels on each device plus its copies
+    expect(placement.split.cpuMs + placement.split.gpuMs + placement.split.copiesMs).toBeCloseTo(placement.predicted.partitionedMs, 9);
+    expect(placement.split.cpuMs).toBeGreaterThan(0);
+    expect(placement.split.gpuMs).toBeGreaterThan(0);
+    expect(edgec(["inspect", m, "--target", "rk3588"]).stdout).toMatch(/^placement  \d+ of 39 kernels on the GPU, \d+ copies .*split \(CPU [\d.]+ ms, GPU [\d.]+ ms, copies [\d.]+ ms\)/m);
   });
 
   it("cpu on the opencl target builds plain C", () => {

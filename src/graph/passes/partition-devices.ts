@@ -13,6 +13,8 @@ export interface Placement {
   onGpu: string[];
   /** predicted milliseconds under the cost model (graph/cost.ts): of one inference (latency), or between results of a stream (throughput) */
   predicted: { cpuMs: number; gpuMs: number; partitionedMs: number };
+  /** the split's predicted milliseconds per inference on each device, and in copies between them */
+  split: { cpuMs: number; gpuMs: number; copiesMs: number };
   /**
    * throughput with kernels on both devices: a two-stage pipeline. The `first` device runs the
    * stage-1 kernels (an ideal of the graph, in `kernels`) of input i+1 while the other runs the
@@ -169,6 +171,7 @@ export function partitionDevices(g: Graph, target: Target, costs?: Costs, object
       objective,
       onGpu: kernels.filter((_, i) => onGpu[i]).map((n) => n.name),
       predicted: { cpuMs: all(false) * 1e3, gpuMs: all(true) * 1e3, partitionedMs: cost(split) * 1e3 },
+      split: { cpuMs: split.cpu * 1e3, gpuMs: split.gpu * 1e3, copiesMs: split.copies * 1e3 },
       stages: pipeline?.stages,
       transfers: split.transfers,
       pinned,
