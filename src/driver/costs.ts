@@ -30,8 +30,7 @@ export function readCosts(file: string): Costs {
 }
 
 /** A costs file measured on another model or for another target would place kernels by someone else's times. */
-export function checkCosts(c: Costs, model: string, t: Target): void {
-  const sha256 = fileSha256(model);
+export function checkCosts(c: Costs, model: string, sha256: string, t: Target): void {
   if (c.model.sha256 !== sha256) throw new EdgecError(`--costs: measured on ${c.model.file} (sha256 ${c.model.sha256.slice(0, 16)}), not on ${basename(model)} (sha256 ${sha256.slice(0, 16)}); run edgec profile on this model`);
   if (c.target !== t.name) throw new EdgecError(`--costs: measured for target '${c.target}', not '${t.name}'`);
 }

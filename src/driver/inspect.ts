@@ -1,9 +1,9 @@
 import { numel, shapeStr } from "../core/tensor.js";
 import { importOnnx } from "../frontend/onnx/import.js";
 import { bytesMoved, countMacs } from "../graph/cost.js";
-import { checkCosts } from "./costs.js";
+import { checkCosts, fileSha256 } from "./costs.js";
 import { partitionDevices, type Placement } from "../graph/passes/partition-devices.js";
-import { predictedLine, runGraphPasses, unfusedGraph, type PipelineOptions } from "./pipeline.js";
+import { measuredLine, predictedLine, runGraphPasses, unfusedGraph, type PipelineOptions } from "./pipeline.js";
 
 export interface InspectInfo {
   model: string;
@@ -52,7 +52,7 @@ export interface InspectInfo {
 }
 
 export function inspectModel(model: string, opts: PipelineOptions): InspectInfo {
-  if (opts.costs) checkCosts(opts.costs, model, opts.target);
+  if (opts.costs) checkCosts(opts.costs, model, fileSha256(model), opts.target);
   const imported = importOnnx(model, { inputShapes: opts.inputShapes, bind: opts.bind });
   const unfused = unfusedGraph(imported.graph);
   const g = runGraphPasses(imported.graph, { fuse: opts.fuse, scheduleTimeLimitMs: opts.scheduleTimeLimitMs });
@@ -91,9 +91,6 @@ export function inspectModel(model: string, opts: PipelineOptions): InspectInfo 
     placement: opts.target.devices.some((d) => d.kind === "gpu" && d.api === "opencl") ? partitionDevices(g, opts.target, opts.costs, opts.objective).placement : undefined,
   };
 }
-
-/** Where a placement's times came from. */
-export const measuredLine = (p: Placement) => (p.measured.kernels ? `times measured on ${p.measured.machine} for ${p.measured.kernels} of ${p.measured.of} kernels${p.measured.kernels < p.measured.of ? " (the rest estimated)" : ""}` : "times estimated by the cost model");
 
 export function formatInspect(i: InspectInfo): string {
   const fmt = (x: number) => (x >= 1e9 ? `${(x / 1e9).toFixed(2)} G` : x >= 1e6 ? `${(x / 1e6).toFixed(2)} M` : x >= 1e3 ? `${(x / 1e3).toFixed(1)} K` : `${x}`);

@@ -1,5 +1,3 @@
-import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { basename } from "node:path";
 import type { Manifest } from "../core/artifact.js";
 import { EdgecError } from "../core/diag.js";
@@ -25,7 +23,7 @@ import type { Kernel, Program } from "../loop/ir.js";
 import { gpuCannot, splitProgram } from "../loop/split.js";
 import { partitionDevices, type Objective, type Placement } from "../graph/passes/partition-devices.js";
 import type { Costs } from "../graph/cost.js";
-import { checkCosts } from "./costs.js";
+import { checkCosts, fileSha256 } from "./costs.js";
 import { lowerGraph, unloweredOps } from "../loop/lower-graph.js";
 import { printLoop } from "../loop/print.js";
 import { verifyLoop } from "../loop/verify.js";
@@ -236,11 +234,14 @@ export function predictedLine(p: Placement): string {
   return `time between results in a stream: ${times}; ${stages}`;
 }
 
+/** Where a placement's times came from. */
+export const measuredLine = (p: Placement) => (p.measured.kernels ? `times measured on ${p.measured.machine} for ${p.measured.kernels} of ${p.measured.of} kernels${p.measured.kernels < p.measured.of ? " (the rest estimated)" : ""}` : "times estimated by the cost model");
+
 /** partition-devices' result as --dump-ir and inspect print it. */
 export function formatPlacement(p: Placement): string {
   const bytes = p.transfers.reduce((s, x) => s + x.bytes, 0);
   return [
-    `// predicted (${p.objective}): ${predictedLine(p)}; ${p.measured.kernels ? `measured on ${p.measured.machine} for ${p.measured.kernels} of ${p.measured.of} kernels` : "estimated"}`,
+    `// predicted (${p.objective}): ${predictedLine(p)}; ${measuredLine(p)}`,
     `// on the GPU (${p.onGpu.length}): ${p.onGpu.join(", ") || "none"}`,
     ...p.pinned.map((x) => `// pinned to the CPU: ${x.kernel} (${x.why})`),
     `// ${p.transfers.length} copies, ${bytes} bytes: ${p.transfers.map((x) => `${x.value} to ${x.to}`).join(", ") || "none"}`,
@@ -258,7 +259,7 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
   const missing = unloweredOps(graph);
   if (missing.length) throw new EdgecError(`${basename(model)}: ${missing.length} unsupported op${missing.length > 1 ? "s" : ""}: ${missing.join("; ")}`, 2, missing);
   const name = sanitizeName(opts.name ?? "model");
-  const sha256 = createHash("sha256").update(readFileSync(model)).digest("hex");
+  const sha256 = fileSha256(model);
   const t = opts.target;
   const cpu = { lanes: Math.max(1, t.vectorBytes / 4), registers: t.vectorRegisters, threads: Math.max(1, t.cores) };
   const want = (name: string) => opts.dumpAfter?.includes(name) || opts.dumpAfter?.includes("all");
@@ -280,7 +281,7 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
   let place = opts.place;
   let stages: Placement["stages"];
   if (backend.device === "gpu" && opts.placement === "auto") {
-    if (opts.costs) checkCosts(opts.costs, model, t);
+    if (opts.costs) checkCosts(opts.costs, model, sha256, t);
     const { placement } = partitionDevices(graph, t, opts.costs, opts.objective);
     if (want("partition-devices")) opts.dump?.("after:partition-devices", formatPlacement(placement));
     const kernels = new Set(graph.nodes.map((n) => n.name));

@@ -8,7 +8,7 @@ import type { Costs } from "../graph/cost.js";
 import type { Host } from "../deploy/inventory.js";
 import { Ssh, type SshOptions } from "../deploy/ssh.js";
 import { bytesOf } from "../frontend/onnx/tensor-io.js";
-import { emulatorFor, forDevice } from "../target/device.js";
+import { forDevice } from "../target/device.js";
 import { loadTarget } from "../target/load.js";
 import { buildArtifact } from "./artifact.js";
 import { randomInputs } from "./bench.js";
@@ -87,7 +87,8 @@ export async function profileModel(model: string, o: ProfileOptions): Promise<Co
     const m = builds[0].manifest;
     mkdirSync(join(stage, "in"), { recursive: true });
     matchInputs(m, spec.runInputs).forEach((t, i) => writeFileSync(join(stage, "in", `${i}.bin`), bytesOf(t.data)));
-    const [cpu, gpu] = o.host ? await runRemote(stage, builds.map((b) => b.manifest), o) : await Promise.all(builds.map((b) => runLocal(b.dir, b.manifest, o.runs)));
+    // Locally one build after the other, so the two never share the cores.
+    const [cpu, gpu] = o.host ? await runRemote(stage, builds.map((b) => b.manifest), o) : [await runLocal(builds[0].dir, builds[0].manifest, o.runs), await runLocal(builds[1].dir, builds[1].manifest, o.runs)];
     const cpuMs = perNode(builds[0].manifest, cpu, "cpu");
     const gpuMs = perNode(builds[1].manifest, gpu, "gpu");
     const kernels: Costs["kernels"] = {};
@@ -111,23 +112,17 @@ export async function profileModel(model: string, o: ProfileOptions): Promise<Co
   }
 }
 
-/** One build's harness on this machine (under the target's emulator if foreign), one after the other so the two never share the cores. */
-let queue = Promise.resolve();
-function runLocal(dir: string, m: Manifest, runs: number): Promise<HarnessOutput> {
-  const go = async () => {
-    const io = mkdtempSync(join(dir, ".io-"));
-    try {
-      const cmd = [...emulatorFor(m.target, m.triple), join(dir, m.runProgram!), "--warmup-ms", String(WARMUP_MS), join(dir, "..", "in"), io, String(Math.max(2, runs))];
-      const r = await $({ nothrow: true, quiet: true })`${cmd}`;
-      if (r.exitCode !== 0) throw new EdgecError(`profile: ${dir}/${m.runProgram} failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().split("\n").slice(0, 10).join("\n")}`, 3);
-      return parseHarness(r.stdout);
-    } finally {
-      rmSync(io, { recursive: true, force: true });
-    }
-  };
-  const p = queue.then(go);
-  queue = p.then(() => undefined, () => undefined);
-  return p;
+/** One build's harness on this machine. */
+async function runLocal(dir: string, m: Manifest, runs: number): Promise<HarnessOutput> {
+  const io = mkdtempSync(join(dir, ".io-"));
+  try {
+    const cmd = [join(dir, m.runProgram!), "--warmup-ms", String(WARMUP_MS), join(dir, "..", "in"), io, String(Math.max(2, runs))];
+    const r = await $({ nothrow: true, quiet: true })`${cmd}`;
+    if (r.exitCode !== 0) throw new EdgecError(`profile: ${dir}/${m.runProgram} failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().split("\n").slice(0, 10).join("\n")}`, 3);
+    return parseHarness(r.stdout);
+  } finally {
+    rmSync(io, { recursive: true, force: true });
+  }
 }
 
 /**

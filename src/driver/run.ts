@@ -9,21 +9,13 @@ import { emulatorFor } from "../target/device.js";
 import { bytesOf } from "../frontend/onnx/tensor-io.js";
 import { readManifest } from "./artifact.js";
 
-export interface RunResult {
-  outputs: Tensor[];
+/** What the run harness prints after timed runs: latency, memory, device and, from a profiling build, kernel and copy times. */
+export interface HarnessOutput {
   medianMs?: number;
   minMs?: number;
   /** peak resident memory of the harness process, when it ran more than once */
   maxRssKb?: number;
   /** the OpenCL platform and device an OpenCL artifact ran on (timed runs only) */
-  device?: string;
-}
-
-/** What the run harness prints after timed runs: latency, memory, device and, from a profiling build, kernel and copy times. */
-export interface HarnessOutput {
-  medianMs?: number;
-  minMs?: number;
-  maxRssKb?: number;
   device?: string;
   /** a profiling build: each kernel's median milliseconds, in kernel order */
   kernelMs?: number[];
@@ -31,6 +23,10 @@ export interface HarnessOutput {
   copiesInRunMs?: number;
   /** a profiling build with a GPU: median milliseconds of one copy of `bytes` to the device and of one back */
   copies?: { bytes: number; writeMs: number; readMs: number }[];
+}
+
+export interface RunResult extends HarnessOutput {
+  outputs: Tensor[];
 }
 
 export function parseHarness(stdout: string): HarnessOutput {
@@ -116,8 +112,7 @@ export async function runArtifact(dir: string, given: Record<string, Tensor>, ru
       bytesOf(t.data).set(raw.subarray(0, t.data.byteLength));
       return t;
     });
-    const h = parseHarness(r.stdout);
-    return { outputs, medianMs: h.medianMs, minMs: h.minMs, maxRssKb: h.maxRssKb, device: h.device };
+    return { outputs, ...parseHarness(r.stdout) };
   } finally {
     rmSync(io, { recursive: true, force: true });
   }

@@ -269,6 +269,8 @@ export function harnessView(models: ModelView[], cfg: CConfig, several: boolean)
     adapters: several ? [] : models,
     externalWeights: models.flatMap((m) => m.externalWeights),
     weightsReader: several ? [{}] : [],
+    /** several models: run --stream is refused (NAME_run_stream is per model) */
+    noStream: several ? [{}] : [],
     /** a profiling build of one model: per-kernel times, and copy times when a GPU runs kernels */
     profile: several ? [] : models[0].profile,
     profileCopy: several ? [] : models[0].profileCopy,

@@ -121,12 +121,12 @@ function streamView(p: Program, name: string, phased: { text: string; phase: Pha
   const switches = devices.filter((d, i) => i > 0 && d !== devices[i - 1]).length;
   if (devices[0] !== first || switches !== 1) throw new Error(`streamView: the kernels are not two stages, ${first} first (${devices.join(" ")})`);
   const part = (phase: Phase) => phased.filter((x) => x.phase === phase).map((x) => `  ${x.text}`).join("\n");
-  const call = (stage: string, at: string, when: string) => `    if (${when} && (rc = edgec_stage_${stage}(&inputs[${at}], &outputs[${at}])) != 0) return rc;`;
+  const call = (stage: string, at: string, when: string) => `  if (${when} && (rc = edgec_stage_${stage}(&inputs[${at}], &outputs[${at}])) != 0) return rc;`;
   const loop = first === "cpu" ? [call("cpu", "i", "i < n"), call("drain", "i - 1", "i > 0"), call("enqueue", "i", "i < n")] : [call("enqueue", "i", "i < n"), call("cpu", "i - 1", "i > 0"), call("drain", "i", "i < n")];
   return {
     streamDoc: `A two-stage pipeline (--objective throughput): the ${first === "cpu" ? "CPU's kernels of inference i run while the GPU works on inference i-1" : "GPU works on inference i while the CPU's kernels of inference i-1 run"}, so a stream takes about as long as the slower device's share plus the copies, not the sum.`,
     streamStages: [{ name, cpu: part("cpu"), enqueue: `${part("enqueue")}\n  if (${name}_cl_flush() != 0) return -3;`, drain: part("drain") }],
-    streamBody: [...weightsCheck, part("ready").trim(), "for (i = 0; i <= n; i++) {", "  int rc;", ...loop.map((l) => l.slice(2)), "}"],
+    streamBody: [...weightsCheck, part("ready").trim(), "for (i = 0; i <= n; i++) {", "  int rc;", ...loop, "}"],
   };
 }
 

@@ -59,6 +59,17 @@ function traffic(g: Graph, kernels: Node[]) {
 /** Seconds of each device's kernels and of the copies between them, with the kernels in `onGpu` on the GPU. */
 type Loads = { cpu: number; gpu: number; copies: number; transfers: Placement["transfers"] };
 
+/** One inference, the kernels run one after the other. */
+const latencyOf = (l: Loads) => l.cpu + l.gpu + l.copies;
+
+/**
+ * Between results of a stream split in two pipeline stages: while one device runs its stage of
+ * input i+1, the other runs its stage of input i, and the host thread makes the copies in between,
+ * so the slower device sets the pace and every copy adds to it. Devices that cannot work at once
+ * (`overlap` false: an OpenCL device on the CPU's own cores) add up.
+ */
+const periodOf = (l: Loads, overlap = true) => (overlap ? Math.max(l.cpu, l.gpu) + l.copies : latencyOf(l));
+
 /**
  * The per-kernel times and per-tensor copy costs of `g`, once, and a function from a placement
  * (gpu[i]: kernel i on the GPU) to its loads: each kernel's time on its device, plus a copy for
@@ -89,19 +100,13 @@ function loadModel(g: Graph, cpu: DeviceEntry, gpu: DeviceEntry, time: Timing) {
 export function placementSeconds(g: Graph, cpu: DeviceEntry, gpu: DeviceEntry, onGpu: Set<string>, time: Timing = timing(g, gpu)): { seconds: number; transfers: Placement["transfers"] } {
   const m = loadModel(g, cpu, gpu, time);
   const l = m.loads(m.kernels.map((n) => onGpu.has(n.name)), true);
-  return { seconds: l.cpu + l.gpu + l.copies, transfers: l.transfers };
+  return { seconds: latencyOf(l), transfers: l.transfers };
 }
 
-/**
- * Predicted seconds between results of a stream split in two pipeline stages (`onGpu` on the GPU,
- * one side an ideal of the graph): while one device runs its stage of input i+1, the other runs its
- * stage of input i, and the host thread makes the copies in between, so the slower device sets the
- * pace and every copy adds to it.
- */
+/** Predicted seconds between results of a stream split in two pipeline stages (`onGpu` on the GPU, one side an ideal of the graph): periodOf. */
 export function periodSeconds(g: Graph, cpu: DeviceEntry, gpu: DeviceEntry, onGpu: Set<string>, time: Timing = timing(g, gpu)): number {
   const m = loadModel(g, cpu, gpu, time);
-  const l = m.loads(m.kernels.map((n) => onGpu.has(n.name)));
-  return Math.max(l.cpu, l.gpu) + l.copies;
+  return periodOf(m.loads(m.kernels.map((n) => onGpu.has(n.name))));
 }
 
 /** More ideals than this (a wide graph) and the throughput split compares the prefixes of the kernel order only. */
@@ -111,7 +116,6 @@ export const MAX_IDEALS = 20000;
  * The throughput objective's split: over every ideal I of the kernel graph (or, past MAX_IDEALS,
  * every prefix of the kernel order) and both orders (I on the CPU and the rest on the GPU, or the
  * reverse), the lowest period; ties go to the lower latency. Kernels the GPU cannot run stay on the CPU.
- * Devices that cannot work at once (`overlap` false: an OpenCL device on the CPU's own cores) add up.
  */
 function pipelineSplit(m: ReturnType<typeof loadModel>, cpuOnly: Set<string>, overlap: boolean) {
   const n = m.kernels.length;
@@ -127,8 +131,8 @@ function pipelineSplit(m: ReturnType<typeof loadModel>, cpuOnly: Set<string>, ov
       const onGpu = inFirst.map((x) => x === (first === "gpu"));
       if (onGpu.some((g, i) => g && pinned[i])) continue;
       const l = m.loads(onGpu);
-      const latency = l.cpu + l.gpu + l.copies;
-      const period = overlap ? Math.max(l.cpu, l.gpu) + l.copies : latency;
+      const latency = latencyOf(l);
+      const period = periodOf(l, overlap);
       if (period < best.period || (period === best.period && latency < best.latency)) best = { period, latency, onGpu, mask, first };
     }
   }
@@ -160,7 +164,7 @@ export function partitionDevices(g: Graph, target: Target, costs?: Costs, object
   });
   const cpuOnly = new Set(pinned.map((x) => x.kernel));
   const overlap = costs?.overlap !== false;
-  const cost = (l: Loads) => (objective === "throughput" && overlap ? Math.max(l.cpu, l.gpu) + l.copies : l.cpu + l.gpu + l.copies);
+  const cost = (l: Loads) => (objective === "throughput" ? periodOf(l, overlap) : latencyOf(l));
   const pipeline = objective === "throughput" ? pipelineSplit(m, cpuOnly, overlap) : undefined;
   const onGpu = pipeline?.onGpu ?? latencyCut(m, cpuOnly);
   const split = m.loads(onGpu, true);
