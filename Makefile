@@ -83,7 +83,7 @@ bench: setup setup-bench build
 	node examples/bench.mjs $$([ -f $(BENCH_MODELS)/.exported ] && echo $(BENCH_MODELS)) $(CORPUS)/models
 
 # The same models as WebAssembly in Node, one thread, against onnxruntime-web's wasm backend (SIMD,
-# one thread), with the size of model.wasm plus weights against the model file.
+# one thread), with the size of the package's download (and of model.wasm plus weights) against the model file.
 bench-wasm: setup setup-bench build
 	@if [ ! -f $(BENCH_MODELS)/.exported ] && /usr/bin/python3 -c 'import torch, torchvision, onnx' 2>/dev/null; then \
 	  /usr/bin/python3 $(CORPUS)/export_models.py --set big --out $(BENCH_MODELS) && touch $(BENCH_MODELS)/.exported; fi

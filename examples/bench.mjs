@@ -1,7 +1,7 @@
 // `make bench`: every DIR/*/model.onnx under the folders given, on the host, on 1 thread and on all
 // cores, each against onnxruntime-node in alternating rounds (see `edgec bench --compare-ort`).
 // `--target wasm32` (`make bench-wasm`): the WebAssembly build in Node on one thread against
-// onnxruntime-web's wasm backend, with the size of model.wasm plus weights.bin against the model file.
+// onnxruntime-web's wasm backend, with the size of the package's download (and of model.wasm plus weights.bin) against the model file.
 // Progress goes to stderr; the Markdown table and the geometric mean of edgec/onnxruntime per thread
 // count go to stdout. Exits 1 when any model fails or its outputs differ from onnxruntime's.
 // Artifacts are cached in build/bench-artifacts/<target>/<model> (rebuilt only when the model or edgec changes).

@@ -14,6 +14,8 @@ export interface Dialect {
   cast(from: DType, to: DType, a: string): string;
   /** line printed before a loop whose iterations are independent ("" for none) */
   parallelFor: string;
+  /** work-groups (see Stmt "grid"): the qualifier of group memory and a barrier statement; absent, a dialect without them */
+  group?: { memory: string; barrier: string };
   /** float32 vectors: the type, a load from and a store to a pointer expression, a broadcast */
   vector: {
     type(lanes: number): string;
@@ -27,6 +29,11 @@ export interface Dialect {
     unary(op: UnOp, a: string, lanes: number): string;
   };
 }
+
+const groupOf = (d: Dialect) => {
+  if (!d.group) throw new Error("internal: work-groups reached a dialect without them (a GPU lowering on the CPU)");
+  return d.group;
+};
 
 export function renderExpr(e: Expr, d: Dialect): string {
   switch (e.k) {
@@ -71,7 +78,14 @@ export function renderStmts(stmts: Stmt[], d: Dialect, indent = "  "): string {
         out += `${indent}${s.name} = ${renderExpr(s.val, d)};\n`;
         break;
       case "local":
-        out += `${indent}${d.type(s.dtype)} ${s.name}[${s.n}];\n`;
+        out += `${indent}${s.scope === "group" ? `${groupOf(d).memory} ` : ""}${d.type(s.dtype)} ${s.name}[${s.n}];\n`;
+        break;
+      case "barrier":
+        out += `${indent}${groupOf(d).barrier}\n`;
+        break;
+      case "grid":
+        // The grid's indices are bound by whoever launches it (the OpenCL backend's work-item ids).
+        out += renderStmts(s.body, d, indent);
         break;
       case "block":
         out += `${indent}{\n${renderStmts(s.body, d, indent + "  ")}${indent}}\n`;

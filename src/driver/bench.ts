@@ -46,7 +46,8 @@ export interface BenchResult {
   minMs: number;
   /** peak resident memory of the run harness process */
   maxRssKb: number;
-  /** WebAssembly targets: bytes of model.wasm plus weights.bin, what a web page downloads, and of the model file */
+  /** WebAssembly targets: bytes of what the package's load() downloads (model.wasm.gz, data.z, weights.z), of model.wasm plus weights.bin uncompressed, and of the model file */
+  downloadBytes?: number;
   wasmBytes?: number;
   modelBytes?: number;
   /** OpenCL targets: the platform and device the kernels ran on */
@@ -316,7 +317,7 @@ export async function benchModel(model: string, o: BenchOptions): Promise<BenchR
     };
     if (o.target.backend === "wasm") {
       const size = (f: string) => (existsSync(join(dir, f)) ? statSync(join(dir, f)).size : 0);
-      Object.assign(result, { wasmBytes: size("model.wasm") + size("weights.bin"), modelBytes: statSync(model).size });
+      Object.assign(result, { downloadBytes: size("model.wasm.gz") + size("data.z") + size("weights.z"), wasmBytes: size("model.wasm") + size("weights.bin"), modelBytes: statSync(model).size });
     }
     if (ort && ortOut) {
       const ortMaxRssKb = (await ort.request({ op: "exit" }, "done")).maxRssKb;
@@ -346,7 +347,9 @@ export function formatBench(r: BenchResult): string {
     ...(r.device ? [`device       OpenCL ${r.device}${r.device.includes("(not a GPU)") ? ": a CPU emulating the GPU, so this is not a GPU's latency" : ""}`] : []),
     `edgec        median ${ms(r.medianMs)} ms, min ${ms(r.minMs)} ms${r.stream ? ` per inference in streams of ${r.stream} (run_stream)` : ""}, peak RSS ${mib(r.maxRssKb)} MiB`,
     `work         ${(r.macs / 1e6).toFixed(1)} M MACs: ${r.gflops.toFixed(2)} GFLOP/s, ${(100 * r.peakFraction).toFixed(1)}% of the ${r.peakGflopsThreads.toFixed(1)} GFLOP/s peak (${r.threads} x ${r.peakGflops.toFixed(1)}, ${r.vectorBytes}-byte vectors)`,
-    ...(r.wasmBytes !== undefined ? [`size         model.wasm + weights ${kib(r.wasmBytes)} KiB, model file ${kib(r.modelBytes!)} KiB (${(r.wasmBytes / r.modelBytes!).toFixed(3)}x)`] : []),
+    ...(r.downloadBytes !== undefined
+      ? [`size         download (model.wasm.gz, data.z, weights.z) ${kib(r.downloadBytes)} KiB, model file ${kib(r.modelBytes!)} KiB (${(r.downloadBytes / r.modelBytes!).toFixed(3)}x); model.wasm + weights.bin ${kib(r.wasmBytes!)} KiB uncompressed`]
+      : []),
   ];
   if (r.ortMedianMs !== undefined) {
     const worst = r.checks!.reduce((a, c) => Math.max(a, c.maxAbs), 0);
@@ -363,12 +366,13 @@ export function formatBench(r: BenchResult): string {
 
 /** A Markdown table of results (a mismatch shows as MISMATCH), then the geometric mean of the ratios per thread count. */
 export function formatBenchTable(results: BenchResult[]): string {
-  // WebAssembly results add the download size: model.wasm plus weights against the model file.
-  const sized = results.some((r) => r.wasmBytes !== undefined);
-  const size = (r: BenchResult) => (r.wasmBytes === undefined ? " - | - | - |" : ` ${kib(r.wasmBytes)} | ${kib(r.modelBytes!)} | ${(r.wasmBytes / r.modelBytes!).toFixed(3)} |`);
+  // WebAssembly results add the sizes: the package's download and model.wasm plus weights.bin, against the model file.
+  const sized = results.some((r) => r.downloadBytes !== undefined);
+  const size = (r: BenchResult) =>
+    r.downloadBytes === undefined ? " - | - | - | - |" : ` ${kib(r.downloadBytes)} | ${kib(r.wasmBytes!)} | ${kib(r.modelBytes!)} | ${(r.downloadBytes / r.modelBytes!).toFixed(3)} |`;
   const rows = [
-    `| model | threads | edgec ms | ort ms | ratio | edgec peak MiB | ort peak MiB | % of peak FLOP/s |${sized ? " wasm+weights KiB | model KiB | size ratio |" : ""}`,
-    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |${sized ? " ---: | ---: | ---: |" : ""}`,
+    `| model | threads | edgec ms | ort ms | ratio | edgec peak MiB | ort peak MiB | % of peak FLOP/s |${sized ? " download KiB | wasm+weights.bin KiB | model KiB | download/model |" : ""}`,
+    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |${sized ? " ---: | ---: | ---: | ---: |" : ""}`,
     ...results.map((r) =>
       `| ${modelLabel(r.model)} | ${r.threads} | ${ms(r.medianMs)} | ${r.ortMedianMs === undefined ? "-" : ms(r.ortMedianMs)} | ${r.ratio === undefined ? "-" : r.agree ? r.ratio.toFixed(2) : "MISMATCH"} | ${mib(r.maxRssKb)} | ${r.ortMaxRssKb === undefined ? "-" : mib(r.ortMaxRssKb)} | ${(100 * r.peakFraction).toFixed(1)} |${sized ? size(r) : ""}`,
     ),

@@ -4,7 +4,7 @@ import { EdgecError } from "../core/diag.js";
 import type { Tensor } from "../core/tensor.js";
 import type { Backend, Files } from "../codegen/backend.js";
 import { cBackend } from "../codegen/c/index.js";
-import { openclBackend } from "../codegen/opencl/index.js";
+import { DEFAULT_WORK_GROUP, openclBackend } from "../codegen/opencl/index.js";
 import { wasmBackend } from "../codegen/wasm/index.js";
 import { importOnnx, type Imported } from "../frontend/onnx/import.js";
 import type { Graph, Node } from "../graph/ir.js";
@@ -211,6 +211,18 @@ function placeKernels(gpuProgram: Program, cpuProgram: () => Program, opts: Pipe
   return onCpu.some(Boolean) ? splitProgram(cpuProgram(), gpuProgram, onCpu) : gpuProgram;
 }
 
+/** The GPU program with each tiled kernel's untiled form (from `plain`, the same graph lowered without tiles) beside it. */
+function withUntiled(p: Program, plain: Program): Program {
+  return {
+    ...p,
+    kernels: p.kernels.map((k, i) => {
+      if (!k.body.some((s) => s.k === "grid")) return k;
+      if (plain.kernels[i]?.node !== k.node) throw new Error(`internal: kernel ${k.name} (${k.node}) has no untiled form`);
+      return { ...k, untiled: plain.kernels[i].body };
+    }),
+  };
+}
+
 /**
  * The throughput split's kernel order: stage 1 (an ideal, so the order stays topological) before
  * the rest, each in the scheduled order, a View with the kernel that wrote what it views, and the
@@ -264,11 +276,15 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
   const cpu = { lanes: Math.max(1, t.vectorBytes / 4), registers: t.vectorRegisters, threads: Math.max(1, t.cores) };
   const want = (name: string) => opts.dumpAfter?.includes(name) || opts.dumpAfter?.includes("all");
   // GPU kernels use float vectors where the target's GPU entry asks for them (Mali's vec4 ALUs); 1: scalar SIMT code.
-  const gpuLanes = t.devices.find((d) => d.kind === "gpu" && d.api === "opencl")?.vectorLanes ?? 1;
+  const gpuEntry = t.devices.find((d) => d.kind === "gpu" && d.api === "opencl");
+  const gpuLanes = gpuEntry?.vectorLanes ?? 1;
+  // Tiled products take square work-groups: the largest power-of-two side (at most 16) the GPU's work-group size holds.
+  let tile = 16;
+  while (tile > 1 && tile * tile > (gpuEntry?.workGroupSize ?? DEFAULT_WORK_GROUP)) tile /= 2;
   /** The graph lowered for one device and through the loop passes (dumped for the backend's own device only). */
-  const lowerFor = (device: "cpu" | "gpu") => {
-    const dump = device === backend.device;
-    let p = lowerGraph(graph, { cpu: device === "cpu" ? cpu : undefined });
+  const lowerFor = (device: "cpu" | "gpu", tiled = true) => {
+    const dump = device === backend.device && tiled;
+    let p = lowerGraph(graph, device === "cpu" ? { cpu } : { gpu: tiled ? { tile } : undefined });
     verifyLoop(p);
     if (dump && want("lower-graph")) opts.dump?.("after:lower-graph", printLoop(p));
     for (const pass of LOOP_PASSES) {
@@ -294,6 +310,7 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
     if (stages) graph = stagesFirst(graph, new Set(stages.kernels));
   }
   let program = lowerFor(backend.device);
+  if (backend.device === "gpu") program = withUntiled(program, lowerFor("gpu", false));
   if (backend.device === "gpu") program = placeKernels(program, () => lowerFor("cpu"), { ...opts, place });
   if (opts.memoryBudget !== undefined && program.arenaBytes > opts.memoryBudget) throw overBudget(model, graph, program.arenaBytes, opts.memoryBudget);
   const weightBytes = [...program.buffers.values()].filter((b) => b.kind === "weight").reduce((s, b) => s + b.data!.data.byteLength, 0);

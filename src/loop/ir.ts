@@ -12,6 +12,12 @@ import type { Tensor } from "../core/tensor.js";
  * too; `splat` fills a vector
  * with a scalar. Lowerings emit them only for the width the target declares. A `local` is a small
  * array on the stack, private to one iteration (a tile of results on its way out).
+ *
+ * Work-groups (GPU lowerings only): a `grid` runs its body once per work-item of a grid of
+ * work-groups, each dimension's group and item index bound; a `local` of scope "group" at the top
+ * of its body is one array per work-group that its work-items share (OpenCL's __local memory), and
+ * a `barrier` holds every work-item of a group until all have reached it and its writes to group
+ * memory are visible. Every work-item of a group must reach the same barriers.
  */
 export type BinOp =
   | "+" | "-" | "*" | "/" | "%" | "min" | "max" | "pow" | "fmod"
@@ -38,7 +44,17 @@ export type Stmt =
   | { k: "if"; c: Expr; then: Stmt[]; else?: Stmt[] }
   /** a nested scope: its locals are invisible after it (fused epilogues use one per store) */
   | { k: "block"; body: Stmt[] }
-  | { k: "local"; name: string; dtype: DType; n: number };
+  | { k: "local"; name: string; dtype: DType; n: number; scope?: "group" }
+  | { k: "grid"; dims: GridDim[]; body: Stmt[] }
+  | { k: "barrier" };
+
+/** One dimension of a grid: `groups` work-groups of `items` work-items, indexed by `group` and `item`. */
+export interface GridDim {
+  group: string;
+  groups: number;
+  item: string;
+  items: number;
+}
 
 /** Lanes of a vector expression, 1 for a scalar. */
 export const lanesOf = (e: Expr): number => ("lanes" in e && e.lanes) || 1;
@@ -73,6 +89,8 @@ export interface Kernel {
   body: Stmt[];
   /** the processor that runs it in a program split between several (absent: the backend's own) */
   device?: "cpu" | "gpu";
+  /** a GPU kernel with a grid: the same computation without work-groups, for devices whose local memory is not on chip */
+  untiled?: Stmt[];
 }
 
 export interface Program {
@@ -96,12 +114,12 @@ export function touched(body: Stmt[]): { reads: Set<string>; writes: Set<string>
   };
   const st = (ss: Stmt[]): void => {
     for (const s of ss) {
-      if (s.k === "for") st(s.body);
+      if (s.k === "for" || s.k === "grid") st(s.body);
       else if (s.k === "store") (writes.add(s.buf), ex(s.idx), ex(s.val));
       else if (s.k === "let" || s.k === "set") ex(s.val);
       else if (s.k === "block") st(s.body);
       else if (s.k === "local") locals.add(s.name);
-      else (ex(s.c), st(s.then), st(s.else ?? []));
+      else if (s.k === "if") (ex(s.c), st(s.then), st(s.else ?? []));
     }
   };
   const locals = new Set<string>();

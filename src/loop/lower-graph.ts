@@ -5,7 +5,7 @@ import type { DType } from "../core/dtype.js";
 import { Names, cst, let_, load, nest, store, vr, type Ref } from "./build.js";
 import { touched, type Buffer, type BufferKind, type Expr, type Kernel, type Program, type Stmt } from "./ir.js";
 import { AT, LOWERINGS } from "./lower/index.js";
-import type { CpuShape, LowerCtx } from "./lower/types.js";
+import type { CpuShape, GpuShape, LowerCtx } from "./lower/types.js";
 import type { Tensor } from "../core/tensor.js";
 
 /** Ops of the graph that the loop layer cannot lower, one entry per node. */
@@ -63,11 +63,13 @@ function lowerFused(n: Node, refOf: Resolve, names: Names, extra: Extra): Stmt[]
   return LOWERINGS[anchor.op]({ node: anchor, ins, outs, names, ...extra });
 }
 
-type Extra = Pick<LowerCtx, "cpu" | "constant" | "scratch" | "shared">;
+type Extra = Pick<LowerCtx, "cpu" | "gpu" | "constant" | "scratch" | "shared">;
 
 export interface LowerOptions {
   /** vector shape and threads of the target CPU; absent: no vectorized lowerings */
   cpu?: CpuShape & { threads: number };
+  /** lowering for a GPU: its work-group tile; absent: a CPU's lowering */
+  gpu?: GpuShape;
 }
 
 const SCALAR_LITERAL = new Set<DType>(["float32", "float64", "int32", "int8", "uint8", "int16", "uint16", "bool"]);
@@ -149,7 +151,7 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
     if (!buffers.has("scratch_shared")) buffers.set("scratch_shared", { name: "scratch_shared", value: "shared scratch", dtype: "float32", shape: [0], kind: "arena", offset: 0 });
     return { buf: "scratch_shared", dtype: "float32", shape: [elems] };
   };
-  const extra: Extra = { cpu: opts.cpu, constant, scratch, shared };
+  const extra: Extra = { cpu: opts.cpu, gpu: opts.gpu, constant, scratch, shared };
 
   g.nodes.forEach((n, k) => {
     if (n.op === "View") {

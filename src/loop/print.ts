@@ -22,7 +22,9 @@ function stmts(ss: Stmt[], ind: string): string {
         case "store": return `${ind}${s.buf}[${expr(s.idx)}${s.lanes ? ` +: ${s.lanes}` : ""}] = ${expr(s.val)}\n`;
         case "let": return `${ind}${s.dtype}${s.lanes ? `x${s.lanes}` : ""} ${s.name} = ${expr(s.val)}\n`;
         case "set": return `${ind}${s.name} = ${expr(s.val)}\n`;
-        case "local": return `${ind}local ${s.dtype} ${s.name}[${s.n}]\n`;
+        case "local": return `${ind}${s.scope === "group" ? "group " : ""}local ${s.dtype} ${s.name}[${s.n}]\n`;
+        case "grid": return `${ind}grid ${s.dims.map((d) => `${d.group} in 0..${d.groups} x ${d.item} in 0..${d.items}`).join(", ")} {\n${stmts(s.body, ind + "  ")}${ind}}\n`;
+        case "barrier": return `${ind}barrier\n`;
         case "block": return `${ind}{\n${stmts(s.body, ind + "  ")}${ind}}\n`;
         case "if": return `${ind}if ${expr(s.c)} {\n${stmts(s.then, ind + "  ")}${ind}}${s.else?.length ? ` else {\n${stmts(s.else, ind + "  ")}${ind}}` : ""}\n`;
       }

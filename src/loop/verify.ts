@@ -2,7 +2,9 @@ import { THREAD_ID, type Expr, type Program, type Stmt } from "./ir.js";
 
 /**
  * Checks a loop program: every buffer a kernel touches is declared and in its params, it only
- * stores to buffers it declares as written, and variables are bound before use.
+ * stores to buffers it declares as written, and variables are bound before use. A grid stands
+ * alone at a kernel's top level (it is one launch), group memory is declared at the top of its body
+ * (OpenCL's kernel scope), and barriers are in grids only.
  */
 export function verifyLoop(p: Program): void {
   for (const k of p.kernels) {
@@ -21,9 +23,23 @@ export function verifyLoop(p: Program): void {
       if (e.k === "un" || e.k === "cast" || e.k === "splat") ex(e.a);
       if (e.k === "select") (ex(e.c), ex(e.a), ex(e.b));
     };
+    let inGrid = false;
     const st = (ss: Stmt[]) => {
       for (const s of ss) {
-        if (s.k === "for") {
+        if (s.k === "grid") {
+          if (ss !== k.body || inGrid) fail("a grid is not at the kernel's top level");
+          const vars = s.dims.flatMap((d) => [d.group, d.item]);
+          if (s.dims.length < 1 || s.dims.length > 3) fail(`a grid of ${s.dims.length} dimensions`);
+          const top = s.body.findIndex((x) => x.k !== "local" || x.scope !== "group");
+          if (s.body.slice(top < 0 ? s.body.length : top).some((x) => x.k === "local" && x.scope === "group")) fail("group memory declared below the top of a grid");
+          vars.forEach((v) => scope.add(v));
+          inGrid = true;
+          st(s.body);
+          inGrid = false;
+          vars.forEach((v) => scope.delete(v));
+        } else if (s.k === "barrier") {
+          if (!inGrid) fail("a barrier outside a grid");
+        } else if (s.k === "for") {
           scope.add(s.v);
           st(s.body);
           scope.delete(s.v);
@@ -39,6 +55,7 @@ export function verifyLoop(p: Program): void {
           st(s.body);
           for (const v of [...scope]) if (!before.has(v)) scope.delete(v);
         } else if (s.k === "local") {
+          if (s.scope === "group" && !inGrid) fail(`group memory ${s.name} outside a grid`);
           locals.add(s.name);
         } else if (s.k === "set") {
           if (!scope.has(s.name)) fail(`assigns unbound ${s.name}`);

@@ -59,12 +59,16 @@ describe("edgec bench", () => {
     expect(j.ortEngine).toBe("onnxruntime-web");
     expect(j.agree).toBe(true);
     expect(j.ortMedianMs).toBeGreaterThan(0);
-    // What a page downloads: model.wasm with the weights inside, against the ONNX file's size.
+    // What a page downloads, model.wasm.gz and weights.z, against the ONNX file's size and the
+    // uncompressed model.wasm plus weights.bin.
     expect(j.modelBytes).toBe(statSync(DSCNN).size);
     expect(j.wasmBytes).toBeGreaterThan(0);
+    expect(j.downloadBytes).toBeGreaterThan(0);
+    expect(j.downloadBytes).toBeLessThan(j.wasmBytes!);
+    expect(j.downloadBytes).toBeLessThan(j.modelBytes!);
     const text = edgec("bench", DSCNN, "--target", "wasm32", "--runs", "2", "--warmup", "0", "--compare-ort");
     expect(text.code, text.stderr).toBe(0);
-    expect(text.stdout).toMatch(/^size +model\.wasm \+ weights [\d.]+ KiB, model file [\d.]+ KiB/m);
+    expect(text.stdout).toMatch(/^size +download \(model\.wasm\.gz, data\.z, weights\.z\) [\d.]+ KiB, model file [\d.]+ KiB \([\d.]+x\); model\.wasm \+ weights\.bin [\d.]+ KiB uncompressed$/m);
     expect(text.stdout).toMatch(/^ratio +[\d.]+ \(edgec \/ onnxruntime-web\)$/m);
   });
 

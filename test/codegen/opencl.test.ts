@@ -11,6 +11,7 @@ import { forDevice } from "../../src/target/device.js";
 import { loadTarget } from "../../src/target/load.js";
 import { fromNumbers, toNumbers } from "../../src/core/tensor.js";
 import type { Expr, Kernel, Program, Stmt } from "../../src/loop/ir.js";
+import { verifyLoop } from "../../src/loop/verify.js";
 import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
 
 /**
@@ -143,6 +144,17 @@ describe("kernels split between the CPU and the GPU", () => {
     expect(results.length).toBeGreaterThan(0);
   });
 
+  it.each(readdirSync(MODELS).sort())("%s passes with its products tiled through local memory (EDGEC_OPENCL_TILED=on)", async (m) => {
+    process.env.EDGEC_OPENCL_TILED = "on";
+    try {
+      const results = await verifyModel(join(MODELS, m, "model.onnx"), join(MODELS, m), { target: loadTarget("opencl") }, { rtol: 1e-3, atol: 1e-5 });
+      expect(results.flatMap((r) => r.outputs.filter((o) => !o.pass))).toEqual([]);
+      expect(results.length).toBeGreaterThan(0);
+    } finally {
+      delete process.env.EDGEC_OPENCL_TILED;
+    }
+  });
+
   it("keeps each side's weights apart when a packed CPU constant is named like a GPU weight", async () => {
     // tf2onnx-style names: the same first 40 characters, where identifiers are cut.
     const scope = "StatefulPartitionedCall/functional_1/dense_layer";
@@ -248,5 +260,41 @@ describe("kernelLaunches", () => {
     expect(launches([copy(32), copy(16)]).map((l) => [l.name, l.global])).toEqual([["k0_0", [32]], ["k0_1", [16]]]);
     const shared: Stmt[] = [{ k: "let", name: "s", dtype: "float32", val: { k: "const", dtype: "float32", v: 0 } }, copy(32)];
     expect(launches(shared).map((l) => l.global)).toEqual([[1]]);
+  });
+
+  // y[i][j] = x[i][j] + x[i][j ^ 1] through group memory: 4 groups of 1 × 2 groups of 4 work-items.
+  const gridBody = (): Stmt[] => {
+    const at = idx(["g", 8], ["h", 4], ["t", 1]);
+    const mem = (i: Expr): Expr => ({ k: "load", buf: "s", idx: i, dtype: "float32" });
+    return [{
+      k: "grid",
+      dims: [{ group: "g", groups: 4, item: "u", items: 1 }, { group: "h", groups: 2, item: "t", items: 4 }],
+      body: [
+        { k: "local", name: "s", dtype: "float32", n: 4, scope: "group" },
+        { k: "store", buf: "s", idx: v("t"), val: load("x", at) },
+        { k: "barrier" },
+        { k: "store", buf: "y", idx: at, val: { k: "bin", op: "+", a: mem(v("t")), b: mem({ k: "bin", op: "-", a: c(3), b: v("t"), dtype: "int32" }), dtype: "float32" } },
+      ],
+    }];
+  };
+
+  it("launches a grid as laid out, its group memory __local at kernel scope, its ids the group's and the item's", () => {
+    const [l] = launches(gridBody());
+    expect(l.global).toEqual([8, 4]);
+    expect(l.local).toEqual([4, 1]);
+    expect(l.fixed).toBe(true);
+    expect(l.source).toMatch(/const int h = \(int\)get_group_id\(0\);\n {2}const int t = \(int\)get_local_id\(0\);/);
+    expect(l.source).toMatch(/^ {2}__local float s\[4\];$/m);
+    expect(l.source).toMatch(/^ {2}barrier\(CLK_LOCAL_MEM_FENCE\);$/m);
+  });
+
+  it("verifyLoop refuses a barrier outside a grid, group memory below its top, and a grid inside a loop", () => {
+    const { p } = program([]);
+    const check = (body: Stmt[]) => () => verifyLoop({ ...p, kernels: [{ ...p.kernels[0], body }] });
+    expect(check(gridBody())).not.toThrow();
+    expect(check([{ k: "barrier" }])).toThrow(/a barrier outside a grid/);
+    const [grid] = gridBody() as (Stmt & { k: "grid" })[];
+    expect(check([{ ...grid, body: [grid.body[1], grid.body[0], ...grid.body.slice(2)] }])).toThrow(/group memory declared below the top of a grid/);
+    expect(check([{ k: "for", v: "i", n: 2, body: [grid] }])).toThrow(/a grid is not at the kernel's top level/);
   });
 });

@@ -12,7 +12,7 @@ import { buildCorpusPackage } from "../helpers/wasm-package.js";
 /**
  * The wasm32 npm package in a real browser: Debian's Chromium, headless, driven by playwright-core,
  * loads examples/browser/index.html over HTTP from a loopback server; the page imports the package's
- * index.js, which fetches model.wasm (and weights.bin), and its outputs are compared with the
+ * index.js, which fetches and inflates model.wasm.gz and data.z (or weights.z), and its outputs are compared with the
  * corpus's reference outputs.
  */
 const CHROMIUM = "/usr/bin/chromium";
@@ -77,10 +77,10 @@ type PageApi = { run(given: Record<string, number[]>): Record<string, number[]>;
 
 describe("wasm32 package in headless Chromium", () => {
   it.each([
-    ["dscnn_kws", "in model.wasm"],
-    ["tiny_transformer_encoder", "in weights.bin"],
+    ["dscnn_kws", "in data.z"],
+    ["tiny_transformer_encoder", "in weights.z"],
   ])("%s (weights %s): the page's run() gives the reference outputs", async (name, weights) => {
-    const { manifest, inputs, refs } = await packaged(name, weights === "in weights.bin" ? "file" : undefined);
+    const { manifest, inputs, refs } = await packaged(name, weights === "in weights.z" ? "file" : undefined);
     const page = await open(name);
     const outputs = await page.evaluate((given) => (window as unknown as { edgec: PageApi }).edgec.run(given), inputs);
     expect(Object.keys(outputs)).toEqual(manifest.outputs.map((o) => o.name));

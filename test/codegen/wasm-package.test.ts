@@ -1,6 +1,7 @@
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { Project, ts } from "ts-morph";
 import { afterAll, describe, expect, it } from "vitest";
 import type { Tensor } from "../../src/core/tensor.js";
@@ -27,7 +28,7 @@ interface Model {
 async function packaged(dir: string, opts: { weights?: "file" } = {}) {
   const name = dir.split("/").pop()!;
   const built = await buildCorpusPackage(dir, join(work.dir, `${name}${opts.weights ? "-file" : ""}`), opts.weights);
-  const pkg = (await import(pathToFileURL(join(built.dir, "index.js")).href)) as { load(): Promise<Model>; outputs: { name: string }[] };
+  const pkg = (await import(pathToFileURL(join(built.dir, "index.js")).href)) as { load(wasm?: Uint8Array): Promise<Model>; outputs: { name: string }[] };
   const inputs = Object.fromEntries(Object.entries(built.inputs).map(([k, t]) => [k, t.data]));
   return { dir: built.dir, manifest: built.manifest, pkg, inputs, refs: built.refs };
 }
@@ -61,11 +62,34 @@ describe("wasm32 npm package", () => {
     expectReference(first, manifest.outputs, refs, "first run");
   });
 
-  it("weights in weights.bin are loaded next to index.js", async () => {
-    const { manifest, pkg, inputs, refs, dir } = await packaged(join(CORPUS, "models", "tiny_transformer_encoder"), { weights: "file" });
-    expect(manifest.weightsFile).toBe("weights.bin");
-    expect(JSON.parse(readFileSync(join(dir, "package.json"), "utf8")).files).toContain("weights.bin");
-    expectReference((await pkg.load()).run(inputs), manifest.outputs, refs, "weights.bin");
+  it("ships the module without its weights and the weights apart, compressed, in less than the model file", async () => {
+    const model = join(CORPUS, "models", "dscnn_kws");
+    const { manifest, dir } = await packaged(model);
+    expect(manifest.weightsFile).toBeUndefined();
+    expect(JSON.parse(readFileSync(join(dir, "package.json"), "utf8")).files).toEqual(["index.js", "index.d.ts", "runtime.js", "model.wasm.gz", "data.z", "README.md"]);
+    const size = (f: string) => statSync(join(dir, f)).size;
+    const wasm = readFileSync(join(dir, "model.wasm"));
+    const stripped = gunzipSync(readFileSync(join(dir, "model.wasm.gz")));
+    expect(WebAssembly.validate(stripped)).toBe(true);
+    // data.z: the address and length of the segment left out, then its bytes, which the module no longer holds.
+    const data = gunzipSync(readFileSync(join(dir, "data.z")));
+    expect(data.byteLength).toBe(8 + data.readUInt32LE(4));
+    expect(data.readUInt32LE(4)).toBeGreaterThanOrEqual(manifest.weightBytes);
+    expect(wasm.byteLength - stripped.byteLength).toBeGreaterThanOrEqual(data.readUInt32LE(4));
+    // Grouping each word's bytes by their place is what makes the weights compress past plain gzip.
+    const download = size("model.wasm.gz") + size("data.z");
+    expect(download).toBeLessThan(gzipSync(wasm, { level: 9 }).byteLength);
+    expect(download).toBeLessThan(statSync(join(model, "model.onnx")).size);
+  });
+
+  it("load() also takes model.wasm's bytes as they are; weights in weights.bin ship as weights.z", async () => {
+    const { manifest, pkg, inputs, refs, dir } = await packaged(join(CORPUS, "models", "dscnn_kws"));
+    expectReference((await pkg.load(readFileSync(join(dir, "model.wasm")))).run(inputs), manifest.outputs, refs, "model.wasm bytes");
+    const file = await packaged(join(CORPUS, "models", "tiny_transformer_encoder"), { weights: "file" });
+    expect(file.manifest.weightsFile).toBe("weights.bin");
+    expect(JSON.parse(readFileSync(join(file.dir, "package.json"), "utf8")).files).toContain("weights.z");
+    expect(gunzipSync(readFileSync(join(file.dir, "weights.z"))).byteLength).toBe(statSync(join(file.dir, "weights.bin")).size);
+    expectReference((await file.pkg.load()).run(file.inputs), file.manifest.outputs, file.refs, "weights.z");
   });
 
   it("run() names what is wrong with its inputs", async () => {

@@ -10,7 +10,7 @@ import { loadTarget } from "../../src/target/load.js";
  * Builds the corpus test in `dir` as a wasm32 package into `out`, specialized for its first data
  * set; the built artifact, that data set's inputs (as the harness takes them) and reference outputs.
  */
-export async function buildCorpusPackage(dir: string, out: string, weights?: "file") {
+export async function buildCorpusPackage(dir: string, out: string, weights?: "embed" | "file") {
   const model = join(dir, "model.onnx");
   const set = join(dir, "test_data_set_0");
   const given = Object.fromEntries(modelInputs(model).map((d, i) => [d.name, readTensorFile(join(set, `input_${i}.pb`))]));

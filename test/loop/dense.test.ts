@@ -87,6 +87,35 @@ describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName)
   });
 });
 
+describe("GPU products tiled through local memory, on the opencl target (PoCL)", () => {
+  // Every case but the depthwise ones is a product large enough to tile (8×8 work-groups here).
+  it.for(CASES)("$name: the tiled kernels and their untiled forms both match onnxruntime", async (c, { expect: ex }) => {
+    const file = work.write(`opencl-${c.name.replace(/\W+/g, "_")}.onnx`, model(c));
+    const feeds: Record<string, Float32Array> = { x: rand(numel(c.x)), ...(c.runtime ? { w: rand(numel(c.w)) } : {}) };
+    const session = await ort.InferenceSession.create(file);
+    const ref = (await session.run(Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, new ort.Tensor("float32", v, k === "x" ? c.x : c.w)]))))["y"];
+    const dir = join(work.dir, `opencl-${c.name.replace(/\W+/g, "_")}`);
+    await buildArtifact(file, dir, { target: loadTarget("opencl") });
+    const tiled = !c.attrs?.some((a) => a.name === "group");
+    const cl = readFileSync(join(dir, "kernels.cl"), "utf8");
+    ex(/__local float \w+\[64\];/.test(cl) && cl.includes("barrier(CLK_LOCAL_MEM_FENCE);"), "kernels.cl tiles through local memory").toBe(tiled);
+    ex(/__kernel void \w+_untiled\(/.test(cl), "kernels.cl has the untiled form too").toBe(tiled);
+    const inputs = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, { dtype: "float32" as const, shape: k === "x" ? c.x : c.w, data: v }]));
+    // PoCL's local memory is the CPU's own (CL_GLOBAL): untiled unless EDGEC_OPENCL_TILED says otherwise.
+    for (const [setting, variant] of [[undefined, "untiled"], ["on", "tiled in local memory"], ["off", "untiled"]] as const) {
+      if (setting) process.env.EDGEC_OPENCL_TILED = setting;
+      try {
+        const { outputs, device } = await runArtifact(dir, inputs, 2);
+        if (tiled) ex(device).toMatch(new RegExp(`, products ${variant}$`));
+        const r = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
+        ex(r.pass, `${c.name}, ${variant}: max abs error ${r.maxAbs}`).toBe(true);
+      } finally {
+        delete process.env.EDGEC_OPENCL_TILED;
+      }
+    }
+  });
+});
+
 it("targets resolve 0 (host) to this machine's cores and its compiler's vector width", () => {
   const host = loadTarget("host");
   expect(host.cores).toBeGreaterThan(0);

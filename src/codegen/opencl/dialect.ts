@@ -54,6 +54,7 @@ export const CL_DIALECT: Dialect = {
     return `(${CL_TYPE[to]})${a}`;
   },
   parallelFor: "",
+  group: { memory: "__local", barrier: "barrier(CLK_LOCAL_MEM_FENCE);" },
   vector: {
     type: (lanes) => (lanes === 1 ? "float" : `float${lanes}`),
     load: (ptr, lanes, stride) =>

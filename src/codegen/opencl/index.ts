@@ -9,7 +9,10 @@ import { usesFloat64 } from "../../loop/split.js";
 import { deviceLayout, kernelLaunches, type DeviceLayout } from "./kernels.js";
 
 /** Work-items per work-group when the target's GPU entry does not say. */
-const DEFAULT_WORK_GROUP = 64;
+export const DEFAULT_WORK_GROUP = 64;
+
+/** The runtime's code for a launch's variant (which devices run it). */
+const VARIANT = { any: 0, tiled: 1, untiled: 2 } as const;
 
 /** A C string literal per source line (kernels.cl compiled into the host code). */
 const cString = (text: string) =>
@@ -169,7 +172,8 @@ function render(p: Program, cfg: CConfig): Files {
     deviceHint: (gpu?.openclName ?? "").replace(/["\\]/g, ""),
     kernelSource: cString(kernels),
     launchCount: launches.length,
-    launches: launches.map((l) => ({ name: l.name, dims: l.global.length, global: l.global.join(", "), local: l.local.join(", ") })),
+    launches: launches.map((l) => ({ name: l.name, dims: l.global.length, global: l.global.join(", "), local: [...l.local, 1, 1].slice(0, 3).join(", "), fixed: l.fixed ? 1 : 0, variant: VARIANT[l.variant] })),
+    tiledKernels: launches.some((l) => l.variant === "tiled") ? 1 : 0,
     arenaBytes: p.arenaBytes,
     ioBytes: layout.ioBytes,
     weightBytes: layout.weightBytes,

@@ -1,6 +1,6 @@
 import { DTYPES } from "../../core/dtype.js";
 import { numel } from "../../core/tensor.js";
-import { THREAD_ID, type Buffer, type Expr, type Kernel, type Program, type Stmt } from "../../loop/ir.js";
+import { THREAD_ID, type Buffer, type Expr, type GridDim, type Kernel, type Program, type Stmt } from "../../loop/ir.js";
 import { renderExpr, renderStmts } from "../c-like.js";
 import { weightLayout, weightsOf } from "../c/index.js";
 import { CL_DIALECT } from "./dialect.js";
@@ -13,6 +13,10 @@ export interface Launch {
   name: string;
   global: number[];
   local: number[];
+  /** the work-group size is the kernel's own (a grid sharing group memory), not a choice */
+  fixed: boolean;
+  /** which devices run it: all, those with local memory on chip (a tiled kernel), or the others (its untiled form) */
+  variant: "any" | "tiled" | "untiled";
   source: string;
 }
 
@@ -51,7 +55,7 @@ function accesses(ss: Stmt[]): { stores: [string, string, Expr, number][]; loads
     else if (e.k === "select") (ex(e.c), ex(e.a), ex(e.b));
   };
   const st = (s: Stmt): void => {
-    if (s.k === "for" || s.k === "block") s.body.forEach(st);
+    if (s.k === "for" || s.k === "block" || s.k === "grid") s.body.forEach(st);
     else if (s.k === "if") (ex(s.c), s.then.forEach(st), (s.else ?? []).forEach(st));
     else if (s.k === "store") (stores.push([s.buf, renderExpr(s.idx, CL_DIALECT), s.idx, s.lanes ?? 1]), ex(s.idx), ex(s.val));
     else if (s.k === "let" || s.k === "set") ex(s.val);
@@ -90,6 +94,7 @@ function scopeOf(ss: Stmt[]): { extents: Map<string, number>; defs: Map<string, 
   const walk = (ss: Stmt[]): void => {
     for (const s of ss) {
       if (s.k === "for") (extents.set(s.v, s.n), walk(s.body));
+      else if (s.k === "grid") walk(s.body);
       else if (s.k === "block") walk(s.body);
       else if (s.k === "if") (walk(s.then), walk(s.else ?? []));
       else if (s.k === "let" && !s.lanes && (s.dtype === "int32" || s.dtype === "int64")) defs.set(s.name, s.val);
@@ -157,23 +162,34 @@ function divisorAtMost(n: number, max: number): number {
   return 1;
 }
 
+/** How one part of a kernel maps to the NDRange: loops the backend lays out, or a grid the lowering laid out. */
+type Part = { loops: (Stmt & { k: "for" })[]; body: Stmt[]; grid?: GridDim[] };
+
 /**
- * A kernel of loop IR as OpenCL launches. A body of top-level loops becomes one launch per loop (the
- * in-order queue keeps them in sequence): a parallel loop and up to two independent loops directly
+ * A kernel of loop IR as OpenCL launches. A body of top-level loops and grids becomes one launch per
+ * statement (the in-order queue keeps them in sequence): a grid is its own NDRange, its groups and
+ * items as work-groups and work-items; a parallel loop and up to two independent loops directly
  * inside it map to the NDRange, any other loop runs as a single work-item. A body with anything else
- * at the top (an accumulator shared by its loops) is one single work-item launch.
+ * at the top (an accumulator shared by its loops) is one single work-item launch. A tiled kernel's
+ * untiled form follows as launches of its own (named NAME_untiled), for the runtime to choose from.
  */
 export function kernelLaunches(k: Kernel, p: Program, layout: DeviceLayout, workGroup: number): Launch[] {
-  const parts: { loops: (Stmt & { k: "for" })[]; body: Stmt[] }[] = k.body.every((s) => s.k === "for")
-    ? k.body.map((s) => (s.k === "for" && s.parallel && s.n > 1 ? ndrange(s) : { loops: [], body: [s] }))
-    : [{ loops: [], body: k.body }];
-  return parts.map(({ loops, body }, i) => {
-    const name = parts.length === 1 ? k.name : `${k.name}_${i}`;
+  if (!k.untiled) return launchesOf(k, k.name, k.body, "any", p, layout, workGroup);
+  return [...launchesOf(k, k.name, k.body, "tiled", p, layout, workGroup), ...launchesOf(k, `${k.name}_untiled`, k.untiled, "untiled", p, layout, workGroup)];
+}
+
+function launchesOf(k: Kernel, kname: string, kbody: Stmt[], variant: Launch["variant"], p: Program, layout: DeviceLayout, workGroup: number): Launch[] {
+  const parts: Part[] = kbody.every((s) => s.k === "for" || s.k === "grid")
+    ? kbody.map((s) => (s.k === "grid" ? { loops: [], body: s.body, grid: s.dims } : s.k === "for" && s.parallel && s.n > 1 ? ndrange(s) : { loops: [], body: [s] }))
+    : [{ loops: [], body: kbody }];
+  return parts.map(({ loops, body, grid }, i) => {
+    const name = parts.length === 1 ? kname : `${kname}_${i}`;
     const inner = [...loops].reverse();
-    const global = inner.length ? inner.map((l) => l.n) : [1];
+    const dims = grid ? [...grid].reverse() : [];
+    const global = grid ? dims.map((d) => d.groups * d.items) : inner.length ? inner.map((l) => l.n) : [1];
     // Work-groups fill up from the fastest-varying dimension: as large as the target's GPU allows, tiling the range exactly.
     let room = workGroup;
-    const local = global.map((g) => {
+    const local = grid ? dims.map((d) => d.items) : global.map((g) => {
       const l = divisorAtMost(g, room);
       room = Math.floor(room / l);
       return l;
@@ -189,10 +205,14 @@ export function kernelLaunches(k: Kernel, p: Program, layout: DeviceLayout, work
     });
     // Every kernel takes all three buffers; the ones it does not touch are marked used for -Wextra.
     const unused = (["edgec_arena", "edgec_weights", "edgec_io"] as const).filter((base) => !params.some((n) => layout.region.get(n)!.base === base)).map((base) => `  (void)${base};\n`);
-    const ids = inner.map((l, d) => `  const int ${l.v} = (int)get_global_id(${d});\n`);
     const text = renderStmts(body, CL_DIALECT);
+    // A grid's index the body never reads (a batch of one item per group) is not declared, for -Wextra.
+    const id = (v: string, fn: string, d: number) => (new RegExp(`\\b${v}\\b`).test(text) ? `  const int ${v} = (int)${fn}(${d});\n` : "");
+    const ids = grid
+      ? dims.map((g, d) => id(g.group, "get_group_id", d) + id(g.item, "get_local_id", d))
+      : inner.map((l, d) => `  const int ${l.v} = (int)get_global_id(${d});\n`);
     if (text.includes(THREAD_ID)) throw new Error(`kernel ${k.name} uses per-thread scratch, which the OpenCL backend does not lower`);
     const source = `/* ${k.op} ${k.node.replace(/\*\//g, "* /")} */\n__kernel void ${name}(__global uchar *edgec_arena, __global const uchar *edgec_weights, __global uchar *edgec_io) {\n${unused.join("")}${pointers.join("")}${ids.join("")}${text}}\n`;
-    return { name, global, local, source };
+    return { name, global, local, fixed: !!grid, variant, source };
   });
 }

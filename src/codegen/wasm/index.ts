@@ -16,12 +16,12 @@ function packaging(files: Files, cfg: CConfig, module: boolean): Files {
   const sources = Object.keys(files).filter((f) => f.endsWith(".c") && f !== "run.c" && f !== "module.c").sort();
   return {
     ...files,
-    Makefile: renderTemplate("wasm/Makefile", { ...makefileView(cfg, sources), module: module ? [{}] : [] }),
+    Makefile: renderTemplate("wasm/Makefile", { ...makefileView(cfg, sources), module: module ? [{ weights: files["weights.bin"] ? " weights.bin" : "", weightsZ: files["weights.bin"] ? " weights.z" : "" }] : [] }),
     run: renderTemplate("wasm/run", { version: cfg.opts.version }),
   };
 }
 
-/** module.c (the model's exports for JavaScript) and the npm package around it. */
+/** module.c (the model's exports for JavaScript), the npm package around it, and pack.mjs, which makes the package's compressed files. */
 function moduleFiles(p: Program, cfg: CConfig, files: Files): Files {
   const { name, version, source } = cfg.opts;
   const io = (names: string[]) => ioView(p, names).map((x) => ({ ...x, slots: Math.max(1, x.elems) }));
@@ -38,6 +38,7 @@ function moduleFiles(p: Program, cfg: CConfig, files: Files): Files {
       externalWeights: weightsBytes === undefined ? [] : [{ name, bytes: weightsBytes, slots: Math.max(64, weightsBytes) }],
       adapter: adapterBody(name, inputs, outputs),
     }),
+    "pack.mjs": renderTemplate("wasm/pack.mjs", { version }),
     ...wrapperFiles({ name, version, source, target: cfg.target.name, inputs: p.inputs.map(tensor), outputs: p.outputs.map(tensor), weightsBytes }),
   };
 }
@@ -45,7 +46,8 @@ function moduleFiles(p: Program, cfg: CConfig, files: Files): Files {
 /**
  * WebAssembly: the C backend's sources compiled by clang for wasm32-wasi (wasi-libc for libm and
  * stdio; no Emscripten), the arena and the weights static data in linear memory. A one-model
- * artifact is also an npm package: model.wasm (module.c over the model, no imports) and index.js,
+ * artifact is also an npm package: model.wasm (module.c over the model, no imports) shipped
+ * compressed, its weights apart (model.wasm.gz, data.z, weights.z: see pack.mjs), and index.js,
  * index.d.ts with the model's typed, named inputs and outputs. Every artifact has the `run` harness
  * as run.wasm and a Node launcher, so run, verify and conformance drive it like any target's.
  */
@@ -66,7 +68,7 @@ export const wasmBackend: Backend<CConfig> = {
     if (libc.exitCode === 0 && !libc.stdout.trim().startsWith("/")) {
       return { built: [], skipped: `no WASI libc for '${cfg.target.cc} ${cfg.target.cflags.join(" ")}' (Debian: apt-get install wasi-libc); sources only` };
     }
-    const module = existsSync(join(dir, "module.c")) ? ["model.wasm"] : [];
+    const module = existsSync(join(dir, "module.c")) ? ["model.wasm", "model.wasm.gz"] : [];
     return makeGoals(dir, cfg, ["run", `lib${cfg.opts.name}.a`, ...module]);
   },
 };

@@ -9,6 +9,7 @@ import type { Expr, Stmt } from "../ir.js";
 import { vectorizeLanes } from "../vectorize.js";
 import { gemmKernel, tileColumns, type GemmSpec } from "./gemm.js";
 import { NN_LOWERINGS } from "./nn.js";
+import { tiledConv, tiledGemmOp, tiledMatMul } from "./tiled.js";
 import type { LowerCtx, Lowering } from "./types.js";
 
 /**
@@ -16,7 +17,8 @@ import type { LowerCtx, Lowering } from "./types.js";
  * GEMM (1×1 convolutions read the input as the B matrix directly, larger kernels gather it
  * im2col-style one tile at a time), depthwise convolution as direct loops whose interior needs no
  * bounds checks, and Gemm/MatMul on the same micro-kernels. Anything else (other types, ranks,
- * grouped convolutions, no vector shape) takes the plain lowering.
+ * grouped convolutions, no vector shape) takes the plain lowering. On a GPU, Conv, Gemm and MatMul
+ * are products tiled through work-group memory where they are large enough (tiled.ts).
  */
 
 const isF32 = (...rs: (Ref | undefined)[]) => rs.every((r) => !r || r.dtype === "float32");
@@ -299,13 +301,13 @@ const conv: Lowering = (c) => {
     if (group === 1) return gemmConv(c);
     if (group === x!.shape[1] && w!.shape[0] === group) return depthwise(c);
   }
-  return NN_LOWERINGS.Conv(c);
+  return tiledConv(c) ?? NN_LOWERINGS.Conv(c);
 };
 
 /** Gemm: A·B with A, B optionally transposed, then alpha and beta·C (broadcast) per element. */
 const gemm: Lowering = (c) => {
   const { node, ins: [a, b, cc], outs: [y] } = c;
-  if (!c.cpu || !isF32(a, b, cc, y)) return NN_LOWERINGS.Gemm(c);
+  if (!c.cpu || !isF32(a, b, cc, y)) return tiledGemmOp(c) ?? NN_LOWERINGS.Gemm(c);
   const { M, N, K } = gemmDims(node, a!.shape, b!.shape);
   const ta = attrNum(node, "transA", 0), tb = attrNum(node, "transB", 0);
   const alpha = attrNum(node, "alpha", 1), beta = attrNum(node, "beta", 1);
@@ -340,7 +342,7 @@ const gemm: Lowering = (c) => {
 /** MatMul of two operands of rank >= 2 (batch dims broadcast): one GEMM per batch index. */
 const matmul: Lowering = (c) => {
   const { node, ins: [a, b], outs: [y] } = c;
-  if (!c.cpu || !isF32(a, b, y) || a!.shape.length < 2 || b!.shape.length < 2) return NN_LOWERINGS.MatMul(c);
+  if (!c.cpu || !isF32(a, b, y) || a!.shape.length < 2 || b!.shape.length < 2) return tiledMatMul(c) ?? NN_LOWERINGS.MatMul(c);
   const { batch, M, N, K } = matmulShape(node, a!.shape, b!.shape);
   const batchIdx = (r: Ref, idx: Expr[]) => {
     const bs = r.shape.slice(0, -2);

@@ -56,7 +56,11 @@ function stmts(ss: Stmt[], env: Map<string, Expr>): Stmt[] {
         out.push({ ...s, idx: expr(s.idx, env), val: expr(s.val, env) });
         break;
       case "local":
+      case "barrier":
         out.push(s);
+        break;
+      case "grid":
+        out.push({ ...s, body: stmts(s.body, env) });
         break;
       case "let":
       case "set":

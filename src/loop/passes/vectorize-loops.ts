@@ -13,7 +13,8 @@ import { vectorizeLanes } from "../vectorize.js";
  */
 export function vectorizeLoops(p: Program, lanes: number): Program {
   if (lanes < 2) return p;
-  return { ...p, kernels: p.kernels.map((k): Kernel => ({ ...k, body: stmts(k.body, lanes) })) };
+  // A grid's loops hold barriers and read group memory across work-items: it keeps its own shape.
+  return { ...p, kernels: p.kernels.map((k): Kernel => (k.body.some((s) => s.k === "grid") ? k : { ...k, body: stmts(k.body, lanes) })) };
 }
 
 const hasLoop = (ss: Stmt[]): boolean =>
