@@ -217,8 +217,9 @@ function withUntiled(p: Program, plain: Program): Program {
     ...p,
     kernels: p.kernels.map((k, i) => {
       if (!k.body.some((s) => s.k === "grid")) return k;
-      if (plain.kernels[i]?.node !== k.node) throw new Error(`internal: kernel ${k.name} (${k.node}) has no untiled form`);
-      return { ...k, untiled: plain.kernels[i].body };
+      const u = plain.kernels[i];
+      if (u?.node !== k.node) throw new Error(`internal: kernel ${k.name} (${k.node}) has no untiled form`);
+      return { ...k, params: [...new Set([...k.params, ...u.params])], writes: [...new Set([...k.writes, ...u.writes])], untiled: u.body };
     }),
   };
 }
@@ -310,7 +311,7 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
     if (stages) graph = stagesFirst(graph, new Set(stages.kernels));
   }
   let program = lowerFor(backend.device);
-  if (backend.device === "gpu") program = withUntiled(program, lowerFor("gpu", false));
+  if (program.kernels.some((k) => k.body.some((s) => s.k === "grid"))) program = withUntiled(program, lowerFor("gpu", false));
   if (backend.device === "gpu") program = placeKernels(program, () => lowerFor("cpu"), { ...opts, place });
   if (opts.memoryBudget !== undefined && program.arenaBytes > opts.memoryBudget) throw overBudget(model, graph, program.arenaBytes, opts.memoryBudget);
   const weightBytes = [...program.buffers.values()].filter((b) => b.kind === "weight").reduce((s, b) => s + b.data!.data.byteLength, 0);

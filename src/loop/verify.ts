@@ -2,9 +2,9 @@ import { THREAD_ID, type Expr, type Program, type Stmt } from "./ir.js";
 
 /**
  * Checks a loop program: every buffer a kernel touches is declared and in its params, it only
- * stores to buffers it declares as written, and variables are bound before use. A grid stands
- * alone at a kernel's top level (it is one launch), group memory is declared at the top of its body
- * (OpenCL's kernel scope), and barriers are in grids only.
+ * stores to buffers it declares as written, and variables are bound before use. A grid is at a
+ * kernel's top level beside loops only (each is one launch), group memory is declared at the top of
+ * its body (OpenCL's kernel scope), and barriers are in grids only.
  */
 export function verifyLoop(p: Program): void {
   for (const k of p.kernels) {
@@ -28,6 +28,7 @@ export function verifyLoop(p: Program): void {
       for (const s of ss) {
         if (s.k === "grid") {
           if (ss !== k.body || inGrid) fail("a grid is not at the kernel's top level");
+          if (k.body.some((x) => x.k !== "for" && x.k !== "grid")) fail("a grid beside statements other than loops");
           const vars = s.dims.flatMap((d) => [d.group, d.item]);
           if (s.dims.length < 1 || s.dims.length > 3) fail(`a grid of ${s.dims.length} dimensions`);
           const top = s.body.findIndex((x) => x.k !== "local" || x.scope !== "group");

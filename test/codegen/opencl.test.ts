@@ -288,7 +288,7 @@ describe("kernelLaunches", () => {
     expect(l.source).toMatch(/^ {2}barrier\(CLK_LOCAL_MEM_FENCE\);$/m);
   });
 
-  it("verifyLoop refuses a barrier outside a grid, group memory below its top, and a grid inside a loop", () => {
+  it("verifyLoop refuses a barrier outside a grid, group memory below its top, a grid inside a loop or beside other statements", () => {
     const { p } = program([]);
     const check = (body: Stmt[]) => () => verifyLoop({ ...p, kernels: [{ ...p.kernels[0], body }] });
     expect(check(gridBody())).not.toThrow();
@@ -296,5 +296,6 @@ describe("kernelLaunches", () => {
     const [grid] = gridBody() as (Stmt & { k: "grid" })[];
     expect(check([{ ...grid, body: [grid.body[1], grid.body[0], ...grid.body.slice(2)] }])).toThrow(/group memory declared below the top of a grid/);
     expect(check([{ k: "for", v: "i", n: 2, body: [grid] }])).toThrow(/a grid is not at the kernel's top level/);
+    expect(check([{ k: "let", name: "z", dtype: "int32", val: c(0) }, grid])).toThrow(/a grid beside statements other than loops/);
   });
 });
