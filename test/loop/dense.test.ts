@@ -41,6 +41,11 @@ const CASES: Case[] = [
   { name: "1x1 conv, stride 2 (one phase of four used)", phases: true, op: "Conv", x: [2, 16, 9, 10], w: [5, 16, 1, 1], attrs: [attr.ints("strides", [2, 2])] },
   { name: "3x3 conv, strides 2x1, dilation 2x1, asymmetric pads", phases: true, op: "Conv", x: [1, 8, 15, 12], w: [6, 8, 3, 3], attrs: [attr.ints("pads", [2, 1, 1, 0]), attr.ints("strides", [2, 1]), attr.ints("dilations", [2, 1])] },
   { name: "5x5 conv on a narrow map (general lowering: too many dropped columns)", phases: false, op: "Conv", x: [1, 2, 8, 6], w: [4, 2, 5, 5], attrs: [attr.ints("pads", [2, 2, 2, 2])] },
+  // A first layer: few channels, so im2col; vectors of columns inside one row and inside the input
+  // are read with one (strided) vector load, the others gathered.
+  { name: "first-layer 3x3 conv, stride 2, pads 1, rows that straddle vectors", op: "Conv", x: [2, 3, 20, 37], w: [8, 3, 3, 3], bias: [8], attrs: [attr.ints("pads", [1, 1, 1, 1]), attr.ints("strides", [2, 2])] },
+  { name: "first-layer 3x3 conv, stride 1, pads 1", op: "Conv", x: [1, 3, 9, 35], w: [6, 3, 3, 3], attrs: [attr.ints("pads", [1, 1, 1, 1])] },
+  { name: "one-channel 3x3 conv, stride 2, no padding", op: "Conv", x: [1, 1, 12, 30], w: [4, 1, 3, 3], attrs: [attr.ints("strides", [2, 2])] },
   { name: "conv, dilation, no padding", op: "Conv", x: [1, 3, 12, 12], w: [9, 3, 3, 2], bias: [9], attrs: [attr.ints("dilations", [2, 3])] },
   { name: "depthwise 3x3 stride 1", op: "Conv", x: [1, 6, 20, 37], w: [6, 1, 3, 3], bias: [6], attrs: [attr.i("group", 6), attr.ints("pads", [1, 1, 1, 1])] },
   { name: "depthwise 3x3 stride 1, narrow map (half and quarter vectors)", op: "Conv", x: [1, 5, 9, 14], w: [5, 1, 3, 3], bias: [5], attrs: [attr.i("group", 5), attr.ints("pads", [1, 1, 1, 1])] },

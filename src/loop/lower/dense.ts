@@ -2,7 +2,7 @@ import { toNumbers, type Tensor } from "../../core/tensor.js";
 import { attrNum } from "../../graph/ir.js";
 import { convGeometry, gemmDims, matmulShape, poolGeometry, type Window } from "../../graph/ops/nn.js";
 import {
-  add, and, cast, cst, div, ge, int, le, let_, load, loadBroadcast, loadFlat, lt, max, mod, mul, nest, select, set, store, vr,
+  add, and, cast, cst, div, ge, int, le, let_, load, loadBroadcast, loadFlat, lt, max, mod, mul, nest, select, set, store, sub, vr,
   if_, type Ref,
 } from "../build.js";
 import type { Expr, Stmt } from "../ir.js";
@@ -82,27 +82,50 @@ function gemmConv(c: LowerCtx): Stmt[] {
     ...convRows(w!, M, K),
     packB: ([n], j0, put, full) => {
       const at = pointwise ? undefined : corners(j0, full);
-      return [...(at?.fill ?? []), ...nest(c.names, [C, KH, KW], ([ci, kh, kw]) => {
-        const k = add(mul(add(mul(ci, int(KH)), kh), int(KW)), kw);
-        return nest(c.names, [nt], ([j]) => {
-          const p = add(j0, j);
-          let v: Expr, ok: Expr | undefined;
-          if (pointwise) {
-            v = loadFlat(x!, add(mul(add(mul(n, int(C)), ci), int(P)), p));
-            if (!full) ok = lt(p, int(P));
-          } else {
-            const ih = add({ k: "load", buf: at!.rows0, idx: j, dtype: "int32" }, mul(kh, int(dh)));
-            const iw = add({ k: "load", buf: at!.cols0, idx: j, dtype: "int32" }, mul(kw, int(dw)));
-            const conds: Expr[] = [];
-            if (ph > 0 || !full) conds.push(ge(ih, int(0)));
-            if ((OH - 1) * sh - ph + (KH - 1) * dh >= H) conds.push(lt(ih, int(H)));
-            if (pw > 0) conds.push(ge(iw, int(0)));
-            if ((OW - 1) * sw - pw + (KW - 1) * dw >= W) conds.push(lt(iw, int(W)));
-            ok = conds.length ? conds.reduce((a2, b2) => and(a2, b2)) : undefined;
-            v = load(x!, [n, ci, ih, iw]);
-          }
-          return [put(k, j, ok ? select(ok, f32(v), cst(0)) : f32(v))];
-        }, false);
+      const tapIndex = (ci: Expr, kh: Expr, kw: Expr) => add(mul(add(mul(ci, int(KH)), kh), int(KW)), kw);
+      /** Column j of the tile for tap (ci, kh, kw), gathered element by element with bounds checks. */
+      const gather = (ci: Expr, kh: Expr, kw: Expr, j: Expr): Stmt[] => {
+        const k = tapIndex(ci, kh, kw);
+        const p = add(j0, j);
+        let v: Expr, ok: Expr | undefined;
+        if (pointwise) {
+          v = loadFlat(x!, add(mul(add(mul(n, int(C)), ci), int(P)), p));
+          if (!full) ok = lt(p, int(P));
+        } else {
+          const ih = add({ k: "load", buf: at!.rows0, idx: j, dtype: "int32" }, mul(kh, int(dh)));
+          const iw = add({ k: "load", buf: at!.cols0, idx: j, dtype: "int32" }, mul(kw, int(dw)));
+          const conds: Expr[] = [];
+          if (ph > 0 || !full) conds.push(ge(ih, int(0)));
+          if ((OH - 1) * sh - ph + (KH - 1) * dh >= H) conds.push(lt(ih, int(H)));
+          if (pw > 0) conds.push(ge(iw, int(0)));
+          if ((OW - 1) * sw - pw + (KW - 1) * dw >= W) conds.push(lt(iw, int(W)));
+          ok = conds.length ? conds.reduce((a2, b2) => and(a2, b2)) : undefined;
+          v = load(x!, [n, ci, ih, iw]);
+        }
+        return [put(k, j, ok ? select(ok, f32(v), cst(0)) : f32(v))];
+      };
+      const L = c.cpu!.lanes;
+      if (pointwise || L === 1 || sw > 2) return [...(at?.fill ?? []), ...nest(c.names, [C, KH, KW], ([ci, kh, kw]) => nest(c.names, [nt], ([j]) => gather(ci, kh, kw, j), false), false)];
+      // A vector of columns in one output row, whose taps all lie inside the input, reads them with
+      // one (stride-sw) vector load: a first layer's few channels make this copy as costly as the
+      // product itself. The others are gathered.
+      return [...at!.fill, ...nest(c.names, [nt / L], ([jv]) => {
+        const [p0, oh, ow0] = ["p0", "oh", "ow0"].map((s) => c.names.next(s));
+        const head = [
+          let_(p0, "int32", add(j0, mul(jv, int(L)))),
+          let_(oh, "int32", div(vr(p0), int(OW))),
+          let_(ow0, "int32", mod(vr(p0), int(OW))),
+        ];
+        return [...head, ...nest(c.names, [C, KH, KW], ([ci, kh, kw]) => {
+          const ih = add(sub(mul(vr(oh), int(sh)), int(ph)), mul(kh, int(dh)));
+          const iw0 = add(sub(mul(vr(ow0), int(sw)), int(pw)), mul(kw, int(dw)));
+          const inside = [le(add(vr(ow0), int(L)), int(OW)), ...(full ? [] : [le(add(vr(p0), int(L)), int(P))]), ge(ih, int(0)), lt(ih, int(H)), ge(iw0, int(0)), lt(add(iw0, int((L - 1) * sw)), int(W))];
+          const l = c.names.next("l");
+          const lane = add(mul(jv, int(L)), vr(l));
+          const vector = vectorizeLanes([put(tapIndex(ci, kh, kw), lane, f32(load(x!, [n, ci, ih, add(iw0, mul(vr(l), int(sw)))])))], l, int(0), L);
+          const scalar: Stmt[] = [{ k: "for", v: l, n: L, body: gather(ci, kh, kw, lane) }];
+          return vector ? [if_(inside.reduce((a2, b2) => and(a2, b2)), vector, scalar)] : scalar;
+        }, false)];
       }, false)];
     },
     init: b ? (_, m) => f32(load(b, [m])) : undefined,
