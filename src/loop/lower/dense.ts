@@ -105,11 +105,14 @@ function gemmConv(c: LowerCtx): Stmt[] {
         return [put(k, j, ok ? select(ok, f32(v), cst(0)) : f32(v))];
       };
       const L = c.cpu!.lanes;
-      if (pointwise || L === 1 || sw > 2) return [...(at?.fill ?? []), ...nest(c.names, [C, KH, KW], ([ci, kh, kw]) => nest(c.names, [nt], ([j]) => gather(ci, kh, kw, j), false), false)];
+      const gathered = () => [...(at?.fill ?? []), ...nest(c.names, [C, KH, KW], ([ci, kh, kw]) => nest(c.names, [nt], ([j]) => gather(ci, kh, kw, j), false), false)];
+      if (pointwise || L === 1 || sw > 2 || OW < L) return gathered();
       // A vector of columns in one output row, whose taps all lie inside the input, reads them with
       // one (stride-sw) vector load: a first layer's few channels make this copy as costly as the
-      // product itself. The others are gathered.
-      return [...at!.fill, ...nest(c.names, [nt / L], ([jv]) => {
+      // product itself. The others are gathered; all are when the input has no vector form (a
+      // fused producer that is not one).
+      let vectors = false;
+      const mixed = [...at!.fill, ...nest(c.names, [nt / L], ([jv]) => {
         const [p0, oh, ow0] = ["p0", "oh", "ow0"].map((s) => c.names.next(s));
         const head = [
           let_(p0, "int32", add(j0, mul(jv, int(L)))),
@@ -124,9 +127,11 @@ function gemmConv(c: LowerCtx): Stmt[] {
           const lane = add(mul(jv, int(L)), vr(l));
           const vector = vectorizeLanes([put(tapIndex(ci, kh, kw), lane, f32(load(x!, [n, ci, ih, add(iw0, mul(vr(l), int(sw)))])))], l, int(0), L);
           const scalar: Stmt[] = [{ k: "for", v: l, n: L, body: gather(ci, kh, kw, lane) }];
+          vectors ||= !!vector;
           return vector ? [if_(inside.reduce((a2, b2) => and(a2, b2)), vector, scalar)] : scalar;
         }, false)];
       }, false)];
+      return vectors ? mixed : gathered();
     },
     init: b ? (_, m) => f32(load(b, [m])) : undefined,
     y,
