@@ -1,9 +1,10 @@
 import { numel, shapeStr } from "../core/tensor.js";
 import { importOnnx } from "../frontend/onnx/import.js";
 import { bytesMoved, countMacs } from "../graph/cost.js";
+import { isAlias } from "../graph/ir.js";
 import { checkCosts, fileSha256 } from "./costs.js";
 import { partitionDevices, type Placement } from "../graph/passes/partition-devices.js";
-import { measuredLine, predictedLine, runGraphPasses, unfusedGraph, type PipelineOptions } from "./pipeline.js";
+import { concatViewsOn, measuredLine, predictedLine, runGraphPasses, unfusedGraph, type PipelineOptions } from "./pipeline.js";
 
 export interface InspectInfo {
   model: string;
@@ -55,11 +56,11 @@ export function inspectModel(model: string, opts: PipelineOptions): InspectInfo 
   if (opts.costs) checkCosts(opts.costs, model, fileSha256(model), opts.target);
   const imported = importOnnx(model, { inputShapes: opts.inputShapes, bind: opts.bind });
   const unfused = unfusedGraph(imported.graph);
-  const g = runGraphPasses(imported.graph, { fuse: opts.fuse, scheduleTimeLimitMs: opts.scheduleTimeLimitMs });
+  const g = runGraphPasses(imported.graph, { fuse: opts.fuse, scheduleTimeLimitMs: opts.scheduleTimeLimitMs, concatViews: concatViewsOn(opts.target) });
   const ops: Record<string, number> = {};
   for (const n of imported.graph.nodes) ops[n.op] = (ops[n.op] ?? 0) + 1;
   const consts = [...g.values.values()].filter((v) => v.data && g.nodes.some((n) => n.inputs.includes(v.name)));
-  const kernels = g.nodes.filter((n) => n.op !== "View");
+  const kernels = g.nodes.filter((n) => !isAlias(n));
   const io = (names: string[]) => names.map((n) => ({ name: n, dtype: g.values.get(n)!.dtype, shape: g.values.get(n)!.shape! }));
   return {
     model,

@@ -72,7 +72,12 @@ export const EMBED_LIMIT = 16 * 1024 * 1024;
  * `whenPeakDrops` pass is kept only when the rest of the pipeline schedules its result with a lower
  * peak of live memory than without it.
  */
-type GraphPass = { name: string; run: (g: Graph) => Graph; fusion?: boolean; whenPeakDrops?: boolean };
+type GraphPass = { name: string; run: (g: Graph, o?: GraphPassOptions) => Graph; fusion?: boolean; whenPeakDrops?: boolean };
+
+/** What graph passes are told of the target (see concatViewsOn). */
+export interface GraphPassOptions {
+  concatViews?: boolean;
+}
 
 /**
  * The graph pipeline, in order. Shape inference and constant folding alternate until the graph
@@ -86,8 +91,15 @@ export const GRAPH_PASSES: GraphPass[] = [
   { name: "eliminate-identity", run: eliminateIdentity, fusion: true },
   { name: "fold-batchnorm", run: foldBatchnorm, fusion: true },
   { name: "rewrite-concat", run: rewriteConcat, whenPeakDrops: true },
-  { name: "fuse", run: (g) => fuse(g), fusion: true },
+  { name: "fuse", run: (g, o) => fuse(g, { concatViews: o?.concatViews }), fusion: true },
 ];
+
+/**
+ * Whether Concats may be written in place (select-fusion's concat views) on a target: not where
+ * kernels can be split between the CPU and an OpenCL GPU, whose copies move whole tensors, not the
+ * slices of one.
+ */
+export const concatViewsOn = (t: Target) => backendFor(t).device !== "gpu";
 
 /** What loop passes know of the device the kernels run on: float32 lanes per vector (1: none). */
 export interface LoopShape {
@@ -139,7 +151,7 @@ export function unfusedGraph(g: Graph): Graph {
   return g;
 }
 
-export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter" | "dump" | "fuse" | "scheduleTimeLimitMs">): PlannedGraph {
+export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter" | "dump" | "fuse" | "scheduleTimeLimitMs"> & GraphPassOptions): PlannedGraph {
   const want = (name: string) => opts.dumpAfter?.includes(name) || opts.dumpAfter?.includes("all");
   g = inferAndFold(g);
   if (want(infer.name)) opts.dump?.(`after:${infer.name}`, printGraph(g));
@@ -153,7 +165,7 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
     for (const [i, p] of passes.entries()) {
       if (p.fusion && opts.fuse === false) continue;
       if (p.whenPeakDrops) {
-        const tried = p.run(g);
+        const tried = p.run(g, opts);
         if (tried === g) continue;
         const no = finish(g, passes.slice(i + 1), [], share / 2);
         const yes = finish(tried, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(tried) : ""]], share);
@@ -163,7 +175,7 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
         const note = `// not applied: peak ${yes.g.schedule.peakBytes} bytes with it, ${no.g.schedule.peakBytes} without\n`;
         return { g: no.g, dumps: [...dumps, [p.name, note], ...no.dumps] };
       }
-      g = p.run(g);
+      g = p.run(g, opts);
       dumps.push([p.name, want(p.name) ? printGraph(g) : ""]);
     }
     verifyGraph(g);
@@ -268,7 +280,7 @@ export const sanitizeName = (n: string) => n.replace(/[^A-Za-z0-9_]/g, "_").repl
 export function compileModel(model: string, opts: PipelineOptions): Compiled {
   const backend = backendFor(opts.target);
   const imported = importOnnx(model, { inputShapes: opts.inputShapes, bind: opts.bind });
-  let graph = runGraphPasses(imported.graph, opts);
+  let graph = runGraphPasses(imported.graph, { ...opts, concatViews: concatViewsOn(opts.target) });
   const missing = unloweredOps(graph);
   if (missing.length) throw new EdgecError(`${basename(model)}: ${missing.length} unsupported op${missing.length > 1 ? "s" : ""}: ${missing.join("; ")}`, 2, missing);
   const name = sanitizeName(opts.name ?? "model");

@@ -1,7 +1,7 @@
 import { DTYPES } from "../core/dtype.js";
 import { numel } from "../core/tensor.js";
 import type { DeviceEntry } from "../target/schema.js";
-import { attrNum, type Graph, type Node } from "./ir.js";
+import { attrNum, isAlias, type Graph, type Node } from "./ir.js";
 
 /** Multiply-accumulates of the compute-heavy ops (Conv, ConvTranspose, Gemm, MatMul). */
 export function nodeMacs(g: Graph, n: Node): number {
@@ -42,8 +42,8 @@ export function kernelBytes(g: Graph, n: Node): number {
   return [...new Set([...n.inputs, ...n.outputs].filter(Boolean))].reduce((t, v) => t + valueBytes(g, v), 0);
 }
 
-/** Bytes every kernel of `g` reads and writes; a View is an alias and moves nothing. */
-export const bytesMoved = (g: Graph): number => g.nodes.filter((n) => n.op !== "View").reduce((s, n) => s + kernelBytes(g, n), 0);
+/** Bytes every kernel of `g` reads and writes; a View or ConcatView is an alias and moves nothing. */
+export const bytesMoved = (g: Graph): number => g.nodes.filter((n) => !isAlias(n)).reduce((s, n) => s + kernelBytes(g, n), 0);
 
 /** A fused kernel's multiply-accumulates: its members'. */
 export const kernelMacs = (g: Graph, n: Node): number => (n.fused ? n.fused.body.reduce((s, m) => s + (m.outputs.every((o) => g.values.get(o)?.shape) ? nodeMacs(g, m) : 0), 0) : nodeMacs(g, n));
@@ -102,7 +102,7 @@ export interface Timing {
 }
 
 export function timing(g: Graph, gpu: DeviceEntry, costs?: Costs): Timing {
-  const kernels = g.nodes.filter((n) => n.op !== "View");
+  const kernels = g.nodes.filter((n) => !isAlias(n));
   return {
     kernel(n, d) {
       const ms = costs?.kernels[n.name]?.[d.kind === "gpu" ? "gpuMs" : "cpuMs"];

@@ -52,6 +52,13 @@ export interface Graph {
   source?: string;
 }
 
+/**
+ * Nodes that fusion turns into aliases of memory, not kernels: a "View" is its input's memory seen
+ * with another shape; a "ConcatView" is a Concat whose inputs were written straight into their
+ * slices of its output.
+ */
+export const isAlias = (n: Node) => n.op === "View" || n.op === "ConcatView";
+
 export function withNodes(g: Graph, nodes: Node[], values = g.values): Graph {
   return { ...g, nodes, values };
 }

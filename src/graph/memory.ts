@@ -1,7 +1,8 @@
 import { DTYPES } from "../core/dtype.js";
 import { numel } from "../core/tensor.js";
 import { ELEMENTWISE_OPS } from "./ops/elementwise.js";
-import type { Graph, Node } from "./ir.js";
+import { isAlias, type Graph, type Node } from "./ir.js";
+import { concatLayout } from "./ops/movement.js";
 
 /** Every arena buffer starts on a 64-byte boundary (a cache line, the widest vector load). */
 export const ARENA_ALIGN = 64;
@@ -10,18 +11,22 @@ export const ARENA_ALIGN = 64;
  * The activation-memory view of a graph that the scheduler, the planner and `inspect` share.
  * Kernels are the graph's nodes except Views (aliases, which cost nothing); buffers are the values
  * that live in the arena: written by a kernel, not a graph input, output or constant. A View's
- * readers are readers of the buffer it aliases.
+ * readers are readers of the buffer it aliases; a ConcatView's buffer is written by the kernels of
+ * its slices, and reading a slice reads that buffer.
  */
 export interface MemoryModel {
   kernels: Node[];
   /** kernels each kernel waits for (every value it reads, arena or not) */
   preds: number[][];
   succs: number[][];
-  buffers: { value: string; bytes: number; producer: number; readers: number[] }[];
+  /** a ConcatView's buffer has one producer per slice; it lives from the first of them */
+  buffers: { value: string; bytes: number; producers: number[]; readers: number[] }[];
   /** per kernel: the buffers it writes */
   writes: number[][];
   /** per kernel: for its single arena output, the input buffers it may overwrite when they die there */
   inPlace: number[][];
+  /** each ConcatView input: the ConcatView's output and the byte offset of its slice there */
+  slices: Map<string, [string, number]>;
 }
 
 const aligned = (b: number) => Math.max(ARENA_ALIGN, Math.ceil(b / ARENA_ALIGN) * ARENA_ALIGN);
@@ -46,54 +51,77 @@ function overwritable(g: Graph, n: Node, v: string): boolean {
 
 export function memoryModel(g: Graph): MemoryModel {
   const external = new Set([...g.inputs, ...g.outputs]);
+  // A View's output is its input's memory; a ConcatView's inputs are slices of its output's.
   const alias = new Map<string, string>();
+  const slices = new Map<string, [string, number]>();
   const root = (v: string): string => (alias.has(v) ? root(alias.get(v)!) : v);
   const kernels: Node[] = [];
   const producer = new Map<string, number>();
   for (const n of g.nodes) {
     if (n.op === "View") alias.set(n.outputs[0], n.inputs[0]);
-    else {
+    else if (n.op === "ConcatView") {
+      const { axis, offsets } = concatLayout(n, n.inputs.map((i) => g.values.get(i)!.shape!));
+      const out = g.values.get(n.outputs[0])!;
+      const inner = numel(out.shape!.slice(axis + 1));
+      n.inputs.forEach((i, k) => (alias.set(i, n.outputs[0]), slices.set(i, [n.outputs[0], offsets[k] * inner * DTYPES[out.dtype].bytes])));
+    } else {
       for (const o of n.outputs) if (o) producer.set(o, kernels.length);
       kernels.push(n);
     }
   }
   const buffers: MemoryModel["buffers"] = [];
   const bufferOf = new Map<string, number>();
-  const writes = kernels.map((n, k) =>
-    n.outputs
-      .filter((o) => o && !external.has(o) && !g.values.get(o)?.data)
-      .map((o) => {
-        const v = g.values.get(o)!;
-        bufferOf.set(o, buffers.length);
-        buffers.push({ value: o, bytes: aligned(numel(v.shape!) * DTYPES[v.dtype].bytes), producer: k, readers: [] });
-        return buffers.length - 1;
-      }),
-  );
+  const writes = kernels.map((n, k) => [
+    ...new Set(
+      n.outputs
+        .filter((o) => o && !external.has(root(o)) && !g.values.get(o)?.data)
+        .map((o) => {
+          const r = root(o);
+          let b = bufferOf.get(r);
+          if (b === undefined) {
+            const v = g.values.get(r)!;
+            b = buffers.length;
+            bufferOf.set(r, b);
+            buffers.push({ value: r, bytes: aligned(numel(v.shape!) * DTYPES[v.dtype].bytes), producers: [], readers: [] });
+          }
+          buffers[b].producers.push(k);
+          return b;
+        }),
+    ),
+  ]);
+  const aliasNode = new Map(g.nodes.filter(isAlias).map((n) => [n.outputs[0], n]));
+  /** The kernels whose writes make up v: its producer, or through a ConcatView each slice's. */
+  const writers = (v: string): number[] => {
+    const viewed = aliasNode.get(v);
+    if (viewed) return viewed.inputs.flatMap(writers);
+    const p = producer.get(v);
+    return p === undefined ? [] : [p];
+  };
   const preds = kernels.map((n, k) => {
     const ps = new Set<number>();
     for (const i of n.inputs) {
       if (!i) continue;
-      const r = root(i);
-      const p = producer.get(r);
-      if (p !== undefined && p !== k) ps.add(p);
-      const b = bufferOf.get(r);
+      for (const p of writers(i)) if (p !== k) ps.add(p);
+      const b = bufferOf.get(root(i));
       if (b !== undefined && !buffers[b].readers.includes(k)) buffers[b].readers.push(k);
     }
     return [...ps];
   });
   const succs = kernels.map(() => [] as number[]);
   preds.forEach((ps, k) => ps.forEach((p) => succs[p].push(k)));
+  // A kernel writing a slice of a ConcatView writes where the slice is, never over an input; and an
+  // input read as a slice lies at an offset, so nothing is computed over it element for element.
   const inPlace = kernels.map((n, k) => {
-    if (writes[k].length !== 1 || n.outputs.length !== 1) return [];
+    if (writes[k].length !== 1 || n.outputs.length !== 1 || slices.has(n.outputs[0])) return [];
     const out = buffers[writes[k][0]];
     const cands = new Set<number>();
     for (const i of n.inputs) {
-      const b = i ? bufferOf.get(root(i)) : undefined;
+      const b = i && !slices.has(i) ? bufferOf.get(root(i)) : undefined;
       if (b !== undefined && buffers[b].bytes === out.bytes && overwritable(g, n, i)) cands.add(b);
     }
     return [...cands];
   });
-  return { kernels, preds, succs, buffers, writes, inPlace };
+  return { kernels, preds, succs, buffers, writes, inPlace, slices };
 }
 
 /** What running the kernels in `order` costs: live bytes during each step, and which outputs reuse a dying input. */
@@ -119,7 +147,7 @@ export function simulate(m: MemoryModel, order: number[]): Simulation {
   const pos = new Map(order.map((k, t) => [k, t]));
   const life = new Map<number, [number, number]>();
   for (const [b, buf] of m.buffers.entries()) {
-    const start = pos.get(buf.producer)!;
+    const start = Math.min(...buf.producers.map((p) => pos.get(p)!));
     life.set(b, [start, Math.max(start, ...buf.readers.map((r) => pos.get(r)!))]);
   }
   const reuse = new Map<number, number>();

@@ -1,5 +1,5 @@
 import { EdgecError } from "../core/diag.js";
-import type { Graph, Node } from "../graph/ir.js";
+import { isAlias, type Graph, type Node } from "../graph/ir.js";
 import type { MemoryPlan } from "../graph/passes/plan-memory.js";
 import type { DType } from "../core/dtype.js";
 import { Names, cst, let_, load, nest, store, vr, type Ref } from "./build.js";
@@ -10,7 +10,7 @@ import type { Tensor } from "../core/tensor.js";
 
 /** Ops of the graph that the loop layer cannot lower, one entry per node. */
 export function unloweredOps(g: Graph): string[] {
-  const ok = (n: Node): boolean => (n.fused ? n.fused.body.every(ok) : n.op === "View" || !!LOWERINGS[n.op]);
+  const ok = (n: Node): boolean => (n.fused ? n.fused.body.every(ok) : isAlias(n) || !!LOWERINGS[n.op]);
   return g.nodes.filter((n) => !ok(n)).map((n) => `${n.op} (opset ${n.opset}) at node '${n.name}'`);
 }
 
@@ -158,6 +158,8 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
       views.set(n.outputs[0], n.inputs[0]);
       return;
     }
+    // A ConcatView's inputs were planned inside its output: their kernels already wrote it.
+    if (n.op === "ConcatView") return;
     const names = new Names();
     let body: Stmt[];
     if (n.fused) body = lowerFused(n, refOf, names, extra);

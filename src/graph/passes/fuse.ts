@@ -1,14 +1,16 @@
 import type { Graph, Node } from "../ir.js";
-import { selectFusion, type FusionDecision } from "./select-fusion.js";
+import { selectFusion, type FusionDecision, type FusionOptions } from "./select-fusion.js";
 
 /**
  * Applies a fusion decision: each view becomes a "View" node (an alias of its input's memory, shape
- * in attrs), each group one "Fused" node whose body holds its members. The Fused node reads the
+ * in attrs), each concat view a "ConcatView" node (its inputs' memory is its output's), each group one "Fused" node whose body holds its members. The Fused node reads the
  * values its members read from memory and writes the group's output; it sits where the group's
  * last member was, so the node order stays topological.
  */
-export function fuse(g: Graph, decision: FusionDecision = selectFusion(g)): Graph {
+export function fuse(g: Graph, decision: FusionDecision | FusionOptions = {}): Graph {
+  if (!("groups" in decision)) decision = selectFusion(g, decision);
   const viewSet = new Set(decision.views);
+  const concatViews = new Set(decision.concatViews);
   const groupAt = new Map<string, (typeof decision.groups)[number]>();
   const member = new Set<string>();
   for (const grp of decision.groups) {
@@ -34,7 +36,8 @@ export function fuse(g: Graph, decision: FusionDecision = selectFusion(g)): Grap
       });
     } else if (viewSet.has(n.name)) {
       nodes.push({ name: n.name, op: "View", opset: n.opset, inputs: [n.inputs[0]], outputs: [n.outputs[0]], attrs: { shape: g.values.get(n.outputs[0])!.shape! } });
-    } else if (!member.has(n.name)) nodes.push(n);
+    } else if (concatViews.has(n.name)) nodes.push({ ...n, op: "ConcatView" });
+    else if (!member.has(n.name)) nodes.push(n);
   }
   return { ...g, nodes };
 }

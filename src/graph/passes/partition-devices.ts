@@ -1,7 +1,7 @@
 import type { DeviceEntry, Target } from "../../target/schema.js";
 import { timing, valueBytes, type Costs, type Timing } from "../cost.js";
 import { ideals } from "../ideals.js";
-import type { Graph, Node } from "../ir.js";
+import { isAlias, type Graph, type Node } from "../ir.js";
 import { minCut } from "../mincut.js";
 
 /** What the placement minimises: one inference's latency, or the time between results of a stream (--objective). */
@@ -77,7 +77,7 @@ const periodOf = (l: Loads, overlap = true) => (overlap ? Math.max(l.cpu, l.gpu)
  * and outputs ending on the host.
  */
 function loadModel(g: Graph, cpu: DeviceEntry, gpu: DeviceEntry, time: Timing) {
-  const kernels = g.nodes.filter((n) => n.op !== "View");
+  const kernels = g.nodes.filter((n) => !isAlias(n));
   const seconds = kernels.map((n) => [time.kernel(n, cpu), time.kernel(n, gpu)]);
   const tensors = [...traffic(g, kernels)].map(([value, t]) => ({ value, ...t, readers: [...t.readers], copy: time.copy(t.bytes) }));
   const loads = (onGpu: boolean[], withTransfers = false): Loads => {

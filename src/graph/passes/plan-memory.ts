@@ -32,7 +32,8 @@ interface Block {
  *    segment at a time, with a seeded search (see `improve`) in each, cutting the timeline where at
  *    most one block is live across the cut (that block keeps the offset its earlier segment gave
  *    it), since small segments are where the search finds the bound; then the search on the whole;
- * 4. the smallest arena wins. Inputs and outputs live in the caller's buffers.
+ * 4. the smallest arena wins, and each slice of a ConcatView is placed inside it. Inputs and
+ *    outputs live in the caller's buffers.
  */
 export function planMemory(g: Graph): Graph & { memory: MemoryPlan } {
   const m = memoryModel(g);
@@ -63,6 +64,7 @@ export function planMemory(g: Graph): Graph & { memory: MemoryPlan } {
   }
   const offsets: Record<string, number> = {};
   for (const [block, off] of best.at) for (const v of block.values) offsets[v] = off;
+  for (const [v, [of, at]] of m.slices) offsets[v] = offsets[of] + at;
   const inPlace: Record<string, string> = {};
   for (const [o, i] of sim.reuse) inPlace[m.buffers[o].value] = m.buffers[i].value;
   return { ...g, memory: { offsets, arenaBytes: best.arena, lowerBoundBytes: sim.peak, strategy: best.strategy, inPlace } };

@@ -1,4 +1,4 @@
-import type { Graph, Node } from "../ir.js";
+import { isAlias, type Graph, type Node } from "../ir.js";
 import { memoryModel, onnxruntimeOrder, reusedInput, simulate, type MemoryModel } from "../memory.js";
 
 export interface ScheduleInfo {
@@ -62,7 +62,8 @@ class Stepper {
     const done = (j: number) => has(s.bits, j);
     const reused = reusedInput(m, k, done);
     let live = s.live;
-    for (const b of m.writes[k]) live += m.buffers[b].bytes;
+    // A ConcatView's buffer comes alive with the first of its slices' kernels.
+    for (const b of m.writes[k]) if (!m.buffers[b].producers.some(done)) live += m.buffers[b].bytes;
     const peak = Math.max(s.peak, reused === undefined ? live : live - m.buffers[reused].bytes);
     if (peak > budget) return undefined;
     const bits = s.bits.slice();
@@ -237,7 +238,7 @@ export function scheduleMemory(g: Graph, opts: ScheduleOptions = {}): Graph & { 
     const bits = new Uint32Array((n + 31) >>> 5);
     for (let k = 0; k < piece[0]; k++) bits[k >>> 5] |= 1 << (k & 31);
     let live = 0;
-    for (const b of m.buffers) if (b.producer < piece[0] && b.readers.some((r) => r >= piece[0])) live += b.bytes;
+    for (const b of m.buffers) if (b.producers.some((p) => p < piece[0]) && b.readers.some((r) => r >= piece[0])) live += b.bytes;
     const first = new Set(piece);
     const inPiece = (k: number) => first.has(k);
     const start: State = { bits, peak: 0, live, ready: piece.filter((k) => m.preds[k].every((p) => p < piece[0])), depth: 0, k: -1 };
@@ -254,17 +255,22 @@ export function scheduleMemory(g: Graph, opts: ScheduleOptions = {}): Graph & { 
   return { ...withOrder(g, m, order), schedule: { peakBytes: peak, topoPeakBytes: topo.peak, ortPeakBytes: simulate(m, ort).peak, dpPeakBytes: peak, rewrites: [], curve, topoCurve: topo.curve, optimal, pieces: pieces.length, states: counter.states, ms: Date.now() - t0 } };
 }
 
-/** The graph with its kernels in `order`; each View follows the kernel (or graph input) it aliases. */
+/** The graph with its kernels in `order`; each View or ConcatView follows the last kernel (or graph input) it aliases. */
 function withOrder(g: Graph, m: MemoryModel, order: number[]): Graph {
-  const viewsOf = new Map<string, Node[]>();
-  for (const n of g.nodes) if (n.op === "View") (viewsOf.get(n.inputs[0]) ?? viewsOf.set(n.inputs[0], []).get(n.inputs[0])!).push(n);
+  const have = new Set([...g.inputs, ...[...g.values.values()].filter((v) => v.data).map((v) => v.name)]);
+  let pending = g.nodes.filter(isAlias);
   const nodes: Node[] = [];
+  const release = () => {
+    const ready = pending.filter((a) => a.inputs.every((i) => have.has(i)));
+    pending = pending.filter((a) => !ready.includes(a));
+    ready.forEach(emit);
+  };
   const emit = (n: Node) => {
     nodes.push(n);
-    for (const o of n.outputs) for (const v of viewsOf.get(o) ?? []) emit(v);
+    for (const o of n.outputs) have.add(o);
+    release();
   };
-  const produced = new Set(g.nodes.flatMap((n) => n.outputs));
-  for (const n of g.nodes) if (n.op === "View" && !produced.has(n.inputs[0])) emit(n);
+  release();
   for (const k of order) emit(m.kernels[k]);
   return { ...g, nodes };
 }

@@ -1,4 +1,5 @@
-import { attrStr, consumers, type Graph, type Node } from "../ir.js";
+import { numel } from "../../core/tensor.js";
+import { attrNum, attrStr, consumers, type Graph, type Node } from "../ir.js";
 import { ELEMENTWISE_OPS } from "../ops/elementwise.js";
 
 /**
@@ -8,7 +9,11 @@ import { ELEMENTWISE_OPS } from "../ops/elementwise.js";
  * 2. inlining: an elementwise or index-only producer is computed inside each consumer that reads
  *    it, instead of being written and read back, when the rules below say recomputation is cheap;
  * 3. epilogues: an elementwise consumer that is the only reader of a kernel's result is applied to
- *    each result before it is stored (Conv → Clip, MatMul → Add → Gelu, ReduceMean → Sqrt, ...).
+ *    each result before it is stored (Conv → Clip, MatMul → Add → Gelu, ReduceMean → Sqrt, ...);
+ * 4. concat views: a Concat whose inputs each occupy one contiguous range of its output (every dim
+ *    before the axis is 1) and are written by kernels anyway (a Conv, a pool, or such a kernel's
+ *    epilogue) moves nothing: each producer stores straight into its slice, and those inputs are
+ *    not inlined into the Concat.
  * The decision is data: one group per kernel, with the reason it was formed.
  */
 export interface FusionGroup {
@@ -25,6 +30,8 @@ export interface FusionGroup {
 export interface FusionDecision {
   /** nodes that become aliases of their input */
   views: string[];
+  /** Concat nodes whose inputs are written into their slices of the output (ConcatView) */
+  concatViews: string[];
   groups: FusionGroup[];
 }
 
@@ -57,7 +64,15 @@ const MAX_SHARING = 2;
 export const isElementwise = (n: Node) => !!ELEMENTWISE_OPS[n.op];
 export const isIndexOnly = (n: Node) => !!INDEX_OPS[n.op]?.(n);
 
-export function selectFusion(g: Graph): FusionDecision {
+export interface FusionOptions {
+  /** false: every Concat copies (a CPU/GPU split copies whole tensors between devices, not slices) */
+  concatViews?: boolean;
+}
+
+/** Whether the op always runs as a kernel of its own: neither a view nor ever inlined. */
+const isKernelOp = (n: Node) => !VIEW_OPS.has(n.op) && !ELEMENTWISE_OPS[n.op] && !INDEX_OPS[n.op];
+
+export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision {
   const uses = consumers(g);
   const graphOutputs = new Set(g.outputs);
   const byOutput = new Map<string, Node>();
@@ -69,6 +84,29 @@ export function selectFusion(g: Graph): FusionDecision {
     (n) => VIEW_OPS.has(n.op) && !graphOutputs.has(n.outputs[0]) && !isConst(n.inputs[0]) && !g.inputs.includes(n.outputs[0]),
   );
   const viewSet = new Set(views.map((n) => n.name));
+
+  // 4. Concat views, decided first: their inputs must then be written by their producers, not inlined.
+  /** Whether v is the result of a kernel, or of an elementwise chain hanging off one that only it reads (an epilogue). */
+  const written = (v: string): boolean => {
+    const p = byOutput.get(v);
+    if (!p || p.outputs.length !== 1) return !!p && isKernelOp(p);
+    if (isKernelOp(p)) return true;
+    return !!ELEMENTWISE_OPS[p.op] && p.inputs.some((i) => i && !isConst(i) && shapeOf(i) === shapeOf(v) && uses.get(i)?.length === 1 && written(i));
+  };
+  const placeable = (n: Node): boolean => {
+    const out = n.outputs[0];
+    const shape = g.values.get(out)!.shape!;
+    const axis = (attrNum(n, "axis", 0) + shape.length) % shape.length;
+    return (
+      n.inputs.length >= 2 &&
+      new Set(n.inputs).size === n.inputs.length &&
+      !graphOutputs.has(out) &&
+      numel(shape.slice(0, axis)) === 1 &&
+      n.inputs.every((i) => i && !g.inputs.includes(i) && !graphOutputs.has(i) && !isConst(i) && numel(g.values.get(i)!.shape!) > 0 && written(i))
+    );
+  };
+  const concatViews = opts.concatViews === false ? [] : g.nodes.filter((n) => n.op === "Concat" && placeable(n));
+  for (const n of concatViews) viewSet.add(n.name);
 
   // 2. Inlining, in graph order so a producer's own inlined inputs are already costed.
   const inlined = new Set<string>();
@@ -171,5 +209,5 @@ export function selectFusion(g: Graph): FusionDecision {
       reason,
     });
   }
-  return { views: views.map((n) => n.name), groups };
+  return { views: views.map((n) => n.name), concatViews: concatViews.map((n) => n.name), groups };
 }
