@@ -72,7 +72,14 @@ export const EMBED_LIMIT = 16 * 1024 * 1024;
  * `whenPeakDrops` pass is kept only when the rest of the pipeline schedules its result with a lower
  * peak of live memory than without it.
  */
-type GraphPass = { name: string; run: (g: Graph, o?: GraphPassOptions) => Graph; fusion?: boolean; whenPeakDrops?: boolean };
+type GraphPass = {
+  name: string;
+  run: (g: Graph, o?: GraphPassOptions) => Graph;
+  fusion?: boolean;
+  whenPeakDrops?: boolean;
+  /** another result to schedule beside run's (undefined: none); the lower peak is kept, run's on a tie */
+  variant?: (g: Graph, ran: Graph) => Graph | undefined;
+};
 
 /** What graph passes are told of the target (see concatViewsOn). */
 export interface GraphPassOptions {
@@ -91,7 +98,9 @@ export const GRAPH_PASSES: GraphPass[] = [
   { name: "eliminate-identity", run: eliminateIdentity, fusion: true },
   { name: "fold-batchnorm", run: foldBatchnorm, fusion: true },
   { name: "rewrite-concat", run: rewriteConcat, whenPeakDrops: true },
-  { name: "fuse", run: (g, o) => fuse(g, { concatViews: o?.concatViews }), fusion: true },
+  // A concat view's buffer is live whole from its first slice on, which can raise the peak above
+  // copying the slices in (see select-fusion): fusion without them is scheduled too.
+  { name: "fuse", run: (g, o) => fuse(g, { concatViews: o?.concatViews }), fusion: true, variant: (g, ran) => (ran.nodes.some((n) => n.op === "ConcatView") ? fuse(g, { concatViews: false }) : undefined) },
 ];
 
 /**
@@ -175,7 +184,14 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
         const note = `// not applied: peak ${yes.g.schedule.peakBytes} bytes with it, ${no.g.schedule.peakBytes} without\n`;
         return { g: no.g, dumps: [...dumps, [p.name, note], ...no.dumps] };
       }
-      g = p.run(g, opts);
+      const ran = p.run(g, opts);
+      const variant = p.variant?.(g, ran);
+      if (variant) {
+        const yes = finish(ran, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(ran) : ""]], share / 2);
+        const no = finish(variant, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(variant) : ""]], share / 2);
+        return yes.g.schedule.peakBytes <= no.g.schedule.peakBytes ? yes : no;
+      }
+      g = ran;
       dumps.push([p.name, want(p.name) ? printGraph(g) : ""]);
     }
     verifyGraph(g);

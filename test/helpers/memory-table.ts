@@ -1,5 +1,6 @@
 import { runGraphPasses, type PlannedGraph } from "../../src/driver/pipeline.js";
 import { importOnnx } from "../../src/frontend/onnx/import.js";
+import { isAlias } from "../../src/graph/ir.js";
 import type { IrregularNet } from "./irregular.js";
 import { tempDir } from "./onnx-builder.js";
 
@@ -34,7 +35,7 @@ export function memoryRow(net: IrregularNet, scheduleTimeLimitMs?: number): Memo
       name: net.name,
       family: net.family,
       onnxNodes: net.onnxNodes,
-      kernels: g.nodes.filter((n) => n.op !== "View").length,
+      kernels: g.nodes.filter((n) => !isAlias(n)).length,
       topo: s.topoPeakBytes,
       ort: s.ortPeakBytes,
       dp: s.dpPeakBytes,

@@ -10,8 +10,9 @@ import { ELEMENTWISE_OPS } from "../ops/elementwise.js";
  *    it, instead of being written and read back, when the rules below say recomputation is cheap;
  * 3. epilogues: an elementwise consumer that is the only reader of a kernel's result is applied to
  *    each result before it is stored (Conv → Clip, MatMul → Add → Gelu, ReduceMean → Sqrt, ...);
- * 4. concat views: a Concat whose inputs each occupy one contiguous range of its output (every dim
- *    before the axis is 1) and are written by kernels anyway (a Conv, a pool, or such a kernel's
+ * 4. concat views: a Concat that would be a kernel of its own (not inlined into its readers), whose
+ *    inputs each occupy one contiguous range of its output (every dim before the axis is 1) and
+ *    are written by kernels anyway (a Conv, a pool, or such a kernel's
  *    epilogue) moves nothing: each producer stores straight into its slice, and those inputs are
  *    not inlined into the Concat.
  * The decision is data: one group per kernel, with the reason it was formed.
@@ -85,7 +86,7 @@ export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision
   );
   const viewSet = new Set(views.map((n) => n.name));
 
-  // 4. Concat views, decided first: their inputs must then be written by their producers, not inlined.
+  // 4. Concat views, decided around inlining: their inputs must be written by their producers, not inlined.
   /** Whether v is the result of a kernel, or of an elementwise chain hanging off one that only it reads (an epilogue). */
   const written = (v: string): boolean => {
     const p = byOutput.get(v);
@@ -105,25 +106,31 @@ export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision
       n.inputs.every((i) => i && !g.inputs.includes(i) && !graphOutputs.has(i) && !isConst(i) && numel(g.values.get(i)!.shape!) > 0 && written(i))
     );
   };
-  const concatViews = opts.concatViews === false ? [] : g.nodes.filter((n) => n.op === "Concat" && placeable(n));
-  for (const n of concatViews) viewSet.add(n.name);
-
   // 2. Inlining, in graph order so a producer's own inlined inputs are already costed.
-  const inlined = new Set<string>();
-  const cost = new Map<string, number>();
-  for (const n of g.nodes) {
-    const out = n.outputs[0];
-    if (n.outputs.length !== 1 || !out || graphOutputs.has(out) || viewSet.has(n.name)) continue;
-    const own = isElementwise(n) ? 1 : isIndexOnly(n) ? 0 : undefined;
-    if (own === undefined) continue;
-    const readers = uses.get(out) ?? [];
-    if (!readers.length || readers.length > MAX_SHARING || readers.some((r) => viewSet.has(r.name))) continue;
-    const c = own + n.inputs.reduce((s, i) => s + (inlined.has(i) ? cost.get(i)! : 0), 0);
-    const limit = Math.min(...readers.map((r) => MAX_COST[reads(r.op)]));
-    if (c > limit) continue;
-    inlined.add(out);
-    cost.set(out, c);
-  }
+  const inlining = (aliases: Set<string>) => {
+    const inlined = new Set<string>();
+    const cost = new Map<string, number>();
+    for (const n of g.nodes) {
+      const out = n.outputs[0];
+      if (n.outputs.length !== 1 || !out || graphOutputs.has(out) || aliases.has(n.name)) continue;
+      const own = isElementwise(n) ? 1 : isIndexOnly(n) ? 0 : undefined;
+      if (own === undefined) continue;
+      const readers = uses.get(out) ?? [];
+      if (!readers.length || readers.length > MAX_SHARING || readers.some((r) => aliases.has(r.name))) continue;
+      const c = own + n.inputs.reduce((s, i) => s + (inlined.has(i) ? cost.get(i)! : 0), 0);
+      const limit = Math.min(...readers.map((r) => MAX_COST[reads(r.op)]));
+      if (c > limit) continue;
+      inlined.add(out);
+      cost.set(out, c);
+    }
+    return inlined;
+  };
+  // A Concat inlined into its readers is never stored at all, which beats a view of it: the view's
+  // buffer is live whole from its first slice on.
+  const copied = inlining(viewSet);
+  const concatViews = opts.concatViews === false ? [] : g.nodes.filter((n) => n.op === "Concat" && !copied.has(n.outputs[0]) && placeable(n));
+  for (const n of concatViews) viewSet.add(n.name);
+  const inlined = concatViews.length ? inlining(viewSet) : copied;
 
   /** Materialized nodes that read `v`, directly or through inlined producers. */
   const effectiveReaders = (v: string, seen = new Set<Node>()): Node[] => {
