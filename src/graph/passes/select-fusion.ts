@@ -128,7 +128,14 @@ export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision
   // A Concat inlined into its readers is never stored at all, which beats a view of it: the view's
   // buffer is live whole from its first slice on.
   const copied = inlining(viewSet);
-  const concatViews = opts.concatViews === false ? [] : g.nodes.filter((n) => n.op === "Concat" && !copied.has(n.outputs[0]) && placeable(n));
+  // A value is a slice of one Concat's buffer at most.
+  const sliced = new Set<string>();
+  const concatViews: Node[] = [];
+  for (const n of g.nodes) {
+    if (opts.concatViews === false || n.op !== "Concat" || copied.has(n.outputs[0]) || !placeable(n) || n.inputs.some((i) => sliced.has(i))) continue;
+    concatViews.push(n);
+    for (const i of n.inputs) sliced.add(i);
+  }
   for (const n of concatViews) viewSet.add(n.name);
   const inlined = concatViews.length ? inlining(viewSet) : copied;
 
