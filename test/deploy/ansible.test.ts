@@ -68,6 +68,6 @@ describe("edgec deploy --emit-ansible", () => {
     const rb = await playbook(["-i", inv, "--limit", `${ok.name},${bad.name}`, join(work.dir, "play2", "rollback.yml")]);
     expect(rb.code, rb.out).toBe(0);
     for (const d of fleet.devices) expect(runningRelease(d)).toBe(ids[0]);
-    // Five playbook runs: 64 s alone on this machine, past the default 120 s under the whole suite's load.
+    // Three playbook runs and two builds: 64 s alone on this machine, past the default 120 s under the whole suite's load.
   }, 300_000);
 });
