@@ -571,6 +571,5 @@ export const MOVEMENT_OPS: Record<string, OpDef> = {
   },
 };
 
-
 /** Made by fusion from a Concat whose inputs are written straight into their slices of its output: the same values, no copy. */
 MOVEMENT_OPS.ConcatView = MOVEMENT_OPS.Concat;

@@ -3,7 +3,8 @@ import { selectFusion, type FusionDecision, type FusionOptions } from "./select-
 
 /**
  * Applies a fusion decision: each view becomes a "View" node (an alias of its input's memory, shape
- * in attrs), each concat view a "ConcatView" node (its inputs' memory is its output's), each group one "Fused" node whose body holds its members. The Fused node reads the
+ * in attrs), each concat view a "ConcatView" node (its inputs' memory is its output's), each group
+ * one "Fused" node whose body holds its members. The Fused node reads the
  * values its members read from memory and writes the group's output; it sits where the group's
  * last member was, so the node order stays topological.
  */
