@@ -1,9 +1,9 @@
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { tempDir } from "../helpers/onnx-builder.js";
+import { edgecCli } from "../helpers/run.js";
 
 /**
  * The memory side of the CLI: `inspect` reports the schedule, the live-memory curve and the arena
@@ -17,14 +17,11 @@ const childTmp = join(work.dir, "tmp");
 mkdirSync(childTmp);
 afterAll(() => work.cleanup());
 
-function edgec(...args: string[]) {
-  const r = spawnSync(process.execPath, [join(ROOT, "bin", "edgec.js"), ...args], { cwd: work.dir, encoding: "utf8", env: { ...process.env, TMPDIR: childTmp } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const edgec = (...args: string[]) => edgecCli(args, { cwd: work.dir, env: { ...process.env, TMPDIR: childTmp } });
 
 describe("memory in the CLI", () => {
-  it("inspect --json gives the schedule's peak, the graph order's peak, the arena and its lower bound", () => {
-    const r = edgec("inspect", MODEL, "--json", "--memory-plot", "live.svg");
+  it("inspect --json gives the schedule's peak, the graph order's peak, the arena and its lower bound", async () => {
+    const r = await edgec("inspect", MODEL, "--json", "--memory-plot", "live.svg");
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(j.peakBytes).toBeGreaterThan(0);
@@ -38,25 +35,25 @@ describe("memory in the CLI", () => {
     const svg = readFileSync(join(work.dir, "live.svg"), "utf8");
     expect(svg).toMatch(/^<svg /);
     expect(svg.match(/<polyline /g)).toHaveLength(2);
-    expect(edgec("inspect", MODEL).stdout).toMatch(/^memory +peak .*optimal order/m);
+    expect((await edgec("inspect", MODEL)).stdout).toMatch(/^memory +peak .*optimal order/m);
   });
 
-  it("build --memory-budget fails below the arena, naming the smallest peak, and builds at it", () => {
-    const j = JSON.parse(edgec("inspect", MODEL, "--json").stdout);
-    const low = edgec("build", MODEL, "-o", "tight", "--memory-budget", `${Math.floor(j.peakBytes / 2048)}K`);
+  it("build --memory-budget fails below the arena, naming the smallest peak, and builds at it", async () => {
+    const j = JSON.parse((await edgec("inspect", MODEL, "--json")).stdout);
+    const low = await edgec("build", MODEL, "-o", "tight", "--memory-budget", `${Math.floor(j.peakBytes / 2048)}K`);
     expect(low.code).toBe(2);
     expect(low.stderr).toMatch(new RegExp(`over the budget of ${Math.floor(j.peakBytes / 2048) * 1024} \\(--memory-budget\\): its smallest peak of live tensors is ${j.peakBytes} bytes \\(proven`));
     expect(low.stderr).not.toMatch(/\n\s+at /);
     expect(existsSync(join(work.dir, "tight"))).toBe(false);
     expect(readdirSync(childTmp)).toEqual([]);
-    const ok = edgec("build", MODEL, "-o", "fits", "--memory-budget", "4M", "--stop-after", "codegen");
+    const ok = await edgec("build", MODEL, "-o", "fits", "--memory-budget", "4M", "--stop-after", "codegen");
     expect(ok.code, ok.stderr).toBe(0);
     const manifest = JSON.parse(readFileSync(join(work.dir, "fits", "manifest.json"), "utf8"));
     expect(manifest.arenaBytes).toBeLessThanOrEqual(4 * 1024 * 1024);
   });
 
-  it("rejects a budget that is not a size", () => {
-    const r = edgec("build", MODEL, "-o", "x", "--memory-budget", "12Q");
+  it("rejects a budget that is not a size", async () => {
+    const r = await edgec("build", MODEL, "-o", "x", "--memory-budget", "12Q");
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--memory-budget: '12Q' is not a size/);
   });

@@ -1,4 +1,3 @@
-import { execFileSync, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,6 +15,7 @@ import { bytesOf, readTensorFile } from "../../src/frontend/onnx/tensor-io.js";
 import { loadTarget } from "../../src/target/load.js";
 import { tempDir } from "../helpers/onnx-builder.js";
 import { rng } from "../helpers/random-onnx.js";
+import { edgecCli, run, runOk } from "../helpers/run.js";
 
 /**
  * Two corpus models of different sizes in one artifact (`edgec build a.onnx b.onnx`): the keyword
@@ -37,10 +37,7 @@ const work = tempDir("edgec-multi-model-");
 afterAll(() => work.cleanup());
 const art = join(work.dir, "two");
 
-function edgec(...args: string[]) {
-  const r = spawnSync(process.execPath, [join(ROOT, "bin", "edgec.js"), ...args], { cwd: work.dir, encoding: "utf8", env: { ...process.env, EDGEC_DEBUG: "" } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const edgec = (...args: string[]) => edgecCli(args, { cwd: work.dir, env: { ...process.env, EDGEC_DEBUG: "" } });
 
 async function ortRun(file: string, inputs: Record<string, Tensor>): Promise<Tensor[]> {
   const sess = await ort.InferenceSession.create(file, { logSeverityLevel: 3 });
@@ -100,7 +97,7 @@ describe("an artifact of two models", () => {
     }
   });
 
-  test("through the C API, a model's weights are read only when the zone holds another model's", () => {
+  test("through the C API, a model's weights are read only when the zone holds another model's", async () => {
     // A program on libmodels.a: runs the models named on its command line in turn with
     // edgec_run_by_name, counting the reads of weights.bin.
     const bytes = (t: TensorSpec) => numel(t.shape) * DTYPES[t.dtype].bytes;
@@ -163,7 +160,7 @@ int main(int argc, char **argv) {
 `;
     writeFileSync(join(work.dir, "sequence.c"), program);
     const exe = join(work.dir, "sequence");
-    execFileSync("gcc", ["-std=c99", "-Wall", "-Wextra", "-Werror", ...target.cflags, ...SANITIZE, "-I", art, "-o", exe, join(work.dir, "sequence.c"), join(art, "libmodels.a"), "-lm"], { stdio: "pipe" });
+    await runOk("gcc", ["-std=c99", "-Wall", "-Wextra", "-Werror", ...target.cflags, ...SANITIZE, "-I", art, "-o", exe, join(work.dir, "sequence.c"), join(art, "libmodels.a"), "-lm"]);
     // kws twice (one read), tfm (a read), kws again (its weights are read back into the zone).
     const steps = [["kws", "data"], ["kws", "random"], ["tfm", "data"], ["kws", "data"]] as const;
     const io = join(work.dir, "steps");
@@ -171,7 +168,7 @@ int main(int argc, char **argv) {
       mkdirSync(join(io, String(s)), { recursive: true });
       Object.values(cases[name][which].inputs).forEach((t, i) => writeFileSync(join(io, String(s), `in${i}.bin`), bytesOf(t.data)));
     });
-    const out = execFileSync(exe, [join(art, "weights.bin"), io, ...steps.map(([name]) => name)], { encoding: "utf8" });
+    const out = await runOk(exe, [join(art, "weights.bin"), io, ...steps.map(([name]) => name)]);
     expect(out.trim()).toBe("reads=3 unknown=-3");
     steps.forEach(([name, which], s) => {
       const got = cases[name][which].ref.map((ref, i) => {
@@ -182,10 +179,10 @@ int main(int argc, char **argv) {
     });
   });
 
-  test("its sources are warning-free under clang too (gcc built them with -Werror)", () => {
+  test("its sources are warning-free under clang too (gcc built them with -Werror)", async () => {
     const sources = ["model.c", "model_kws.c", "model_tfm.c", "run.c"];
     expect(manifest.files.filter((f) => f.endsWith(".c")).sort()).toEqual(sources);
-    execFileSync("clang", ["-std=c99", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", ...sources], { cwd: art, stdio: "pipe" });
+    await runOk("clang", ["-std=c99", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", ...sources], { cwd: art });
   });
 
   test("cross-compiled for rpi4, both models run under qemu and agree with onnxruntime", async () => {
@@ -200,39 +197,39 @@ int main(int argc, char **argv) {
   test("the deploy self-test checks every model in one run of the harness", async () => {
     const m = await ensureSelfTest(art);
     expect(m.selfTest?.dir).toBe("selftest");
-    const r = spawnSync(join(art, "run"), ["--check", join(art, "selftest")], { encoding: "utf8" });
+    const r = await run(join(art, "run"), ["--check", join(art, "selftest")]);
     expect(r.stdout.trim(), r.stderr).toBe("check: PASS");
-    expect(r.status).toBe(0);
+    expect(r.code).toBe(0);
   });
 
-  test("an unknown model name is a clear error with a non-zero exit", () => {
-    const harness = spawnSync(join(art, "run"), ["--model", "nope", work.dir, work.dir], { encoding: "utf8" });
-    expect(harness.status).toBe(2);
+  test("an unknown model name is a clear error with a non-zero exit", async () => {
+    const harness = await run(join(art, "run"), ["--model", "nope", work.dir, work.dir]);
+    expect(harness.code).toBe(2);
     expect(harness.stderr).toBe("run: no model 'nope' in this artifact (it has: kws, tfm)\n");
     const input = join(work.dir, "input.pb");
     writeFileSync(input, readFileSync(join(MODELS[0].data, "test_data_set_0", "input_0.pb")));
-    const cli = edgec("run", art, "--model", "nope", "-i", `input=${input}`, "--output-dir", "out");
+    const cli = await edgec("run", art, "--model", "nope", "-i", `input=${input}`, "--output-dir", "out");
     expect(cli.code).toBe(2);
     expect(cli.stderr).toMatch(/^edgec: error: .*two: no model 'nope' in the artifact \(it has 'kws', 'tfm'\)\n$/);
-    const unnamed = edgec("run", art, "-i", `input=${input}`, "--output-dir", "out");
+    const unnamed = await edgec("run", art, "-i", `input=${input}`, "--output-dir", "out");
     expect(unnamed.code).toBe(2);
     expect(unnamed.stderr).toMatch(/several models \('kws', 'tfm'\): name one with --model/);
   });
 });
 
 describe("edgec build, run and verify with several models", () => {
-  test("two models of one file name need --names", () => {
-    const r = edgec("build", MODELS[0].file, MODELS[1].file, "-o", "clash");
+  test("two models of one file name need --names", async () => {
+    const r = await edgec("build", MODELS[0].file, MODELS[1].file, "-o", "clash");
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^edgec: error: .*dscnn_kws\/model\.onnx and .*tiny_transformer_encoder\/model\.onnx would both be named 'model' in the generated C; name the models with --names a,b\n$/);
   });
 
   test("build --names, run --model and verify", async () => {
-    const built = edgec("build", MODELS[0].file, MODELS[1].file, "--names", "kws,tfm", "-o", "cli");
+    const built = await edgec("build", MODELS[0].file, MODELS[1].file, "--names", "kws,tfm", "-o", "cli");
     expect(built.code, built.stderr).toBe(0);
     expect(built.stdout).toMatch(/2 models sharing an arena of \d+ B and a weights zone of \d+ B\n {2}kws: .*\n {2}tfm: /);
     // The library's static data is the arena, the zone and a few words, not one set per model.
-    const nm = execFileSync("nm", ["-S", "--defined-only", join(work.dir, "cli", "libmodels.a")], { encoding: "utf8" });
+    const nm = await runOk("nm", ["-S", "--defined-only", join(work.dir, "cli", "libmodels.a")]);
     const data = [...nm.matchAll(/^[0-9a-f]+ ([0-9a-f]+) [bBdD] (\w+)$/gm)].map((x) => [x[2], parseInt(x[1], 16)] as const);
     const bytes = Object.fromEntries(data);
     expect(bytes.edgec_arena).toBe(manifest.arenaBytes);
@@ -241,11 +238,11 @@ describe("edgec build, run and verify with several models", () => {
 
     const input = join(work.dir, "tfm-input.pb");
     writeFileSync(input, readFileSync(join(MODELS[1].data, "test_data_set_0", "input_0.pb")));
-    const run = edgec("run", join(work.dir, "cli"), "--model", "tfm", "-i", `input=${input}`, "--output-dir", "tfm-out");
+    const run = await edgec("run", join(work.dir, "cli"), "--model", "tfm", "-i", `input=${input}`, "--output-dir", "tfm-out");
     expect(run.code, run.stderr).toBe(0);
     expectClose([readTensorFile(join(work.dir, "tfm-out", "output_0.pb"))], cases.tfm.data.ref, "edgec run --model tfm");
 
-    const verify = edgec("verify", MODELS[0].file, MODELS[1].file, "--names", "kws,tfm", "--data", MODELS[0].data, "--data", MODELS[1].data);
+    const verify = await edgec("verify", MODELS[0].file, MODELS[1].file, "--names", "kws,tfm", "--data", MODELS[0].data, "--data", MODELS[1].data);
     expect(verify.code, verify.stderr).toBe(0);
     expect(verify.stdout).toMatch(/^kws test_data_set_0 output: .* PASS\ntfm test_data_set_0 output: .* PASS\n$/);
   });

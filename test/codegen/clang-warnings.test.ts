@@ -1,7 +1,6 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { execFileSync } from "node:child_process";
 import { afterAll, describe, it } from "vitest";
 import { testFolders } from "../../src/driver/conformance.js";
 import { compileModel } from "../../src/driver/pipeline.js";
@@ -10,6 +9,7 @@ import { modelInputs } from "../../src/frontend/onnx/import.js";
 import { readTensorFile } from "../../src/frontend/onnx/tensor-io.js";
 import { loadTarget } from "../../src/target/load.js";
 import { CORPUS } from "../conformance/suite.js";
+import { runOk } from "../helpers/run.js";
 
 /**
  * Every corpus test compiled for `targetName` (sources only), its files
@@ -22,7 +22,7 @@ function everyTest(title: string, targetName: string, checks: string[][]) {
     const target = loadTarget(targetName);
     const dirs = testFolders(["onnx-node", "onnx-pytorch-converted", "models"].map((f) => join(CORPUS, f)));
 
-    it.concurrent.each(dirs.map((d) => [d.split("/").pop()!, d]))("%s", (name, dir) => {
+    it.concurrent.each(dirs.map((d) => [d.split("/").pop()!, d]))("%s", async (name, dir) => {
       const model = join(dir, "model.onnx");
       const given = Object.fromEntries(modelInputs(model).map((inp, i) => [inp.name, readTensorFile(join(dir, "test_data_set_0", `input_${i}.pb`))]));
       const { inputShapes, bind } = specializeInputs(model, given);
@@ -30,7 +30,7 @@ function everyTest(title: string, targetName: string, checks: string[][]) {
       const out = join(work, name);
       mkdirSync(out);
       for (const [f, content] of Object.entries(compiled.files)) writeFileSync(join(out, f), content);
-      for (const args of checks) execFileSync("clang", args, { cwd: out, stdio: "pipe" });
+      for (const args of checks) await runOk("clang", args, { cwd: out });
     });
   });
 }

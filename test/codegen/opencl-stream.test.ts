@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -9,6 +8,7 @@ import type { Costs } from "../../src/graph/cost.js";
 import { CORPUS } from "../conformance/suite.js";
 import { edgec } from "../deploy/helpers.js";
 import { tempDir } from "../helpers/onnx-builder.js";
+import { runOk } from "../helpers/run.js";
 
 /**
  * --objective throughput on the `opencl` target (PoCL here): a two-stage CPU/GPU pipeline whose
@@ -64,14 +64,14 @@ describe("--objective throughput", () => {
       return d;
     };
     inputs.forEach((t: Float32Array, i: number) => writeFileSync(join(io("in"), `${i}.bin`), t));
-    const out = execFileSync(join(art, "run"), ["--stream", String(K), io("in"), io("out"), "3"], { encoding: "utf8" });
+    const out = await runOk(join(art, "run"), ["--stream", String(K), io("in"), io("out"), "3"]);
     expect(out).toMatch(/stream=5/);
     for (let s = 0; s < K; s++) {
       inputs.forEach((t: Float32Array, i: number) => {
         const n = t.length / K;
         writeFileSync(join(io(`in${s}`), `${i}.bin`), t.subarray(s * n, (s + 1) * n));
       });
-      execFileSync(join(art, "run"), [io(`in${s}`), io(`out${s}`)]);
+      await runOk(join(art, "run"), [io(`in${s}`), io(`out${s}`)]);
       m.outputs.forEach((o: { shape: number[] }, i: number) => {
         const bytes = 4 * elems(o.shape);
         const streamed = readFileSync(join(io("out"), `${i}.bin`)).subarray(s * bytes, (s + 1) * bytes);

@@ -1,4 +1,3 @@
-import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,6 +12,7 @@ import { fromNumbers, toNumbers } from "../../src/core/tensor.js";
 import type { Expr, Kernel, Program, Stmt } from "../../src/loop/ir.js";
 import { verifyLoop } from "../../src/loop/verify.js";
 import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
+import { edgecCli } from "../helpers/run.js";
 
 /**
  * The OpenCL backend on this machine's OpenCL (PoCL): device selection, the binary cache, what a
@@ -23,23 +23,20 @@ const CONV = join(ROOT, "..", "shared", "corpus", "onnx-node", "test_conv_with_s
 const work = tempDir("edgec-opencl-test-");
 afterAll(() => work.cleanup());
 
-function edgec(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [join(ROOT, "bin", "edgec.js"), ...args], { cwd: work.dir, encoding: "utf8", env: { ...process.env, EDGEC_OPENCL_CACHE: join(work.dir, "cache"), ...env } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const edgec = (args: string[], env: Record<string, string> = {}) => edgecCli(args, { cwd: work.dir, env: { ...process.env, EDGEC_OPENCL_CACHE: join(work.dir, "cache"), ...env } });
 
 const verifyConv = (env: Record<string, string> = {}, ...extra: string[]) => edgec(["verify", join(CONV, "model.onnx"), "--data", CONV, "--target", "opencl", "--placement", "gpu", ...extra], env);
 
 describe("running an OpenCL artifact", () => {
-  it("passes, and caches the program binary, which a damaged cache file does not break", () => {
+  it("passes, and caches the program binary, which a damaged cache file does not break", async () => {
     const cache = join(work.dir, "cache-a");
-    const first = verifyConv({ EDGEC_OPENCL_CACHE: cache });
+    const first = await verifyConv({ EDGEC_OPENCL_CACHE: cache });
     expect(first.stdout + first.stderr).toMatch(/PASS/);
     expect(first.code).toBe(0);
     const files = readdirSync(cache).filter((f) => f.endsWith(".clbin"));
     expect(files).toHaveLength(1);
     writeFileSync(join(cache, files[0]), "not a program binary");
-    const second = verifyConv({ EDGEC_OPENCL_CACHE: cache });
+    const second = await verifyConv({ EDGEC_OPENCL_CACHE: cache });
     expect(second.code, second.stderr).toBe(0);
     expect(readFileSync(join(cache, files[0]), "utf8")).not.toBe("not a program binary");
   });
@@ -48,8 +45,8 @@ describe("running an OpenCL artifact", () => {
     ["no OpenCL library", { EDGEC_OPENCL_LIBRARY: "/nonexistent/libOpenCL.so.1" }, /cannot load \/nonexistent\/libOpenCL\.so\.1/],
     ["no OpenCL platform", { OCL_ICD_VENDORS: "/nonexistent-vendors" }, /no OpenCL platform is installed/],
     ["no device of the name asked for", { EDGEC_OPENCL_DEVICE: "no-such-device" }, /no device or platform name contains 'no-such-device'/],
-  ])("%s: one error line naming it, exit 3, no crash", (_, env, message) => {
-    const r = verifyConv(env);
+  ])("%s: one error line naming it, exit 3, no crash", async (_, env, message) => {
+    const r = await verifyConv(env);
     const lines = r.stderr.split("\n").filter(Boolean);
     expect(lines, r.stderr).toHaveLength(1);
     expect(lines[0]).toMatch(/^edgec: error: running .* failed \(exit 3\): run: model_run failed \(-3\): OpenCL: /);
@@ -59,15 +56,15 @@ describe("running an OpenCL artifact", () => {
 });
 
 describe("--device", () => {
-  it("gpu on a foreign target runs its kernels here, the host code built for this machine", () => {
-    const r = edgec(["verify", join(CONV, "model.onnx"), "--data", CONV, "--target", "jetson-orin", "--device", "gpu"]);
+  it("gpu on a foreign target runs its kernels here, the host code built for this machine", async () => {
+    const r = await edgec(["verify", join(CONV, "model.onnx"), "--data", CONV, "--target", "jetson-orin", "--device", "gpu"]);
     expect(r.stdout, r.stderr).toMatch(/PASS/);
     expect(r.code).toBe(0);
   });
 
-  it("gpu builds a foreign target's artifact with its cross compiler", () => {
+  it("gpu builds a foreign target's artifact with its cross compiler", async () => {
     const out = join(work.dir, "orin-gpu");
-    const r = edgec(["build", join(CONV, "model.onnx"), "--target", "jetson-orin", "--device", "gpu", "-o", out]);
+    const r = await edgec(["build", join(CONV, "model.onnx"), "--target", "jetson-orin", "--device", "gpu", "-o", out]);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(readFileSync(join(out, "manifest.json"), "utf8")).triple).toBe("aarch64-linux-gnu");
     expect(readFileSync(join(out, "kernels.cl"), "utf8")).toMatch(/__kernel void/);
@@ -75,22 +72,22 @@ describe("--device", () => {
     expect(readFileSync(join(out, "run")).readUInt16LE(18)).toBe(183);
   });
 
-  it("gpu on a target without an OpenCL GPU is an error naming its devices", () => {
-    const r = edgec(["build", join(CONV, "model.onnx"), "--target", "rpi4", "--device", "gpu", "-o", join(work.dir, "nope")]);
+  it("gpu on a target without an OpenCL GPU is an error naming its devices", async () => {
+    const r = await edgec(["build", join(CONV, "model.onnx"), "--target", "rpi4", "--device", "gpu", "-o", join(work.dir, "nope")]);
     expect(r.stderr).toMatch(/^edgec: error: target 'rpi4' has no OpenCL GPU \(its devices: cpu /);
     expect(r.code).toBe(2);
   });
 
-  it("auto, the default on rk3588, splits squeezenet between the CPU and the GPU as the cost model says, and the split passes", () => {
+  it("auto, the default on rk3588, splits squeezenet between the CPU and the GPU as the cost model says, and the split passes", async () => {
     const m = join(ROOT, "..", "shared", "corpus", "models", "squeezenet1_1_c10_64");
     const out = join(work.dir, "rk-auto");
-    const built = edgec(["build", join(m, "model.onnx"), "--target", "rk3588", "-o", out, "--stop-after", "codegen", "--dump-ir", "after:partition-devices"]);
+    const built = await edgec(["build", join(m, "model.onnx"), "--target", "rk3588", "-o", out, "--stop-after", "codegen", "--dump-ir", "after:partition-devices"]);
     expect(built.code, built.stderr).toBe(0);
     const onGpu = Number(/on the GPU \((\d+)\)/.exec(built.stdout)![1]);
     expect(onGpu).toBeGreaterThan(0);
     expect(readFileSync(join(out, "kernels.cl"), "utf8").match(/__kernel void k\d+_\w+\(/g)!.length).toBeGreaterThanOrEqual(onGpu);
     expect(readFileSync(join(out, "model.c"), "utf8")).toMatch(/static void k\d+_/);
-    const r = edgec(["verify", join(m, "model.onnx"), "--data", m, "--target", "rk3588", "--placement", "auto"]);
+    const r = await edgec(["verify", join(m, "model.onnx"), "--data", m, "--target", "rk3588", "--placement", "auto"]);
     expect(r.stdout, r.stderr).toMatch(/PASS/);
     expect(r.code).toBe(0);
     // The copies into outputs that lowering adds (an input that is also an output) follow the
@@ -98,22 +95,22 @@ describe("--device", () => {
     const dup = join(work.dir, "dup.onnx");
     writeFileSync(dup, modelBytes({ nodes: [node("Relu", ["x"], ["y"])], inputs: [valueInfo("x", T.FLOAT, [8])], outputs: [valueInfo("y", T.FLOAT, [8]), valueInfo("x", T.FLOAT, [8])] }));
     const dupOut = join(work.dir, "dup-auto");
-    const dupBuilt = edgec(["build", dup, "--target", "opencl", "-o", dupOut, "--stop-after", "codegen"]);
+    const dupBuilt = await edgec(["build", dup, "--target", "opencl", "-o", dupOut, "--stop-after", "codegen"]);
     expect(dupBuilt.code, dupBuilt.stderr).toBe(0);
     expect(readFileSync(join(dupOut, "model.c"), "utf8")).toMatch(/static void k\d+_copy\(/);
     expect(readdirSync(dupOut)).not.toContain("kernels.cl");
     // Several models in one artifact are C only, so auto is not their default.
-    const two = edgec(["build", join(m, "model.onnx"), join(CONV, "model.onnx"), "--names", "a,b", "--target", "rk3588", "-o", join(work.dir, "rk-two"), "--stop-after", "codegen"]);
+    const two = await edgec(["build", join(m, "model.onnx"), join(CONV, "model.onnx"), "--names", "a,b", "--target", "rk3588", "-o", join(work.dir, "rk-two"), "--stop-after", "codegen"]);
     expect(two.code, two.stderr).toBe(0);
     // A target without a GPU has nothing to place.
-    const host = edgec(["build", join(m, "model.onnx"), "--target", "host", "-o", join(work.dir, "host-default"), "--stop-after", "codegen", "--dump-ir", "after:partition-devices"]);
+    const host = await edgec(["build", join(m, "model.onnx"), "--target", "host", "-o", join(work.dir, "host-default"), "--stop-after", "codegen", "--dump-ir", "after:partition-devices"]);
     expect(host.code, host.stderr).toBe(0);
     expect(host.stdout).not.toMatch(/predicted/);
   });
 
-  it("inspect shows the placement partition-devices picks and its predicted times", () => {
+  it("inspect shows the placement partition-devices picks and its predicted times", async () => {
     const m = join(ROOT, "..", "shared", "corpus", "models", "squeezenet1_1_c10_64", "model.onnx");
-    const r = edgec(["inspect", m, "--target", "rk3588", "--json"]);
+    const r = await edgec(["inspect", m, "--target", "rk3588", "--json"]);
     expect(r.code, r.stderr).toBe(0);
     const { placement, kernels } = JSON.parse(r.stdout);
     expect(placement.onGpu.length).toBeGreaterThan(0);
@@ -123,12 +120,12 @@ describe("--device", () => {
     expect(placement.split.cpuMs + placement.split.gpuMs + placement.split.copiesMs).toBeCloseTo(placement.predicted.partitionedMs, 9);
     expect(placement.split.cpuMs).toBeGreaterThan(0);
     expect(placement.split.gpuMs).toBeGreaterThan(0);
-    expect(edgec(["inspect", m, "--target", "rk3588"]).stdout).toMatch(/^placement  \d+ of 39 kernels on the GPU, \d+ copies .*split \(CPU [\d.]+ ms, GPU [\d.]+ ms, copies [\d.]+ ms\)/m);
+    expect((await edgec(["inspect", m, "--target", "rk3588"])).stdout).toMatch(/^placement  \d+ of 39 kernels on the GPU, \d+ copies .*split \(CPU [\d.]+ ms, GPU [\d.]+ ms, copies [\d.]+ ms\)/m);
   });
 
-  it("cpu on the opencl target builds plain C", () => {
+  it("cpu on the opencl target builds plain C", async () => {
     const out = join(work.dir, "opencl-cpu");
-    const r = edgec(["build", join(CONV, "model.onnx"), "--target", "opencl", "--device", "cpu", "-o", out]);
+    const r = await edgec(["build", join(CONV, "model.onnx"), "--target", "opencl", "--device", "cpu", "-o", out]);
     expect(r.code, r.stderr).toBe(0);
     expect(readdirSync(out)).not.toContain("kernels.cl");
   });

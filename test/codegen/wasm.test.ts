@@ -1,4 +1,3 @@
-import { execFileSync, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -10,6 +9,7 @@ import { bytesOf, readTensorFile } from "../../src/frontend/onnx/tensor-io.js";
 import { loadTarget } from "../../src/target/load.js";
 import { CORPUS } from "../conformance/suite.js";
 import { tempDir } from "../helpers/onnx-builder.js";
+import { run, runOk } from "../helpers/run.js";
 
 /**
  * The wasm backend's artifact: run.wasm (the C harness as a WASI command) and the `run` launcher
@@ -24,8 +24,8 @@ const work = tempDir("edgec-wasm-");
 afterAll(() => work.cleanup());
 
 /** WebAssembly SIMD instructions (v128.load, f32x4.add, ...) in the artifact's model code. */
-const simdInstructions = (dir: string) =>
-  execFileSync("llvm-objdump", ["-d", join(dir, "libmodel.a")], { encoding: "utf8", maxBuffer: 1 << 28 })
+const simdInstructions = async (dir: string) =>
+  (await runOk("llvm-objdump", ["-d", join(dir, "libmodel.a")]))
     .split("\n")
     .filter((l) => /\b(v128|f32x4|i32x4)\./.test(l)).length;
 
@@ -43,7 +43,7 @@ describe("wasm32", () => {
   ])("%s (SIMD128 %s): its outputs match the reference", async (targetName, simd) => {
     const { dir, manifest, input, want } = await buildKws(targetName, targetName);
     expect(manifest.runProgram).toBe("run");
-    const count = simdInstructions(dir);
+    const count = await simdInstructions(dir);
     if (simd) expect(count).toBeGreaterThan(100);
     else expect(count).toBe(0);
     const { outputs } = await runArtifact(dir, { [manifest.inputs[0].name]: input });
@@ -57,8 +57,8 @@ describe("wasm32", () => {
     mkdirSync(join(dir, "out"));
     writeFileSync(join(dir, "in", "0.bin"), bytesOf(input.data));
     // Started directly (its #! line finds node), with directories relative to the caller's.
-    const r = spawnSync("./run", ["--threads", "1", "--warmup-ms", "20", "in", "out", "3"], { cwd: dir, encoding: "utf8" });
-    expect(r.status, r.stderr).toBe(0);
+    const r = await run("./run", ["--threads", "1", "--warmup-ms", "20", "in", "out", "3"], { cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toBe("");
     const stats = /median_ms=([\d.]+) .* max_rss_kb=(\d+)/.exec(r.stdout);
     expect(stats, r.stdout).not.toBeNull();
@@ -73,8 +73,8 @@ describe("wasm32", () => {
     const bytes = readFileSync(ref);
     bytes.writeFloatLE(bytes.readFloatLE(0) + 1, 0);
     writeFileSync(ref, bytes);
-    const check = spawnSync(process.execPath, [join(dir, "run"), "--check", join(dir, m.selfTest!.dir)], { encoding: "utf8" });
-    expect(check.status).toBe(1);
+    const check = await run(process.execPath, [join(dir, "run"), "--check", join(dir, m.selfTest!.dir)]);
+    expect(check.code).toBe(1);
     expect(check.stdout).toMatch(/check: FAIL/);
   });
 

@@ -3,6 +3,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { run } from "../helpers/run.js";
 
 /**
  * Loopback "devices": one OpenSSH server per device on 127.0.0.1, with generated host and user keys,
@@ -83,9 +84,9 @@ export async function freePorts(n: number): Promise<number[]> {
 
 export const freePort = async (): Promise<number> => (await freePorts(1))[0];
 
-function keygen(file: string) {
-  const r = spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "edgec-test", "-f", file]);
-  if (r.status !== 0) throw new Error(`ssh-keygen: ${r.stderr}`);
+async function keygen(file: string) {
+  const r = await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "edgec-test", "-f", file]);
+  if (r.code !== 0) throw new Error(`ssh-keygen: ${r.stderr}`);
 }
 
 async function waitForPort(port: number, ms = 10_000) {
@@ -102,6 +103,7 @@ async function waitForPort(port: number, ms = 10_000) {
   }
 }
 
+// Sync: describe.runIf needs the answer at collection time, and `-V` only prints a version.
 export const haveSshd = () => spawnSync(SSHD, ["-V"]).status !== null && spawnSync("ssh", ["-V"]).status === 0;
 
 export async function startFleet(n: number, faults: Record<number, Fault> = {}): Promise<Fleet> {
@@ -112,9 +114,7 @@ export async function startFleet(n: number, faults: Record<number, Fault> = {}):
   const userKey = join(dir, "id_user");
   const otherKey = join(dir, "id_other");
   const hostKey = join(dir, "host_key");
-  keygen(userKey);
-  keygen(otherKey);
-  keygen(hostKey);
+  await Promise.all([keygen(userKey), keygen(otherKey), keygen(hostKey)]);
   const deviceSh = join(dir, "device.sh");
   writeFileSync(deviceSh, DEVICE_SH);
   chmodSync(deviceSh, 0o755);
@@ -143,7 +143,7 @@ export async function startFleet(n: number, faults: Record<number, Fault> = {}):
   writeFileSync(join(dir, "known_hosts"), known);
   const sshConfig = join(dir, "ssh_config");
   writeFileSync(sshConfig, `Host 127.0.0.1\n  IdentityFile ${userKey}\n  IdentitiesOnly yes\n  UserKnownHostsFile ${join(dir, "known_hosts")}\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  LogLevel ERROR\n`);
-  const user = spawnSync("id", ["-un"], { encoding: "utf8" }).stdout.trim();
+  const user = (await run("id", ["-un"])).stdout.trim();
 
   const start = async (d: Device) => {
     const ddir = join(d.home, "..");
