@@ -1,5 +1,6 @@
 // `make bench`: every DIR/*/model.onnx under the folders given, on the host, on 1 thread and on all
-// cores, each against onnxruntime-node in alternating rounds (see `edgec bench --compare-ort`).
+// cores, each against onnxruntime-node in alternating rounds (see `edgec bench --compare-ort`), and
+// against its own build without fusion (`--compare-unfused`; not for WebAssembly).
 // `--target wasm32` (`make bench-wasm`): the WebAssembly build in Node on one thread against
 // onnxruntime-web's wasm backend, with the size of the package's download (and of model.wasm plus weights.bin) against the model file.
 // Progress goes to stderr; the Markdown table and the geometric mean of edgec/onnxruntime per thread
@@ -29,9 +30,9 @@ for (const model of models) {
   for (const threads of threadCounts) {
     const label = `${modelLabel(model)}, ${threads} thread${threads === 1 ? "" : "s"}`;
     try {
-      const r = await benchModel(model, { target, threads, runs: 20, warmup: 3, compareOrt: true, buildDir: join("build", "bench-artifacts", target.name, modelLabel(model)) });
+      const r = await benchModel(model, { target, threads, runs: 20, warmup: 3, compareOrt: true, compareUnfused: target.backend !== "wasm", buildDir: join("build", "bench-artifacts", target.name, modelLabel(model)) });
       results.push(r);
-      console.error(`${label}: edgec ${r.medianMs.toFixed(3)} ms, ${r.ortEngine} ${r.ortMedianMs.toFixed(3)} ms, ratio ${r.ratio.toFixed(2)}${r.agree ? "" : ", OUTPUTS DIFFER"}`);
+      console.error(`${label}: edgec ${r.medianMs.toFixed(3)} ms${r.unfusedMedianMs === undefined ? "" : ` (unfused ${r.unfusedMedianMs.toFixed(3)} ms)`}, ${r.ortEngine} ${r.ortMedianMs.toFixed(3)} ms, ratio ${r.ratio.toFixed(2)}${r.agree ? "" : ", OUTPUTS DIFFER"}`);
       if (!r.agree) failed.push(`${label}: edgec's outputs differ from onnxruntime's`);
     } catch (e) {
       console.error(`${label}: ${e.message}`);

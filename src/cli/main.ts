@@ -263,10 +263,11 @@ export function program(): Command {
     .option("--runs <n>", "timed runs (rounds of 5)", whole("--runs", 1), 20)
     .option("--warmup <n>", "untimed runs first", whole("--warmup", 0), 3)
     .option("--compare-ort", "also time onnxruntime on the same input, alternating with edgec, and check the outputs agree (exit 1 if not): onnxruntime-node, or onnxruntime-web's wasm backend (SIMD, one thread) for WebAssembly targets")
+    .option("--compare-unfused", "also time the model built with --no-fuse (one kernel per ONNX node) in the same rounds, and check it computes the same")
     .option("--build-dir <dir>", "build the artifact here and reuse it while up to date (default: a temporary directory)")
     .option("--json", "print one JSON object")
     .action(async (model: string, o) => {
-      const r = await benchModel(model, { ...pipelineOptions(o, true), threads: o.threads, runs: o.runs, warmup: o.warmup, compareOrt: !!o.compareOrt, buildDir: o.buildDir });
+      const r = await benchModel(model, { ...pipelineOptions(o, true), threads: o.threads, runs: o.runs, warmup: o.warmup, compareOrt: !!o.compareOrt, compareUnfused: !!o.compareUnfused, buildDir: o.buildDir });
       console.log(o.json ? JSON.stringify(r) : formatBench(r));
       if (r.agree === false) throw new EdgecError(`${model}: edgec's outputs differ from onnxruntime's (${r.checks!.filter((c) => !c.pass).map((c) => `'${c.name}' max abs ${c.maxAbs.toExponential(2)}`).join(", ")})`, 1);
     });

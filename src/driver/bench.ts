@@ -31,6 +31,8 @@ export interface BenchOptions extends PipelineOptions {
   warmup: number;
   /** also time onnxruntime (see ortEngine), alternating with edgec, and compare the outputs */
   compareOrt?: boolean;
+  /** also time the model built without fusion (--no-fuse: one kernel per ONNX node), in the same rounds */
+  compareUnfused?: boolean;
   /** where the artifact is built and reused while up to date (default: a temporary directory) */
   buildDir?: string;
 }
@@ -73,6 +75,9 @@ export interface BenchResult {
   /** edgec's outputs match onnxruntime's within rtol 1e-3, atol 1e-4 */
   agree?: boolean;
   checks?: OutputCheck[];
+  /** with compareUnfused: the unfused build's median, and fused / unfused */
+  unfusedMedianMs?: number;
+  fusedRatio?: number;
 }
 
 /**
@@ -86,6 +91,8 @@ export interface BenchResult {
 const ROUND = 5;
 const WARMUP_MS = 500;
 export const BENCH_TOLERANCE = { rtol: 1e-3, atol: 1e-4 };
+
+const geomean = (xs: number[]) => Math.exp(xs.reduce((s, x) => s + Math.log(x), 0) / xs.length);
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -280,11 +287,16 @@ export async function benchModel(model: string, o: BenchOptions): Promise<BenchR
     }
     // A pipeline's throughput shows only in a stream: time each inference of streams of STREAM.
     const stream = o.objective === "throughput" ? STREAM : undefined;
-    const edgec = (runs: number) => runArtifact(dir, spec.runInputs, runs, { threads, warmupMs: WARMUP_MS, stream });
+    const edgec = (runs: number, at = dir) => runArtifact(at, spec.runInputs, runs, { threads, warmupMs: WARMUP_MS, stream });
+    const unfused = o.compareUnfused
+      ? (await buildArtifact(model, `${o.buildDir ?? join(tmp!, "artifact")}-unfused`, { ...o, fuse: false, inputShapes: spec.inputShapes, bind: spec.bind })).dir
+      : undefined;
     if (o.warmup > 0) await edgec(o.warmup);
+    if (unfused && o.warmup > 0) await edgec(o.warmup, unfused);
     const rounds = Math.ceil(o.runs / ROUND);
     const perRound = Math.max(2, Math.ceil(o.runs / rounds));
-    const medians: number[] = [], mins: number[] = [], ortMs: number[] = [];
+    const medians: number[] = [], mins: number[] = [], ortMs: number[] = [], unfusedMedians: number[] = [];
+    let unfusedLast: RunResult | undefined;
     let maxRssKb = 0;
     let last!: RunResult;
     for (let r = 0; r < rounds; r++) {
@@ -293,6 +305,10 @@ export async function benchModel(model: string, o: BenchOptions): Promise<BenchR
       mins.push(last.minMs!);
       maxRssKb = Math.max(maxRssKb, last.maxRssKb!);
       if (ort) ortMs.push(...(await ort.request({ op: "run", runs: perRound }, "times")).ms);
+      if (unfused) {
+        unfusedLast = await edgec(perRound, unfused);
+        unfusedMedians.push(unfusedLast.medianMs!);
+      }
     }
     const medianMs = median(medians);
     const flops = 2 * macs;
@@ -315,6 +331,13 @@ export async function benchModel(model: string, o: BenchOptions): Promise<BenchR
       device: last.device,
       stream,
     };
+    if (unfusedLast) {
+      // The unfused build must compute what the fused one does.
+      const differ = manifest.outputs.map((spec, i) => compare(spec.name, unfusedLast!.outputs[i], last.outputs[i], BENCH_TOLERANCE)).find((c) => !c.pass);
+      if (differ) throw new EdgecError(`${model}: the unfused build's output ${differ.name} differs from the fused build's (max abs ${differ.maxAbs.toExponential(2)})`, 1);
+      result.unfusedMedianMs = median(unfusedMedians);
+      result.fusedRatio = medianMs / result.unfusedMedianMs;
+    }
     if (o.target.backend === "wasm") {
       const size = (f: string) => (existsSync(join(dir, f)) ? statSync(join(dir, f)).size : 0);
       Object.assign(result, { downloadBytes: size("model.wasm.gz") + size("data.z") + size("weights.z"), wasmBytes: size("model.wasm") + size("weights.bin"), modelBytes: statSync(model).size });
@@ -346,6 +369,7 @@ export function formatBench(r: BenchResult): string {
     `model        ${r.model} on ${r.target}, ${r.threads} thread${r.threads === 1 ? "" : "s"}, ${r.runs} runs`,
     ...(r.device ? [`device       OpenCL ${r.device}${r.device.includes("(not a GPU)") ? ": a CPU emulating the GPU, so this is not a GPU's latency" : ""}`] : []),
     `edgec        median ${ms(r.medianMs)} ms, min ${ms(r.minMs)} ms${r.stream ? ` per inference in streams of ${r.stream} (run_stream)` : ""}, peak RSS ${mib(r.maxRssKb)} MiB`,
+    ...(r.unfusedMedianMs !== undefined ? [`unfused      median ${ms(r.unfusedMedianMs)} ms (--no-fuse): fused / unfused ${r.fusedRatio!.toFixed(2)}`] : []),
     `work         ${(r.macs / 1e6).toFixed(1)} M MACs: ${r.gflops.toFixed(2)} GFLOP/s, ${(100 * r.peakFraction).toFixed(1)}% of the ${r.peakGflopsThreads.toFixed(1)} GFLOP/s peak (${r.threads} x ${r.peakGflops.toFixed(1)}, ${r.vectorBytes}-byte vectors)`,
     ...(r.downloadBytes !== undefined
       ? [`size         download (model.wasm.gz, data.z, weights.z) ${kib(r.downloadBytes)} KiB, model file ${kib(r.modelBytes!)} KiB (${(r.downloadBytes / r.modelBytes!).toFixed(3)}x); model.wasm + weights.bin ${kib(r.wasmBytes!)} KiB uncompressed`]
@@ -368,19 +392,23 @@ export function formatBench(r: BenchResult): string {
 export function formatBenchTable(results: BenchResult[]): string {
   // WebAssembly results add the sizes: the package's download and model.wasm plus weights.bin, against the model file.
   const sized = results.some((r) => r.downloadBytes !== undefined);
+  const unfused = results.some((r) => r.unfusedMedianMs !== undefined);
+  const vsUnfused = (r: BenchResult) => (r.unfusedMedianMs === undefined ? " - | - |" : ` ${ms(r.unfusedMedianMs)} | ${r.fusedRatio!.toFixed(2)} |`);
   const size = (r: BenchResult) =>
     r.downloadBytes === undefined ? " - | - | - | - |" : ` ${kib(r.downloadBytes)} | ${kib(r.wasmBytes!)} | ${kib(r.modelBytes!)} | ${(r.downloadBytes / r.modelBytes!).toFixed(3)} |`;
   const rows = [
-    `| model | threads | edgec ms | ort ms | ratio | edgec peak MiB | ort peak MiB | % of peak FLOP/s |${sized ? " download KiB | wasm+weights.bin KiB | model KiB | download/model |" : ""}`,
-    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |${sized ? " ---: | ---: | ---: | ---: |" : ""}`,
+    `| model | threads | edgec ms | ort ms | ratio | edgec peak MiB | ort peak MiB | % of peak FLOP/s |${unfused ? " unfused ms | fused/unfused |" : ""}${sized ? " download KiB | wasm+weights.bin KiB | model KiB | download/model |" : ""}`,
+    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |${unfused ? " ---: | ---: |" : ""}${sized ? " ---: | ---: | ---: | ---: |" : ""}`,
     ...results.map((r) =>
-      `| ${modelLabel(r.model)} | ${r.threads} | ${ms(r.medianMs)} | ${r.ortMedianMs === undefined ? "-" : ms(r.ortMedianMs)} | ${r.ratio === undefined ? "-" : r.agree ? r.ratio.toFixed(2) : "MISMATCH"} | ${mib(r.maxRssKb)} | ${r.ortMaxRssKb === undefined ? "-" : mib(r.ortMaxRssKb)} | ${(100 * r.peakFraction).toFixed(1)} |${sized ? size(r) : ""}`,
+      `| ${modelLabel(r.model)} | ${r.threads} | ${ms(r.medianMs)} | ${r.ortMedianMs === undefined ? "-" : ms(r.ortMedianMs)} | ${r.ratio === undefined ? "-" : r.agree ? r.ratio.toFixed(2) : "MISMATCH"} | ${mib(r.maxRssKb)} | ${r.ortMaxRssKb === undefined ? "-" : mib(r.ortMaxRssKb)} | ${(100 * r.peakFraction).toFixed(1)} |${unfused ? vsUnfused(r) : ""}${sized ? size(r) : ""}`,
     ),
     "",
   ];
   for (const threads of [...new Set(results.map((r) => r.threads))]) {
     const ratios = results.filter((r) => r.threads === threads && r.agree).map((r) => r.ratio!);
-    if (ratios.length) rows.push(`geometric mean of edgec/ort, ${threads} thread${threads === 1 ? "" : "s"}: ${Math.exp(ratios.reduce((s, x) => s + Math.log(x), 0) / ratios.length).toFixed(2)} over ${ratios.length} model${ratios.length === 1 ? "" : "s"}`);
+    if (ratios.length) rows.push(`geometric mean of edgec/ort, ${threads} thread${threads === 1 ? "" : "s"}: ${geomean(ratios).toFixed(2)} over ${ratios.length} model${ratios.length === 1 ? "" : "s"}`);
+    const fused = results.filter((r) => r.threads === threads && r.fusedRatio !== undefined).map((r) => r.fusedRatio!);
+    if (fused.length) rows.push(`geometric mean of fused/unfused, ${threads} thread${threads === 1 ? "" : "s"}: ${geomean(fused).toFixed(2)} over ${fused.length} model${fused.length === 1 ? "" : "s"}`);
   }
   return rows.join("\n");
 }

@@ -46,6 +46,8 @@ export interface PipelineOptions {
   extraCflags?: string[];
   /** false: no fusion passes, one kernel per node (--no-fuse) */
   fuse?: boolean;
+  /** whether to take the fusions only CPU kernels can run (default: cpuFusionsOn(target)); edgec profile's CPU build of a GPU target must make the GPU build's kernels */
+  cpuFusions?: boolean;
   /** the most bytes of activation memory (arena and kernel scratch) the build may need (--memory-budget) */
   memoryBudget?: number;
   /** the memory scheduler's time limit; past it the best order found is used (DEFAULT_TIME_LIMIT_MS, shared with the rewrites it tries) */
@@ -78,12 +80,12 @@ type GraphPass = {
   fusion?: boolean;
   whenPeakDrops?: boolean;
   /** another result to schedule beside run's (undefined: none); the lower peak is kept, run's on a tie */
-  variant?: (g: Graph, ran: Graph) => Graph | undefined;
+  variant?: (g: Graph, ran: Graph, opts?: GraphPassOptions) => Graph | undefined;
 };
 
-/** What graph passes are told of the target (see concatViewsOn). */
+/** What graph passes are told of the target (see cpuFusionsOn). */
 export interface GraphPassOptions {
-  concatViews?: boolean;
+  cpuFusions?: boolean;
 }
 
 /**
@@ -100,15 +102,20 @@ export const GRAPH_PASSES: GraphPass[] = [
   { name: "rewrite-concat", run: rewriteConcat, whenPeakDrops: true },
   // A concat view's buffer is live whole from its first slice on, which can raise the peak above
   // copying the slices in (see select-fusion): fusion without them is scheduled too.
-  { name: "fuse", run: (g, o) => fuse(g, { concatViews: o?.concatViews }), fusion: true, variant: (g, ran) => (ran.nodes.some((n) => n.op === "ConcatView") ? fuse(g, { concatViews: false }) : undefined) },
+  {
+    name: "fuse",
+    run: (g, o) => fuse(g, { concatViews: o?.cpuFusions, stitchReductions: o?.cpuFusions }),
+    fusion: true,
+    variant: (g, ran, o) => (ran.nodes.some((n) => n.op === "ConcatView") ? fuse(g, { concatViews: false, stitchReductions: o?.cpuFusions }) : undefined),
+  },
 ];
 
 /**
- * Whether Concats may be written in place (select-fusion's concat views) on a target: not where
- * kernels can be split between the CPU and an OpenCL GPU, whose copies move whole tensors, not the
- * slices of one.
+ * Whether a target takes the fusions only CPU kernels can run: concat views (not where kernels can
+ * be split between the CPU and an OpenCL GPU, whose copies move whole tensors, not the slices of
+ * one) and stitched reductions (their per-thread partial results have no OpenCL form).
  */
-export const concatViewsOn = (t: Target) => backendFor(t).device !== "gpu";
+export const cpuFusionsOn = (t: Target) => backendFor(t).device !== "gpu";
 
 /** What loop passes know of the device the kernels run on: float32 lanes per vector (1: none). */
 export interface LoopShape {
@@ -185,7 +192,7 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
         return { g: no.g, dumps: [...dumps, [p.name, note], ...no.dumps] };
       }
       const ran = p.run(g, opts);
-      const variant = p.variant?.(g, ran);
+      const variant = p.variant?.(g, ran, opts);
       if (variant) {
         const yes = finish(ran, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(ran) : ""]], share / 2);
         const no = finish(variant, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(variant) : ""]], share / 2);
@@ -296,7 +303,7 @@ export const sanitizeName = (n: string) => n.replace(/[^A-Za-z0-9_]/g, "_").repl
 export function compileModel(model: string, opts: PipelineOptions): Compiled {
   const backend = backendFor(opts.target);
   const imported = importOnnx(model, { inputShapes: opts.inputShapes, bind: opts.bind });
-  let graph = runGraphPasses(imported.graph, { ...opts, concatViews: concatViewsOn(opts.target) });
+  let graph = runGraphPasses(imported.graph, { ...opts, cpuFusions: opts.cpuFusions ?? cpuFusionsOn(opts.target) });
   const missing = unloweredOps(graph);
   if (missing.length) throw new EdgecError(`${basename(model)}: ${missing.length} unsupported op${missing.length > 1 ? "s" : ""}: ${missing.join("; ")}`, 2, missing);
   const name = sanitizeName(opts.name ?? "model");

@@ -14,7 +14,7 @@ import { buildArtifact } from "./artifact.js";
 import { randomInputs } from "./bench.js";
 import { fileSha256 } from "./costs.js";
 import { specializeInputs } from "./inputs.js";
-import type { PipelineOptions } from "./pipeline.js";
+import { cpuFusionsOn, type PipelineOptions } from "./pipeline.js";
 import { matchInputs, parseHarness, type HarnessOutput } from "./run.js";
 import { VERSION } from "./version.js";
 
@@ -79,7 +79,7 @@ export async function profileModel(model: string, o: ProfileOptions): Promise<Co
     const builds = await Promise.all(
       (["cpu", "gpu"] as const).map(async (device) => {
         const target = forDevice(o.target, device, here);
-        const r = await buildArtifact(model, join(stage, device), { ...o, target, inputShapes: spec.inputShapes, bind: spec.bind, placement: undefined, costs: undefined, profile: true });
+        const r = await buildArtifact(model, join(stage, device), { ...o, target, cpuFusions: cpuFusionsOn(o.target), inputShapes: spec.inputShapes, bind: spec.bind, placement: undefined, costs: undefined, profile: true });
         if (!r.manifest.runProgram) throw new EdgecError(`profile: the ${device} build has no run program (${r.skipped ?? "its compiler is missing"})`, 3);
         return r;
       }),

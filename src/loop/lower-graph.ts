@@ -2,7 +2,9 @@ import { EdgecError } from "../core/diag.js";
 import { isAlias, type Graph, type Node } from "../graph/ir.js";
 import type { MemoryPlan } from "../graph/passes/plan-memory.js";
 import type { DType } from "../core/dtype.js";
-import { Names, cst, let_, load, nest, store, vr, type Ref } from "./build.js";
+import { Names, add, cst, flat, int, let_, load, mul, nest, set, store, threadId, vr, type Ref } from "./build.js";
+import { numel } from "../core/tensor.js";
+import { STITCH } from "./lower/stitch.js";
 import { touched, type Buffer, type BufferKind, type Expr, type Kernel, type Program, type Stmt } from "./ir.js";
 import { AT, LOWERINGS } from "./lower/index.js";
 import type { CpuShape, GpuShape, LowerCtx } from "./lower/types.js";
@@ -20,9 +22,11 @@ type Resolve = (value: string) => Ref & { data?: Buffer["data"] };
  * One fused group as one kernel: the anchor's own lowering runs with hooked Refs. Inputs produced
  * by inlined members are computed where the anchor reads them (their `at` form); the anchor's
  * result, when the group has an epilogue, goes through the epilogue members (each bound to a local)
- * and only the last one's value is stored.
+ * and only the last one's value is stored; or, when the last is a stitched reduction (see
+ * lower/stitch.ts), folded into this thread's partial result: the partials start at the
+ * reduction's identity before the anchor's loops and are combined into its output after them.
  */
-function lowerFused(n: Node, refOf: Resolve, names: Names, extra: Extra): Stmt[] {
+function lowerFused(n: Node, refOf: Resolve, names: Names, extra: Extra, partials: Partials): Stmt[] {
   const f = n.fused!;
   const producer = new Map<string, Node>();
   for (const m of f.body) for (const o of m.outputs) if (o) producer.set(o, m);
@@ -51,6 +55,11 @@ function lowerFused(n: Node, refOf: Resolve, names: Names, extra: Extra): Stmt[]
       };
       bind(o, val);
       epilogue.forEach((e, k) => {
+        if (stitch && e === last) {
+          const at = add(mul(threadId, int(reduced)), flat(refOf(e.outputs[0]).shape, stitch.into(idx)));
+          body.push({ k: "store", buf: part!.buf, idx: at, val: stitch.combine({ k: "load", buf: part!.buf, idx: at, dtype: "float32" }, load(refIn(e.inputs[0], env)!, idx)) });
+          return;
+        }
         const value = AT[e.op]({ node: e, ins: e.inputs.map((i) => refIn(i, env)), outs: [shell(e.outputs[0])], names })(idx);
         if (k === epilogue.length - 1) body.push(store(refOf(e.outputs[0]), idx, value));
         else bind(e.outputs[0], value);
@@ -58,9 +67,34 @@ function lowerFused(n: Node, refOf: Resolve, names: Names, extra: Extra): Stmt[]
       return { k: "block", body };
     },
   });
+  // A stitched reduction ends the epilogue: partial results per thread, combined after the anchor's loops.
+  const last = epilogue[epilogue.length - 1];
+  const stitch = last && STITCH[last.op];
+  const reduced = stitch ? numel(refOf(last.outputs[0]).shape) : 0;
+  const part = stitch ? partials.region(reduced) : undefined;
   const ins = anchor.inputs.map((i) => refIn(i, new Map()));
   const outs = anchor.outputs.map((o) => (!o ? { buf: "", dtype: "float32" as const, shape: [] } : epilogue.length ? viaEpilogue(o) : refOf(o)));
-  return LOWERINGS[anchor.op]({ node: anchor, ins, outs, names, ...extra });
+  const body = LOWERINGS[anchor.op]({ node: anchor, ins, outs, names, ...extra });
+  if (!stitch) return body;
+  const y = refOf(last.outputs[0]);
+  const count = numel(refOf(last.inputs[0]).shape) / reduced;
+  const init = nest(names, [partials.threads * reduced], ([i]) => [{ k: "store", buf: part!.buf, idx: i, val: cst(stitch.init) }], false);
+  const finish = nest(names, y.shape, (idx) => {
+    const acc = names.next("acc"), t = names.next("t");
+    const partial = (thread: Expr): Expr => ({ k: "load", buf: part!.buf, idx: add(mul(thread, int(reduced)), flat(y.shape, idx)), dtype: "float32" });
+    return [
+      let_(acc, "float32", partial(int(0))),
+      ...(partials.threads > 1 ? [{ k: "for", v: t, n: partials.threads - 1, body: [set(acc, stitch.combine(vr(acc, "float32"), partial(add(vr(t), int(1)))))] } as Stmt] : []),
+      store(y, idx, stitch.finish(vr(acc, "float32"), count)),
+    ];
+  }, false);
+  return [...init, ...body, ...finish];
+}
+
+/** Per-thread partial results of stitched reductions: `region(elems)` gives each of `threads` threads `elems` float32. */
+interface Partials {
+  threads: number;
+  region: (elems: number) => Ref;
 }
 
 type Extra = Pick<LowerCtx, "cpu" | "gpu" | "constant" | "scratch" | "shared">;
@@ -151,6 +185,15 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
     if (!buffers.has("scratch_shared")) buffers.set("scratch_shared", { name: "scratch_shared", value: "shared scratch", dtype: "float32", shape: [0], kind: "arena", offset: 0 });
     return { buf: "scratch_shared", dtype: "float32", shape: [elems] };
   };
+  let partialElems = 0;
+  const partials: Partials = {
+    threads,
+    region: (elems) => {
+      partialElems = Math.max(partialElems, threads * elems);
+      if (!buffers.has("scratch_partial")) buffers.set("scratch_partial", { name: "scratch_partial", value: "partial results per thread", dtype: "float32", shape: [0], kind: "arena", offset: 0 });
+      return { buf: "scratch_partial", dtype: "float32", shape: [threads * elems] };
+    },
+  };
   const extra: Extra = { cpu: opts.cpu, gpu: opts.gpu, constant, scratch, shared };
 
   g.nodes.forEach((n, k) => {
@@ -162,7 +205,7 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
     if (n.op === "ConcatView") return;
     const names = new Names();
     let body: Stmt[];
-    if (n.fused) body = lowerFused(n, refOf, names, extra);
+    if (n.fused) body = lowerFused(n, refOf, names, extra, partials);
     else {
       const ins = n.inputs.map((i) => (i ? refOf(i) : undefined));
       const outs = n.outputs.map((o) => (o ? refOf(o) : { buf: "", dtype: "float32" as const, shape: [] }));
@@ -195,6 +238,11 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
     const at = Math.ceil(arenaBytes / 64) * 64;
     Object.assign(buffers.get("scratch_shared")!, { shape: [sharedElems], offset: at });
     arenaBytes = at + sharedElems * 4;
+  }
+  if (partialElems) {
+    const at = Math.ceil(arenaBytes / 64) * 64;
+    Object.assign(buffers.get("scratch_partial")!, { shape: [partialElems], offset: at });
+    arenaBytes = at + partialElems * 4;
   }
   return { name: g.name, buffers, kernels, inputs, outputs, arenaBytes };
 }

@@ -1,10 +1,10 @@
-import { spawnSync } from "node:child_process";
 import { statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, test } from "vitest";
 import { formatBenchTable, type BenchResult } from "../../src/driver/bench.js";
 import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
+import { edgecCli } from "../helpers/run.js";
 
 /**
  * `edgec bench` end to end through the built CLI (dist/ must be built: `make test` does). Speed is
@@ -15,10 +15,7 @@ const DSCNN = join(ROOT, "..", "shared", "corpus", "models", "dscnn_kws", "model
 const work = tempDir("edgec-bench-test-");
 afterAll(() => work.cleanup());
 
-function edgec(...args: string[]) {
-  const r = spawnSync(process.execPath, [join(ROOT, "bin", "edgec.js"), ...args], { cwd: work.dir, encoding: "utf8", env: { ...process.env, EDGEC_DEBUG: "" } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const edgec = (...args: string[]) => edgecCli(args, { cwd: work.dir, env: { ...process.env, EDGEC_DEBUG: "" } });
 
 const weights = (name: string, dims: number[]) =>
   tensorProto(name, T.FLOAT, dims, { floatData: Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => ((i * 37) % 17) / 17 - 0.5) });
@@ -48,8 +45,8 @@ const tiny = () =>
 const TINY_MACS = 6 * 4 * 4 * (2 * 3 * 3) + 6 * 4 * 4 * (3 * 2 * 2) + 3 * 8 * 5 * 8 + 10 * 120;
 
 describe("edgec bench", () => {
-  test("--target wasm32 runs the model and the FMA peak probe as WebAssembly in Node, against onnxruntime-web", () => {
-    const r = edgec("bench", DSCNN, "--target", "wasm32", "--runs", "3", "--warmup", "1", "--compare-ort", "--json");
+  test("--target wasm32 runs the model and the FMA peak probe as WebAssembly in Node, against onnxruntime-web", async () => {
+    const r = await edgec("bench", DSCNN, "--target", "wasm32", "--runs", "3", "--warmup", "1", "--compare-ort", "--json");
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as BenchResult;
     expect(j.target).toBe("wasm32");
@@ -66,14 +63,14 @@ describe("edgec bench", () => {
     expect(j.downloadBytes).toBeGreaterThan(0);
     expect(j.downloadBytes).toBeLessThan(j.wasmBytes!);
     expect(j.downloadBytes).toBeLessThan(j.modelBytes!);
-    const text = edgec("bench", DSCNN, "--target", "wasm32", "--runs", "2", "--warmup", "0", "--compare-ort");
+    const text = await edgec("bench", DSCNN, "--target", "wasm32", "--runs", "2", "--warmup", "0", "--compare-ort");
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout).toMatch(/^size +download \(model\.wasm\.gz, data\.z, weights\.z\) [\d.]+ KiB, model file [\d.]+ KiB \([\d.]+x\); model\.wasm \+ weights\.bin [\d.]+ KiB uncompressed$/m);
     expect(text.stdout).toMatch(/^ratio +[\d.]+ \(edgec \/ onnxruntime-web\)$/m);
   });
 
-  test("a corpus model: --runs 3 --json gives a positive median and the measurements beside it", () => {
-    const r = edgec("bench", DSCNN, "--runs", "3", "--warmup", "1", "--threads", "1", "--json");
+  test("a corpus model: --runs 3 --json gives a positive median and the measurements beside it", async () => {
+    const r = await edgec("bench", DSCNN, "--runs", "3", "--warmup", "1", "--threads", "1", "--json");
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as BenchResult;
     expect(j.medianMs).toBeGreaterThan(0);
@@ -86,9 +83,9 @@ describe("edgec bench", () => {
     expect(j.ortMedianMs).toBeUndefined();
   });
 
-  test("the FLOP count of a hand-built model matches a hand count; its outputs agree with onnxruntime", () => {
+  test("the FLOP count of a hand-built model matches a hand count; its outputs agree with onnxruntime", async () => {
     const model = work.write("tiny.onnx", tiny());
-    const r = edgec("bench", model, "--runs", "3", "--warmup", "1", "--threads", "1", "--compare-ort", "--json");
+    const r = await edgec("bench", model, "--runs", "3", "--warmup", "1", "--threads", "1", "--compare-ort", "--json");
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as BenchResult;
     expect(j.macs).toBe(TINY_MACS);
@@ -100,6 +97,21 @@ describe("edgec bench", () => {
     expect(j.ortMaxRssKb).toBeGreaterThan(j.ortNodeRssKb!);
     expect(j.ortEngine).toBe("onnxruntime-node");
     expect(j.wasmBytes).toBeUndefined();
+    expect(j.unfusedMedianMs).toBeUndefined();
+  });
+
+  test("--compare-unfused times the --no-fuse build in the same rounds", async () => {
+    const r = await edgec("bench", DSCNN, "--runs", "2", "--warmup", "0", "--threads", "1", "--compare-unfused", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as BenchResult;
+    expect(j.unfusedMedianMs).toBeGreaterThan(0);
+    expect(j.fusedRatio).toBeCloseTo(j.medianMs / j.unfusedMedianMs!, 10);
+    const text = await edgec("bench", DSCNN, "--runs", "2", "--warmup", "0", "--threads", "1", "--compare-unfused");
+    expect(text.stdout).toMatch(/^unfused +median [\d.]+ ms \(--no-fuse\): fused \/ unfused [\d.]+$/m);
+    const table = formatBenchTable([{ ...j, unfusedMedianMs: 2 * j.medianMs, fusedRatio: 0.5 }]);
+    expect(table).toContain("| unfused ms | fused/unfused |");
+    expect(table).toContain(" | 0.50 |");
+    expect(table).toContain("geometric mean of fused/unfused, 1 thread: 0.50 over 1 model");
   });
 
   test.each([
@@ -107,8 +119,8 @@ describe("edgec bench", () => {
     [[DSCNN, "--threads", "0"], /--threads: '0' is not a whole number >= 1/],
     [[DSCNN, "--threads", "two"], /--threads: 'two' is not a whole number >= 1/],
     [[DSCNN, "--runs", "1.5"], /--runs: '1\.5' is not a whole number >= 1/],
-  ])("bad input %j: one clear error line, exit 2", (args, message) => {
-    const r = edgec("bench", ...args);
+  ])("bad input %j: one clear error line, exit 2", async (args, message) => {
+    const r = await edgec("bench", ...args);
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(r.stderr).toMatch(/^edgec: error: /);

@@ -51,7 +51,7 @@ describe("concat views", () => {
     expect(g.nodes.find((n) => n.outputs[0] === "ra")?.fused?.reason).toBe("Conv kernel, epilogue [Relu]");
     const off = g.memory.offsets;
     expect([off.rb - off.cat, off.p - off.cat, off.ra - off.cat]).toEqual([6 * 64 * 4, 11 * 64 * 4, 0]);
-    const off2 = runGraphPasses(importOnnx(file, {}).graph, { concatViews: false });
+    const off2 = runGraphPasses(importOnnx(file, {}).graph, { cpuFusions: false });
     expect(off2.nodes.some((n) => n.op === "ConcatView")).toBe(false);
     expect(bytesMoved(g)).toBeLessThan(bytesMoved(off2));
     expect(g.schedule.peakBytes).toBeLessThan(off2.schedule.peakBytes);

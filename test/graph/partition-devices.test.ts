@@ -157,7 +157,7 @@ describe("partition-devices", () => {
 
   const models = readdirSync(join(CORPUS, "models")).sort();
   it.each(["jetson-orin", "rk3588", "jetson-nano"].flatMap((t) => models.map((m) => [t, m])))("%s, %s: never predicted slower than all on the CPU or all on the GPU", (t, m) => {
-    const g = runGraphPasses(importOnnx(join(CORPUS, "models", m, "model.onnx")).graph, { concatViews: false });
+    const g = runGraphPasses(importOnnx(join(CORPUS, "models", m, "model.onnx")).graph, { cpuFusions: false });
     const { predicted } = partitionDevices(g, loadTarget(t)).placement;
     expect(predicted.partitionedMs).toBeLessThanOrEqual(Math.min(predicted.cpuMs, predicted.gpuMs) * (1 + 1e-12));
   });

@@ -7,7 +7,7 @@ import { attr, modelBytes, node, T, tensorProto, valueInfo } from "./onnx-builde
 /**
  * A seeded generator of small random ONNX graphs (opset 17) built from the ops fusion touches:
  * elementwise ops with broadcasting, Clip, Where, reductions, layout ops, Softmax, and MatMul/Conv
- * with constant weights as anchors. Graphs fan out (a value read by several nodes) and may return
+ * with constant weights as anchors (a Conv sometimes followed by a global pool). Graphs fan out (a value read by several nodes) and may return
  * intermediates. Used by test/graph/fuse-random.test.ts.
  */
 const MAX_ELEMS = 2048;
@@ -262,7 +262,12 @@ function addOp(g: SubGraph, r: Rng): boolean {
       const w = g.constF([m, depthwise ? 1 : c, ...kernel], () => r.uniform(-1, 1) / Math.sqrt(fanIn));
       const ins = [x.name, w, ...(r.chance(0.5) ? [g.constF([m], () => r.uniform(-0.5, 0.5))] : [])];
       const attrs = [attr.ints("kernel_shape", kernel), attr.ints("pads", pads), attr.ints("strides", strides), ...(depthwise ? [attr.i("group", c)] : [])];
-      g.emit("Conv", ins, [s[0], m, ...outSp], x.bound * Math.sqrt(fanIn) + 0.5, attrs);
+      const y = g.emit("Conv", ins, [s[0], m, ...outSp], x.bound * Math.sqrt(fanIn) + 0.5, attrs);
+      // A global pool of the map, which fusion may stitch into the Conv (through an activation).
+      if (r.chance(0.3)) {
+        const a = r.chance(0.5) ? g.emit(r.pick(["Relu", "Sigmoid"]), [y.name], y.shape, y.bound) : y;
+        g.emit(r.pick(["GlobalAveragePool", "GlobalMaxPool"]), [a.name], [s[0], m, ...outSp.map(() => 1)], a.bound);
+      }
       return true;
     }
     default:

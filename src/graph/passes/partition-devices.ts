@@ -155,7 +155,7 @@ export function partitionDevices(g: Graph, target: Target, costs?: Costs, object
   const cpu = target.devices.find((d) => d.kind === "cpu") ?? { kind: "cpu", name: "CPU" };
   const gpu = target.devices.find((d) => d.kind === "gpu" && d.api === "opencl");
   if (!gpu) throw new Error(`partitionDevices: target '${target.name}' has no OpenCL GPU`);
-  if (g.nodes.some((n) => n.op === "ConcatView")) throw new Error("partitionDevices: the graph has concat views, which a CPU/GPU split cannot copy (see concatViewsOn)");
+  if (g.nodes.some((n) => n.op === "ConcatView")) throw new Error("partitionDevices: the graph has concat views, which a CPU/GPU split cannot copy (see cpuFusionsOn)");
   const time = timing(g, gpu, costs);
   const m = loadModel(g, cpu, gpu, time);
   const kernels = m.kernels;

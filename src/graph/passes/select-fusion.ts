@@ -10,6 +10,8 @@ import { ELEMENTWISE_OPS } from "../ops/elementwise.js";
  *    it, instead of being written and read back, when the rules below say recomputation is cheap;
  * 3. epilogues: an elementwise consumer that is the only reader of a kernel's result is applied to
  *    each result before it is stored (Conv → Clip, MatMul → Add → Gelu, ReduceMean → Sqrt, ...);
+ *    A Conv's epilogue may end in a global pooling that is its result's only reader (stitched): each
+ *    result is folded into the pooled output on its way out, so the map itself is never stored;
  * 4. concat views: a Concat that would be a kernel of its own (not inlined into its readers), whose
  *    inputs each occupy one contiguous range of its output (every dim before the axis is 1) and
  *    are written by kernels anyway (a Conv, a pool, or such a kernel's
@@ -37,6 +39,9 @@ export interface FusionDecision {
 }
 
 export const VIEW_OPS = new Set(["Reshape", "Flatten", "Squeeze", "Unsqueeze"]);
+
+/** Reductions that can end a Conv's epilogue (the loop layer folds each result into them as it is stored). */
+export const STITCHED_REDUCTIONS = new Set(["GlobalAveragePool", "GlobalMaxPool"]);
 
 /** Ops whose value at an index is a read of one input element: inlined at no arithmetic cost. */
 const INDEX_OPS: Record<string, (n: Node) => boolean> = {
@@ -68,6 +73,8 @@ export const isIndexOnly = (n: Node) => !!INDEX_OPS[n.op]?.(n);
 export interface FusionOptions {
   /** false: every Concat copies (a CPU/GPU split copies whole tensors between devices, not slices) */
   concatViews?: boolean;
+  /** false: no stitched reductions (their kernels keep per-thread partial results, which only the C backend has) */
+  stitchReductions?: boolean;
 }
 
 /** Whether the op always runs as a kernel of its own: neither a view nor ever inlined. */
@@ -182,6 +189,12 @@ export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision
       taken.add(e.name);
       v = e.outputs[0];
     }
+    const r = effectiveReaders(v);
+    if (opts.stitchReductions !== false && n.op === "Conv" && !graphOutputs.has(v) && r.length === 1 && STITCHED_REDUCTIONS.has(r[0].op) && !taken.has(r[0].name) &&
+      g.values.get(r[0].outputs[0])!.dtype === "float32" && elementwisePath(v, r[0]) && !readsLater(r[0], n)) {
+      chain.push(r[0].name);
+      taken.add(r[0].name);
+    }
     if (chain.length) epilogueOf.set(n.name, chain);
   }
 
@@ -208,13 +221,15 @@ export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision
     if (members.size === 1) continue;
     const sorted = [...members].sort((a, b) => order.get(a)! - order.get(b)!);
     const ops = (names: string[]) => names.map((m) => nodeByName.get(m)!.op).join(", ");
-    const after = sorted.filter((m) => m !== n.name && !intoAnchor.has(m));
+    const last = epilogue.length ? nodeByName.get(epilogue[epilogue.length - 1])! : n;
+    const stitched = STITCHED_REDUCTIONS.has(last.op) ? last.name : undefined;
+    const after = sorted.filter((m) => m !== n.name && !intoAnchor.has(m) && m !== stitched);
     const reason = [
       `${n.op} kernel`,
       intoAnchor.size ? `inlined producers [${ops(sorted.filter((m) => intoAnchor.has(m)))}]` : "",
       after.length ? `epilogue [${ops(after)}]` : "",
+      stitched ? `stitched ${last.op}` : "",
     ].filter(Boolean).join(", ");
-    const last = epilogue.length ? nodeByName.get(epilogue[epilogue.length - 1])! : n;
     groups.push({
       anchor: n.name,
       members: sorted,

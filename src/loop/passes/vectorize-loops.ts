@@ -72,13 +72,16 @@ function split(s: Extract<Stmt, { k: "for" }>, from: number, width: number): Stm
 const size = (ss: Stmt[]): number =>
   ss.reduce((n, s) => n + (s.k === "for" ? s.n * size(s.body) : s.k === "block" ? size(s.body) : s.k === "if" ? size(s.then) + size(s.else ?? []) : 1), 0);
 
-/** The body with its loops unrolled (each iteration a block binding the variable), when that stays small. */
+/** Whether `ss` reads variable `v` (a loop over a broadcast dimension may not: its binding would be unused). */
+const reads = (ss: Stmt[], v: string) => JSON.stringify(ss).includes(`"name":"${v}"`);
+
+/** The body with its loops unrolled (each iteration a block binding the variable it reads), when that stays small. */
 function unrolled(ss: Stmt[]): Stmt[] | undefined {
   if (size(ss) > MAX_UNROLLED) return undefined;
   const go = (xs: Stmt[]): Stmt[] =>
     xs.flatMap((s): Stmt[] =>
       s.k === "for"
-        ? Array.from({ length: s.n }, (_, i): Stmt => ({ k: "block", body: [let_(s.v, "int32", int(i)), ...go(s.body)] }))
+        ? Array.from({ length: s.n }, (_, i): Stmt => ({ k: "block", body: [...(reads(s.body, s.v) ? [let_(s.v, "int32", int(i))] : []), ...go(s.body)] }))
         : s.k === "block" ? [{ ...s, body: go(s.body) }] : s.k === "if" ? [{ ...s, then: go(s.then), else: s.else && go(s.else) }] : [s],
     );
   return go(ss);

@@ -1,0 +1,76 @@
+import ort from "onnxruntime-node";
+import { afterAll, describe, expect, it } from "vitest";
+import { buildArtifact } from "../../src/driver/artifact.js";
+import { runGraphPasses } from "../../src/driver/pipeline.js";
+import { runArtifact } from "../../src/driver/run.js";
+import { compare } from "../../src/driver/verify.js";
+import { importOnnx } from "../../src/frontend/onnx/import.js";
+import { bytesMoved } from "../../src/graph/cost.js";
+import { loadTarget } from "../../src/target/load.js";
+import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
+
+let seed = 11;
+const rand = (n: number) => Array.from({ length: n }, () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
+const weight = (name: string, dims: number[]) => tensorProto(name, T.FLOAT, dims, { floatData: rand(dims.reduce((a, b) => a * b, 1)).map((v) => v * 0.3) });
+const X = [1, 5, 20, 20];
+
+/**
+ * Global poolings after Convs: a 3×3 Conv → Clip → GlobalAveragePool and a 1×1 Conv → Relu →
+ * GlobalMaxPool (400 columns: several column tiles, split between threads), a depthwise Conv →
+ * GlobalAveragePool, and a Conv whose result a Sigmoid also reads (stored, so not stitched).
+ */
+const bytes = modelBytes({
+  inputs: [valueInfo("x", T.FLOAT, X)],
+  initializers: [weight("wa", [8, 5, 3, 3]), weight("ba", [8]), weight("wb", [6, 5, 1, 1]), weight("wd", [5, 1, 3, 3]), weight("wc", [4, 5, 1, 1]), tensorProto("lo", T.FLOAT, [], { floatData: [0] }), tensorProto("hi", T.FLOAT, [], { floatData: [0.5] })],
+  nodes: [
+    node("Conv", ["x", "wa", "ba"], ["a"], [attr.ints("pads", [1, 1, 1, 1])]),
+    node("Clip", ["a", "lo", "hi"], ["ca"]),
+    node("GlobalAveragePool", ["ca"], ["ya"]),
+    node("Conv", ["x", "wb"], ["b"]),
+    node("Relu", ["b"], ["rb"]),
+    node("GlobalMaxPool", ["rb"], ["yb"]),
+    node("Conv", ["x", "wd"], ["d"], [attr.i("group", 5), attr.ints("pads", [1, 1, 1, 1]), attr.ints("strides", [2, 2])]),
+    node("GlobalAveragePool", ["d"], ["yd"]),
+    node("Conv", ["x", "wc"], ["c"]),
+    node("GlobalAveragePool", ["c"], ["yc"]),
+    node("Sigmoid", ["c"], ["z"]),
+  ],
+  outputs: ["ya", "yb", "yd", "yc", "z"].map((n) => valueInfo(n, T.FLOAT)),
+});
+
+const work = tempDir("edgec-stitch-");
+afterAll(() => work.cleanup());
+const file = work.write("stitch.onnx", bytes);
+
+describe("reductions stitched into a Conv's epilogue", () => {
+  it("end the epilogue of the Conv whose result only they read; the map is never stored", () => {
+    const g = runGraphPasses(importOnnx(file, {}).graph, {});
+    const reason = (out: string) => g.nodes.find((n) => n.outputs[0] === out)?.fused?.reason;
+    expect(reason("ya")).toBe("Conv kernel, epilogue [Clip], stitched GlobalAveragePool");
+    expect(reason("yb")).toBe("Conv kernel, epilogue [Relu], stitched GlobalMaxPool");
+    expect(reason("yd")).toBe("Conv kernel, stitched GlobalAveragePool");
+    expect(g.memory.offsets.a).toBeUndefined();
+    // c is also the Sigmoid's: stored, and pooled by a kernel of its own.
+    expect(g.nodes.find((n) => n.outputs[0] === "yc")?.op).toBe("GlobalAveragePool");
+    const off = runGraphPasses(importOnnx(file, {}).graph, { cpuFusions: false });
+    const anchorOp = (n: (typeof off.nodes)[number]) => (n.fused ? n.fused.body.find((m) => m.name === n.fused!.anchor)!.op : n.op);
+    expect(off.nodes.filter((n) => anchorOp(n).startsWith("Global"))).toHaveLength(4);
+    expect(bytesMoved(g)).toBeLessThan(bytesMoved(off) - 2 * 4 * 8 * 400);
+  });
+
+  for (const t of ["host", "rpi4"]) {
+    it(`runs as onnxruntime does on ${t}, threads folding partial results`, async () => {
+      const x = Float32Array.from(rand(X.reduce((a, b) => a * b, 1)));
+      const session = await ort.InferenceSession.create(file);
+      const ref = await session.run({ x: new ort.Tensor("float32", x, X) });
+      const dir = work.dir + `/${t}`;
+      await buildArtifact(file, dir, { target: loadTarget(t) });
+      const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: X, data: x } });
+      ["ya", "yb", "yd", "yc", "z"].forEach((name, i) => {
+        const r = ref[name];
+        const cmp = compare(name, outputs[i], { dtype: "float32", shape: [...r.dims], data: r.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
+        expect(cmp.pass, `${name}: max abs error ${cmp.maxAbs}`).toBe(true);
+      });
+    });
+  }
+});
