@@ -56,7 +56,7 @@ function lowerFused(n: Node, refOf: Resolve, names: Names, extra: Extra, partial
       bind(o, val);
       epilogue.forEach((e, k) => {
         if (stitch && e === last) {
-          const at = add(mul(threadId, int(reduced)), flat(refOf(e.outputs[0]).shape, stitch.into(idx)));
+          const at = add(vr(base), flat(refOf(e.outputs[0]).shape, stitch.into(idx)));
           body.push({ k: "store", buf: part!.buf, idx: at, val: stitch.combine({ k: "load", buf: part!.buf, idx: at, dtype: "float32" }, load(refIn(e.inputs[0], env)!, idx)) });
           return;
         }
@@ -72,6 +72,7 @@ function lowerFused(n: Node, refOf: Resolve, names: Names, extra: Extra, partial
   const stitch = last && STITCH[last.op];
   const reduced = stitch ? numel(refOf(last.outputs[0]).shape) : 0;
   const part = stitch ? partials.region(reduced) : undefined;
+  const base = names.next("part");
   const ins = anchor.inputs.map((i) => refIn(i, new Map()));
   const outs = anchor.outputs.map((o) => (!o ? { buf: "", dtype: "float32" as const, shape: [] } : epilogue.length ? viaEpilogue(o) : refOf(o)));
   const body = LOWERINGS[anchor.op]({ node: anchor, ins, outs, names, ...extra });
@@ -88,7 +89,31 @@ function lowerFused(n: Node, refOf: Resolve, names: Names, extra: Extra, partial
       store(y, idx, stitch.finish(vr(acc, "float32"), count)),
     ];
   }, false);
-  return [...init, ...body, ...finish];
+  // This thread's partials start at `base`: bound once in each parallel loop (finding the thread is
+  // a call under OpenMP), and at the top for stores outside them.
+  const bind = let_(base, "int32", mul(threadId, int(reduced)));
+  const hoisted = inParallelLoops(body, bind, base);
+  return [...init, ...(readsOutsideParallelLoops(body, base) ? [bind] : []), ...hoisted, ...finish];
+}
+
+/** Whether `ss` reads variable `v` outside its parallel loops. */
+function readsOutsideParallelLoops(ss: Stmt[], v: string): boolean {
+  return ss.some((x) => {
+    if (x.k === "for") return !x.parallel && readsOutsideParallelLoops(x.body, v);
+    if (x.k === "block") return readsOutsideParallelLoops(x.body, v);
+    if (x.k === "if") return JSON.stringify(x.c).includes(`"name":"${v}"`) || readsOutsideParallelLoops([...x.then, ...(x.else ?? [])], v);
+    return JSON.stringify(x).includes(`"name":"${v}"`);
+  });
+}
+
+/** `ss` with `s`, the binding of `v`, first in the body of each outermost parallel loop that reads v. */
+function inParallelLoops(ss: Stmt[], s: Stmt, v: string): Stmt[] {
+  return ss.map((x): Stmt => {
+    if (x.k === "for") return x.parallel ? (JSON.stringify(x.body).includes(`"name":"${v}"`) ? { ...x, body: [s, ...x.body] } : x) : { ...x, body: inParallelLoops(x.body, s, v) };
+    if (x.k === "block") return { ...x, body: inParallelLoops(x.body, s, v) };
+    if (x.k === "if") return { ...x, then: inParallelLoops(x.then, s, v), else: x.else && inParallelLoops(x.else, s, v) };
+    return x;
+  });
 }
 
 /** Per-thread partial results of stitched reductions: `region(elems)` gives each of `threads` threads `elems` float32. */
