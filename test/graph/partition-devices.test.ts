@@ -32,7 +32,8 @@ function smallNet(seed: number): Graph {
   const net = randWire(seed, { graph: "ER", nodes: [3 + (seed % 3)], p: 0.5, channels: 4 + (seed % 5) * 4, hw: 4 + (seed % 4) * 4, weighted: seed % 2 === 0 });
   const file = join(work.dir, `net${seed}.onnx`);
   writeFileSync(file, net.bytes);
-  return runGraphPasses(importOnnx(file).graph, {});
+  // partition-devices runs on GPU targets, without the CPU-only fusions.
+  return runGraphPasses(importOnnx(file).graph, { cpuFusions: false });
 }
 
 /** A target with one CPU and one GPU whose cost numbers come from `r`: splits in every direction. */
@@ -144,7 +145,7 @@ describe("partition-devices", () => {
     const net = randWire(3, { graph: "ER", nodes: [40], p: 0.05, channels: 8, hw: 8, weighted: false });
     const file = join(work.dir, "wide.onnx");
     writeFileSync(file, net.bytes);
-    const g = runGraphPasses(importOnnx(file).graph, {});
+    const g = runGraphPasses(importOnnx(file).graph, { cpuFusions: false });
     const kernels = g.nodes.filter((n) => n.op !== "View");
     const t = { ...loadTarget("rk3588"), devices: [{ kind: "cpu", name: "cpu", peakGflops: 1 }, { kind: "gpu", name: "gpu", api: "opencl", peakGflops: 1, launchUs: 0, transferLatencyUs: 0 }] } as Target;
     const { placement } = partitionDevices(g, t, undefined, "throughput");
