@@ -56,6 +56,9 @@ export interface GridDim {
   items: number;
 }
 
+/** Whether IR `x` (expressions or statements) names variable `v`: reads it, or binds or sets it. */
+export const mentionsVar = (x: Expr | Stmt | Stmt[], v: string): boolean => JSON.stringify(x).includes(`"name":"${v}"`);
+
 /** Lanes of a vector expression, 1 for a scalar. */
 export const lanesOf = (e: Expr): number => ("lanes" in e && e.lanes) || 1;
 

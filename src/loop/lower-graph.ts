@@ -5,7 +5,7 @@ import type { DType } from "../core/dtype.js";
 import { Names, add, cst, flat, int, let_, load, mul, nest, set, store, threadId, vr, type Ref } from "./build.js";
 import { numel } from "../core/tensor.js";
 import { STITCH } from "./lower/stitch.js";
-import { touched, type Buffer, type BufferKind, type Expr, type Kernel, type Program, type Stmt } from "./ir.js";
+import { mentionsVar, touched, type Buffer, type BufferKind, type Expr, type Kernel, type Program, type Stmt } from "./ir.js";
 import { AT, LOWERINGS } from "./lower/index.js";
 import type { CpuShape, GpuShape, LowerCtx } from "./lower/types.js";
 import type { Tensor } from "../core/tensor.js";
@@ -72,7 +72,7 @@ function lowerFused(n: Node, refOf: Resolve, names: Names, extra: Extra, partial
   const stitch = last && STITCH[last.op];
   const reduced = stitch ? numel(refOf(last.outputs[0]).shape) : 0;
   const part = stitch ? partials.region(reduced) : undefined;
-  const base = names.next("part");
+  const base = stitch ? names.next("part") : "";
   const ins = anchor.inputs.map((i) => refIn(i, new Map()));
   const outs = anchor.outputs.map((o) => (!o ? { buf: "", dtype: "float32" as const, shape: [] } : epilogue.length ? viaEpilogue(o) : refOf(o)));
   const body = LOWERINGS[anchor.op]({ node: anchor, ins, outs, names, ...extra });
@@ -101,15 +101,15 @@ function readsOutsideParallelLoops(ss: Stmt[], v: string): boolean {
   return ss.some((x) => {
     if (x.k === "for") return !x.parallel && readsOutsideParallelLoops(x.body, v);
     if (x.k === "block") return readsOutsideParallelLoops(x.body, v);
-    if (x.k === "if") return JSON.stringify(x.c).includes(`"name":"${v}"`) || readsOutsideParallelLoops([...x.then, ...(x.else ?? [])], v);
-    return JSON.stringify(x).includes(`"name":"${v}"`);
+    if (x.k === "if") return mentionsVar(x.c, v) || readsOutsideParallelLoops([...x.then, ...(x.else ?? [])], v);
+    return mentionsVar(x, v);
   });
 }
 
 /** `ss` with `s`, the binding of `v`, first in the body of each outermost parallel loop that reads v. */
 function inParallelLoops(ss: Stmt[], s: Stmt, v: string): Stmt[] {
   return ss.map((x): Stmt => {
-    if (x.k === "for") return x.parallel ? (JSON.stringify(x.body).includes(`"name":"${v}"`) ? { ...x, body: [s, ...x.body] } : x) : { ...x, body: inParallelLoops(x.body, s, v) };
+    if (x.k === "for") return x.parallel ? (mentionsVar(x.body, v) ? { ...x, body: [s, ...x.body] } : x) : { ...x, body: inParallelLoops(x.body, s, v) };
     if (x.k === "block") return { ...x, body: inParallelLoops(x.body, s, v) };
     if (x.k === "if") return { ...x, then: inParallelLoops(x.then, s, v), else: x.else && inParallelLoops(x.else, s, v) };
     return x;
@@ -259,15 +259,11 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
   for (const [name, b] of buffers) if (b.kind === "weight" && !used.has(name)) buffers.delete(name);
   if (scratchElems) buffers.get("scratch")!.shape = [threads * scratchElems];
   let arenaBytes = scratchElems ? scratchOffset + threads * scratchElems * 4 : g.memory.arenaBytes;
-  if (sharedElems) {
+  for (const [name, elems] of [["scratch_shared", sharedElems], ["scratch_partial", partialElems]] as const) {
+    if (!elems) continue;
     const at = Math.ceil(arenaBytes / 64) * 64;
-    Object.assign(buffers.get("scratch_shared")!, { shape: [sharedElems], offset: at });
-    arenaBytes = at + sharedElems * 4;
-  }
-  if (partialElems) {
-    const at = Math.ceil(arenaBytes / 64) * 64;
-    Object.assign(buffers.get("scratch_partial")!, { shape: [partialElems], offset: at });
-    arenaBytes = at + partialElems * 4;
+    Object.assign(buffers.get(name)!, { shape: [elems], offset: at });
+    arenaBytes = at + elems * 4;
   }
   return { name: g.name, buffers, kernels, inputs, outputs, arenaBytes };
 }

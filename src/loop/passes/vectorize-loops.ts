@@ -1,5 +1,5 @@
 import { add, bin, cst, int, let_, load, mul, set, splat, vlet, vr, vstore, vvar } from "../build.js";
-import type { BinOp, Expr, Kernel, Program, Stmt } from "../ir.js";
+import { mentionsVar, type BinOp, type Expr, type Kernel, type Program, type Stmt } from "../ir.js";
 import { vectorizeLanes } from "../vectorize.js";
 
 /**
@@ -27,7 +27,7 @@ function reduction(body: Stmt[]): { acc: string; op: BinOp; e: Expr } | undefine
   const s = body.length === 1 ? body[0] : undefined;
   if (s?.k !== "set" || s.val.k !== "bin" || REDUCE[s.val.op] === undefined || s.val.dtype !== "float32") return undefined;
   const { a, b, op } = s.val;
-  if (a.k !== "var" || a.name !== s.name || JSON.stringify(b).includes(`"name":"${s.name}"`)) return undefined;
+  if (a.k !== "var" || a.name !== s.name || mentionsVar(b, s.name)) return undefined;
   return { acc: s.name, op, e: b };
 }
 
@@ -72,16 +72,16 @@ function split(s: Extract<Stmt, { k: "for" }>, from: number, width: number): Stm
 const size = (ss: Stmt[]): number =>
   ss.reduce((n, s) => n + (s.k === "for" ? s.n * size(s.body) : s.k === "block" ? size(s.body) : s.k === "if" ? size(s.then) + size(s.else ?? []) : 1), 0);
 
-/** Whether `ss` reads variable `v` (a loop over a broadcast dimension may not: its binding would be unused). */
-const reads = (ss: Stmt[], v: string) => JSON.stringify(ss).includes(`"name":"${v}"`);
-
-/** The body with its loops unrolled (each iteration a block binding the variable it reads), when that stays small. */
+/**
+ * The body with its loops unrolled, when that stays small: each iteration a block binding the
+ * variable, where the body reads it (a loop over a broadcast dimension may not: the binding would be unused).
+ */
 function unrolled(ss: Stmt[]): Stmt[] | undefined {
   if (size(ss) > MAX_UNROLLED) return undefined;
   const go = (xs: Stmt[]): Stmt[] =>
     xs.flatMap((s): Stmt[] =>
       s.k === "for"
-        ? Array.from({ length: s.n }, (_, i): Stmt => ({ k: "block", body: [...(reads(s.body, s.v) ? [let_(s.v, "int32", int(i))] : []), ...go(s.body)] }))
+        ? Array.from({ length: s.n }, (_, i): Stmt => ({ k: "block", body: [...(mentionsVar(s.body, s.v) ? [let_(s.v, "int32", int(i))] : []), ...go(s.body)] }))
         : s.k === "block" ? [{ ...s, body: go(s.body) }] : s.k === "if" ? [{ ...s, then: go(s.then), else: s.else && go(s.else) }] : [s],
     );
   return go(ss);
