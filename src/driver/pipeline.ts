@@ -27,6 +27,7 @@ import { checkCosts, fileSha256 } from "./costs.js";
 import { lowerGraph, unloweredOps } from "../loop/lower-graph.js";
 import { printLoop } from "../loop/print.js";
 import { verifyLoop } from "../loop/verify.js";
+import { hoistInvariants } from "../loop/passes/hoist-invariants.js";
 import { simplify } from "../loop/passes/simplify.js";
 import { vectorizeLoops } from "../loop/passes/vectorize-loops.js";
 import type { Target } from "../target/schema.js";
@@ -124,6 +125,7 @@ export interface LoopShape {
 
 export const LOOP_PASSES: { name: string; run: (p: Program, s: LoopShape) => Program }[] = [
   { name: "simplify", run: simplify },
+  { name: "hoist-invariants", run: hoistInvariants },
   { name: "vectorize-loops", run: (p, s) => vectorizeLoops(p, s.lanes) },
 ];
 

@@ -5,7 +5,10 @@ import { afterAll, describe, expect, it } from "vitest";
 import { buildArtifact } from "../../src/driver/artifact.js";
 import { runArtifact } from "../../src/driver/run.js";
 import { compare } from "../../src/driver/verify.js";
-import { int, load, store, vr } from "../../src/loop/build.js";
+import { add, cst, int, let_, load, mul, store, vr } from "../../src/loop/build.js";
+import type { Program } from "../../src/loop/ir.js";
+import { vectorizeLoops } from "../../src/loop/passes/vectorize-loops.js";
+import { printLoop } from "../../src/loop/print.js";
 import { vectorizeLanes } from "../../src/loop/vectorize.js";
 import { loadTarget } from "../../src/target/load.js";
 import { attr, modelBytes, node, T, tempDir, valueInfo } from "../helpers/onnx-builder.js";
@@ -54,5 +57,21 @@ describe("vectorizeLanes", () => {
     const body = [store(y, [vr("i")], load(y, [{ k: "bin", op: "-", a: vr("i"), b: int(1), dtype: "int32" }]))];
     expect(vectorizeLanes(body, "i", int(1), 4)).toBeUndefined();
     expect(vectorizeLanes([store(y, [vr("i")], load(y, [vr("i")]))], "i", int(0), 4)).toBeDefined();
+  });
+});
+
+describe("vectorizeLoops", () => {
+  it("folds a loop that adds into one element of memory into a vector of partial sums, stored once", () => {
+    const t = { buf: "t", dtype: "float32" as const, shape: [16] };
+    const part = { buf: "part", dtype: "float32" as const, shape: [2] };
+    const e = vr("e", "float32");
+    // A stitched pool's epilogue: each value of a tile row, through its activation, into the row's partial sum.
+    const body = [{ k: "for" as const, v: "l", n: 16, body: [{ k: "block" as const, body: [let_("e", "float32", load(t, [vr("l")])), store(part, [int(1)], add(load(part, [int(1)]), mul(e, cst(2))))] }] }];
+    const buffers = new Map([t, part].map((r) => [r.buf, { name: r.buf, value: r.buf, dtype: r.dtype, shape: r.shape, kind: "input" as const }]));
+    const p: Program = { name: "p", buffers, kernels: [{ name: "k0", node: "n", op: "Fold", params: ["t", "part"], writes: ["part"], body }], inputs: ["t", "part"], outputs: [], arenaBytes: 0 };
+    const text = printLoop(vectorizeLoops(p, 4));
+    expect(text).toMatch(/for l_v4 in 0\.\.4 \{\n\s*float32x4 e = t\[/);
+    expect(text.match(/part\[1\] = /g)).toHaveLength(1);
+    expect(text).toContain("part[1] = (part[1] + l_acc)");
   });
 });

@@ -2,7 +2,7 @@ import { toNumbers, type Tensor } from "../../core/tensor.js";
 import { attrNum } from "../../graph/ir.js";
 import { convGeometry, gemmDims, matmulShape, poolGeometry, type Window } from "../../graph/ops/nn.js";
 import {
-  add, and, cast, cst, div, ge, int, le, let_, load, loadBroadcast, loadFlat, lt, max, mod, mul, nest, select, set, store, sub, vr,
+  add, and, cast, cst, div, ge, int, le, let_, load, loadBroadcast, loadFlat, lt, max, mod, mul, nest, select, set, store, sub, unflat, vr,
   if_, type Ref,
 } from "../build.js";
 import type { Expr, Stmt } from "../ir.js";
@@ -89,7 +89,9 @@ function gemmConv(c: LowerCtx): Stmt[] {
         const p = add(j0, j);
         let v: Expr, ok: Expr | undefined;
         if (pointwise) {
-          v = loadFlat(x!, add(mul(add(mul(n, int(C)), ci), int(P)), p));
+          // Through the spatial axes rather than one flat index: an inlined producer (a Slice of the
+          // channels) then reads p where it lies instead of dividing a flat index back into axes.
+          v = load(x!, [n, ci, ...unflat(x!.shape.slice(2), p)]);
           if (!full) ok = lt(p, int(P));
         } else {
           const ih = add({ k: "load", buf: at!.rows0, idx: j, dtype: "int32" }, mul(kh, int(dh)));

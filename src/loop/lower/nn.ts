@@ -5,7 +5,7 @@ import {
 } from "../../graph/ops/nn.js";
 import { opFail } from "../../graph/ops/types.js";
 import {
-  add, and, cast, cst, div, eq, ge, int, let_, load, loadBroadcast, lt, max, mod, mul, nest, set, store, sub, un, vr, if_,
+  add, and, cast, cst, div, eq, ge, int, let_, load, loadBroadcast, lt, max, mod, mul, nest, set, store, sub, un, unflat, vr, if_,
   type Names, type Ref,
 } from "../build.js";
 import type { Expr, Stmt } from "../ir.js";
@@ -184,11 +184,16 @@ const spatialAxes = (r: Ref) => r.shape.slice(2).map((_, i) => i + 2);
 function globalPool(isMax: boolean): Lowering {
   return ({ ins: [x], outs: [y], names }) => {
     const wt = work(y.dtype);
-    const count = x!.shape.slice(2).reduce((a, b) => a * b, 1);
-    return perGroup(names, x!.shape, spatialAxes(x!), (each, [n, c]) => {
+    const spatial = x!.shape.slice(2);
+    const count = spatial.reduce((a, b) => a * b, 1);
+    // Two spatial axes, contiguous, are walked as one: one vector accumulator per channel rather
+    // than a horizontal sum per row, and the index still folds back to one (h·W + w).
+    const flatSpatial = spatial.length === 2;
+    return perGroup(names, x!.shape, spatialAxes(x!), (perAxis, [n, c]) => {
+      const each = flatSpatial ? (f: (idx: Expr[]) => Stmt[]) => nest(names, [count], ([i]) => f([n, c, ...unflat(spatial, i)]), false) : perAxis;
       const acc = names.next("acc");
       const v = (idx: Expr[]) => rd(x!, idx, wt);
-      const zeros = x!.shape.slice(2).map(() => int(0));
+      const zeros = spatial.map(() => int(0));
       return [
         let_(acc, wt, isMax ? cst(-Infinity, wt) : cst(0, wt)),
         ...each((idx) => [set(acc, isMax ? max(local(acc, wt), v(idx)) : add(local(acc, wt), v(idx)))]),

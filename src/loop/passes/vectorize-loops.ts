@@ -22,13 +22,49 @@ const hasLoop = (ss: Stmt[]): boolean =>
 
 const REDUCE: Partial<Record<BinOp, number>> = { "+": 0, max: -Infinity, min: Infinity };
 
-/** `acc = acc ⊕ e` with e not reading acc: the reduction form of a loop body. */
-function reduction(body: Stmt[]): { acc: string; op: BinOp; e: Expr } | undefined {
-  const s = body.length === 1 ? body[0] : undefined;
+/** A body's statements, seen through one block around them all. */
+const unblocked = (body: Stmt[]): Stmt[] => (body.length === 1 && body[0].k === "block" ? body[0].body : body);
+
+/** Scalar lets, then one last statement: the shape of a fused epilogue's store (its value bound, then used). */
+function letsThen(body: Stmt[]): { lets: Stmt[]; last: Stmt } | undefined {
+  const ss = unblocked(body);
+  const lets = ss.slice(0, -1);
+  if (!ss.length || !lets.every((l) => l.k === "let" && !l.lanes)) return undefined;
+  return { lets, last: ss[ss.length - 1] };
+}
+
+/** `acc = acc ⊕ e` with e not reading acc, after lets of its own: the reduction form of a loop body. */
+function reduction(body: Stmt[]): { acc: string; op: BinOp; e: Expr; lets: Stmt[] } | undefined {
+  const parts = letsThen(body);
+  const s = parts?.last;
   if (s?.k !== "set" || s.val.k !== "bin" || REDUCE[s.val.op] === undefined || s.val.dtype !== "float32") return undefined;
   const { a, b, op } = s.val;
-  if (a.k !== "var" || a.name !== s.name || mentionsVar(b, s.name)) return undefined;
-  return { acc: s.name, op, e: b };
+  if (a.k !== "var" || a.name !== s.name || mentionsVar(b, s.name) || mentionsVar(parts!.lets, s.name)) return undefined;
+  return { acc: s.name, op, e: b, lets: parts!.lets };
+}
+
+/**
+ * A loop that folds into one element of memory, buf[i] = buf[i] ⊕ e with i the same in every
+ * iteration (a stitched pool's epilogue folding a row of a tile into its partial result), as a loop
+ * folding into a local that is stored once after it: the reduction form, which vectorizes.
+ */
+function foldIntoLocal(s: Extract<Stmt, { k: "for" }>): Stmt[] | undefined {
+  const parts = letsThen(s.body);
+  const st = parts?.last;
+  if (st?.k !== "store" || st.lanes || st.val.k !== "bin" || REDUCE[st.val.op] === undefined || st.val.dtype !== "float32") return undefined;
+  const { a: self, b: e, op } = st.val;
+  const inBody = [s.v, ...parts!.lets.map((l) => (l as { name: string }).name)];
+  if (self.k !== "load" || self.buf !== st.buf || JSON.stringify(self.idx) !== JSON.stringify(st.idx) || inBody.some((v) => mentionsVar(st.idx, v))) return undefined;
+  if (JSON.stringify([parts!.lets, e]).includes(`"buf":"${st.buf}"`)) return undefined;
+  const acc = `${s.v}_acc`;
+  return [{
+    k: "block",
+    body: [
+      let_(acc, "float32", cst(REDUCE[op]!)),
+      { ...s, body: [{ k: "block", body: [...parts!.lets, set(acc, bin(op, vr(acc, "float32"), e))] }] },
+      { k: "store", buf: st.buf, idx: st.idx, val: bin(op, self, vr(acc, "float32")) },
+    ],
+  }];
 }
 
 /** Loop `s` from iteration `from` on: vectors of `width` while they fit, halving down to 4, then scalars. */
@@ -47,7 +83,7 @@ function split(s: Extract<Stmt, { k: "for" }>, from: number, width: number): Stm
   const red = reduction(s.body);
   let loop: Stmt[] | undefined;
   if (red) {
-    const part = vectorizeLanes([let_(`${red.acc}_e`, "float32", red.e)], s.v, base, width);
+    const part = vectorizeLanes([...red.lets, let_(`${red.acc}_e`, "float32", red.e)], s.v, base, width);
     const accV = `${red.acc}_v${width}`, tmp = `${red.acc}_l${width}`, l = `${red.acc}_i${width}`;
     if (part)
       loop = [{
@@ -94,6 +130,8 @@ function stmts(ss: Stmt[], lanes: number): Stmt[] {
   return ss.flatMap((s): Stmt[] => {
     switch (s.k) {
       case "for": {
+        const folded = s.n >= 4 && !hasLoop(s.body) ? foldIntoLocal(s) : undefined;
+        if (folded) return stmts(folded, lanes);
         const body = hasLoop(s.body) ? unrolled(s.body) : s.body;
         if (s.n >= 4 && body) {
           const out = split({ ...s, body }, 0, lanes);
