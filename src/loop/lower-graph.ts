@@ -204,11 +204,16 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
     if (!buffers.has("scratch")) buffers.set("scratch", { name: "scratch", value: "per-thread scratch", dtype: "float32", shape: [0], kind: "arena", offset: scratchOffset });
     return { buf: "scratch", dtype: "float32", shape: [threads * elems] };
   };
-  let sharedElems = 0;
+  // A kernel's regions of shared scratch, in the order it asks for them (a padded copy of an input,
+  // then the packed columns of a rows-outer product): each its own buffer, sized for the hungriest kernel.
+  const sharedElems: number[] = [];
+  let sharedInKernel = 0;
   const shared = (elems: number): Ref => {
-    sharedElems = Math.max(sharedElems, elems);
-    if (!buffers.has("scratch_shared")) buffers.set("scratch_shared", { name: "scratch_shared", value: "shared scratch", dtype: "float32", shape: [0], kind: "arena", offset: 0 });
-    return { buf: "scratch_shared", dtype: "float32", shape: [elems] };
+    const k = sharedInKernel++;
+    const name = k ? `scratch_shared${k}` : "scratch_shared";
+    sharedElems[k] = Math.max(sharedElems[k] ?? 0, elems);
+    if (!buffers.has(name)) buffers.set(name, { name, value: "shared scratch", dtype: "float32", shape: [0], kind: "arena", offset: 0 });
+    return { buf: name, dtype: "float32", shape: [elems] };
   };
   let partialElems = 0;
   const partials: Partials = {
@@ -229,6 +234,7 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
     // A ConcatView's inputs were planned inside its output: their kernels already wrote it.
     if (n.op === "ConcatView") return;
     const names = new Names();
+    sharedInKernel = 0;
     let body: Stmt[];
     if (n.fused) body = lowerFused(n, refOf, names, extra, partials);
     else {
@@ -259,7 +265,8 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
   for (const [name, b] of buffers) if (b.kind === "weight" && !used.has(name)) buffers.delete(name);
   if (scratchElems) buffers.get("scratch")!.shape = [threads * scratchElems];
   let arenaBytes = scratchElems ? scratchOffset + threads * scratchElems * 4 : g.memory.arenaBytes;
-  for (const [name, elems] of [["scratch_shared", sharedElems], ["scratch_partial", partialElems]] as const) {
+  const regions = [...sharedElems.map((elems, k) => [k ? `scratch_shared${k}` : "scratch_shared", elems] as const), ["scratch_partial", partialElems] as const];
+  for (const [name, elems] of regions) {
     if (!elems) continue;
     const at = Math.ceil(arenaBytes / 64) * 64;
     Object.assign(buffers.get(name)!, { shape: [elems], offset: at });

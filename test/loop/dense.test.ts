@@ -30,6 +30,8 @@ interface Case {
   attrs?: ReturnType<typeof attr.i>[];
   /** on rpi4 (4 lanes): whether the convolution packs from a padded, phase-split copy (scratch_shared) */
   phases?: boolean;
+  /** targets on which the product runs rows-outer with its depth in blocks (accumulators carried between blocks) */
+  blocked?: string[];
 }
 
 const CASES: Case[] = [
@@ -40,6 +42,9 @@ const CASES: Case[] = [
   { name: "7x7 conv, stride 2, pads 3 (four phases)", phases: true, op: "Conv", x: [1, 3, 23, 21], w: [9, 3, 7, 7], bias: [9], attrs: [attr.ints("pads", [3, 3, 3, 3]), attr.ints("strides", [2, 2])] },
   { name: "1x1 conv, stride 2 (one phase of four used)", phases: true, op: "Conv", x: [2, 16, 9, 10], w: [5, 16, 1, 1], attrs: [attr.ints("strides", [2, 2])] },
   { name: "3x3 conv, strides 2x1, dilation 2x1, asymmetric pads", phases: true, op: "Conv", x: [1, 8, 15, 12], w: [6, 8, 3, 3], attrs: [attr.ints("pads", [2, 1, 1, 0]), attr.ints("strides", [2, 1]), attr.ints("dilations", [2, 1])] },
+  // Few column tiles and many rows: rows outer, the depth (360) in two blocks, 9 panels in groups of 2 (the last short) and a tail.
+  { name: "3x3 conv on a small map, many rows, deep (rows outer, depth blocks)", op: "Conv", x: [1, 40, 6, 7], w: [75, 40, 3, 3], bias: [75], attrs: [attr.ints("pads", [1, 1, 1, 1])], blocked: ["host"] },
+  { name: "3x3 conv on a tiny map, many rows, deep (rows outer on 4 lanes too)", op: "Conv", x: [1, 40, 3, 4], w: [75, 40, 3, 3], attrs: [attr.ints("pads", [1, 1, 1, 1])], blocked: ["host", "rpi4"] },
   { name: "5x5 conv on a narrow map (general lowering: too many dropped columns)", phases: false, op: "Conv", x: [1, 2, 8, 6], w: [4, 2, 5, 5], attrs: [attr.ints("pads", [2, 2, 2, 2])] },
   // A first layer: few channels, so im2col; vectors of columns inside one row and inside the input
   // are read with one (strided) vector load, the others gathered.
@@ -83,6 +88,7 @@ describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName)
     const source = readFileSync(join(dir, "model.c"), "utf8");
     ex(/edgec_vload\d+\(\w+ \+ /.test(source)).toBe(true);
     if (targetName === "rpi4" && c.phases !== undefined) ex(source.includes("scratch_shared"), "packs from the padded copy").toBe(c.phases);
+    if (c.blocked) ex(/int32_t carry\d+ = \(EDGEC_TID \* \d+\);/.test(source), "carries accumulators between depth blocks").toBe(c.blocked.includes(targetName));
     const inputs = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, { dtype: "float32" as const, shape: k === "x" ? c.x : c.w, data: v }]));
     for (const threads of [1, 2]) {
       const { outputs } = await runArtifact(dir, inputs, 1, { threads });
