@@ -14,7 +14,7 @@ import { loadTarget } from "../../src/target/load.js";
 import { attr, modelBytes, node, T, tempDir, valueInfo } from "../helpers/onnx-builder.js";
 
 /**
- * vectorize-loops: elementwise chains with exp (Sigmoid, SiLU, Elu), reductions (global average
+ * vectorize-loops: elementwise chains with exp (Exp, Elu) and without (SiLU: a rational sigmoid), reductions (global average
  * and max pooling over rows that leave tails of every width) and pooling windows (unrolled, the
  * output columns in vectors, stride 2 too) against onnxruntime, on the host
  * (16 lanes) and rpi4 (4), with the C holding vector exp and vector loads.
@@ -23,11 +23,14 @@ let seed = 3;
 const rand = (n: number) => Float32Array.from({ length: n }, () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 8 - 4);
 
 const CASES = [
-  { name: "SiLU over 37 columns", shape: [3, 5, 37], nodes: [node("Sigmoid", ["x"], ["s"]), node("Mul", ["x", "s"], ["y"])], exp: true },
+  { name: "SiLU over 37 columns (a rational sigmoid: no exp)", shape: [3, 5, 37], nodes: [node("Sigmoid", ["x"], ["s"]), node("Mul", ["x", "s"], ["y"])], exp: false },
+  { name: "x·exp(x) over 37 columns", shape: [3, 5, 37], nodes: [node("Exp", ["x"], ["e"]), node("Mul", ["x", "e"], ["y"])], exp: true },
   { name: "Elu over 29 columns", shape: [2, 29], nodes: [node("Elu", ["x"], ["y"], [attr.f("alpha", 0.7)])], exp: false },
-  { name: "global average pool of a sigmoid, 7x9 maps", shape: [1, 6, 7, 9], nodes: [node("Sigmoid", ["x"], ["s"]), node("GlobalAveragePool", ["s"], ["y"])], exp: true },
+  { name: "global average pool of an exp, 7x9 maps", shape: [1, 6, 7, 9], nodes: [node("Exp", ["x"], ["s"]), node("GlobalAveragePool", ["s"], ["y"])], exp: true },
+  { name: "global average pool of a sigmoid, 7x9 maps", shape: [1, 6, 7, 9], nodes: [node("Sigmoid", ["x"], ["s"]), node("GlobalAveragePool", ["s"], ["y"])], exp: false },
   { name: "global max pool, 5x23 maps", shape: [2, 3, 5, 23], nodes: [node("GlobalMaxPool", ["x"], ["y"])], exp: false },
   { name: "3x3 max pool, stride 2 (window unrolled, columns in vectors)", shape: [1, 4, 19, 41], nodes: [node("MaxPool", ["x"], ["y"], [attr.ints("kernel_shape", [3, 3]), attr.ints("strides", [2, 2])])], exp: false },
+  { name: "3x3 max pool, stride 1, pads 1, 6x7 map (padded with -inf)", shape: [1, 4, 6, 7], nodes: [node("MaxPool", ["x"], ["y"], [attr.ints("kernel_shape", [3, 3]), attr.ints("pads", [1, 1, 1, 1])])], exp: false },
   { name: "2x2 average pool, stride 1", shape: [1, 3, 9, 30], nodes: [node("AveragePool", ["x"], ["y"], [attr.ints("kernel_shape", [2, 2])])], exp: false },
 ];
 
@@ -47,6 +50,22 @@ describe.each(["host", "rpi4"])("vectorize-loops on %s", (targetName) => {
     const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: c.shape, data: x } });
     const r = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-5, atol: 1e-6 });
     expect(r.pass, `max abs error ${r.maxAbs}`).toBe(true);
+  });
+});
+
+describe.each(["host", "rpi4"])("Sigmoid on %s", (targetName) => {
+  it("stays within 2.3e-7 of 1/(1+e^-x) and inside [0, 1], out to ±40 and ±∞", async () => {
+    const xs = [...Array.from({ length: 161 }, (_, i) => -40 + i * 0.5), Infinity, -Infinity];
+    const file = work.write(`${targetName}-sigmoid.onnx`, modelBytes({ inputs: [valueInfo("x", T.FLOAT, [xs.length])], nodes: [node("Sigmoid", ["x"], ["y"])], outputs: [valueInfo("y", T.FLOAT)] }));
+    const dir = join(work.dir, `${targetName}-sigmoid`);
+    await buildArtifact(file, dir, { target: loadTarget(targetName) });
+    const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: [xs.length], data: Float32Array.from(xs) } });
+    const y = outputs[0].data as Float32Array;
+    xs.forEach((x, i) => {
+      expect(y[i], `sigmoid(${x})`).toBeGreaterThanOrEqual(0);
+      expect(y[i], `sigmoid(${x})`).toBeLessThanOrEqual(1);
+      expect(Math.abs(y[i] - 1 / (1 + Math.exp(-x))), `sigmoid(${x})`).toBeLessThan(2.3e-7);
+    });
   });
 });
 

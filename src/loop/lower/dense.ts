@@ -2,10 +2,10 @@ import { toNumbers, type Tensor } from "../../core/tensor.js";
 import { attrNum } from "../../graph/ir.js";
 import { convGeometry, gemmDims, matmulShape, poolGeometry, type Window } from "../../graph/ops/nn.js";
 import {
-  add, and, cast, cst, div, ge, int, le, let_, load, loadBroadcast, loadFlat, lt, max, mod, mul, nest, select, set, store, sub, unflat, vr,
-  if_, type Ref,
+  add, and, cast, cst, div, ge, int, le, let_, load, loadBroadcast, loadFlat, lt, max, mod, mul, nest, select, set, store, sub, threadId, unflat, vr,
+  if_, type Names, type Ref,
 } from "../build.js";
-import type { Expr, Stmt } from "../ir.js";
+import { touched, type Expr, type Stmt } from "../ir.js";
 import { vectorizeLanes } from "../vectorize.js";
 import { gemmKernel, tileColumns, type GemmSpec } from "./gemm.js";
 import { NN_LOWERINGS } from "./nn.js";
@@ -155,6 +155,35 @@ interface WindowFold {
   step: (acc: Expr, x: Expr, kh: number, kw: number) => Expr;
 }
 
+/** The most outputs a window op computes on its padded grid at once, in a stack array. */
+const MAX_WIDE = 4096;
+
+/**
+ * body(i) for i = 0..n−1 in vectors: full width while they fit, then halves down to 4 lanes, and,
+ * with `overlap`, a last vector of 4 that overlaps the one before for what is left (its elements
+ * done twice, alike); scalar for what is left otherwise, or when the body has no vector form.
+ */
+function vectorRun(names: Names, n: number, lanes: number, body: (i: Expr) => Stmt[], overlap: boolean, from = 0): Stmt[] {
+  const left = n - from;
+  if (left <= 0) return [];
+  for (let L = lanes; L >= 4; L /= 2) {
+    if (left < L && !(overlap && L === 4 && n >= 4)) continue;
+    const l = names.next("l");
+    if (left < L) return vectorizeLanes(body(add(int(n - 4), vr(l))), l, int(0), 4) ?? scalarRun(names, n, body, from);
+    const i = names.next("i");
+    const vec = vectorizeLanes(body(add(int(from), add(mul(vr(i), int(L)), vr(l)))), l, int(0), L);
+    if (!vec) break;
+    const whole = Math.floor(left / L) * L;
+    return [{ k: "for", v: i, n: whole / L, body: vec }, ...vectorRun(names, n, lanes, body, overlap, from + whole)];
+  }
+  return scalarRun(names, n, body, from);
+}
+
+function scalarRun(names: Names, n: number, body: (i: Expr) => Stmt[], from: number): Stmt[] {
+  const i = names.next("i");
+  return [{ k: "for", v: i, n: n - from, body: body(add(int(from), vr(i))) }];
+}
+
 /**
  * A per-channel 2-D window op on float32 [N, C, H, W] (depthwise convolution, max pooling), per
  * output row: the columns whose taps all fall inside the input run without bounds checks, a vector
@@ -162,28 +191,60 @@ interface WindowFold {
  * (stride 2, loaded as two vectors and shuffled): full-width vectors, then halves down to 4 lanes
  * for what is left, so narrow maps (14 or 7 columns under 16-lane AVX-512) still run mostly in
  * vectors. The rows and columns near the padding check each tap.
+ *
+ * Where that would leave more than a quarter of the outputs to scalar code (a 5×5 window on a 7×7
+ * map has 3 columns clear of the padding), or any under a fused epilogue that calls libm, each
+ * channel is first copied into per-thread scratch with its padding written out (`pad`: what a tap
+ * outside the input reads), and every row then runs in vectors with no checks; a row that is not a
+ * whole number of vectors ends with one that overlaps the one before (see vectorRun).
  */
-function windowOp(c: LowerCtx, geo: Window, fold: WindowFold): Stmt[] {
+function windowOp(c: LowerCtx, geo: Window, fold: WindowFold, pad: number): Stmt[] {
   const { ins: [x], outs: [y], names } = c;
   const [, , H, W] = x!.shape;
   const [KH, KW] = geo.kernel, [sh, sw] = geo.strides, [dh, dw] = geo.dilations, [ph, pw] = geo.padsBegin;
   const [OH, OW] = geo.out;
-  const [rowLo, rowHi] = interior(H, OH, KH, sh, ph, dh);
-  const [colLo, colHi] = interior(W, OW, KW, sw, pw, dw);
+  const interiorRows = interior(H, OH, KH, sh, ph, dh), interiorCols = interior(W, OW, KW, sw, pw, dw);
+  const vectorCols = sw <= 2 && c.cpu!.lanes >= 4 ? Math.floor((interiorCols[1] - interiorCols[0]) / 4) * 4 : 0;
+  // A fused epilogue with a libm call (a SiLU) costs several times the window in scalar code. One
+  // that folds into memory (a stitched pool) must see each output once: no overlapping vectors.
+  const probe = store(y, y.shape.map(() => int(0)), cst(0));
+  const { reads: probeReads, writes: probeWrites } = touched([probe]);
+  const overlap = ![...probeWrites].some((b) => probeReads.has(b));
+  const costlyEpilogue = !!y.put && /"op":"(exp|log|tanh|erf|sqrt|\/)"/.test(JSON.stringify(probe));
+  const scalarOutputs = OH * OW - (interiorRows[1] - interiorRows[0]) * vectorCols;
+  const padded = sw <= 2 && c.cpu!.lanes >= 4 && OW >= 4 && (scalarOutputs > (OH * OW) / 4 || (costlyEpilogue && scalarOutputs > 0));
+  // The padded copy: every row and column a tap reaches, the input at (ph, pw).
+  const Hp = (OH - 1) * sh + (KH - 1) * dh + 1, Wp = (OW - 1) * sw + (KW - 1) * dw + 1;
+  // Stride 1 on rows narrower than a vector: the outputs on the copy's grid of Wp columns per row,
+  // q = oh·Wp + ow, read the copy at q + kh·dh·Wp + kw·dw, so whole vectors run across rows; they
+  // go to a stack array (the columns past OW computed and dropped), then row by row out.
+  const L = c.cpu!.lanes;
+  const Q = (OH - 1) * Wp + OW;
+  const wide = padded && sh === 1 && sw === 1 && OW < L && Q >= L && Q <= MAX_WIDE;
+  const scratch = padded ? c.scratch!(Hp * Wp) : undefined;
+  const [rowLo, rowHi] = padded ? [0, OH] : interiorRows;
+  const [colLo, colHi] = padded ? [0, OW] : interiorCols;
   return nest(names, [x!.shape[0], x!.shape[1]], ([n, ch]) => {
+    const slice = names.next("slice");
+    const read = (ih: Expr, iw: Expr): Expr =>
+      padded ? { k: "load", buf: scratch!.buf, idx: add(vr(slice), add(mul(add(ih, int(ph)), int(Wp)), add(iw, int(pw)))), dtype: "float32" } : f32(load(x!, [n, ch, ih, iw]));
+    const copy = (): Stmt[] => {
+      const at = (r: Expr, col: Expr) => add(vr(slice), add(mul(r, int(Wp)), col));
+      const fill = (r: Expr, from: number, to: number, v: (col: Expr) => Expr): Stmt[] =>
+        to <= from ? [] : nest(names, [to - from], ([i]) => [{ k: "store", buf: scratch!.buf, idx: at(r, add(int(from), i)), val: v(add(int(from), i)) }], false);
+      const lo = Math.min(pw, Wp), hi = Math.min(pw + W, Wp);
+      return nest(names, [Hp], ([r]) => {
+        const ih = add(r, int(-ph));
+        const inside = [...fill(r, 0, lo, () => cst(pad)), ...fill(r, lo, hi, (col) => f32(load(x!, [n, ch, ih, add(col, int(-pw))]))), ...fill(r, hi, Wp, () => cst(pad))];
+        return [if_(and(ge(ih, int(0)), lt(ih, int(H))), inside, fill(r, 0, Wp, () => cst(pad)))];
+      }, false);
+    };
     const row = (oh: Expr, checkRows: boolean): Stmt[] => {
       const cols = (from: number, to: number, checkCols: boolean): Stmt[] => {
         if (to <= from) return [];
-        for (let L = c.cpu!.lanes; !checkCols && sw <= 2 && L >= 4; L /= 2) {
-          if (to - from < L) continue;
-          const i = names.next("ow"), l = names.next("l");
-          const body = pixel(add(int(from), add(mul(vr(i), int(L)), vr(l))), false);
-          const vec = vectorizeLanes(body, l, int(0), L);
-          const whole = Math.floor((to - from) / L) * L;
-          if (vec) return [{ k: "for", v: i, n: whole / L, body: vec }, ...cols(from + whole, to, false)];
-        }
+        if (!checkCols) return vectorRun(names, to, L, (ow) => pixel(ow, false), padded && overlap, from);
         const i = names.next("ow");
-        return [{ k: "for", v: i, n: to - from, body: pixel(add(int(from), vr(i)), checkCols) }];
+        return [{ k: "for", v: i, n: to - from, body: pixel(add(int(from), vr(i)), true) }];
       };
       const pixel = (ow: Expr, checkCols: boolean): Stmt[] => {
         const acc = names.next("acc");
@@ -195,7 +256,7 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold): Stmt[] {
             const conds: Expr[] = [];
             if (checkRows) conds.push(ge(ih, int(0)), lt(ih, int(H)));
             if (checkCols) conds.push(ge(iw, int(0)), lt(iw, int(W)));
-            const st = set(acc, fold.step(vr(acc, "float32"), f32(load(x!, [n, ch, ih, iw])), kh, kw));
+            const st = set(acc, fold.step(vr(acc, "float32"), read(ih, iw), kh, kw));
             body.push(conds.length ? if_(conds.reduce((a2, b2) => and(a2, b2)), [st]) : st);
           }
         body.push(store(y, [n, ch, oh, ow], vr(acc, "float32")));
@@ -203,12 +264,32 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold): Stmt[] {
       };
       return [...cols(0, colLo, true), ...cols(colLo, colHi, false), ...cols(colHi, OW, true)];
     };
+    const wideRows = (): Stmt[] => {
+      const grid = names.next("grid");
+      const sums = vectorRun(names, Q, L, (q) => {
+        const acc = names.next("acc");
+        const body: Stmt[] = [let_(acc, "float32", fold.init)];
+        for (let kh = 0; kh < KH; kh++)
+          for (let kw = 0; kw < KW; kw++)
+            body.push(set(acc, fold.step(vr(acc, "float32"), { k: "load", buf: scratch!.buf, idx: add(vr(slice), add(q, int(kh * dh * Wp + kw * dw))), dtype: "float32" }, kh, kw)));
+        body.push({ k: "store", buf: grid, idx: q, val: vr(acc, "float32") });
+        return [{ k: "block", body }];
+      }, true);
+      const i = names.next("oh");
+      const oh = vr(i);
+      const stores = vectorRun(names, OW, L, (ow) => [store(y, [n, ch, oh, ow], { k: "load", buf: grid, idx: add(mul(oh, int(Wp)), ow), dtype: "float32" })], overlap);
+      return [{ k: "local", name: grid, dtype: "float32", n: Q }, ...sums, { k: "for", v: i, n: OH, body: stores }];
+    };
     const rows = (from: number, to: number, check: boolean): Stmt[] => {
       if (to <= from) return [];
       const i = names.next("oh");
       return [{ k: "for", v: i, n: to - from, body: row(add(int(from), vr(i)), check) }];
     };
-    return [...fold.head(n, ch), ...rows(0, rowLo, true), ...rows(rowLo, rowHi, false), ...rows(rowHi, OH, true)];
+    return [
+      ...(padded ? [let_(slice, "int32", mul(threadId, int(Hp * Wp))), ...copy()] : []),
+      ...fold.head(n, ch),
+      ...(wide ? wideRows() : [...rows(0, rowLo, true), ...rows(rowLo, rowHi, false), ...rows(rowHi, OH, true)]),
+    ];
   });
 }
 
@@ -226,14 +307,14 @@ function depthwise(c: LowerCtx): Stmt[] {
     ],
     init: vr(bias, "float32"),
     step: (acc, v, kh, kw) => add(acc, mul(v, vr(taps[kh * KW + kw], "float32"))),
-  });
+  }, 0);
 }
 
 /** 2-D max pooling: taps outside the input never win, as if they were −∞. */
 const maxPool: Lowering = (c) => {
   const { node, ins: [x], outs } = c;
   if (!c.cpu || outs[1]?.buf || !isF32(x, outs[0]) || x!.shape.length !== 4) return NN_LOWERINGS.MaxPool(c);
-  return windowOp(c, poolGeometry(node, x!.shape), { head: () => [], init: cst(-Infinity), step: (acc, v) => max(acc, v) });
+  return windowOp(c, poolGeometry(node, x!.shape), { head: () => [], init: cst(-Infinity), step: (acc, v) => max(acc, v) }, -Infinity);
 };
 
 /**
