@@ -97,7 +97,9 @@ export function flat(shape: readonly number[], idx: Expr[]): Expr {
 /** The multi-dimensional index of flat position `i` in `shape` (for hooks behind flat accesses). */
 export function unflat(shape: readonly number[], i: Expr): Expr[] {
   const st = strides(shape);
-  return shape.map((d, k) => (d === 1 ? int(0) : k === 0 ? div(i, int(st[k])) : mod(div(i, int(st[k])), int(d))));
+  // i lies inside the shape, so the first axis longer than 1 needs no remainder.
+  const first = shape.findIndex((d) => d !== 1);
+  return shape.map((d, k) => (d === 1 ? int(0) : k === first ? div(i, int(st[k])) : mod(div(i, int(st[k])), int(d))));
 }
 
 export const load = (r: Ref, idx: Expr[]): Expr =>

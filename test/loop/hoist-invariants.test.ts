@@ -99,7 +99,7 @@ describe("a squeeze-and-excitation block", () => {
       const dir = join(work.dir, t);
       await buildArtifact(file, dir, { target: loadTarget(t) });
       // The scale's sigmoid (a rational function, with a division) is bound before the loops over the channel's elements.
-      expect(readFileSync(join(dir, "model.c"), "utf8")).toMatch(/float \w+_h0 = edgec_fminf\(edgec_fmaxf\([^\n]* \/ /);
+      expect(readFileSync(join(dir, "model.c"), "utf8")).toMatch(/float \w+_h0 = \(edgec_fminf\(edgec_fmaxf\([^\n]* \/ /);
       const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: X, data } });
       const r = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-5, atol: 1e-6 });
       expect(r.pass, `max abs error ${r.maxAbs}`).toBe(true);

@@ -54,14 +54,17 @@ describe.each(["host", "rpi4"])("vectorize-loops on %s", (targetName) => {
 });
 
 describe.each(["host", "rpi4"])("Sigmoid on %s", (targetName) => {
-  it("stays within 2.3e-7 of 1/(1+e^-x) and inside [0, 1], out to ±40 and ±∞", async () => {
+  it("stays within 2.3e-7 of 1/(1+e^-x) and inside [0, 1], out to ±40 and ±∞; NaN stays NaN", async () => {
     const xs = [...Array.from({ length: 161 }, (_, i) => -40 + i * 0.5), Infinity, -Infinity];
     const file = work.write(`${targetName}-sigmoid.onnx`, modelBytes({ inputs: [valueInfo("x", T.FLOAT, [xs.length])], nodes: [node("Sigmoid", ["x"], ["y"])], outputs: [valueInfo("y", T.FLOAT)] }));
     const dir = join(work.dir, `${targetName}-sigmoid`);
     await buildArtifact(file, dir, { target: loadTarget(targetName) });
-    const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: [xs.length], data: Float32Array.from(xs) } });
+    // NaN in a vector body and in the scalar tail.
+    const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: [xs.length], data: Float32Array.from(xs, (x, i) => (i === 5 || i === xs.length - 1 ? NaN : x)) } });
     const y = outputs[0].data as Float32Array;
+    expect(Number.isNaN(y[5]) && Number.isNaN(y[xs.length - 1]), "sigmoid(NaN)").toBe(true);
     xs.forEach((x, i) => {
+      if (i === 5 || i === xs.length - 1) return;
       expect(y[i], `sigmoid(${x})`).toBeGreaterThanOrEqual(0);
       expect(y[i], `sigmoid(${x})`).toBeLessThanOrEqual(1);
       expect(Math.abs(y[i] - 1 / (1 + Math.exp(-x))), `sigmoid(${x})`).toBeLessThan(2.3e-7);

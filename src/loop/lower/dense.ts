@@ -206,10 +206,10 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold, pad: number): Stmt
   const interiorRows = interior(H, OH, KH, sh, ph, dh), interiorCols = interior(W, OW, KW, sw, pw, dw);
   const vectorCols = sw <= 2 && c.cpu!.lanes >= 4 ? Math.floor((interiorCols[1] - interiorCols[0]) / 4) * 4 : 0;
   // A fused epilogue with a libm call (a SiLU) costs several times the window in scalar code. One
-  // that folds into memory (a stitched pool) must see each output once: no overlapping vectors.
+  // that reads memory must see each output once, no overlapping vectors: it may fold into memory (a
+  // stitched pool), or read a residual whose memory the output takes over in place.
   const probe = store(y, y.shape.map(() => int(0)), cst(0));
-  const { reads: probeReads, writes: probeWrites } = touched([probe]);
-  const overlap = ![...probeWrites].some((b) => probeReads.has(b));
+  const overlap = touched([probe]).reads.size === 0;
   const costlyEpilogue = !!y.put && /"op":"(exp|log|tanh|erf|sqrt|\/)"/.test(JSON.stringify(probe));
   const scalarOutputs = OH * OW - (interiorRows[1] - interiorRows[0]) * vectorCols;
   const padded = sw <= 2 && c.cpu!.lanes >= 4 && OW >= 4 && (scalarOutputs > (OH * OW) / 4 || (costlyEpilogue && scalarOutputs > 0));
@@ -225,7 +225,7 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold, pad: number): Stmt
   const [rowLo, rowHi] = padded ? [0, OH] : interiorRows;
   const [colLo, colHi] = padded ? [0, OW] : interiorCols;
   return nest(names, [x!.shape[0], x!.shape[1]], ([n, ch]) => {
-    const slice = names.next("slice");
+    const slice = padded ? names.next("slice") : "";
     const read = (ih: Expr, iw: Expr): Expr =>
       padded ? { k: "load", buf: scratch!.buf, idx: add(vr(slice), add(mul(add(ih, int(ph)), int(Wp)), add(iw, int(pw)))), dtype: "float32" } : f32(load(x!, [n, ch, ih, iw]));
     const copy = (): Stmt[] => {

@@ -8,8 +8,8 @@ import { lanesOf, THREAD_ID, type Expr, type Kernel, type Program, type Stmt } f
  * squeeze-and-excitation's scale, sigmoid(s[c]), would otherwise be recomputed for every element of
  * its channel: C compilers keep expf in the loop (it may set errno).
  *
- * Loads move only from where the loop runs them every iteration (not from under an `if` or a
- * select's arms, which may guard an index), so the hoisted read is one the loop made anyway. A
+ * Nothing moves from where the loop may skip it (under an `if`, in a select's arms, right of && or
+ * ||, which may guard an index or a divisor), so a hoisted read is one the loop made anyway. A
  * buffer a kernel updates in place is read at the index it writes, which no loop writing it leaves
  * unchanged, so such reads never qualify. Parallel loops and work-group grids are not crossed: their
  * iterations run on other threads or work-items.
@@ -30,16 +30,6 @@ function costly(e: Expr): boolean {
     case "cast": case "splat": return costly(e.a);
     case "select": return costly(e.c) || costly(e.a) || costly(e.b);
     case "load": return costly(e.idx);
-    default: return false;
-  }
-}
-
-function hasLoad(e: Expr): boolean {
-  switch (e.k) {
-    case "load": return true;
-    case "bin": return hasLoad(e.a) || hasLoad(e.b);
-    case "un": case "cast": case "splat": return hasLoad(e.a);
-    case "select": return hasLoad(e.c) || hasLoad(e.a) || hasLoad(e.b);
     default: return false;
   }
 }
@@ -93,7 +83,7 @@ function hoist(loop: For): { lets: Stmt[]; loop: For } {
   const lets: Stmt[] = [];
   let count = 0;
   const take = (e: Expr, guarded: boolean): Expr | undefined => {
-    if (lanesOf(e) > 1 || e.k === "const" || e.k === "var" || !costly(e) || !invariant(e, v) || (guarded && hasLoad(e))) return undefined;
+    if (guarded || lanesOf(e) > 1 || e.k === "const" || e.k === "var" || !costly(e) || !invariant(e, v)) return undefined;
     const name = `${loop.v}_h${count++}`;
     lets.push(let_(name, e.dtype, e));
     return vr(name, e.dtype);
@@ -103,7 +93,7 @@ function hoist(loop: For): { lets: Stmt[]; loop: For } {
     if (hoisted) return hoisted;
     switch (e.k) {
       case "load": return { ...e, idx: ex(e.idx, guarded) };
-      case "bin": return { ...e, a: ex(e.a, guarded), b: ex(e.b, guarded) };
+      case "bin": return { ...e, a: ex(e.a, guarded), b: ex(e.b, guarded || e.op === "&&" || e.op === "||") };
       case "un": case "cast": case "splat": return { ...e, a: ex(e.a, guarded) };
       case "select": return { ...e, c: ex(e.c, guarded), a: ex(e.a, true), b: ex(e.b, true) };
       default: return e;
