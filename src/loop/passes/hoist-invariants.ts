@@ -40,7 +40,8 @@ function variant(body: Stmt[], loopVar: string): { vars: Set<string>; bufs: Set<
   const walk = (ss: Stmt[]): void => {
     for (const s of ss) {
       if (s.k === "for") (vars.add(s.v), walk(s.body));
-      else if (s.k === "let" || s.k === "set" || s.k === "local") vars.add(s.name), bufs.add(s.name);
+      else if (s.k === "let" || s.k === "set") vars.add(s.name);
+      else if (s.k === "local") bufs.add(s.name);
       else if (s.k === "store") bufs.add(s.buf);
       else if (s.k === "block" || s.k === "grid") walk(s.body);
       else if (s.k === "if") (walk(s.then), walk(s.else ?? []));
