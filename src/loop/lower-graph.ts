@@ -106,9 +106,15 @@ function readsOutsideParallelLoops(ss: Stmt[], v: string): boolean {
   });
 }
 
-/** `ss` with `s`, the binding of `v`, first in the body of each outermost parallel loop that reads v. */
+/**
+ * `ss` with `s`, the binding of `v`, first in the body of each outermost parallel loop that reads v.
+ * A parallel loop of one iteration around a single loop hands its parallel axis to that loop first,
+ * as simplify would when it drops the outer one (the binding would otherwise stop it).
+ */
 function inParallelLoops(ss: Stmt[], s: Stmt, v: string): Stmt[] {
   return ss.map((x): Stmt => {
+    if (x.k === "for" && x.parallel && x.n === 1 && x.body.length === 1 && x.body[0].k === "for")
+      return { ...x, parallel: false, body: inParallelLoops([{ ...x.body[0], parallel: true }], s, v) };
     if (x.k === "for") return x.parallel ? (mentionsVar(x.body, v) ? { ...x, body: [s, ...x.body] } : x) : { ...x, body: inParallelLoops(x.body, s, v) };
     if (x.k === "block") return { ...x, body: inParallelLoops(x.body, s, v) };
     if (x.k === "if") return { ...x, then: inParallelLoops(x.then, s, v), else: x.else && inParallelLoops(x.else, s, v) };

@@ -1,11 +1,12 @@
 import ort from "onnxruntime-node";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildArtifact } from "../../src/driver/artifact.js";
-import { runGraphPasses } from "../../src/driver/pipeline.js";
+import { compileModel, runGraphPasses } from "../../src/driver/pipeline.js";
 import { runArtifact } from "../../src/driver/run.js";
 import { compare } from "../../src/driver/verify.js";
 import { importOnnx } from "../../src/frontend/onnx/import.js";
 import { bytesMoved } from "../../src/graph/cost.js";
+import type { Stmt } from "../../src/loop/ir.js";
 import { loadTarget } from "../../src/target/load.js";
 import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
 
@@ -56,6 +57,16 @@ describe("reductions stitched into a Conv's epilogue", () => {
     const anchorOp = (n: (typeof off.nodes)[number]) => (n.fused ? n.fused.body.find((m) => m.name === n.fused!.anchor)!.op : n.op);
     expect(off.nodes.filter((n) => anchorOp(n).startsWith("Global"))).toHaveLength(4);
     expect(bytesMoved(g)).toBeLessThan(bytesMoved(off) - 2 * 4 * 8 * 400);
+  });
+
+  it("keeps the Convs' column tiles split between threads, each folding into its own partial results", () => {
+    const { program } = compileModel(file, { target: loadTarget("rpi4") });
+    const stitched = program.kernels.filter((k) => k.params.includes("scratch_partial"));
+    expect(stitched).toHaveLength(3);
+    // The thread's partials are found inside the parallel loop, so the loop stays parallel after simplify drops the batch loop around it.
+    const parallelReadsPart = (ss: Stmt[]): boolean =>
+      ss.some((s) => (s.k === "for" && s.parallel ? s.body[0].k === "let" && /EDGEC_TID/.test(JSON.stringify(s.body[0])) : s.k === "for" || s.k === "block" ? parallelReadsPart(s.body) : false));
+    for (const k of stitched) expect(parallelReadsPart(k.body), k.node).toBe(true);
   });
 
   for (const t of ["host", "rpi4"]) {
