@@ -24,6 +24,7 @@ const rand = (n: number) => Float32Array.from({ length: n }, () => ((seed = (see
 
 const CASES = [
   { name: "SiLU over 37 columns (a rational sigmoid: no exp)", shape: [3, 5, 37], nodes: [node("Sigmoid", ["x"], ["s"]), node("Mul", ["x", "s"], ["y"])], exp: false },
+  { name: "Erf over 37 columns (a rational erf: no libm call)", shape: [3, 5, 37], nodes: [node("Erf", ["x"], ["y"])], exp: false },
   { name: "x·exp(x) over 37 columns", shape: [3, 5, 37], nodes: [node("Exp", ["x"], ["e"]), node("Mul", ["x", "e"], ["y"])], exp: true },
   { name: "Elu over 29 columns", shape: [2, 29], nodes: [node("Elu", ["x"], ["y"], [attr.f("alpha", 0.7)])], exp: false },
   { name: "global average pool of an exp, 7x9 maps", shape: [1, 6, 7, 9], nodes: [node("Exp", ["x"], ["s"]), node("GlobalAveragePool", ["s"], ["y"])], exp: true },
@@ -68,6 +69,38 @@ describe.each(["host", "rpi4"])("Sigmoid on %s", (targetName) => {
       expect(y[i], `sigmoid(${x})`).toBeGreaterThanOrEqual(0);
       expect(y[i], `sigmoid(${x})`).toBeLessThanOrEqual(1);
       expect(Math.abs(y[i] - 1 / (1 + Math.exp(-x))), `sigmoid(${x})`).toBeLessThan(2.3e-7);
+    });
+  });
+});
+
+/** erf in double precision: its Taylor series up to 3, then the asymptotic series of erfc (within 1e-8 either way). */
+function erf(x: number): number {
+  const a = Math.abs(x);
+  if (a >= 3) {
+    let term = 1, sum = 1;
+    for (let n = 1; n < 6; n++) sum += term *= -(2 * n - 1) / (2 * a * a);
+    return Math.sign(x) * (1 - (Math.exp(-a * a) / (a * Math.sqrt(Math.PI))) * sum);
+  }
+  let term = x, sum = x;
+  for (let n = 1; n < 60; n++) sum += (term *= (-x * x) / n) / (2 * n + 1);
+  return (2 / Math.sqrt(Math.PI)) * sum;
+}
+
+describe.each(["host", "rpi4", "wasm32"])("Erf on %s", (targetName) => {
+  it("stays within 5e-7 of erf and inside [-1, 1], out to ±40 and ±∞, with no libm call; NaN stays NaN", async () => {
+    const xs = [...Array.from({ length: 321 }, (_, i) => -8 + i * 0.05), 40, -40, Infinity, -Infinity];
+    const file = work.write(`${targetName}-erf.onnx`, modelBytes({ inputs: [valueInfo("x", T.FLOAT, [xs.length])], nodes: [node("Erf", ["x"], ["y"])], outputs: [valueInfo("y", T.FLOAT)] }));
+    const dir = join(work.dir, `${targetName}-erf`);
+    await buildArtifact(file, dir, { target: loadTarget(targetName) });
+    expect(readFileSync(join(dir, "model.c"), "utf8")).not.toMatch(/\berff?\(/);
+    const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: [xs.length], data: Float32Array.from(xs, (x, i) => (i === 5 || i === xs.length - 1 ? NaN : x)) } });
+    const y = outputs[0].data as Float32Array;
+    expect(Number.isNaN(y[5]) && Number.isNaN(y[xs.length - 1]), "erf(NaN)").toBe(true);
+    xs.forEach((x, i) => {
+      if (i === 5 || i === xs.length - 1) return;
+      expect(Math.abs(y[i]), `erf(${x})`).toBeLessThanOrEqual(1);
+      const want = Number.isFinite(x) ? erf(Math.fround(x)) : Math.sign(x);
+      expect(Math.abs(y[i] - want), `erf(${x})`).toBeLessThan(5e-7);
     });
   });
 });

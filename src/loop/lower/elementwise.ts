@@ -23,14 +23,30 @@ type Scalar = (xs: Expr[], n: Node) => Expr;
  */
 const LOGISTIC_P = [4.37031012579801e-11, 1.15627324459942e-7, 6.08574864600143e-5, 8.51377133304701e-3, 2.48287947061529e-1];
 const LOGISTIC_Q = [6.10247389755681e-13, 5.76102136993427e-9, 6.29106785017040e-6, 1.70198817374094e-3, 1.16817656904453e-1, 9.93151921023180e-1];
+/** min and max let a NaN operand lose: 0/(x² + 1) is ±0 for every x but NaN, which it passes on. */
+const nanOf = (x: Expr) => div(c(0, x), add(mul(x, x), c(1, x)));
 const horner = (k: number[], t: Expr) => k.slice(1).reduce((acc, a) => add(mul(acc, t), c(a, t)), c(k[0], t));
 const sigmoid = (x: Expr) => {
   if (x.dtype !== "float32") return div(c(1, x), add(c(1, x), un("exp", un("neg", x))));
   const v = max(min(x, c(18, x)), c(-18, x));
   const v2 = mul(v, v);
   const r = min(max(add(div(mul(horner(LOGISTIC_P, v2), v), horner(LOGISTIC_Q, v2)), c(0.5, x)), c(0, x)), c(1, x));
-  // min and max let a NaN operand lose: 0/(x² + 1) is ±0 for every x but NaN, which it passes on.
-  return add(r, div(c(0, x), add(mul(x, x), c(1, x))));
+  return add(r, nanOf(x));
+};
+
+/**
+ * float32 erf as Eigen, XLA and TVM compute it: x·P(x²)/Q(x²) on x clamped to ±4 (past which erf
+ * is ±1 in float32), held to [−1, 1]; NaN stays NaN. With no libm call, a GELU in a MatMul's
+ * epilogue vectorizes. Other types call erf.
+ */
+const ERF_P = [-2.72614225801306e-10, 2.77068142495902e-8, -2.10102402082508e-6, -5.69250639462346e-5, -7.34990630326855e-4, -2.95459980854025e-3, -1.60960333262415e-2];
+const ERF_Q = [-1.45660718464996e-5, -2.13374055278905e-4, -1.68282697438203e-3, -7.37332916720468e-3, -1.42647390514189e-2];
+const erf = (x: Expr) => {
+  if (x.dtype !== "float32") return un("erf", x);
+  const v = max(min(x, c(4, x)), c(-4, x));
+  const v2 = mul(v, v);
+  const r = min(max(div(mul(v, horner(ERF_P, v2)), horner(ERF_Q, v2)), c(-1, x)), c(1, x));
+  return add(r, nanOf(x));
 };
 
 const SCALAR: Record<string, Scalar> = {
@@ -48,7 +64,7 @@ const SCALAR: Record<string, Scalar> = {
   Sin: ([x]) => un("sin", x),
   Cos: ([x]) => un("cos", x),
   Tanh: ([x]) => un("tanh", x),
-  Erf: ([x]) => un("erf", x),
+  Erf: ([x]) => erf(x),
   Not: ([x]) => un("not", truthy(x)),
   Relu: ([x]) => max(x, c(0, x)),
   Sigmoid: ([x]) => sigmoid(x),
@@ -65,7 +81,7 @@ const SCALAR: Record<string, Scalar> = {
   Gelu: ([x], n) =>
     attrStr(n, "approximate", "none") === "tanh"
       ? mul(mul(c(0.5, x), x), add(c(1, x), un("tanh", mul(c(Math.sqrt(2 / Math.PI), x), add(x, mul(c(0.044715, x), mul(x, mul(x, x))))))))
-      : mul(mul(c(0.5, x), x), add(c(1, x), un("erf", mul(x, c(Math.SQRT1_2, x))))),
+      : mul(mul(c(0.5, x), x), add(c(1, x), erf(mul(x, c(Math.SQRT1_2, x))))),
   Add: ([a, b]) => add(a, b),
   Sub: ([a, b]) => sub(a, b),
   Mul: ([a, b]) => mul(a, b),
