@@ -11,7 +11,7 @@ import { vectorizeLoops } from "../../src/loop/passes/vectorize-loops.js";
 import { printLoop } from "../../src/loop/print.js";
 import { vectorizeLanes } from "../../src/loop/vectorize.js";
 import { loadTarget } from "../../src/target/load.js";
-import { attr, modelBytes, node, T, tempDir, valueInfo } from "../helpers/onnx-builder.js";
+import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
 
 /**
  * vectorize-loops: elementwise chains with exp (Exp, Elu) and without (SiLU: a rational sigmoid), reductions (global average
@@ -70,6 +70,28 @@ describe.each(["host", "rpi4"])("Sigmoid on %s", (targetName) => {
       expect(y[i], `sigmoid(${x})`).toBeLessThanOrEqual(1);
       expect(Math.abs(y[i] - 1 / (1 + Math.exp(-x))), `sigmoid(${x})`).toBeLessThan(2.3e-7);
     });
+  });
+});
+
+describe.each([["host", 16], ["rpi4", 4]] as const)("an elementwise kernel over small maps on %s", (targetName, lanes) => {
+  it("runs a map's rows together, so vectors cross rows (7×7 maps by a per-channel scale, through a SiLU)", async () => {
+    const shape = [1, 5, 7, 7];
+    const file = work.write(`${targetName}-rows.onnx`, modelBytes({
+      inputs: [valueInfo("x", T.FLOAT, shape)],
+      initializers: [tensorProto("s", T.FLOAT, [1, 5, 1, 1], { floatData: [0.5, -1, 2, 0.25, 3] })],
+      nodes: [node("Sigmoid", ["x"], ["g"]), node("Mul", ["x", "g"], ["h"]), node("Mul", ["h", "s"], ["y"])],
+      outputs: [valueInfo("y", T.FLOAT)],
+    }));
+    const x = rand(shape.reduce((a, b) => a * b, 1));
+    const ref = (await (await ort.InferenceSession.create(file)).run({ x: new ort.Tensor("float32", x, shape) })).y;
+    const dir = join(work.dir, `${targetName}-rows`);
+    await buildArtifact(file, dir, { target: loadTarget(targetName) });
+    // 49 elements a channel: whole vectors of `lanes` across rows, where each 7-wide row has fewer (none on 16 lanes).
+    const kernel = readFileSync(join(dir, "model.c"), "utf8").split(/\n(?=static void )/).find((k) => k.startsWith("static void k0_"))!;
+    expect(kernel).toMatch(new RegExp(`i\\d+_v${lanes} < ${Math.floor(49 / lanes)};`));
+    const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape, data: x } });
+    const r = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-5, atol: 1e-6 });
+    expect(r.pass, `max abs error ${r.maxAbs}`).toBe(true);
   });
 });
 

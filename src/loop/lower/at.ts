@@ -1,4 +1,4 @@
-import { nest, store, type Ref } from "../build.js";
+import { nest, store, unflat, type Ref } from "../build.js";
 import type { Expr } from "../ir.js";
 import type { LowerCtx, Lowering } from "./types.js";
 
@@ -9,10 +9,33 @@ import type { LowerCtx, Lowering } from "./types.js";
  */
 export type At = (c: LowerCtx) => (idx: Expr[]) => Expr;
 
+/**
+ * Whether the last two axes of the output can run as one loop on a CPU: its rows are not a whole
+ * number of vectors (each would end in scalar code: a 14×14 map has no vector at all on 16 lanes),
+ * and every input either spans both axes or is broadcast along both, so the flat position reads
+ * each one contiguously (a per-channel scale, say) and vectors run across rows.
+ */
+function rowsRunTogether(c: LowerCtx, out: number[]): boolean {
+  const lanes = c.cpu?.lanes ?? 1;
+  if (c.gpu || lanes < 2 || out.length < 2 || out[out.length - 1] % lanes === 0 || out[out.length - 2] === 1) return false;
+  const tail = (s: number[]) => [s[s.length - 2] ?? 1, s[s.length - 1] ?? 1];
+  const [h, w] = tail(out);
+  return c.ins.every((r) => {
+    if (!r) return true;
+    const [a, b] = tail(r.shape);
+    return (a === h && b === w) || (a === 1 && b === 1);
+  });
+}
+
 export const fromAt =
   (at: At): Lowering =>
   (c) => {
     const f = at(c);
     const out: Ref = c.outs[0];
-    return nest(c.names, out.shape, (idx) => [store(out, idx, f(idx))]);
+    if (!rowsRunTogether(c, out.shape)) return nest(c.names, out.shape, (idx) => [store(out, idx, f(idx))]);
+    const rows = out.shape.slice(-2);
+    return nest(c.names, [...out.shape.slice(0, -2), rows[0] * rows[1]], (idx) => {
+      const full = [...idx.slice(0, -1), ...unflat(rows, idx[idx.length - 1])];
+      return [store(out, full, f(full))];
+    });
   };
