@@ -14,6 +14,8 @@ export interface Dialect {
   cast(from: DType, to: DType, a: string): string;
   /** line printed before a loop whose iterations are independent ("" for none) */
   parallelFor: string;
+  /** the least work (see `work`) of a loop that gets parallelFor: the target's parallelMinWork */
+  parallelMinWork?: number;
   /** work-groups (see Stmt "grid"): the qualifier of group memory and a barrier statement; absent, a dialect without them */
   group?: { memory: string; barrier: string };
   /** float32 vectors: the type, a load from and a store to a pointer expression, a broadcast */
@@ -55,15 +57,12 @@ function work(ss: Stmt[]): number {
   return ss.reduce((sum, s) => sum + (s.k === "for" ? s.n * work(s.body) : s.k === "block" ? work(s.body) : s.k === "if" ? Math.max(work(s.then), work(s.else ?? [])) : 1), 0);
 }
 
-/** Below this much work a parallel loop runs on one thread: waking the others costs more. */
-const PARALLEL_MIN_WORK = 16384;
-
 export function renderStmts(stmts: Stmt[], d: Dialect, indent = "  "): string {
   let out = "";
   for (const s of stmts) {
     switch (s.k) {
       case "for":
-        if (s.parallel && d.parallelFor && s.n > 1 && s.n * work(s.body) >= PARALLEL_MIN_WORK) out += `${indent}${d.parallelFor}\n`;
+        if (s.parallel && d.parallelFor && s.n > 1 && s.n * work(s.body) >= (d.parallelMinWork ?? 0)) out += `${indent}${d.parallelFor}\n`;
         out += `${indent}for (${d.type("int32")} ${s.v} = 0; ${s.v} < ${s.n}; ++${s.v}) {\n${renderStmts(s.body, d, indent + "  ")}${indent}}\n`;
         break;
       case "store":

@@ -44,6 +44,11 @@ export interface Target {
   vectorRegisters: number;
   /** CPU cores, the default thread count; 0: this machine's */
   cores: number;
+  /**
+   * the least work (statements a loop runs, roughly) that a parallel loop splits between threads:
+   * below it, waking the other threads costs more than they save
+   */
+  parallelMinWork: number;
   memoryBytes: number;
   devices: DeviceEntry[];
   /** command prefix that runs this target's binaries on the build machine, when foreign */
@@ -69,6 +74,7 @@ export const TARGET_DEFAULTS: Omit<Target, "name" | "description" | "triple" | "
   vectorBytes: 16,
   vectorRegisters: 16,
   cores: 1,
+  parallelMinWork: 65536,
   memoryBytes: 512 * 1024 * 1024,
   devices: [],
   emulator: [],

@@ -78,6 +78,9 @@ function model(c: Case) {
 const work = tempDir("edgec-dense-");
 afterAll(() => work.cleanup());
 
+/** The target with every parallel loop split between threads, however small, so two threads run these small cases' parallel code. */
+const threaded = (name: string) => ({ ...loadTarget(name), parallelMinWork: 0 });
+
 describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName) => {
   it.concurrent.for(CASES)("$name", async (c, { expect: ex }) => {
     const file = work.write(`${targetName}-${c.name.replace(/\W+/g, "_")}.onnx`, model(c));
@@ -85,8 +88,9 @@ describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName)
     const session = await ort.InferenceSession.create(file);
     const ref = (await session.run(Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, new ort.Tensor("float32", v, k === "x" ? c.x : c.w)]))))["y"];
     const dir = join(work.dir, `${targetName}-${c.name.replace(/\W+/g, "_")}`);
-    await buildArtifact(file, dir, { target: loadTarget(targetName) });
+    await buildArtifact(file, dir, { target: threaded(targetName) });
     const source = readFileSync(join(dir, "model.c"), "utf8");
+    ex(/^\s+EDGEC_PARALLEL_FOR$/m.test(source), "splits a loop between threads").toBe(true);
     ex(/edgec_vload\d+\(\w+ \+ /.test(source)).toBe(true);
     if (targetName === "rpi4" && c.phases !== undefined) ex(source.includes("scratch_shared"), "packs from the padded copy").toBe(c.phases);
     if (c.blocked) ex(/int32_t carry\d+ = \(EDGEC_TID \* \d+\);/.test(source), "carries accumulators between depth blocks").toBe(c.blocked.includes(targetName));
@@ -154,7 +158,7 @@ describe("a padded depthwise window with a residual epilogue", () => {
       const x = rand(numel(X));
       const ref = (await (await ort.InferenceSession.create(file)).run({ x: new ort.Tensor("float32", x, X) })).y;
       const dir = join(work.dir, `residual-${t}`);
-      await buildArtifact(file, dir, { target: loadTarget(t) });
+      await buildArtifact(file, dir, { target: threaded(t) });
       for (const threads of [1, 2]) {
         const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: X, data: x } }, 1, { threads });
         const r = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
@@ -194,5 +198,25 @@ describe("repeated blocks", () => {
     const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape, data: x } });
     const r = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
     expect(r.pass, `max abs error ${r.maxAbs}`).toBe(true);
+  });
+});
+
+describe("parallel loops", () => {
+  it("split between threads only from the target's parallelMinWork up: waking threads costs more than a small kernel", async () => {
+    const shape = [1, 8, 10, 10];
+    const file = work.write("small.onnx", modelBytes({
+      inputs: [valueInfo("x", T.FLOAT, shape)],
+      initializers: [tensorProto("w", T.FLOAT, [8, 8, 3, 3], { floatData: Array.from(rand(8 * 8 * 9)) })],
+      nodes: [node("Conv", ["x", "w"], ["y"], [attr.ints("pads", [1, 1, 1, 1])])],
+      outputs: [valueInfo("y", T.FLOAT)],
+    }));
+    const pragmas = async (parallelMinWork: number) => {
+      const dir = join(work.dir, `small-${parallelMinWork}`);
+      await buildArtifact(file, dir, { target: { ...loadTarget("host"), parallelMinWork } });
+      return (readFileSync(join(dir, "model.c"), "utf8").match(/^\s+EDGEC_PARALLEL_FOR$/gm) ?? []).length;
+    };
+    expect(loadTarget("host").parallelMinWork).toBe(65536);
+    expect(await pragmas(65536)).toBe(0);
+    expect(await pragmas(0)).toBeGreaterThan(0);
   });
 });

@@ -170,12 +170,13 @@ export function view(p: Program, cfg: CConfig, slot?: Slot) {
   // one function: the same speed in less code, which a WebAssembly download or a microcontroller's
   // flash pays for.
   const byCode = new Map<string, string>();
+  const dialect = { ...C_DIALECT, parallelMinWork: cfg.target.parallelMinWork };
   const kernels = p.kernels.map((k) => {
     const params = k.params.map((n) => {
       const b = p.buffers.get(n)!;
       return `${k.writes.includes(n) ? "" : "const "}${DTYPES[b.dtype].c} *${n}`;
     });
-    const body = renderStmts(k.body, C_DIALECT).trimEnd();
+    const body = renderStmts(k.body, dialect).trimEnd();
     const position = new Map(k.params.map((n, i) => [n, i]));
     const code = k.params.length ? body.replace(new RegExp(`\\b(${k.params.join("|")})\\b`, "g"), (n) => `\0${position.get(n)}`) : body;
     const key = `${params.map((q, i) => q.replace(/\S+$/, `${i}`)).join(",")}\n${code}`;
