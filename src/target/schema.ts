@@ -74,7 +74,7 @@ export const TARGET_DEFAULTS: Omit<Target, "name" | "description" | "triple" | "
   vectorBytes: 16,
   vectorRegisters: 16,
   cores: 1,
-  parallelMinWork: 65536,
+  parallelMinWork: 131072,
   memoryBytes: 512 * 1024 * 1024,
   devices: [],
   emulator: [],
