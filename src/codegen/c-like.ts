@@ -15,7 +15,7 @@ export interface Dialect {
   /** line printed before a loop whose iterations are independent ("" for none) */
   parallelFor: string;
   /** the least work (see `work`) of a loop that gets parallelFor: the target's parallelMinWork */
-  parallelMinWork?: number;
+  parallelMinWork: number;
   /** work-groups (see Stmt "grid"): the qualifier of group memory and a barrier statement; absent, a dialect without them */
   group?: { memory: string; barrier: string };
   /** float32 vectors: the type, a load from and a store to a pointer expression, a broadcast */
@@ -62,7 +62,7 @@ export function renderStmts(stmts: Stmt[], d: Dialect, indent = "  "): string {
   for (const s of stmts) {
     switch (s.k) {
       case "for":
-        if (s.parallel && d.parallelFor && s.n > 1 && s.n * work(s.body) >= (d.parallelMinWork ?? 0)) out += `${indent}${d.parallelFor}\n`;
+        if (s.parallel && d.parallelFor && s.n > 1 && s.n * work(s.body) >= d.parallelMinWork) out += `${indent}${d.parallelFor}\n`;
         out += `${indent}for (${d.type("int32")} ${s.v} = 0; ${s.v} < ${s.n}; ++${s.v}) {\n${renderStmts(s.body, d, indent + "  ")}${indent}}\n`;
         break;
       case "store":

@@ -1,5 +1,6 @@
 import { DTYPES, isFloat, type DType } from "../../core/dtype.js";
 import type { UnOp } from "../../loop/ir.js";
+import { TARGET_DEFAULTS } from "../../target/schema.js";
 import { float32Literal, type Dialect } from "../c-like.js";
 
 const MATH: Partial<Record<UnOp, string>> = {
@@ -58,6 +59,7 @@ export const C_DIALECT: Dialect = {
     return `(${DTYPES[to].c})${a}`;
   },
   parallelFor: "EDGEC_PARALLEL_FOR",
+  parallelMinWork: TARGET_DEFAULTS.parallelMinWork,
   vector: {
     type: (lanes) => `edgec_f32x${lanes}`,
     load: (ptr, lanes, stride) => `edgec_vload${lanes}${stride === 2 ? "s2" : ""}(${ptr})`,

@@ -10,14 +10,16 @@ import type { LowerCtx, Lowering } from "./types.js";
 export type At = (c: LowerCtx) => (idx: Expr[]) => Expr;
 
 /**
- * Whether the last two axes of the output can run as one loop on a CPU: its rows are not a whole
- * number of vectors (each would end in scalar code: a 14×14 map has no vector at all on 16 lanes),
- * and every input either spans both axes or is broadcast along both, so the flat position reads
- * each one contiguously (a per-channel scale, say) and vectors run across rows.
+ * Whether the last two axes of the output are worth running as one loop on a CPU (any nest may; the
+ * index is unflattened again): its rows are not a whole number of vectors (a 14-wide row on 16
+ * lanes runs as an 8- and a 4-lane vector and two scalars), and every input either spans both
+ * axes or is broadcast along both, so the flat position reads each one contiguously (a per-channel
+ * scale, say) and whole vectors run across rows. Only the direct inputs are checked: a producer
+ * inlined into one that reads it elsewhere (a crop) can still leave the merged loop scalar.
  */
 function rowsRunTogether(c: LowerCtx, out: number[]): boolean {
   const lanes = c.cpu?.lanes ?? 1;
-  if (c.gpu || lanes < 2 || out.length < 2 || out[out.length - 1] % lanes === 0 || out[out.length - 2] === 1) return false;
+  if (lanes < 2 || out.length < 2 || out[out.length - 1] % lanes === 0 || out[out.length - 2] === 1) return false;
   const tail = (s: number[]) => [s[s.length - 2] ?? 1, s[s.length - 1] ?? 1];
   const [h, w] = tail(out);
   return c.ins.every((r) => {
