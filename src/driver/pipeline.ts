@@ -80,8 +80,12 @@ type GraphPass = {
   run: (g: Graph, o?: GraphPassOptions) => Graph;
   fusion?: boolean;
   whenPeakDrops?: boolean;
-  /** another result to schedule beside run's (undefined: none); the lower peak is kept, run's on a tie */
-  variant?: (g: Graph, ran: Graph, opts?: GraphPassOptions) => Graph | undefined;
+  /**
+   * other results to schedule beside run's: the lowest peak is kept, the earliest on a tie. One
+   * named as a `rewrite` is a way to lower the peak at some cost in speed: it is measured against
+   * the best of the others, as a whenPeakDrops pass is.
+   */
+  alternatives?: (g: Graph, ran: Graph, opts?: GraphPassOptions) => { graph: Graph; rewrite?: string }[];
 };
 
 /** What graph passes are told of the target (see cpuFusionsOn). */
@@ -102,12 +106,17 @@ export const GRAPH_PASSES: GraphPass[] = [
   { name: "fold-batchnorm", run: foldBatchnorm, fusion: true },
   { name: "rewrite-concat", run: rewriteConcat, whenPeakDrops: true },
   // A concat view's buffer is live whole from its first slice on, which can raise the peak above
-  // copying the slices in (see select-fusion): fusion without them is scheduled too.
+  // copying the slices in (see select-fusion): fusion without them is scheduled too. So is fusion
+  // for memory (memoryFirst), kept only when it lowers the peak.
   {
     name: "fuse",
     run: (g, o) => fuse(g, { concatViews: o?.cpuFusions, stitchReductions: o?.cpuFusions }),
     fusion: true,
-    variant: (g, ran, o) => (ran.nodes.some((n) => n.op === "ConcatView") ? fuse(g, { concatViews: false, stitchReductions: o?.cpuFusions }) : undefined),
+    alternatives: (g, ran, o) => {
+      const copied = ran.nodes.some((n) => n.op === "ConcatView") ? fuse(g, { concatViews: false, stitchReductions: o?.cpuFusions }) : ran;
+      const lean = fuse(g, { concatViews: false, stitchReductions: o?.cpuFusions, memoryFirst: true });
+      return [...(copied === ran ? [] : [{ graph: copied }]), ...(sameKernels(lean, copied) ? [] : [{ graph: lean, rewrite: "fuse (memory-first)" }])];
+    },
   },
 ];
 
@@ -141,6 +150,9 @@ export function backendFor(t: Target): Backend<unknown> {
   if (!t.buildable) throw new EdgecError(`target '${t.name}' (${t.arch}) has no code generator yet`);
   return BACKENDS[t.backend];
 }
+
+const kernelKey = (g: Graph) => g.nodes.map((n) => `${n.name}(${n.inputs.join(",")})`).join(";");
+const sameKernels = (a: Graph, b: Graph) => a.nodes.length === b.nodes.length && kernelKey(a) === kernelKey(b);
 
 const signature = (g: Graph) =>
   `${g.nodes.length}:${[...g.values.values()].filter((v) => v.shape).length}:${[...g.values.values()].filter((v) => v.data).length}`;
@@ -187,18 +199,22 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
         if (tried === g) continue;
         const no = finish(g, passes.slice(i + 1), [], share / 2);
         const yes = finish(tried, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(tried) : ""]], share);
-        const before = no.g.schedule;
-        if (yes.g.schedule.peakBytes < before.peakBytes)
-          return { ...yes, g: { ...yes.g, schedule: { ...yes.g.schedule, topoPeakBytes: before.topoPeakBytes, ortPeakBytes: before.ortPeakBytes, topoCurve: before.topoCurve, dpPeakBytes: before.dpPeakBytes, rewrites: [p.name, ...yes.g.schedule.rewrites] } } };
+        if (yes.g.schedule.peakBytes < no.g.schedule.peakBytes) return rewritten(yes, no, p.name);
         const note = `// not applied: peak ${yes.g.schedule.peakBytes} bytes with it, ${no.g.schedule.peakBytes} without\n`;
         return { g: no.g, dumps: [...dumps, [p.name, note], ...no.dumps] };
       }
       const ran = p.run(g, opts);
-      const variant = p.variant?.(g, ran, opts);
-      if (variant) {
-        const yes = finish(ran, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(ran) : ""]], share / 2);
-        const no = finish(variant, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(variant) : ""]], share / 2);
-        return yes.g.schedule.peakBytes <= no.g.schedule.peakBytes ? yes : no;
+      const others = p.alternatives?.(g, ran, opts) ?? [];
+      if (others.length) {
+        // Each branch takes an equal part of the time the branches after it leave.
+        const branches = [{ graph: ran, rewrite: undefined as string | undefined }, ...others].map((b, j, all) => ({
+          ...b,
+          done: finish(b.graph, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(b.graph) : ""]], share / (all.length - j)),
+        }));
+        const lowest = (bs: typeof branches) => bs.reduce((a, b) => (b.done.g.schedule.peakBytes < a.done.g.schedule.peakBytes ? b : a));
+        const plain = lowest(branches.filter((b) => !b.rewrite));
+        const best = lowest(branches);
+        return best.rewrite ? rewritten(best.done, plain.done, best.rewrite) : plain.done;
       }
       g = ran;
       dumps.push([p.name, want(p.name) ? printGraph(g) : ""]);
@@ -209,6 +225,12 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
     const s = scheduled.schedule;
     const summary = `// peak ${s.peakBytes} bytes (graph order ${s.topoPeakBytes}), ${s.optimal ? "optimal" : "not proven optimal"}, ${s.pieces} pieces, ${s.states} states, ${s.ms} ms\n`;
     return { g: scheduled, dumps: [...dumps, ["schedule-memory", want("schedule-memory") ? printGraph(scheduled) + summary : ""]] };
+  };
+  /** A rewrite's result, measured against the schedule without it (the graph order and the DP before rewrites). */
+  const rewritten = (yes: Done, no: Done, name: string): Done => {
+    const before = no.g.schedule;
+    const schedule = { ...yes.g.schedule, topoPeakBytes: before.topoPeakBytes, ortPeakBytes: before.ortPeakBytes, topoCurve: before.topoCurve, dpPeakBytes: before.dpPeakBytes, rewrites: [name, ...yes.g.schedule.rewrites] };
+    return { ...yes, g: { ...yes.g, schedule } };
   };
   const done = finish(g, rest, []);
   for (const [name, text] of done.dumps) if (want(name)) opts.dump?.(`after:${name}`, text);

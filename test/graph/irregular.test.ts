@@ -106,17 +106,22 @@ describe("irregular network suite", () => {
     expect(g.outputs.map((v) => g.values.get(v)!.shape)).toEqual([y.shape]);
   });
 
-  // One network per paper: RandWire (WS and ER together), DARTS, SwiftNet; gcc builds are the slow part.
-  const smallest = [/^randwire/, /^darts/, /^swiftnet/].map((re) =>
-    IRREGULAR_SUITE.filter((n) => re.test(n.family)).reduce((a, b) => (b.onnxNodes < a.onnxNodes ? b : a)),
+  // Two networks per paper: RandWire (WS and ER together), DARTS, SwiftNet, the smallest and the
+  // smallest of at least 50 nodes, where the rewrites (memory-first fusion, rewrite-concat) start
+  // to pay; gcc builds are the slow part.
+  const smallest = [/^randwire/, /^darts/, /^swiftnet/].flatMap((re) =>
+    [0, 50].map((least) => IRREGULAR_SUITE.filter((n) => re.test(n.family) && n.onnxNodes >= least).reduce((a, b) => (b.onnxNodes < a.onnxNodes ? b : a))),
   );
   const target = loadTarget("host");
+  const rewrites: string[] = [];
+  afterAll(() => expect(new Set(rewrites)).toEqual(new Set(["rewrite-concat", "fuse (memory-first)"])));
 
   it.concurrent.for(smallest)("$name: edgec's artifact matches onnxruntime", async (net, { expect }) => {
     const file = tmp.write(`${net.name}.onnx`, net.bytes);
     const dir = join(tmp.dir, `${net.name}-artifact`);
     const x = input(net);
-    await buildArtifact(file, dir, { target });
+    const { compiled } = await buildArtifact(file, dir, { target });
+    rewrites.push(...compiled!.graph.schedule.rewrites);
     const { outputs } = await runArtifact(dir, { x });
     const check = compare("y", outputs[0], await ortRun(net, x), TOL);
     expect(check.pass, `${net.name}: ${check.why ?? `max abs ${check.maxAbs}, max rel ${check.maxRel}`}`).toBe(true);

@@ -28,7 +28,8 @@ interface Block {
  *    and the two become one block (in-place reuse, the rule the scheduler also counts with);
  * 2. six placement orders (largest first, most conflicting first, by breadth: blocks live at the
  *    fullest steps first, by area, by lifetime, by start), each placed first fit and best fit;
- * 3. while the arena is above the lower bound (the most bytes live at once): the same one time
+ * 3. while the arena is above the lower bound (the most bytes live at once): a depth-first search
+ *    for a placement in exactly the bound (see `byStart`); the greedy orders one time
  *    segment at a time, with a seeded search (see `improve`) in each, cutting the timeline where at
  *    most one block is live across the cut (that block keeps the offset its earlier segment gave
  *    it), since small segments are where the search finds the bound; then the search on the whole;
@@ -57,7 +58,8 @@ export function planMemory(g: Graph): Graph & { memory: MemoryPlan } {
   // Cheapest first: the greedy orders, then segments with search, then the whole with search. The
   // search's work (placements × blocks²) is capped, so large graphs stay fast.
   let best = solve(blocks, new Map(), sim.curve, sim.peak, { left: 0 });
-  for (const next of [() => bySegments(blocks, sim.curve, { left: 4e7 }), () => solve(blocks, new Map(), sim.curve, sim.peak, { left: 4e7 })]) {
+  const searches = [() => byStart(blocks, sim.peak, 100, 2e4), () => bySegments(blocks, sim.curve, { left: 4e7 }), () => solve(blocks, new Map(), sim.curve, sim.peak, { left: 4e7 })];
+  for (const next of searches) {
     if (best.arena <= sim.peak) break;
     const r = next();
     if (r.arena < best.arena) best = r;
@@ -114,6 +116,45 @@ function bySegments(blocks: Block[], curve: number[], work: { left: number }): P
   }
   return { strategy: `by ${cuts.length + 1} time segments`, at, arena };
 }
+/**
+ * A depth-first search for a placement in `target` bytes. Blocks are taken in the order they come
+ * alive, so every block placed before one that overlaps it in time is live where it starts: its
+ * choices are the bottom and the top of each gap between those, and a choice that leaves a later
+ * block no room is undone. The first try takes the tightest gap first; since one early choice can
+ * doom a whole subtree, each later try restarts with seeded noise on that preference. Each try may
+ * place `perTry` blocks, and there are at most `tries`.
+ */
+function byStart(blocks: Block[], target: number, tries: number, perTry: number): Placement {
+  const order = [...blocks].sort((a, b) => a.life[0] - b.life[0] || b.bytes - a.bytes);
+  const off: number[] = [];
+  let seed = 12345, noise = 0, left = 0;
+  const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const go = (i: number): boolean => {
+    if (i === order.length) return true;
+    const b = order[i];
+    const live = order.slice(0, i).flatMap((p, j) => (p.life[1] >= b.life[0] ? [[off[j], off[j] + p.bytes]] : [])).sort((x, y) => x[0] - y[0]);
+    const choices: [number, number][] = [];
+    let end = 0;
+    for (const [from, to] of [...live, [target, target]]) {
+      const gap = from - end;
+      if (gap >= b.bytes) choices.push([end, gap + noise * rand()]);
+      if (gap > b.bytes) choices.push([from - b.bytes, gap + noise * rand()]);
+      end = Math.max(end, to);
+    }
+    for (const [at] of choices.sort((x, y) => x[1] - y[1] || x[0] - y[0])) {
+      if (--left < 0) return false;
+      off[i] = at;
+      if (go(i + 1)) return true;
+    }
+    return false;
+  };
+  for (let t = 0; t < tries; t++, noise = target / 2) {
+    left = perTry;
+    if (go(0)) return { strategy: `by start, depth-first (try ${t + 1})`, at: new Map(order.map((b, i) => [b, off[i]])), arena: target };
+  }
+  return { strategy: "by start, depth-first", at: new Map(), arena: Infinity };
+}
+
 /**
  * Places blocks in the given order, each at an offset overlapping no placed block alive at the same
  * time: the lowest such offset (first fit) or the one in the tightest gap (best fit).

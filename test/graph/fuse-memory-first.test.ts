@@ -1,0 +1,108 @@
+import { join } from "node:path";
+import ort from "onnxruntime-node";
+import { afterAll, describe, expect, it } from "vitest";
+import { buildArtifact } from "../../src/driver/artifact.js";
+import { runGraphPasses } from "../../src/driver/pipeline.js";
+import { runArtifact } from "../../src/driver/run.js";
+import { compare } from "../../src/driver/verify.js";
+import { importOnnx } from "../../src/frontend/onnx/import.js";
+import type { Graph, Node } from "../../src/graph/ir.js";
+import { foldBatchnorm } from "../../src/graph/passes/fold-batchnorm.js";
+import { fuse } from "../../src/graph/passes/fuse.js";
+import { inferShapes } from "../../src/graph/passes/infer-shapes.js";
+import { memoryModel } from "../../src/graph/memory.js";
+import { loadTarget } from "../../src/target/load.js";
+import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
+
+let seed = 5;
+const rand = (n: number) => Array.from({ length: n }, () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
+const weight = (name: string, dims: number[]) => tensorProto(name, T.FLOAT, dims, { floatData: rand(dims.reduce((a, b) => a * b, 1)).map((v) => v * 0.3) });
+const pad1 = [attr.ints("pads", [1, 1, 1, 1])];
+
+/**
+ * A RandWire-style node: y = Conv(Relu(a·0.5 + b + c)), where a is made first and b and c each
+ * come out of a chain of their own. Fused for speed, one kernel reads a, b and c together, so all
+ * three are live at once; fused for memory, a + b is a kernel of its own that frees a and b before
+ * c's chain runs.
+ */
+const SUM3 = modelBytes({
+  inputs: [valueInfo("x", T.FLOAT, [1, 8, 12, 12])],
+  initializers: [weight("wa", [8, 8, 3, 3]), weight("wm", [8, 8, 3, 3]), weight("wb", [8, 8, 3, 3]), weight("wn", [8, 8, 3, 3]), weight("wc", [8, 8, 3, 3]), weight("wy", [4, 8, 1, 1]), tensorProto("half", T.FLOAT, [], { floatData: [0.5] })],
+  nodes: [
+    node("Conv", ["x", "wa"], ["a"], pad1),
+    node("Conv", ["x", "wm"], ["m"], pad1),
+    node("Conv", ["m", "wb"], ["b"], pad1),
+    node("Conv", ["x", "wn"], ["n"], pad1),
+    node("Conv", ["n", "wc"], ["c"], pad1),
+    node("Mul", ["a", "half"], ["as"]),
+    node("Add", ["as", "b"], ["ab"]),
+    node("Add", ["ab", "c"], ["abc"]),
+    node("Relu", ["abc"], ["r"]),
+    node("Conv", ["r", "wy"], ["y"]),
+  ],
+  outputs: [valueInfo("y", T.FLOAT)],
+});
+
+const work = tempDir("edgec-memory-first-");
+afterAll(() => work.cleanup());
+
+/** The computed tensors each kernel reads from memory (not weights, not graph inputs). */
+function computedReads(g: Graph): Map<string, string[]> {
+  const m = memoryModel(g);
+  const buffers = new Set(m.buffers.map((b) => b.value));
+  return new Map(m.kernels.map((k: Node) => [k.name, k.inputs.filter((i) => buffers.has(i))]));
+}
+
+describe("fuse with memoryFirst", () => {
+  const g = foldBatchnorm(inferShapes(importOnnx(work.write("sum3.onnx", SUM3)).graph));
+
+  it("gives joins kernels of their own, so no kernel reads three computed tensors", () => {
+    const fast = computedReads(fuse(g));
+    expect(Math.max(...[...fast.values()].map((r) => r.length))).toBe(3);
+    const lean = fuse(g, { memoryFirst: true });
+    const reads = computedReads(lean);
+    expect(Math.max(...[...reads.values()].map((r) => r.length))).toBe(2);
+    // The partial sum a·0.5 + b is stored, and read by the kernel that adds c.
+    expect([...reads.values()].some((r) => r.includes("ab"))).toBe(true);
+  });
+
+  it("keeps no epilogue that reads another computed tensor", () => {
+    const lean = fuse(g, { memoryFirst: true });
+    for (const n of lean.nodes.filter((k) => k.fused && k.fused.epilogue.length)) {
+      const f = n.fused!;
+      const own = new Set(f.body.filter((m) => !f.epilogue.includes(m.name)).flatMap((m) => m.outputs));
+      for (const e of f.body.filter((m) => f.epilogue.includes(m.name))) {
+        own.add(e.outputs[0]);
+        expect(e.inputs.filter((i) => i && !own.has(i) && !g.values.get(i)!.data), n.name).toEqual([]);
+      }
+    }
+  });
+
+  it("is kept by the pipeline when it lowers the peak, and the C it makes matches onnxruntime", async () => {
+    const file = join(work.dir, "sum3.onnx");
+    const p = runGraphPasses(importOnnx(file).graph, {});
+    expect(p.schedule.rewrites).toEqual(["fuse (memory-first)"]);
+    expect(p.schedule.peakBytes).toBeLessThan(p.schedule.dpPeakBytes);
+    expect(p.schedule.dpPeakBytes).toBeLessThanOrEqual(p.schedule.topoPeakBytes);
+    const x = Float32Array.from(rand(8 * 144));
+    const session = await ort.InferenceSession.create(file);
+    const ref = (await session.run({ x: new ort.Tensor("float32", x, [1, 8, 12, 12]) })).y;
+    const dir = join(work.dir, "sum3");
+    await buildArtifact(file, dir, { target: loadTarget("host") });
+    const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: [1, 8, 12, 12], data: x } });
+    const cmp = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
+    expect(cmp.pass, `max abs error ${cmp.maxAbs}`).toBe(true);
+  });
+
+  it("is not kept where it does not lower the peak: a two-input residual Add stays a Conv epilogue", () => {
+    const bytes = modelBytes({
+      inputs: [valueInfo("x", T.FLOAT, [1, 8, 12, 12])],
+      initializers: [weight("w1", [8, 8, 3, 3]), weight("w2", [8, 8, 3, 3])],
+      nodes: [node("Conv", ["x", "w1"], ["h"], pad1), node("Relu", ["h"], ["r"]), node("Conv", ["r", "w2"], ["z"], pad1), node("Add", ["z", "r"], ["y"])],
+      outputs: [valueInfo("y", T.FLOAT)],
+    });
+    const p = runGraphPasses(importOnnx(work.write("residual.onnx", bytes)).graph, {});
+    expect(p.schedule.rewrites).toEqual([]);
+    expect(p.nodes.some((n) => n.fused?.body.some((m) => m.op === "Add" && n.fused!.epilogue.includes(m.name)))).toBe(true);
+  });
+});
