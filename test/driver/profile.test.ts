@@ -23,7 +23,7 @@ const costsFile = join(work, "costs.json");
 let costs: Costs;
 
 beforeAll(async () => {
-  const r = await edgec(["profile", MODEL, "--target", "opencl", "-o", costsFile, "--runs", "4"]);
+  const r = await edgec(["profile", MODEL, "--target", "opencl", "-o", costsFile, "--runs", "15"]);
   expect(r.stderr).toBe("");
   expect(r.code).toBe(0);
   expect(r.stdout).toMatch(/wrote .*costs\.json: 11 kernels measured on this machine/);
