@@ -107,7 +107,8 @@ export const GRAPH_PASSES: GraphPass[] = [
   { name: "rewrite-concat", run: rewriteConcat, whenPeakDrops: true },
   // A concat view's buffer is live whole from its first slice on, which can raise the peak above
   // copying the slices in (see select-fusion): fusion without them is scheduled too. So is fusion
-  // for memory (memoryFirst), kept only when it lowers the peak.
+  // for memory (memoryFirst, with the Concats copied for the same reason), kept only when it
+  // lowers the peak.
   {
     name: "fuse",
     run: (g, o) => fuse(g, { concatViews: o?.cpuFusions, stitchReductions: o?.cpuFusions }),
@@ -151,7 +152,7 @@ export function backendFor(t: Target): Backend<unknown> {
   return BACKENDS[t.backend];
 }
 
-const kernelKey = (g: Graph) => g.nodes.map((n) => `${n.name}(${n.inputs.join(",")})`).join(";");
+const kernelKey = (g: Graph) => g.nodes.map((n) => `${n.op} ${n.name}(${n.inputs.join(",")})->${n.outputs.join(",")}[${n.fused?.body.map((m) => m.name).join(",") ?? ""}]`).join(";");
 const sameKernels = (a: Graph, b: Graph) => a.nodes.length === b.nodes.length && kernelKey(a) === kernelKey(b);
 
 const signature = (g: Graph) =>
@@ -188,7 +189,7 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
   if (want(fold.name)) opts.dump?.(`after:${fold.name}`, printGraph(g));
   // Dumps wait until the branch a whenPeakDrops pass opens is chosen.
   type Done = { g: Graph & { schedule: ScheduleInfo }; dumps: [string, string][] };
-  // One time limit for all scheduling: each whenPeakDrops branch halves what is left.
+  // One time limit for all scheduling, split evenly between the branches the passes open.
   const deadline = Date.now() + (opts.scheduleTimeLimitMs ?? DEFAULT_TIME_LIMIT_MS);
   const finish = (g: Graph, passes: GraphPass[], before: [string, string][], share = 1): Done => {
     const dumps = [...before];
@@ -198,7 +199,7 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
         const tried = p.run(g, opts);
         if (tried === g) continue;
         const no = finish(g, passes.slice(i + 1), [], share / 2);
-        const yes = finish(tried, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(tried) : ""]], share);
+        const yes = finish(tried, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(tried) : ""]], share / (2 - share));
         if (yes.g.schedule.peakBytes < no.g.schedule.peakBytes) return rewritten(yes, no, p.name);
         const note = `// not applied: peak ${yes.g.schedule.peakBytes} bytes with it, ${no.g.schedule.peakBytes} without\n`;
         return { g: no.g, dumps: [...dumps, [p.name, note], ...no.dumps] };
@@ -206,15 +207,17 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
       const ran = p.run(g, opts);
       const others = p.alternatives?.(g, ran, opts) ?? [];
       if (others.length) {
-        // Each branch takes an equal part of the time the branches after it leave.
+        // Each branch takes an equal part of this pass's share of the time: of what the branches
+        // before it leave, the j-th of n takes share / (n − j·share).
         const branches = [{ graph: ran, rewrite: undefined as string | undefined }, ...others].map((b, j, all) => ({
           ...b,
-          done: finish(b.graph, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(b.graph) : ""]], share / (all.length - j)),
+          done: finish(b.graph, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(b.graph) : ""]], share / (all.length - j * share)),
         }));
-        const lowest = (bs: typeof branches) => bs.reduce((a, b) => (b.done.g.schedule.peakBytes < a.done.g.schedule.peakBytes ? b : a));
+        const peak = (b: (typeof branches)[number]) => b.done.g.schedule.peakBytes;
+        const lowest = (bs: typeof branches) => bs.reduce((a, b) => (peak(b) < peak(a) ? b : a));
         const plain = lowest(branches.filter((b) => !b.rewrite));
         const best = lowest(branches);
-        return best.rewrite ? rewritten(best.done, plain.done, best.rewrite) : plain.done;
+        return best.rewrite && peak(best) < peak(plain) ? rewritten(best.done, plain.done, best.rewrite) : plain.done;
       }
       g = ran;
       dumps.push([p.name, want(p.name) ? printGraph(g) : ""]);

@@ -66,16 +66,16 @@ describe("fuse with memoryFirst", () => {
     expect([...reads.values()].some((r) => r.includes("ab"))).toBe(true);
   });
 
-  it("keeps no epilogue that reads another computed tensor", () => {
-    const lean = fuse(g, { memoryFirst: true });
-    for (const n of lean.nodes.filter((k) => k.fused && k.fused.epilogue.length)) {
-      const f = n.fused!;
-      const own = new Set(f.body.filter((m) => !f.epilogue.includes(m.name)).flatMap((m) => m.outputs));
-      for (const e of f.body.filter((m) => f.epilogue.includes(m.name))) {
-        own.add(e.outputs[0]);
-        expect(e.inputs.filter((i) => i && !own.has(i) && !g.values.get(i)!.data), n.name).toEqual([]);
-      }
-    }
+  it("keeps no epilogue that reads another computed tensor: only elementwise kernels read two", () => {
+    const kernelsReadingTwo = (h: Graph) => {
+      const reads = computedReads(h);
+      return h.nodes.filter((n) => (reads.get(n.name) ?? []).length >= 2);
+    };
+    // For speed, a + b is the epilogue of b's Conv; for memory, it is a kernel of its own.
+    expect(kernelsReadingTwo(fuse(g)).some((n) => n.fused?.body.some((m) => m.op === "Conv"))).toBe(true);
+    const lean = kernelsReadingTwo(fuse(g, { memoryFirst: true }));
+    expect(lean.length).toBeGreaterThan(0);
+    for (const n of lean) expect((n.fused?.body ?? [n]).map((m) => m.op).filter((op) => op === "Conv"), n.name).toEqual([]);
   });
 
   it("is kept by the pipeline when it lowers the peak, and the C it makes matches onnxruntime", async () => {
@@ -101,7 +101,10 @@ describe("fuse with memoryFirst", () => {
       nodes: [node("Conv", ["x", "w1"], ["h"], pad1), node("Relu", ["h"], ["r"]), node("Conv", ["r", "w2"], ["z"], pad1), node("Add", ["z", "r"], ["y"])],
       outputs: [valueInfo("y", T.FLOAT)],
     });
-    const p = runGraphPasses(importOnnx(work.write("residual.onnx", bytes)).graph, {});
+    const g2 = foldBatchnorm(inferShapes(importOnnx(work.write("residual.onnx", bytes)).graph));
+    const lean = fuse(g2, { memoryFirst: true });
+    expect(lean.nodes.some((n) => n.fused?.body.some((m) => m.op === "Add" && n.fused!.epilogue.includes(m.name)))).toBe(false);
+    const p = runGraphPasses(importOnnx(join(work.dir, "residual.onnx")).graph, {});
     expect(p.schedule.rewrites).toEqual([]);
     expect(p.nodes.some((n) => n.fused?.body.some((m) => m.op === "Add" && n.fused!.epilogue.includes(m.name)))).toBe(true);
   });

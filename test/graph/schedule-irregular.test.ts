@@ -65,6 +65,21 @@ describe("memory-aware scheduling on irregularly wired networks", () => {
     expect(checked).toBeGreaterThanOrEqual(3);
   });
 
+  it("places no two buffers live at the same time over each other, some by the depth-first search", () => {
+    for (const r of rows) {
+      const m = memoryModel(r.graph);
+      const sim = simulate(m, m.kernels.map((_, k) => k));
+      const offsets = r.graph.memory.offsets;
+      const span = m.buffers.map((b, i) => ({ i, at: offsets[b.value], bytes: b.bytes, life: sim.life.get(i)! }));
+      for (const p of span)
+        for (const q of span) {
+          if (p.i >= q.i || p.life[1] < q.life[0] || q.life[1] < p.life[0] || sim.reuse.get(q.i) === p.i || sim.reuse.get(p.i) === q.i) continue;
+          expect(p.at + p.bytes <= q.at || q.at + q.bytes <= p.at, `${r.name}: ${m.buffers[p.i].value} and ${m.buffers[q.i].value}`).toBe(true);
+        }
+    }
+    expect(rows.some((r) => r.graph.memory.strategy.includes("depth-first"))).toBe(true);
+  });
+
   it("lowers the peak on the suite as a whole, and rewriting lowers it further on some networks", () => {
     expect(rows.length).toBe(IRREGULAR_SUITE.length);
     const s = summary(rows);

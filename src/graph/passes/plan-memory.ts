@@ -55,10 +55,10 @@ export function planMemory(g: Graph): Graph & { memory: MemoryPlan } {
       blockOf.set(b, fresh);
     }
   }
-  // Cheapest first: the greedy orders, then segments with search, then the whole with search. The
-  // search's work (placements × blocks²) is capped, so large graphs stay fast.
+  // Cheapest first: the greedy orders, then the searches: depth-first in the bound, segments with
+  // search, the whole with search. Each search's work is capped, so large graphs stay fast.
   let best = solve(blocks, new Map(), sim.curve, sim.peak, { left: 0 });
-  const searches = [() => byStart(blocks, sim.peak, 100, 2e4), () => bySegments(blocks, sim.curve, { left: 4e7 }), () => solve(blocks, new Map(), sim.curve, sim.peak, { left: 4e7 })];
+  const searches = [() => byStart(blocks, sim.peak, 100, { left: 4e7 }), () => bySegments(blocks, sim.curve, { left: 4e7 }), () => solve(blocks, new Map(), sim.curve, sim.peak, { left: 4e7 })];
   for (const next of searches) {
     if (best.arena <= sim.peak) break;
     const r = next();
@@ -121,36 +121,47 @@ function bySegments(blocks: Block[], curve: number[], work: { left: number }): P
  * alive, so every block placed before one that overlaps it in time is live where it starts: its
  * choices are the bottom and the top of each gap between those, and a choice that leaves a later
  * block no room is undone. The first try takes the tightest gap first; since one early choice can
- * doom a whole subtree, each later try restarts with seeded noise on that preference. Each try may
- * place `perTry` blocks, and there are at most `tries`.
+ * doom a whole subtree, each later try restarts with seeded noise on that preference. Each choice
+ * costs the blocks it is checked against, out of the shared `work`, spread evenly over `tries`.
  */
-function byStart(blocks: Block[], target: number, tries: number, perTry: number): Placement {
+function byStart(blocks: Block[], target: number, tries: number, work: { left: number }): Placement {
   const order = [...blocks].sort((a, b) => a.life[0] - b.life[0] || b.bytes - a.bytes);
+  // The blocks placed before each one that are alive where it starts.
+  const before = order.map((b, i) => order.slice(0, i).flatMap((p, j) => (p.life[1] >= b.life[0] ? [j] : [])));
   const off: number[] = [];
-  let seed = 12345, noise = 0, left = 0;
+  let seed = 12345;
   const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
-  const go = (i: number): boolean => {
-    if (i === order.length) return true;
+  const choices = (i: number, noise: number): number[] => {
     const b = order[i];
-    const live = order.slice(0, i).flatMap((p, j) => (p.life[1] >= b.life[0] ? [[off[j], off[j] + p.bytes]] : [])).sort((x, y) => x[0] - y[0]);
-    const choices: [number, number][] = [];
+    const live = before[i].map((j) => [off[j], off[j] + order[j].bytes]).sort((x, y) => x[0] - y[0]);
+    const found: [number, number][] = [];
     let end = 0;
     for (const [from, to] of [...live, [target, target]]) {
       const gap = from - end;
-      if (gap >= b.bytes) choices.push([end, gap + noise * rand()]);
-      if (gap > b.bytes) choices.push([from - b.bytes, gap + noise * rand()]);
+      if (gap >= b.bytes) found.push([end, gap + noise * rand()]);
+      if (gap > b.bytes) found.push([from - b.bytes, gap + noise * rand()]);
       end = Math.max(end, to);
     }
-    for (const [at] of choices.sort((x, y) => x[1] - y[1] || x[0] - y[0])) {
-      if (--left < 0) return false;
-      off[i] = at;
-      if (go(i + 1)) return true;
-    }
-    return false;
+    return found.sort((x, y) => x[1] - y[1] || x[0] - y[0]).map(([at]) => at);
   };
-  for (let t = 0; t < tries; t++, noise = target / 2) {
-    left = perTry;
-    if (go(0)) return { strategy: `by start, depth-first (try ${t + 1})`, at: new Map(order.map((b, i) => [b, off[i]])), arena: target };
+  for (let t = 0; t < tries && work.left > 0; t++) {
+    let left = work.left / (tries - t);
+    const noise = t ? target / 2 : 0;
+    // Iterative, so that thousands of blocks do not overflow the call stack.
+    const stack = [{ at: choices(0, noise), next: 0 }];
+    while (stack.length && left > 0) {
+      const top = stack[stack.length - 1];
+      if (top.next === top.at.length) {
+        stack.pop();
+        continue;
+      }
+      off[stack.length - 1] = top.at[top.next++];
+      if (stack.length === order.length) return { strategy: `by start, depth-first (try ${t + 1})`, at: new Map(order.map((b, i) => [b, off[i]])), arena: target };
+      const cost = before[stack.length].length + 1;
+      left -= cost;
+      work.left -= cost;
+      stack.push({ at: choices(stack.length, noise), next: 0 });
+    }
   }
   return { strategy: "by start, depth-first", at: new Map(), arena: Infinity };
 }

@@ -77,10 +77,12 @@ export interface FusionOptions {
   stitchReductions?: boolean;
   /**
    * true: fusion for the lowest peak memory rather than the fewest kernels. A kernel that reads
-   * two computed tensors holds both until it runs, so joins (elementwise ops of two or more
-   * computed tensors, such as the partial sums of an Add chain) are never inlined into their
-   * readers, and no epilogue reads a computed tensor besides its kernel's result: the scheduler
-   * can then run each join as soon as its inputs exist and free them one by one.
+   * two computed tensors holds both until it runs, so joins (elementwise ops that read two or
+   * more computed tensors, counting through what is inlined into them, such as the partial sums
+   * of an Add chain) are never inlined into their readers, and no epilogue reads a
+   * computed tensor besides its kernel's result: the scheduler can then run each join as soon as
+   * its inputs exist and free them one by one. A Concat stays inlined: stored, it would need all
+   * its inputs at once all the same, and its own buffer besides.
    */
   memoryFirst?: boolean;
 }
@@ -122,7 +124,14 @@ export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision
     );
   };
   const computed = (v: string | undefined) => !!v && !isConst(v) && !g.inputs.includes(v);
-  const join = (n: Node) => isElementwise(n) && n.inputs.filter(computed).length >= 2;
+  /** The computed tensors n reads from memory, through the producers `inlined` into it. */
+  const stored = (n: Node, inlined: Set<string>, acc = new Set<string>()): Set<string> => {
+    for (const i of n.inputs) {
+      if (i && inlined.has(i)) stored(byOutput.get(i)!, inlined, acc);
+      else if (computed(i)) acc.add(i!);
+    }
+    return acc;
+  };
   // 2. Inlining, in graph order so a producer's own inlined inputs are already costed.
   const inlining = (aliases: Set<string>) => {
     const inlined = new Set<string>();
@@ -133,7 +142,7 @@ export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision
       const own = isElementwise(n) ? 1 : isIndexOnly(n) ? 0 : undefined;
       if (own === undefined) continue;
       const readers = uses.get(out) ?? [];
-      if (opts.memoryFirst && join(n)) continue;
+      if (opts.memoryFirst && isElementwise(n) && stored(n, inlined).size >= 2) continue;
       if (!readers.length || readers.length > MAX_SHARING || readers.some((r) => aliases.has(r.name))) continue;
       const c = own + n.inputs.reduce((s, i) => s + (inlined.has(i) ? cost.get(i)! : 0), 0);
       const limit = Math.min(...readers.map((r) => MAX_COST[reads(r.op)]));
@@ -180,9 +189,6 @@ export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision
       return inlined.has(i) ? readsLater(p, n) : order.get(p.name)! > order.get(n.name)!;
     });
 
-  /** Whether e reads, from memory, a computed tensor other than v. */
-  const readsOther = (e: Node, v: string): boolean =>
-    e.inputs.some((i) => !!i && i !== v && computed(i) && (inlined.has(i) ? readsOther(byOutput.get(i)!, v) : true));
   // 3. Epilogues: chains of elementwise nodes after a kernel that are its result's only readers.
   // An epilogue that reads another kernel's result made later in the graph order goes to that
   // kernel instead: absorbing it here would make the later kernel run first and keep its result
@@ -198,7 +204,7 @@ export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision
       if (graphOutputs.has(v)) break;
       const readers = effectiveReaders(v);
       const e = readers[0];
-      if (readers.length !== 1 || !isElementwise(e) || taken.has(e.name) || shapeOf(e.outputs[0]) !== shapeOf(v) || !elementwisePath(v, e) || readsLater(e, n) || (opts.memoryFirst && readsOther(e, v))) break;
+      if (readers.length !== 1 || !isElementwise(e) || taken.has(e.name) || shapeOf(e.outputs[0]) !== shapeOf(v) || !elementwisePath(v, e) || readsLater(e, n) || (opts.memoryFirst && [...stored(e, inlined)].some((i) => i !== v))) break;
       chain.push(e.name);
       taken.add(e.name);
       v = e.outputs[0];
