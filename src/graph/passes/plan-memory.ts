@@ -74,6 +74,9 @@ export function planMemory(g: Graph): Graph & { memory: MemoryPlan } {
 
 type Placement = { strategy: string; at: Map<Block, number>; arena: number };
 
+/** Seeded 32-bit integers (a linear congruential generator): the searches, and so the builds, are reproducible. */
+const seeded = (seed: number) => () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0);
+
 const overlaps = (a: Block, b: Block) => a.life[0] <= b.life[1] && b.life[0] <= a.life[1];
 const length = (b: Block) => b.life[1] - b.life[0] + 1;
 const area = (b: Block) => b.bytes * length(b);
@@ -129,8 +132,8 @@ function byStart(blocks: Block[], target: number, tries: number, work: { left: n
   // The blocks placed before each one that are alive where it starts.
   const before = order.map((b, i) => order.slice(0, i).flatMap((p, j) => (p.life[1] >= b.life[0] ? [j] : [])));
   const off: number[] = [];
-  let seed = 12345;
-  const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const next = seeded(12345);
+  const rand = () => next() / 2 ** 32;
   const choices = (i: number, noise: number): number[] => {
     const b = order[i];
     const live = before[i].map((j) => [off[j], off[j] + order[j].bytes]).sort((x, y) => x[0] - y[0]);
@@ -198,8 +201,8 @@ function place(order: Block[], fixed: Map<Block, number>, fit: "first-fit" | "be
 function improve(start: Placement, blocks: Block[], fixed: Map<Block, number>, bound: number, work: { left: number }): Placement {
   let order = blocks.filter((b) => start.at.has(b)).sort((a, b) => start.at.get(a)! - start.at.get(b)!);
   let best = { ...start, strategy: `${start.strategy}, improved` };
-  let seed = 12345;
-  const rand = (n: number) => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n;
+  const next = seeded(12345);
+  const rand = (n: number) => next() % n;
   const noisy = [(b: Block) => b.bytes, area, length];
   const cost = Math.max(1, blocks.length + fixed.size) ** 2;
   for (let i = 0; work.left > 0 && best.arena > bound; i++, work.left -= cost) {
