@@ -5,6 +5,7 @@ import type { DType } from "../core/dtype.js";
 import { Names, add, cst, flat, int, let_, load, mul, nest, set, store, threadId, vr, type Ref } from "./build.js";
 import { numel } from "../core/tensor.js";
 import { STITCH } from "./lower/stitch.js";
+import { BANDED_POOLS } from "../graph/passes/select-fusion.js";
 import { mentionsVar, touched, type Buffer, type BufferKind, type Expr, type Kernel, type Program, type Stmt } from "./ir.js";
 import { AT, LOWERINGS } from "./lower/index.js";
 import type { CpuShape, GpuShape, LowerCtx } from "./lower/types.js";
@@ -24,7 +25,9 @@ type Resolve = (value: string) => Ref & { data?: Buffer["data"] };
  * result, when the group has an epilogue, goes through the epilogue members (each bound to a local)
  * and only the last one's value is stored; or, when the last is a stitched reduction (see
  * lower/stitch.ts), folded into this thread's partial result: the partials start at the
- * reduction's identity before the anchor's loops and are combined into its output after them.
+ * reduction's identity before the anchor's loops and are combined into its output after them; or,
+ * when the last is a banded pool, stored into the band of rows the anchor's lowering pools (see
+ * LowerCtx.pooled).
  */
 function lowerFused(n: Node, refOf: Resolve, names: Names, extra: Extra, partials: Partials): Stmt[] {
   const f = n.fused!;
@@ -43,7 +46,12 @@ function lowerFused(n: Node, refOf: Resolve, names: Names, extra: Extra, partial
     return { ...shell(v), at };
   };
   const local = (v: string, name: string): Ref => ({ ...shell(v), at: () => vr(name, refOf(v).dtype) });
-  const viaEpilogue = (o: string): Ref => ({
+  // A banded pool ends the epilogue: the anchor's lowering pools the chain's results itself.
+  const last = epilogue[epilogue.length - 1];
+  const pool = last && BANDED_POOLS.has(last.op) ? last : undefined;
+  const chain = pool ? epilogue.slice(0, -1) : epilogue;
+  /** The anchor's result o through the chain, the last member's value stored into `target`. */
+  const viaEpilogue = (o: string, target: Ref): Ref => ({
     ...shell(o),
     put: (idx, val) => {
       const body: Stmt[] = [];
@@ -54,28 +62,29 @@ function lowerFused(n: Node, refOf: Resolve, names: Names, extra: Extra, partial
         env.set(v, local(v, name));
       };
       bind(o, val);
-      epilogue.forEach((e, k) => {
+      chain.forEach((e, k) => {
         if (stitch && e === last) {
           const at = add(vr(base), flat(refOf(e.outputs[0]).shape, stitch.into(idx)));
           body.push({ k: "store", buf: part!.buf, idx: at, val: stitch.combine({ k: "load", buf: part!.buf, idx: at, dtype: "float32" }, load(refIn(e.inputs[0], env)!, idx)) });
           return;
         }
         const value = AT[e.op]({ node: e, ins: e.inputs.map((i) => refIn(i, env)), outs: [shell(e.outputs[0])], names })(idx);
-        if (k === epilogue.length - 1) body.push(store(refOf(e.outputs[0]), idx, value));
+        if (k === chain.length - 1) body.push(store(target, idx, value));
         else bind(e.outputs[0], value);
       });
       return { k: "block", body };
     },
   });
   // A stitched reduction ends the epilogue: partial results per thread, combined after the anchor's loops.
-  const last = epilogue[epilogue.length - 1];
   const stitch = last && STITCH[last.op];
   const reduced = stitch ? numel(refOf(last.outputs[0]).shape) : 0;
   const part = stitch ? partials.region(reduced) : undefined;
   const base = stitch ? names.next("part") : "";
   const ins = anchor.inputs.map((i) => refIn(i, new Map()));
-  const outs = anchor.outputs.map((o) => (!o ? { buf: "", dtype: "float32" as const, shape: [] } : epilogue.length ? viaEpilogue(o) : refOf(o)));
-  const body = LOWERINGS[anchor.op]({ node: anchor, ins, outs, names, ...extra });
+  const result = (o: string): Ref => (pool ? shell(o) : chain.length ? viaEpilogue(o, refOf(last.outputs[0])) : refOf(o));
+  const outs = anchor.outputs.map((o) => (!o ? { buf: "", dtype: "float32" as const, shape: [] } : result(o)));
+  const pooled = pool && { node: pool, y: refOf(pool.outputs[0]), through: (band: Ref) => (chain.length ? viaEpilogue(anchor.outputs[0], band) : band) };
+  const body = LOWERINGS[anchor.op]({ node: anchor, ins, outs, names, ...extra, ...(pooled ? { pooled } : {}) });
   if (!stitch) return body;
   const y = refOf(last.outputs[0]);
   const count = numel(refOf(last.inputs[0]).shape) / reduced;

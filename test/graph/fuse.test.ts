@@ -129,7 +129,7 @@ describe("fusion on the corpus models", () => {
   const work = mkdtempSync(join(tmpdir(), "edgec-fuse-"));
   afterAll(() => rmSync(work, { recursive: true, force: true }));
   for (const m of ["dscnn_kws", "mobilenet_v2_w035_c10_96", "squeezenet1_1_c10_64", "tiny_transformer_encoder"]) {
-    it(`${m}: no more kernels than onnxruntime's optimized graph has nodes, and less traffic than unfused`, async () => {
+    it(`${m}: no more kernels than onnxruntime's optimized graph has nodes, and at least 40% less traffic than unfused`, async () => {
       const model = join(CORPUS, "models", m, "model.onnx");
       const target = loadTarget("host");
       const fused = compileModel(model, { target });
@@ -138,7 +138,7 @@ describe("fusion on the corpus models", () => {
       expect(fused.program.kernels.length).toBeLessThanOrEqual(ortNodes);
       expect(fused.program.kernels.length).toBeLessThan(unfused.program.kernels.length);
       const g = importOnnx(model, {}).graph;
-      expect(bytesMoved(runGraphPasses(g, {}))).toBeLessThan(0.85 * bytesMoved(runGraphPasses(g, { fuse: false })));
+      expect(bytesMoved(runGraphPasses(g, {}))).toBeLessThanOrEqual(0.6 * bytesMoved(runGraphPasses(g, { fuse: false })));
     });
   }
 });

@@ -1,6 +1,7 @@
 import { numel } from "../../core/tensor.js";
-import { attrNum, attrStr, consumers, type Graph, type Node } from "../ir.js";
+import { attrInts, attrNum, attrStr, consumers, type Graph, type Node } from "../ir.js";
 import { ELEMENTWISE_OPS } from "../ops/elementwise.js";
+import { poolGeometry, type Window } from "../ops/nn.js";
 
 /**
  * Decides what fuses (the apply step is fuse.ts). Memory-intensive ops never get a kernel of their
@@ -12,6 +13,10 @@ import { ELEMENTWISE_OPS } from "../ops/elementwise.js";
  *    each result before it is stored (Conv → Clip, MatMul → Add → Gelu, ReduceMean → Sqrt, ...);
  *    A Conv's epilogue may end in a global pooling that is its result's only reader (stitched): each
  *    result is folded into the pooled output on its way out, so the map itself is never stored;
+ *    or in a MaxPool that is (banded): the convolution runs a band of rows at a time into per-thread
+ *    scratch, recomputing the rows where neighbouring bands' windows overlap, and each band is
+ *    pooled while it is in cache (the fused-layer idea: a network's first convolution and pool
+ *    otherwise write and read back its largest map);
  * 4. concat views: a Concat that would be a kernel of its own (not inlined into its readers), whose
  *    inputs each occupy one contiguous range of its output (every dim before the axis is 1) and
  *    are written by kernels anyway (a Conv, a pool, or such a kernel's
@@ -43,6 +48,9 @@ export const VIEW_OPS = new Set(["Reshape", "Flatten", "Squeeze", "Unsqueeze"]);
 /** Reductions that can end a Conv's epilogue (the loop layer folds each result into them as it is stored). */
 export const STITCHED_REDUCTIONS = new Set(["GlobalAveragePool", "GlobalMaxPool"]);
 
+/** Pools that can end a 2-D Conv's epilogue, computed from bands of the convolution's rows. */
+export const BANDED_POOLS = new Set(["MaxPool"]);
+
 /** Ops whose value at an index is a read of one input element: inlined at no arithmetic cost. */
 const INDEX_OPS: Record<string, (n: Node) => boolean> = {
   Transpose: () => true,
@@ -69,6 +77,10 @@ const MAX_SHARING = 2;
 
 export const isElementwise = (n: Node) => !!ELEMENTWISE_OPS[n.op];
 export const isIndexOnly = (n: Node) => !!INDEX_OPS[n.op]?.(n);
+
+/** Whether every window of a pool holds at least one element of the map (none lies wholly in the padding). */
+const overlapsMap = (geo: Window, size: number[]) =>
+  size.every((d, a) => geo.kernel[a] - 1 - geo.padsBegin[a] >= 0 && (geo.out[a] - 1) * geo.strides[a] - geo.padsBegin[a] <= d - 1);
 
 export interface FusionOptions {
   /** false: every Concat copies (a CPU/GPU split copies whole tensors between devices, not slices) */
@@ -181,12 +193,12 @@ export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision
     );
 
   const order = new Map(g.nodes.map((n, i) => [n.name, i]));
-  /** Whether e reads, from memory, a value whose kernel comes after `n` in the graph order. */
-  const readsLater = (e: Node, n: Node): boolean =>
+  /** Whether e reads, from memory, a value whose kernel comes after `n` in the graph order (n's own epilogue, `own`, aside). */
+  const readsLater = (e: Node, n: Node, own: string[] = []): boolean =>
     e.inputs.some((i) => {
       const p = i ? byOutput.get(i) : undefined;
-      if (!p || p === n) return false;
-      return inlined.has(i) ? readsLater(p, n) : order.get(p.name)! > order.get(n.name)!;
+      if (!p || p === n || own.includes(p.name)) return false;
+      return inlined.has(i) ? readsLater(p, n, own) : order.get(p.name)! > order.get(n.name)!;
     });
 
   // 3. Epilogues: chains of elementwise nodes after a kernel that are its result's only readers.
@@ -195,6 +207,12 @@ export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision
   // alive meanwhile (a chain of partial sums would then hold every part at once).
   const epilogueOf = new Map<string, string[]>();
   const taken = new Set<string>();
+  const f32 = (v: string | undefined) => !v || g.values.get(v)!.dtype === "float32";
+  /** Whether pool p, reading v (Conv n's result through its epilogue) itself, can be computed from bands of n's rows. */
+  const bandable = (n: Node, v: string, p: Node): boolean =>
+    n.op === "Conv" && p.inputs[0] === v && BANDED_POOLS.has(p.op) && attrNum(n, "group", 1) === 1 && g.values.get(n.inputs[0])!.shape!.length === 4 &&
+    [...n.inputs, ...n.outputs, ...p.inputs].every(f32) && p.outputs.filter(Boolean).length === 1 && attrInts(p, "dilations", [1, 1]).every((d) => d === 1) &&
+    overlapsMap(poolGeometry(p, g.values.get(v)!.shape!), g.values.get(v)!.shape!.slice(2));
   const roots = g.nodes.filter((n) => !viewSet.has(n.name) && !n.outputs.every((o) => !o || inlined.has(o)));
   for (const n of roots) {
     if (taken.has(n.name) || n.outputs.filter(Boolean).length !== 1) continue;
@@ -210,8 +228,8 @@ export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision
       v = e.outputs[0];
     }
     const r = effectiveReaders(v);
-    if (opts.stitchReductions !== false && n.op === "Conv" && !graphOutputs.has(v) && r.length === 1 && STITCHED_REDUCTIONS.has(r[0].op) && !taken.has(r[0].name) &&
-      g.values.get(r[0].outputs[0])!.dtype === "float32" && elementwisePath(v, r[0]) && !readsLater(r[0], n)) {
+    const ends = opts.stitchReductions !== false && r.length === 1 && !taken.has(r[0].name) && !graphOutputs.has(v) && elementwisePath(v, r[0]) && !readsLater(r[0], n, chain);
+    if (ends && ((n.op === "Conv" && STITCHED_REDUCTIONS.has(r[0].op) && f32(r[0].outputs[0])) || bandable(n, v, r[0]))) {
       chain.push(r[0].name);
       taken.add(r[0].name);
     }
@@ -242,13 +260,13 @@ export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision
     const sorted = [...members].sort((a, b) => order.get(a)! - order.get(b)!);
     const ops = (names: string[]) => names.map((m) => nodeByName.get(m)!.op).join(", ");
     const last = epilogue.length ? nodeByName.get(epilogue[epilogue.length - 1])! : n;
-    const stitched = STITCHED_REDUCTIONS.has(last.op) ? last.name : undefined;
+    const stitched = STITCHED_REDUCTIONS.has(last.op) || BANDED_POOLS.has(last.op) ? last.name : undefined;
     const after = sorted.filter((m) => m !== n.name && !intoAnchor.has(m) && m !== stitched);
     const reason = [
       `${n.op} kernel`,
       intoAnchor.size ? `inlined producers [${ops(sorted.filter((m) => intoAnchor.has(m)))}]` : "",
       after.length ? `epilogue [${ops(after)}]` : "",
-      stitched ? `stitched ${last.op}` : "",
+      stitched ? `${BANDED_POOLS.has(last.op) ? "banded" : "stitched"} ${last.op}` : "",
     ].filter(Boolean).join(", ");
     groups.push({
       anchor: n.name,

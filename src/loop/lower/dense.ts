@@ -2,7 +2,7 @@ import { toNumbers, type Tensor } from "../../core/tensor.js";
 import { attrNum } from "../../graph/ir.js";
 import { convGeometry, gemmDims, matmulShape, poolGeometry, type Window } from "../../graph/ops/nn.js";
 import {
-  add, and, cast, cst, div, ge, int, le, let_, load, loadBroadcast, loadFlat, lt, max, mod, mul, nest, select, set, store, sub, threadId, unflat, vr,
+  add, and, cast, cst, div, ge, int, le, let_, load, loadBroadcast, loadFlat, lt, max, min, mod, mul, nest, select, set, store, sub, threadId, unflat, vr,
   if_, type Names, type Ref,
 } from "../build.js";
 import { touched, type Expr, type Stmt } from "../ir.js";
@@ -50,7 +50,14 @@ function convRows(w: Ref & { data?: Tensor }, M: number, K: number): Pick<GemmSp
   return { rows: M, depth: K, a: (_, m, k) => f32(loadFlat(w, add(mul(m, int(K)), k))), aConst: data ? (m, k) => data[m * K + k] : undefined };
 }
 
-function gemmConv(c: LowerCtx): Stmt[] {
+/** A convolution as a GEMM: what runs before it (a copy of the input), the product, and its columns per output row. */
+interface ConvPlan {
+  pre: Stmt[];
+  spec: GemmSpec;
+  grid: number;
+}
+
+function gemmConv(c: LowerCtx): ConvPlan {
   const { node, ins: [x, w, b], outs: [y] } = c;
   const geo = convGeometry(node, x!.shape, w!.shape, b?.shape);
   const [N, C, H, W] = x!.shape;
@@ -142,7 +149,7 @@ function gemmConv(c: LowerCtx): Stmt[] {
     // that index affine, so the epilogue vectorizes.
     run: runs(OW, OW, c.cpu!.lanes),
   };
-  return gemmKernel(c, spec);
+  return { pre: [], spec, grid: OW };
 }
 
 const ntOf = (c: LowerCtx, cols: number) => tileColumns(c.cpu!, cols);
@@ -329,7 +336,7 @@ const maxPool: Lowering = (c) => {
  * time of a 3×3 convolution). The price is the copy and the dropped columns, computed and not
  * stored. A stride-1 input without padding, in memory, is its own copy.
  */
-function shiftedConv(c: LowerCtx): Stmt[] {
+function shiftedConv(c: LowerCtx): ConvPlan {
   const { node, ins: [x, w, b], outs: [y], names } = c;
   const geo = convGeometry(node, x!.shape, w!.shape, b?.shape);
   const [N, C, H, W] = x!.shape;
@@ -388,7 +395,7 @@ function shiftedConv(c: LowerCtx): Stmt[] {
     colOk: Wq > OW ? (j) => lt(mod(j, int(Wq)), int(OW)) : undefined,
     run: runs(Wq, OW, L),
   };
-  return [...pad, ...gemmKernel(c, spec)];
+  return { pre: pad, spec, grid: Wq };
 }
 
 /**
@@ -408,12 +415,127 @@ const conv: Lowering = (c) => {
   const { node, ins: [x, w, b], outs: [y] } = c;
   if (c.cpu && isF32(x, w, b, y) && x!.shape.length === 4) {
     const group = attrNum(node, "group", 1);
-    if (group === 1 && c.shared && shifts(c)) return shiftedConv(c);
-    if (group === 1) return gemmConv(c);
+    if (group === 1) {
+      const plan = c.shared && shifts(c) ? shiftedConv(c) : gemmConv(c);
+      return c.pooled ? pooledConv(c, plan) : [...plan.pre, ...gemmKernel(c, plan.spec)];
+    }
     if (group === x!.shape[1] && w!.shape[0] === group) return depthwise(c);
   }
+  if (c.pooled) throw new Error(`internal: Conv '${node.name}' has a banded pool but no GEMM lowering`);
   return tiledConv(c) ?? NN_LOWERINGS.Conv(c);
 };
+
+/**
+ * A map computed whole into scratch, or a band of its rows, stays within this (about a core's L2
+ * cache) so that it is pooled from cache: on squeezenet1_1 (224×224) 256 KiB bands made the first
+ * convolution and pool 1.2× slower than apart, 1 MiB ones as fast (profiling builds, one thread).
+ */
+const BAND_BYTES = 1024 * 1024;
+
+/**
+ * A convolution whose epilogue ends in a max pool (LowerCtx.pooled). Its map never goes to the
+ * arena: when the whole map fits in BAND_BYTES, the product (through the epilogue) fills it in
+ * shared scratch, split between threads as usual, and a parallel loop over channels pools it from
+ * cache. Otherwise a parallel loop over bands of Q pooled rows, each computing the BR convolution
+ * rows its windows read (the product over those columns only) into per-thread scratch, then pooling
+ * them. Bands overlap where windows do (a 3×3 stride-2 pool recomputes a row per band) and each
+ * band's product ends in a ragged column tile, so Q is the one with the fewest column tiles in all.
+ * The last band is moved up to end at the map's last row, so
+ * every row a band computes exists. A tap outside the map reads the nearest row or column of it
+ * instead: max is idempotent and select-fusion only bands pools whose windows each overlap the map,
+ * so that value is one the window holds anyway.
+ */
+function pooledConv(c: LowerCtx, { pre, spec, grid }: ConvPlan): Stmt[] {
+  const { names } = c;
+  const { node: pool, y, through } = c.pooled!;
+  const [N, M, OH, OW] = c.outs[0].shape;
+  const geo = poolGeometry(pool, [N, M, OH, OW]);
+  const [KH, KW] = geo.kernel, [sh, sw] = geo.strides, [ph, pw] = geo.padsBegin, [PH, PW] = geo.out;
+  const threads = Math.max(1, c.cpu!.threads ?? 1);
+  const whole = N * M * OH * OW * 4 <= BAND_BYTES;
+  const rowsFor = (q: number) => Math.min(OH, (q - 1) * sh + KH);
+  // Bands of Q pooled rows, a whole number of them per thread: the fewest column tiles in all, each
+  // band within BAND_BYTES and the threads' bands together within the map they replace.
+  const budget = Math.min(BAND_BYTES, (N * M * OH * OW * 4) / threads);
+  const tiles = (q: number) => Math.ceil(PH / q) * Math.ceil(((rowsFor(q) - 1) * grid + OW) / ntOf(c, spec.cols));
+  let Q = whole ? PH : 0;
+  for (let parts = threads; !whole; parts += threads) {
+    const q = Math.ceil(PH / Math.min(parts, PH));
+    if ((M * rowsFor(q) * OW * 4 <= budget || (q === 1 && !Q)) && (!Q || tiles(q) < tiles(Q))) Q = q;
+    if (q === 1) break;
+  }
+  const BR = rowsFor(Q), bands = Math.ceil(PH / Q), elems = M * BR * OW;
+  const band = c.shared!(whole ? N * M * OH * OW : threads * elems);
+  const [i, n, q0, r0, slice] = ["band", "n", "q0", "r0", "slice"].map((v) => names.next(v));
+  // Row r of the map is row r − r0 of the band: written (r·OW + col) − r0·OW, so that a flat pixel
+  // index split into row and column folds back into one (see build.ts) and a vector stays affine.
+  const at = (b: Expr, m: Expr, row: Expr, col: Expr) =>
+    whole ? add(mul(add(mul(b, int(M)), m), int(OH * OW)), add(mul(row, int(OW)), col)) : add(vr(slice), add(mul(m, int(BR * OW)), sub(add(mul(row, int(OW)), col), mul(vr(r0), int(OW)))));
+  const sink: Ref = { buf: band.buf, dtype: "float32", shape: [N, M, OH, OW], put: (idx, val) => ({ k: "store", buf: band.buf, idx: at(idx[0], idx[1], idx[2], idx[3]), val }) };
+  const clamp = (e: Expr, hi: number) => min(max(e, int(0)), int(hi));
+  /** Pooled row oq of channel m of image b, from the map's rows in scratch. */
+  const poolRow = (b: Expr, m: Expr, oq: Expr): Stmt[] => {
+    const rows = Array.from({ length: KH }, () => names.next("row"));
+    const pixel = (ow: Expr, edge: boolean): Stmt[] => {
+      const acc = names.next("acc");
+      const body: Stmt[] = [let_(acc, "float32", cst(-Infinity))];
+      for (let kh = 0; kh < KH; kh++)
+        for (let kw = 0; kw < KW; kw++) {
+          const iw = add(mul(ow, int(sw)), int(kw - pw));
+          const v: Expr = { k: "load", buf: band.buf, idx: at(b, m, vr(rows[kh]), edge ? clamp(iw, OW - 1) : iw), dtype: "float32" };
+          body.push(set(acc, max(vr(acc, "float32"), v)));
+        }
+      body.push(store(y, [b, m, oq, ow], vr(acc, "float32")));
+      return [{ k: "block", body }];
+    };
+    const [lo, hi] = interior(OW, PW, KW, sw, pw, 1);
+    const edge = (from: number, to: number): Stmt[] => {
+      if (to <= from) return [];
+      const ow = names.next("ow");
+      return [{ k: "for", v: ow, n: to - from, body: pixel(add(int(from), vr(ow)), true) }];
+    };
+    return [
+      ...rows.map((r, kh) => let_(r, "int32", clamp(add(mul(oq, int(sh)), int(kh - ph)), OH - 1))),
+      // A row's last vector may overlap the one before (its outputs stored twice, alike) rather than end in scalar code.
+      ...edge(0, lo), ...vectorRun(names, hi - lo, c.cpu!.lanes, (ow) => pixel(add(ow, int(lo)), false), true), ...edge(hi, PW),
+    ];
+  };
+  if (whole) return [...pre, ...gemmKernel(c, { ...spec, y: through(sink) }), ...nest(names, [N, M, PH], ([b, m, oq]) => poolRow(b, m, oq))];
+
+  const off = mul(vr(r0), int(grid)), nb = [vr(n)];
+  const product: GemmSpec = {
+    ...spec,
+    batch: [],
+    cols: (BR - 1) * grid + OW,
+    serial: true,
+    a: (_, r, k) => spec.a(nb, r, k),
+    packB: spec.packB && ((_, j0, put, full) => spec.packB!(nb, add(j0, off), put, full)),
+    init: spec.init && ((_, r) => spec.init!(nb, r)),
+    y: through(sink),
+    yAt: (_, r, j) => spec.yAt(nb, r, add(j, off)),
+    colOk: spec.colOk && ((j) => spec.colOk!(add(j, off))),
+    run: spec.run && { ok: (j, k) => spec.run!.ok(add(j, off), k), at: (_, r, j, l) => spec.run!.at(nb, r, add(j, off), l) },
+    post: spec.post && ((_, r, j, v) => spec.post!(nb, r, add(j, off), v)),
+  };
+  const pooling = nest(names, [M, Q], ([m, q]) => {
+    const oq = add(vr(q0), q);
+    return PH % Q ? [if_(lt(oq, int(PH)), poolRow(vr(n), m, oq))] : poolRow(vr(n), m, oq);
+  }, false);
+  return [
+    ...pre,
+    {
+      k: "for", v: i, n: N * bands, parallel: true,
+      body: [
+        let_(n, "int32", div(vr(i), int(bands))),
+        let_(q0, "int32", mul(mod(vr(i), int(bands)), int(Q))),
+        let_(r0, "int32", clamp(sub(mul(vr(q0), int(sh)), int(ph)), OH - BR)),
+        let_(slice, "int32", mul(threadId, int(elems))),
+        ...gemmKernel(c, product),
+        ...pooling,
+      ],
+    },
+  ];
+}
 
 /** Gemm: A·B with A, B optionally transposed, then alpha and beta·C (broadcast) per element. */
 const gemm: Lowering = (c) => {

@@ -46,6 +46,8 @@ export interface GemmSpec {
   run?: { ok: (j: Expr, n: number) => Expr; at: (b: Expr[], row: Expr, j: Expr, l: Expr) => Expr[] };
   /** a scalar step between the sum and the store (Gemm's alpha and C) */
   post?: (b: Expr[], row: Expr, j: Expr, v: Expr) => Expr;
+  /** the product runs inside the caller's parallel loop (one band of a pooled convolution): its tiles in order, on one thread */
+  serial?: boolean;
 }
 
 /** Register blocking for a CPU: two vectors of columns, as many rows as registers allow (at most 8). */
@@ -116,7 +118,7 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
   const ragged = s.cols % NT !== 0;
   const aPacked = s.aConst ? c.constant!(`${c.node.name}_rows`, packRows(s, MR)) : undefined;
   const panels = Math.floor(s.rows / MR), tail = s.rows % MR;
-  const rowsOuter = !!aPacked && !!s.packB && s.batch.every((d) => d === 1) && tiles <= ROWS_OUTER_TILES && panels >= 2;
+  const rowsOuter = !s.serial && !!aPacked && !!s.packB && s.batch.every((d) => d === 1) && tiles <= ROWS_OUTER_TILES && panels >= 2;
   const packed = s.bConst ? c.constant!(`${c.node.name}_packed`, packConst(s, NT)) : rowsOuter ? c.shared!(tiles * s.depth * NT) : c.scratch!(s.depth * NT);
   // Rows-outer: the depth in blocks, and row groups of `per` panels, whose accumulators wait between
   // blocks in per-thread scratch, [panel][row][tile][NT].
@@ -198,7 +200,7 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
       if (panels) body.push(...nest(c.names, [panels], ([rt]) => microKernel(b, j0, mul(rt, int(MR)), MR, whole), false));
       if (tail) body.push(...microKernel(b, j0, int(panels * MR), tail, whole));
       return body;
-    });
+    }, !s.serial);
   }
 
   const b = s.batch.map(() => int(0));

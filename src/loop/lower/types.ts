@@ -19,6 +19,13 @@ export interface LowerCtx {
   scratch?: (elems: number) => Ref;
   /** `elems` float32 of scratch memory that all threads of the kernel share (a padded copy of an input) */
   shared?: (elems: number) => Ref;
+  /**
+   * a Conv whose fused epilogue ends in a MaxPool (select-fusion's banded pools): the lowering
+   * computes the convolution a band of rows at a time into per-thread scratch, each value through
+   * `through(band)` (the elementwise epilogue, then a store into the band), and pools each band
+   * into `y`, the group's output; its own output Ref then only gives the convolution's shape
+   */
+  pooled?: { node: Node; y: Ref; through: (band: Ref) => Ref };
 }
 
 export interface GpuShape {
@@ -31,6 +38,8 @@ export interface CpuShape {
   lanes: number;
   /** vector registers */
   registers: number;
+  /** threads the generated code runs at most (scratch is sized for them); 1 when not given */
+  threads?: number;
 }
 
 /** Lowers one graph node to the body of one kernel. */
