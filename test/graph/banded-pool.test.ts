@@ -18,7 +18,7 @@ let seed = 5;
 const rand = (n: number) => Array.from({ length: n }, () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
 const weight = (name: string, dims: number[]) => tensorProto(name, T.FLOAT, dims, { floatData: rand(dims.reduce((a, b) => a * b, 1)).map((v) => v * 0.3) });
 const X = [2, 8, 25, 25];
-const OUTS = ["ya", "yb", "yc", "yd", "ye", "yf", "zf", "yg", "yh", "yi"];
+const OUTS = ["ya", "yb", "yc", "yd", "ye", "yf", "zf", "yg", "yh", "yi", "yj"];
 
 /**
  * Max pools after Convs, on a batch of two: a 3×3 stride-2 Conv → Relu → 3×3 stride-2 ceil-mode
@@ -29,13 +29,14 @@ const OUTS = ["ya", "yb", "yc", "yd", "ye", "yf", "zf", "yg", "yh", "yi"];
  * (stored, so its pool runs alone). Those maps are small enough to be computed whole into scratch;
  * three 512-channel ones are computed a band of rows at a time: a padded 3×3 Conv (on the phase
  * grid) → padded pool whose 13 rows do not split evenly, a 2×2 Conv (gathered) → Relu → ceil-mode
- * pool, and a 1×1 Conv → 2×2 pool.
+ * pool, and a 1×1 Conv → 2×2 pool; and a 5120-channel map of 2×13 (a 1×1 Conv of strides 13 and
+ * 2) → 1×1 pool, whose one-row bands would be narrower than the map's column tiles.
  */
 const bytes = modelBytes({
   inputs: [valueInfo("x", T.FLOAT, X)],
   initializers: [
     weight("wa", [8, 8, 3, 3]), weight("ba", [8]), weight("wb", [16, 8, 3, 3]), weight("wc", [6, 8, 1, 1]), weight("wd", [4, 8, 1, 1]), weight("bd", [4]),
-    weight("we1", [3, 8, 1, 1]), weight("we3", [5, 8, 3, 3]), weight("wf", [4, 8, 3, 3]), weight("wg", [512, 8, 3, 3]), weight("wh", [512, 8, 2, 2]), weight("wi", [512, 8, 1, 1]),
+    weight("we1", [3, 8, 1, 1]), weight("we3", [5, 8, 3, 3]), weight("wf", [4, 8, 3, 3]), weight("wg", [512, 8, 3, 3]), weight("wh", [512, 8, 2, 2]), weight("wi", [512, 8, 1, 1]), weight("wj", [5120, 8, 1, 1]),
     tensorProto("lo", T.FLOAT, [], { floatData: [0] }), tensorProto("hi", T.FLOAT, [], { floatData: [0.4] }),
   ],
   nodes: [
@@ -66,6 +67,8 @@ const bytes = modelBytes({
     node("MaxPool", ["rh"], ["yh"], [attr.ints("kernel_shape", [3, 3]), attr.ints("strides", [2, 2]), attr.i("ceil_mode", 1)]),
     node("Conv", ["x", "wi"], ["i"]),
     node("MaxPool", ["i"], ["yi"], [attr.ints("kernel_shape", [2, 2]), attr.ints("strides", [2, 2])]),
+    node("Conv", ["x", "wj"], ["j"], [attr.ints("strides", [13, 2])]),
+    node("MaxPool", ["j"], ["yj"], [attr.ints("kernel_shape", [1, 1])]),
   ],
   outputs: OUTS.map((n) => valueInfo(n, T.FLOAT)),
 });
@@ -85,6 +88,7 @@ describe("max pools computed from bands of a Conv's rows", () => {
     expect(reason("yg")).toBe("Conv kernel, banded MaxPool");
     expect(reason("yh")).toBe("Conv kernel, epilogue [Relu], banded MaxPool");
     expect(reason("yi")).toBe("Conv kernel, banded MaxPool");
+    expect(reason("yj")).toBe("Conv kernel, banded MaxPool");
     for (const v of ["a", "ra", "b", "cb", "c", "d", "rd", "re1", "re3"]) expect(g.memory.offsets[v], v).toBeUndefined();
     // The Concat's inputs are pooled one by one, each in its Conv's kernel, and the Concat joins the pooled slices.
     const slices = g.nodes.filter((n) => n.fused?.reason === "Conv kernel, epilogue [Relu], banded MaxPool" && n.outputs[0].startsWith("ye"));
@@ -103,8 +107,8 @@ describe("max pools computed from bands of a Conv's rows", () => {
       const bands = (ss: Stmt[]): boolean => ss.some((s) => (s.k === "for" ? (s.parallel && s.v.startsWith("band")) || bands(s.body) : s.k === "block" && bands(s.body)));
       const pooled = program.kernels.filter((k) => /MaxPool\)$/.test(k.op) && k.op.startsWith("Fused(Conv"));
       const writer = (v: string) => program.kernels.find((k) => k.writes.includes(`out_${v}`))!;
-      expect(pooled.filter((k) => bands(k.body)), t).toEqual(["yg", "yh", "yi"].map(writer));
-      expect(pooled.length, t).toBe(9);
+      expect(pooled.filter((k) => bands(k.body)), t).toEqual(["yg", "yh", "yi", "yj"].map(writer));
+      expect(pooled.length, t).toBe(10);
     }
   });
 

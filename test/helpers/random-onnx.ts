@@ -263,10 +263,20 @@ function addOp(g: SubGraph, r: Rng): boolean {
       const ins = [x.name, w, ...(r.chance(0.5) ? [g.constF([m], () => r.uniform(-0.5, 0.5))] : [])];
       const attrs = [attr.ints("kernel_shape", kernel), attr.ints("pads", pads), attr.ints("strides", strides), ...(depthwise ? [attr.i("group", c)] : [])];
       const y = g.emit("Conv", ins, [s[0], m, ...outSp], x.bound * Math.sqrt(fanIn) + 0.5, attrs);
-      // A global pool of the map, which fusion may stitch into the Conv (through an activation).
+      // A global pool of the map, which fusion may stitch into the Conv (through an activation), or
+      // a 2-D max pool, which it may band into it (ceil mode only unpadded, so that no window
+      // starts in the padding, where runtimes differ).
       if (r.chance(0.3)) {
         const a = r.chance(0.5) ? g.emit(r.pick(["Relu", "Sigmoid"]), [y.name], y.shape, y.bound) : y;
-        g.emit(r.pick(["GlobalAveragePool", "GlobalMaxPool"]), [a.name], [s[0], m, ...outSp.map(() => 1)], a.bound);
+        if (rank === 4 && r.chance(0.5)) {
+          const k = outSp.map((d) => r.int(1, Math.min(3, d)));
+          const st = outSp.map(() => r.int(1, 2));
+          const ceil = r.chance(0.5);
+          const p = k.map((kk) => (ceil || kk === 1 ? 0 : r.int(0, 1)));
+          const out = outSp.map((d, i) => (ceil ? Math.ceil : Math.floor)((d + 2 * p[i] - k[i]) / st[i]) + 1);
+          const attrs = [attr.ints("kernel_shape", k), attr.ints("strides", st), attr.ints("pads", [...p, ...p]), attr.i("ceil_mode", ceil ? 1 : 0)];
+          g.emit("MaxPool", [a.name], [s[0], m, ...out], a.bound, attrs);
+        } else g.emit(r.pick(["GlobalAveragePool", "GlobalMaxPool"]), [a.name], [s[0], m, ...outSp.map(() => 1)], a.bound);
       }
       return true;
     }

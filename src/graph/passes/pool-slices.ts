@@ -24,9 +24,11 @@ export function poolSlices(g: Graph): Graph {
     const x = c && g.values.get(c.outputs[0]);
     if (!PER_CHANNEL.has(p.op) || p.outputs.slice(1).some(Boolean) || !c || c.op !== "Concat" || !x?.shape || x.shape.length < 3) continue;
     if ((attrNum(c, "axis", 0) + x.shape.length) % x.shape.length !== 1 || uses.get(c.outputs[0])?.length !== 1 || g.outputs.includes(c.outputs[0])) continue;
+    if (c.inputs.some((i) => !g.values.get(i)?.shape)) continue;
     const geo = poolGeometry(p, x.shape);
     const pools = c.inputs.map((i, k): Node => {
-      const out = `${p.outputs[0]}_slice${k}`;
+      let out = `${p.outputs[0]}_slice${k}`;
+      while (values.has(out)) out += "_";
       const shape = [x.shape![0], g.values.get(i)!.shape![1], ...geo.out];
       values.set(out, { name: out, dtype: x.dtype, shape });
       return { ...p, name: `${p.name}_slice${k}`, inputs: [i], outputs: [out] };

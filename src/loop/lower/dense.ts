@@ -455,15 +455,20 @@ function pooledConv(c: LowerCtx, { pre, spec, grid }: ConvPlan): Stmt[] {
   const whole = N * M * OH * OW * 4 <= BAND_BYTES;
   const rowsFor = (q: number) => Math.min(OH, (q - 1) * sh + KH);
   // Bands of Q pooled rows, a whole number of them per thread: the fewest column tiles in all, each
-  // band within BAND_BYTES and the threads' bands together within the map they replace.
+  // band within BAND_BYTES and the threads' bands together within the map they replace (else the
+  // smallest bands). A band's product must have the map's tile width, which packB fills.
   const budget = Math.min(BAND_BYTES, (N * M * OH * OW * 4) / threads);
-  const tiles = (q: number) => Math.ceil(PH / q) * Math.ceil(((rowsFor(q) - 1) * grid + OW) / ntOf(c, spec.cols));
-  let Q = whole ? PH : 0;
+  const cols = (q: number) => (rowsFor(q) - 1) * grid + OW;
+  const tiles = (q: number) => Math.ceil(PH / q) * Math.ceil(cols(q) / ntOf(c, spec.cols));
+  const fits = (q: number) => M * rowsFor(q) * OW * 4 <= budget;
+  const better = (q: number, than: number) => !than || (fits(q) !== fits(than) ? fits(q) : fits(q) ? tiles(q) < tiles(than) : q < than);
+  let Q = 0;
   for (let parts = threads; !whole; parts += threads) {
     const q = Math.ceil(PH / Math.min(parts, PH));
-    if ((M * rowsFor(q) * OW * 4 <= budget || (q === 1 && !Q)) && (!Q || tiles(q) < tiles(Q))) Q = q;
+    if (ntOf(c, cols(q)) === ntOf(c, spec.cols) && better(q, Q)) Q = q;
     if (q === 1) break;
   }
+  Q ||= PH;
   const BR = rowsFor(Q), bands = Math.ceil(PH / Q), elems = M * BR * OW;
   const band = c.shared!(whole ? N * M * OH * OW : threads * elems);
   const [i, n, q0, r0, slice] = ["band", "n", "q0", "r0", "slice"].map((v) => names.next(v));
