@@ -14,6 +14,7 @@ import { eliminateIdentity } from "../graph/passes/eliminate-identity.js";
 import { foldBatchnorm } from "../graph/passes/fold-batchnorm.js";
 import { fuse } from "../graph/passes/fuse.js";
 import { poolSlices } from "../graph/passes/pool-slices.js";
+import { splitSlices } from "../graph/passes/split-slices.js";
 import { inferShapes } from "../graph/passes/infer-shapes.js";
 import { planMemory, type MemoryPlan } from "../graph/passes/plan-memory.js";
 import { rewriteConcat } from "../graph/passes/rewrite-concat.js";
@@ -106,6 +107,7 @@ export const GRAPH_PASSES: GraphPass[] = [
   { name: "eliminate-identity", run: eliminateIdentity, fusion: true },
   { name: "fold-batchnorm", run: foldBatchnorm, fusion: true },
   { name: "pool-slices", run: poolSlices, fusion: true },
+  { name: "split-slices", run: splitSlices, fusion: true },
   { name: "rewrite-concat", run: rewriteConcat, whenPeakDrops: true },
   // A concat view's buffer is live whole from its first slice on, which can raise the peak above
   // copying the slices in (see select-fusion): fusion without them is scheduled too. So is fusion
