@@ -128,7 +128,8 @@ export const GRAPH_PASSES: GraphPass[] = [
 /**
  * Whether a target takes the fusions only CPU kernels can run: concat views (not where kernels can
  * be split between the CPU and an OpenCL GPU, whose copies move whole tensors, not the slices of
- * one) and stitched reductions (their per-thread partial results have no OpenCL form).
+ * one), stitched reductions and banded pools (their per-thread partial results and scratch have
+ * no OpenCL form).
  */
 export const cpuFusionsOn = (t: Target) => backendFor(t).device !== "gpu";
 

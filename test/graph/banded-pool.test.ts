@@ -1,10 +1,6 @@
-import ort from "onnxruntime-node";
 import { afterAll, describe, expect, it } from "vitest";
-import { buildArtifact } from "../../src/driver/artifact.js";
 import { compileModel, runGraphPasses, unfusedGraph } from "../../src/driver/pipeline.js";
 import type { Stmt } from "../../src/loop/ir.js";
-import { runArtifact } from "../../src/driver/run.js";
-import { compare } from "../../src/driver/verify.js";
 import { importOnnx } from "../../src/frontend/onnx/import.js";
 import { bytesMoved } from "../../src/graph/cost.js";
 import { eliminateDeadNodes } from "../../src/graph/passes/eliminate-dead-nodes.js";
@@ -12,6 +8,7 @@ import { poolSlices } from "../../src/graph/passes/pool-slices.js";
 import { interpret } from "../../src/graph/interp.js";
 import { fromNumbers, toNumbers } from "../../src/core/tensor.js";
 import { loadTarget } from "../../src/target/load.js";
+import { expectLikeOrt } from "../helpers/against-ort.js";
 import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
 
 let seed = 5;
@@ -125,17 +122,8 @@ describe("max pools computed from bands of a Conv's rows", () => {
   for (const t of ["host", "rpi4"]) {
     it(`runs as onnxruntime does on ${t}, bands split between threads${t === "host" ? ", under the sanitizers" : ""}`, async () => {
       const x = Float32Array.from(rand(X.reduce((a, b) => a * b, 1)));
-      const session = await ort.InferenceSession.create(file);
-      const ref = await session.run({ x: new ort.Tensor("float32", x, X) });
-      const dir = work.dir + `/${t}`;
       const extraCflags = t === "host" ? ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"] : undefined;
-      await buildArtifact(file, dir, { target: { ...loadTarget(t), parallelMinWork: 0 }, extraCflags });
-      const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: X, data: x } });
-      OUTS.forEach((name, i) => {
-        const r = ref[name];
-        const cmp = compare(name, outputs[i], { dtype: "float32", shape: [...r.dims], data: r.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
-        expect(cmp.pass, `${name}: max abs error ${cmp.maxAbs}`).toBe(true);
-      });
+      await expectLikeOrt(file, work.dir + `/${t}`, x, X, OUTS, { target: { ...loadTarget(t), parallelMinWork: 0 }, extraCflags });
     });
   }
 });

@@ -1,12 +1,9 @@
-import ort from "onnxruntime-node";
 import { afterAll, describe, expect, it } from "vitest";
-import { buildArtifact } from "../../src/driver/artifact.js";
 import { runGraphPasses } from "../../src/driver/pipeline.js";
-import { runArtifact } from "../../src/driver/run.js";
-import { compare } from "../../src/driver/verify.js";
 import { importOnnx } from "../../src/frontend/onnx/import.js";
 import { bytesMoved } from "../../src/graph/cost.js";
 import { loadTarget } from "../../src/target/load.js";
+import { expectLikeOrt } from "../helpers/against-ort.js";
 import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
 
 let seed = 5;
@@ -60,16 +57,7 @@ describe("concat views", () => {
   for (const t of ["host", "rpi4"]) {
     it(`runs as onnxruntime does on ${t}`, async () => {
       const x = Float32Array.from(rand(256));
-      const session = await ort.InferenceSession.create(file);
-      const ref = await session.run({ x: new ort.Tensor("float32", x, [1, 4, 8, 8]) });
-      const dir = work.dir + `/${t}`;
-      await buildArtifact(file, dir, { target: loadTarget(t) });
-      const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: [1, 4, 8, 8], data: x } });
-      ["y", "z", "w"].forEach((name, i) => {
-        const r = ref[name];
-        const cmp = compare(name, outputs[i], { dtype: "float32", shape: [...r.dims], data: r.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
-        expect(cmp.pass, `${name}: max abs error ${cmp.maxAbs}`).toBe(true);
-      });
+      await expectLikeOrt(file, work.dir + `/${t}`, x, [1, 4, 8, 8], ["y", "z", "w"], { target: loadTarget(t) });
     });
   }
 });

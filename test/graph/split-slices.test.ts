@@ -1,12 +1,9 @@
-import ort from "onnxruntime-node";
 import { afterAll, describe, expect, it } from "vitest";
-import { buildArtifact } from "../../src/driver/artifact.js";
 import { compileModel, runGraphPasses } from "../../src/driver/pipeline.js";
-import { runArtifact } from "../../src/driver/run.js";
-import { compare } from "../../src/driver/verify.js";
 import { importOnnx } from "../../src/frontend/onnx/import.js";
 import { bytesMoved } from "../../src/graph/cost.js";
 import { loadTarget } from "../../src/target/load.js";
+import { expectLikeOrt } from "../helpers/against-ort.js";
 import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
 
 let seed = 3;
@@ -58,15 +55,6 @@ describe("split-slices", () => {
 
   it("runs as onnxruntime does", async () => {
     const x = Float32Array.from(rand(X.reduce((a, b) => a * b, 1)));
-    const session = await ort.InferenceSession.create(file);
-    const ref = await session.run({ x: new ort.Tensor("float32", x, X) });
-    const dir = work.dir + "/host";
-    await buildArtifact(file, dir, { target: loadTarget("host") });
-    const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: X, data: x } });
-    OUTS.forEach((name, i) => {
-      const r = ref[name];
-      const cmp = compare(name, outputs[i], { dtype: "float32", shape: [...r.dims], data: r.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
-      expect(cmp.pass, `${name}: max abs error ${cmp.maxAbs}`).toBe(true);
-    });
+    await expectLikeOrt(file, work.dir + "/host", x, X, OUTS, { target: loadTarget("host") });
   });
 });

@@ -1,13 +1,10 @@
-import ort from "onnxruntime-node";
 import { afterAll, describe, expect, it } from "vitest";
-import { buildArtifact } from "../../src/driver/artifact.js";
 import { compileModel, runGraphPasses } from "../../src/driver/pipeline.js";
-import { runArtifact } from "../../src/driver/run.js";
-import { compare } from "../../src/driver/verify.js";
 import { importOnnx } from "../../src/frontend/onnx/import.js";
 import { bytesMoved } from "../../src/graph/cost.js";
 import type { Stmt } from "../../src/loop/ir.js";
 import { loadTarget } from "../../src/target/load.js";
+import { expectLikeOrt } from "../helpers/against-ort.js";
 import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
 
 let seed = 11;
@@ -72,17 +69,8 @@ describe("reductions stitched into a Conv's epilogue", () => {
   for (const t of ["host", "rpi4"]) {
     it(`runs as onnxruntime does on ${t}, threads folding partial results`, async () => {
       const x = Float32Array.from(rand(X.reduce((a, b) => a * b, 1)));
-      const session = await ort.InferenceSession.create(file);
-      const ref = await session.run({ x: new ort.Tensor("float32", x, X) });
-      const dir = work.dir + `/${t}`;
       // Every parallel loop split between threads, however small: two threads fold partial results.
-      await buildArtifact(file, dir, { target: { ...loadTarget(t), parallelMinWork: 0 } });
-      const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: X, data: x } });
-      ["ya", "yb", "yd", "yc", "z"].forEach((name, i) => {
-        const r = ref[name];
-        const cmp = compare(name, outputs[i], { dtype: "float32", shape: [...r.dims], data: r.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
-        expect(cmp.pass, `${name}: max abs error ${cmp.maxAbs}`).toBe(true);
-      });
+      await expectLikeOrt(file, work.dir + `/${t}`, x, X, ["ya", "yb", "yd", "yc", "z"], { target: { ...loadTarget(t), parallelMinWork: 0 } });
     });
   }
 });

@@ -13,10 +13,10 @@ import { poolGeometry, type Window } from "../ops/nn.js";
  *    each result before it is stored (Conv → Clip, MatMul → Add → Gelu, ReduceMean → Sqrt, ...);
  *    A Conv's epilogue may end in a global pooling that is its result's only reader (stitched): each
  *    result is folded into the pooled output on its way out, so the map itself is never stored;
- *    or in a MaxPool that is (banded): the convolution runs a band of rows at a time into per-thread
- *    scratch, recomputing the rows where neighbouring bands' windows overlap, and each band is
- *    pooled while it is in cache (the fused-layer idea: a network's first convolution and pool
- *    otherwise write and read back its largest map);
+ *    or in a MaxPool that is (banded): the convolution writes its map into cache-sized scratch,
+ *    whole or a band of rows at a time (recomputing the rows where neighbouring bands' windows
+ *    overlap), and it is pooled while it is in cache (the fused-layer idea: a network's first
+ *    convolution and pool otherwise write and read back its largest map);
  * 4. concat views: a Concat that would be a kernel of its own (not inlined into its readers), whose
  *    inputs each occupy one contiguous range of its output (every dim before the axis is 1) and
  *    are written by kernels anyway (a Conv, a pool, or such a kernel's
@@ -85,7 +85,7 @@ const overlapsMap = (geo: Window, size: number[]) =>
 export interface FusionOptions {
   /** false: every Concat copies (a CPU/GPU split copies whole tensors between devices, not slices) */
   concatViews?: boolean;
-  /** false: no stitched reductions (their kernels keep per-thread partial results, which only the C backend has) */
+  /** false: no stitched reductions or banded pools (their kernels keep per-thread partial results or scratch, which only the C backend has) */
   stitchReductions?: boolean;
   /**
    * true: fusion for the lowest peak memory rather than the fewest kernels. A kernel that reads
@@ -260,13 +260,13 @@ export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision
     const sorted = [...members].sort((a, b) => order.get(a)! - order.get(b)!);
     const ops = (names: string[]) => names.map((m) => nodeByName.get(m)!.op).join(", ");
     const last = epilogue.length ? nodeByName.get(epilogue[epilogue.length - 1])! : n;
-    const stitched = STITCHED_REDUCTIONS.has(last.op) || BANDED_POOLS.has(last.op) ? last.name : undefined;
-    const after = sorted.filter((m) => m !== n.name && !intoAnchor.has(m) && m !== stitched);
+    const ending = STITCHED_REDUCTIONS.has(last.op) || BANDED_POOLS.has(last.op) ? last.name : undefined;
+    const after = sorted.filter((m) => m !== n.name && !intoAnchor.has(m) && m !== ending);
     const reason = [
       `${n.op} kernel`,
       intoAnchor.size ? `inlined producers [${ops(sorted.filter((m) => intoAnchor.has(m)))}]` : "",
       after.length ? `epilogue [${ops(after)}]` : "",
-      stitched ? `${BANDED_POOLS.has(last.op) ? "banded" : "stitched"} ${last.op}` : "",
+      ending ? `${BANDED_POOLS.has(last.op) ? "banded" : "stitched"} ${last.op}` : "",
     ].filter(Boolean).join(", ");
     groups.push({
       anchor: n.name,

@@ -440,10 +440,10 @@ const BAND_BYTES = 1024 * 1024;
  * rows its windows read (the product over those columns only) into per-thread scratch, then pooling
  * them. Bands overlap where windows do (a 3×3 stride-2 pool recomputes a row per band) and each
  * band's product ends in a ragged column tile, so Q is the one with the fewest column tiles in all.
- * The last band is moved up to end at the map's last row, so
- * every row a band computes exists. A tap outside the map reads the nearest row or column of it
- * instead: max is idempotent and select-fusion only bands pools whose windows each overlap the map,
- * so that value is one the window holds anyway.
+ * The last band is moved up to end at the map's last row, so every row a band computes exists. A
+ * tap outside the map reads the nearest row or column of it instead: max is idempotent and
+ * select-fusion only bands pools whose windows each overlap the map, so that value is one the
+ * window holds anyway.
  */
 function pooledConv(c: LowerCtx, { pre, spec, grid }: ConvPlan): Stmt[] {
   const { names } = c;

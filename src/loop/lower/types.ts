@@ -21,9 +21,9 @@ export interface LowerCtx {
   shared?: (elems: number) => Ref;
   /**
    * a Conv whose fused epilogue ends in a MaxPool (select-fusion's banded pools): the lowering
-   * computes the convolution a band of rows at a time into per-thread scratch, each value through
-   * `through(band)` (the elementwise epilogue, then a store into the band), and pools each band
-   * into `y`, the group's output; its own output Ref then only gives the convolution's shape
+   * computes the convolution into scratch (the whole map, or a band of rows at a time), each value
+   * through `through(band)` (the elementwise epilogue, then a store into the scratch), and pools
+   * it into `y`, the group's output; its own output Ref then only gives the convolution's shape
    */
   pooled?: { node: Node; y: Ref; through: (band: Ref) => Ref };
 }
