@@ -39,7 +39,7 @@ export interface InspectInfo {
   /** rewrites kept because they lowered the peak */
   rewrites: string[];
   scheduleMs: number;
-  /** the activation arena the planner placed every buffer in (kernel scratch comes on top) */
+  /** the activation arena the planner placed every tensor in (a build adds kernel scratch, planned with them) */
   arenaBytes: number;
   /** the most bytes live at once: no placement fits in less */
   lowerBoundBytes: number;

@@ -260,11 +260,10 @@ export interface Compiled {
 
 function overBudget(model: string, g: PlannedGraph, needed: number, budget: number): EdgecError {
   const s = g.schedule;
-  const scratch = needed - g.memory.arenaBytes;
   return new EdgecError(
     `${basename(model)}: needs ${needed} bytes of activation memory, over the budget of ${budget} (--memory-budget): ` +
       `its smallest peak of live tensors is ${s.peakBytes} bytes${s.optimal ? " (proven: no kernel order needs less)" : " (best order found; not proven optimal)"}, ` +
-      `the arena holding them is ${g.memory.arenaBytes} bytes${scratch > 0 ? ` and kernel scratch ${scratch} bytes` : ""}; in the graph's own order the peak would be ${s.topoPeakBytes} bytes`,
+      `in an arena of ${g.memory.arenaBytes} bytes${needed > g.memory.arenaBytes ? ` (${needed} with the kernels' scratch)` : ""}; in the graph's own order the peak would be ${s.topoPeakBytes} bytes`,
   );
 }
 
@@ -352,7 +351,8 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
   /** The graph lowered for one device and through the loop passes (dumped for the backend's own device only). */
   const lowerFor = (device: "cpu" | "gpu", tiled = true) => {
     const dump = device === backend.device && tiled;
-    let p = lowerGraph(graph, device === "cpu" ? { cpu } : { gpu: tiled ? { tile } : undefined });
+    // A CPU/GPU split needs the tensors where the GPU's lowering has them: the CPU's scratch goes after them.
+    let p = lowerGraph(graph, device === "cpu" ? { cpu, scratch: backend.device === "cpu" ? "planned" : "after" } : { gpu: tiled ? { tile } : undefined });
     verifyLoop(p);
     if (dump && want("lower-graph")) opts.dump?.("after:lower-graph", printLoop(p));
     for (const pass of LOOP_PASSES) {

@@ -1,6 +1,7 @@
 import { EdgecError } from "../core/diag.js";
 import { isAlias, type Graph, type Node } from "../graph/ir.js";
-import type { MemoryPlan } from "../graph/passes/plan-memory.js";
+import { planMemory, type MemoryPlan } from "../graph/passes/plan-memory.js";
+import { ARENA_ALIGN } from "../graph/memory.js";
 import type { DType } from "../core/dtype.js";
 import { Names, add, cst, flat, int, let_, load, mul, nest, set, store, threadId, vr, type Ref } from "./build.js";
 import { numel } from "../core/tensor.js";
@@ -144,6 +145,13 @@ export interface LowerOptions {
   cpu?: CpuShape & { threads: number };
   /** lowering for a GPU: its work-group tile; absent: a CPU's lowering */
   gpu?: GpuShape;
+  /**
+   * where kernels' scratch goes: "planned" (the default) among the tensors, the graph planned again
+   * with each kernel's scratch live while it runs; "after": one region after the graph's arena that
+   * every kernel reuses, so the tensors keep the graph's offsets (a CPU/GPU split lowers the graph
+   * for both devices and needs them alike)
+   */
+  scratch?: "planned" | "after";
 }
 
 const SCALAR_LITERAL = new Set<DType>(["float32", "float64", "int32", "int8", "uint8", "int16", "uint16", "bool"]);
@@ -201,11 +209,7 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
     return buf.data && buf.data.data.length === 1 && SCALAR_LITERAL.has(buf.dtype) ? { ...ref, at: () => cst(Number(buf.data!.data[0]), buf.dtype) } : ref;
   };
 
-  // Packed weights are new constants; scratch is one region after the planned arena, as large as
-  // the hungriest kernel needs, split into one slice per thread, then one region all threads share.
-  const threads = Math.max(1, opts.cpu?.threads ?? 1);
-  const scratchOffset = Math.ceil(g.memory.arenaBytes / 64) * 64;
-  let scratchElems = 0;
+  // Packed weights are new constants.
   const constant = (hint: string, t: Tensor): Ref => {
     // p_, a prefix no graph value gets, so the names of graph values do not depend on which lowering packed what.
     let name = `p_${ident(hint)}`;
@@ -214,31 +218,30 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
     buffers.set(name, { name, value: hint, dtype: t.dtype, shape: t.shape, kind: "weight", data: t });
     return { buf: name, dtype: t.dtype, shape: t.shape };
   };
-  const scratch = (elems: number): Ref => {
-    scratchElems = Math.max(scratchElems, elems);
-    if (!buffers.has("scratch")) buffers.set("scratch", { name: "scratch", value: "per-thread scratch", dtype: "float32", shape: [0], kind: "arena", offset: scratchOffset });
-    return { buf: "scratch", dtype: "float32", shape: [threads * elems] };
-  };
-  // A kernel's regions of shared scratch, in the order it asks for them (a padded copy of an input,
-  // then the packed columns of a rows-outer product): each its own buffer, sized for the hungriest kernel.
-  const sharedElems: number[] = [];
+  // Each kernel's scratch is named after the kernel: one per-thread region (a slice per thread at
+  // THREAD_ID·elems, as large as its largest request), the regions its threads share (one per
+  // request: a padded copy of an input, the packed columns of a rows-outer product, a map being
+  // pooled), and per-thread partial results of stitched reductions. They lie back to back in one
+  // block per kernel, which memory planning places (see the end).
+  const threads = Math.max(1, opts.cpu?.threads ?? 1);
+  const scratchOf = new Map<string, { name: string; elems: number }[]>();
+  let mine: { name: string; elems: number }[] = [];
+  let tag = "";
   let sharedInKernel = 0;
-  const shared = (elems: number): Ref => {
-    const k = sharedInKernel++;
-    const name = k ? `scratch_shared${k}` : "scratch_shared";
-    sharedElems[k] = Math.max(sharedElems[k] ?? 0, elems);
-    if (!buffers.has(name)) buffers.set(name, { name, value: "shared scratch", dtype: "float32", shape: [0], kind: "arena", offset: 0 });
+  const region = (base: string, elems: number, value: string): Ref => {
+    const name = `${base}_${tag}`;
+    let r = mine.find((x) => x.name === name);
+    if (!r) {
+      r = { name, elems: 0 };
+      mine.push(r);
+      buffers.set(name, { name, value, dtype: "float32", shape: [0], kind: "arena", offset: 0 });
+    }
+    r.elems = Math.max(r.elems, elems);
     return { buf: name, dtype: "float32", shape: [elems] };
   };
-  let partialElems = 0;
-  const partials: Partials = {
-    threads,
-    region: (elems) => {
-      partialElems = Math.max(partialElems, threads * elems);
-      if (!buffers.has("scratch_partial")) buffers.set("scratch_partial", { name: "scratch_partial", value: "partial results per thread", dtype: "float32", shape: [0], kind: "arena", offset: 0 });
-      return { buf: "scratch_partial", dtype: "float32", shape: [threads * elems] };
-    },
-  };
+  const scratch = (elems: number) => region("scratch", threads * elems, "per-thread scratch");
+  const shared = (elems: number) => region(`scratch_shared${sharedInKernel++ || ""}`, elems, "shared scratch");
+  const partials: Partials = { threads, region: (elems) => region("scratch_partial", threads * elems, "partial results per thread") };
   const extra: Extra = { cpu: opts.cpu, gpu: opts.gpu, constant, scratch, shared };
 
   g.nodes.forEach((n, k) => {
@@ -250,6 +253,9 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
     if (n.op === "ConcatView") return;
     const names = new Names();
     sharedInKernel = 0;
+    tag = `k${k}`;
+    mine = [];
+    scratchOf.set(n.name, mine);
     let body: Stmt[];
     if (n.fused) body = lowerFused(n, refOf, names, extra, partials);
     else {
@@ -278,14 +284,30 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
   // loaded by any kernel: drop their buffers, or the C would hold unused weight arrays.
   const used = new Set(kernels.flatMap((k) => k.params));
   for (const [name, b] of buffers) if (b.kind === "weight" && !used.has(name)) buffers.delete(name);
-  if (scratchElems) buffers.get("scratch")!.shape = [threads * scratchElems];
-  let arenaBytes = scratchElems ? scratchOffset + threads * scratchElems * 4 : g.memory.arenaBytes;
-  const regions = [...sharedElems.map((elems, k) => [k ? `scratch_shared${k}` : "scratch_shared", elems] as const), ["scratch_partial", partialElems] as const];
-  for (const [name, elems] of regions) {
-    if (!elems) continue;
-    const at = Math.ceil(arenaBytes / 64) * 64;
-    Object.assign(buffers.get(name)!, { shape: [elems], offset: at });
-    arenaBytes = at + elems * 4;
+  // Each kernel's block of scratch: its regions at 64-byte boundaries.
+  const blockBytes: Record<string, number> = {};
+  const within = new Map<string, number>();
+  for (const [node, regions] of scratchOf) {
+    let end = 0;
+    for (const r of regions) {
+      within.set(r.name, end);
+      buffers.get(r.name)!.shape = [r.elems];
+      end = Math.ceil((end + r.elems * 4) / ARENA_ALIGN) * ARENA_ALIGN;
+    }
+    if (end) blockBytes[node] = end;
   }
+  // "after": every kernel's block at the same offset past the graph's arena.
+  const past = Math.ceil(g.memory.arenaBytes / ARENA_ALIGN) * ARENA_ALIGN;
+  let scratchAt = (_node: string) => past;
+  let arenaBytes = Math.max(g.memory.arenaBytes, ...Object.values(blockBytes).map((b) => past + b));
+  if (opts.scratch !== "after" && Object.keys(blockBytes).length) {
+    // Planned again with each kernel's block live while it runs: the tensors move, which of them
+    // share memory in place does not (the kernel order is the same).
+    const memory = planMemory(g, blockBytes).memory;
+    scratchAt = (node) => memory.scratch[node];
+    arenaBytes = memory.arenaBytes;
+    for (const b of buffers.values()) if (b.kind === "arena" && !within.has(b.name)) b.offset = memory.offsets[b.value];
+  }
+  for (const [node, regions] of scratchOf) for (const r of regions) buffers.get(r.name)!.offset = scratchAt(node) + within.get(r.name)!;
   return { name: g.name, buffers, kernels, inputs, outputs, arenaBytes };
 }

@@ -41,6 +41,20 @@ describe("planMemory", () => {
     expect(arenaBytes).toBeGreaterThanOrEqual(g.memory.lowerBoundBytes);
   });
 
+  it("places a kernel's scratch in memory free while it runs, not after the tensors", () => {
+    // x → a → b → c → y: a 1 KiB tensor dies at each step. c's kernel asks for 4000 bytes of
+    // scratch: a's memory is free then (so is the room past b's), so the arena grows only by the
+    // scratch beyond what is live at that step.
+    const g = planMemory(graph([relu("x", "a"), softmax("a", "b"), softmax("b", "c"), relu("c", "y")], [1, 256]), { c: 4000 });
+    const { offsets, scratch, arenaBytes, lowerBoundBytes } = g.memory;
+    expect(Object.keys(scratch)).toEqual(["c"]);
+    // While c runs, b and c are live: the scratch overlaps neither.
+    for (const v of ["b", "c"]) expect(scratch.c >= offsets[v] + 1024 || scratch.c + 4032 <= offsets[v]).toBe(true);
+    expect(lowerBoundBytes).toBe(2 * 1024 + 4032);
+    expect(arenaBytes).toBe(lowerBoundBytes);
+    expect(scratch.c % 64).toBe(0);
+  });
+
   it("keeps inputs and outputs out of the arena", () => {
     const g = planMemory(graph([relu("x", "y")], [4]));
     expect(g.memory.offsets).toEqual({});

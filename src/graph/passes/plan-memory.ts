@@ -1,5 +1,5 @@
 import type { Graph } from "../ir.js";
-import { memoryModel, simulate } from "../memory.js";
+import { ARENA_ALIGN, memoryModel, simulate } from "../memory.js";
 
 export interface MemoryPlan {
   /** byte offset in the arena of every intermediate value */
@@ -11,6 +11,8 @@ export interface MemoryPlan {
   strategy: string;
   /** values written over an input that dies in the same kernel: value → the input */
   inPlace: Record<string, string>;
+  /** byte offset of each kernel's scratch (the `scratch` bytes asked for, by node name) */
+  scratch: Record<string, number>;
 }
 
 type Strategy = "size" | "conflicts" | "breadth" | "area" | "lifetime" | "start";
@@ -35,12 +37,25 @@ interface Block {
  *    it), since small segments are where the search finds the bound; then the search on the whole;
  * 4. the smallest arena wins, and each slice of a ConcatView is placed inside it. Inputs and
  *    outputs live in the caller's buffers.
+ * `scratch` (node name → bytes) is memory a kernel needs only while it runs (packing panels, padded
+ * copies, a map pooled in cache): a block live at that kernel's step alone, placed with the rest,
+ * so it takes memory that is free then rather than a region of its own after the arena.
  */
-export function planMemory(g: Graph): Graph & { memory: MemoryPlan } {
+export function planMemory(g: Graph, scratch: Record<string, number> = {}): Graph & { memory: MemoryPlan } {
   const m = memoryModel(g);
   const sim = simulate(m, m.kernels.map((_, k) => k));
   const blockOf = new Map<number, Block>();
   const blocks: Block[] = [];
+  const transient = new Map<Block, string>();
+  m.kernels.forEach((n, t) => {
+    const bytes = scratch[n.name];
+    if (!bytes) return;
+    const block: Block = { values: [], bytes: Math.ceil(bytes / ARENA_ALIGN) * ARENA_ALIGN, life: [t, t] };
+    blocks.push(block);
+    transient.set(block, n.name);
+    sim.curve[t] += block.bytes;
+  });
+  const bound = Math.max(0, ...sim.curve);
   for (const [b, buf] of m.buffers.entries()) {
     const from = sim.reuse.get(b);
     const life = sim.life.get(b)!;
@@ -57,19 +72,23 @@ export function planMemory(g: Graph): Graph & { memory: MemoryPlan } {
   }
   // Cheapest first: the greedy orders, then the searches: depth-first in the bound, segments with
   // search, the whole with search. Each search's work is capped, so large graphs stay fast.
-  let best = solve(blocks, new Map(), sim.curve, sim.peak, { left: 0 });
-  const searches = [() => byStart(blocks, sim.peak, 100, { left: 4e7 }), () => bySegments(blocks, sim.curve, { left: 4e7 }), () => solve(blocks, new Map(), sim.curve, sim.peak, { left: 4e7 })];
+  let best = solve(blocks, new Map(), sim.curve, bound, { left: 0 });
+  const searches = [() => byStart(blocks, bound, 100, { left: 4e7 }), () => bySegments(blocks, sim.curve, { left: 4e7 }), () => solve(blocks, new Map(), sim.curve, bound, { left: 4e7 })];
   for (const next of searches) {
-    if (best.arena <= sim.peak) break;
+    if (best.arena <= bound) break;
     const r = next();
     if (r.arena < best.arena) best = r;
   }
   const offsets: Record<string, number> = {};
-  for (const [block, off] of best.at) for (const v of block.values) offsets[v] = off;
+  const placed: Record<string, number> = {};
+  for (const [block, off] of best.at) {
+    for (const v of block.values) offsets[v] = off;
+    if (transient.has(block)) placed[transient.get(block)!] = off;
+  }
   for (const [v, [of, at]] of m.slices) offsets[v] = offsets[of] + at;
   const inPlace: Record<string, string> = {};
   for (const [o, i] of sim.reuse) inPlace[m.buffers[o].value] = m.buffers[i].value;
-  return { ...g, memory: { offsets, arenaBytes: best.arena, lowerBoundBytes: sim.peak, strategy: best.strategy, inPlace } };
+  return { ...g, memory: { offsets, arenaBytes: best.arena, lowerBoundBytes: bound, strategy: best.strategy, inPlace, scratch: placed } };
 }
 
 type Placement = { strategy: string; at: Map<Block, number>; arena: number };
