@@ -32,6 +32,8 @@ interface Case {
   phases?: boolean;
   /** targets on which the product runs rows-outer with its depth in blocks (accumulators carried between blocks) */
   blocked?: string[];
+  /** targets on which the convolution runs transposed (pixels as rows, channels as columns: weights packed as B) */
+  transposed?: string[];
 }
 
 const CASES: Case[] = [
@@ -43,8 +45,15 @@ const CASES: Case[] = [
   { name: "1x1 conv, stride 2 (one phase of four used)", phases: true, op: "Conv", x: [2, 16, 9, 10], w: [5, 16, 1, 1], attrs: [attr.ints("strides", [2, 2])] },
   { name: "3x3 conv, strides 2x1, dilation 2x1, asymmetric pads", phases: true, op: "Conv", x: [1, 8, 15, 12], w: [6, 8, 3, 3], attrs: [attr.ints("pads", [2, 1, 1, 0]), attr.ints("strides", [2, 1]), attr.ints("dilations", [2, 1])] },
   // Few column tiles and many rows: rows outer, the depth (360) in two blocks, 9 panels in groups of 2 (the last short) and a tail.
-  { name: "3x3 conv on a small map, many rows, deep (rows outer, depth blocks)", op: "Conv", x: [1, 40, 6, 7], w: [75, 40, 3, 3], bias: [75], attrs: [attr.ints("pads", [1, 1, 1, 1])], blocked: ["host"] },
-  { name: "3x3 conv on a tiny map, many rows, deep (rows outer on 4 lanes too)", op: "Conv", x: [1, 40, 3, 4], w: [75, 40, 3, 3], attrs: [attr.ints("pads", [1, 1, 1, 1])], blocked: ["host", "rpi4"] },
+  { name: "3x3 conv on a small map, many rows, deep (rows outer, depth blocks)", op: "Conv", x: [1, 40, 6, 14], w: [75, 40, 3, 3], bias: [75], attrs: [attr.ints("pads", [1, 1, 1, 1])], blocked: ["host"], transposed: [] },
+  // 17 output channels would leave a transposed product's tiles emptier than the 4×3 map does the plain one's.
+  { name: "3x3 conv on a tiny map, many rows, deep (rows outer on 4 lanes too)", op: "Conv", x: [1, 40, 3, 4], w: [17, 40, 3, 3], attrs: [attr.ints("pads", [1, 1, 1, 1])], blocked: ["host", "rpi4"], transposed: [] },
+  // Small maps, many channels and taps: pixels as rows, a tail panel of one pixel; a padded copy or the input itself.
+  { name: "3x3 conv on a 7x7 map, many channels (transposed, padded copy)", op: "Conv", x: [1, 64, 7, 7], w: [128, 64, 3, 3], bias: [128], attrs: [attr.ints("pads", [1, 1, 1, 1])], transposed: ["host", "rpi4"] },
+  { name: "1x1 conv on a 7x7 map (transposed, the input read as it is)", op: "Conv", x: [1, 256, 7, 7], w: [256, 256, 1, 1], transposed: ["host", "rpi4"] },
+  { name: "3x3 conv, stride 2, pads 1 on a 15x15 map (transposed)", op: "Conv", x: [1, 64, 15, 15], w: [128, 64, 3, 3], bias: [128], attrs: [attr.ints("pads", [1, 1, 1, 1]), attr.ints("strides", [2, 2])], transposed: ["host", "rpi4"] },
+  { name: "3x3 conv, dilation 2, pads 2 on a 9x9 map (transposed)", op: "Conv", x: [1, 64, 9, 9], w: [128, 64, 3, 3], attrs: [attr.ints("pads", [2, 2, 2, 2]), attr.ints("dilations", [2, 2])], transposed: ["host", "rpi4"] },
+  { name: "3x3 conv, no padding, 7x9 map (transposed, the input read as it is)", op: "Conv", x: [1, 64, 7, 9], w: [64, 64, 3, 3], transposed: ["host", "rpi4"] },
   { name: "5x5 conv on a narrow map (general lowering: too many dropped columns)", phases: false, op: "Conv", x: [1, 2, 8, 6], w: [4, 2, 5, 5], attrs: [attr.ints("pads", [2, 2, 2, 2])] },
   // A first layer: few channels, so im2col; vectors of columns inside one row and inside the input
   // are read with one (strided) vector load, the others gathered.
@@ -94,6 +103,7 @@ describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName)
     ex(/edgec_vload\d+\(\w+ \+ /.test(source)).toBe(true);
     if (targetName === "rpi4" && c.phases !== undefined) ex(source.includes("scratch_shared"), "packs from the padded copy").toBe(c.phases);
     if (c.blocked) ex(/int32_t carry\d+ = \(EDGEC_TID \* \d+\);/.test(source), "carries accumulators between depth blocks").toBe(c.blocked.includes(targetName));
+    if (c.transposed) ex(/\bp_\w*_packed\b/.test(source) && !/\bp_\w*_rows\b/.test(source), "runs transposed").toBe(c.transposed.includes(targetName));
     const inputs = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, { dtype: "float32" as const, shape: k === "x" ? c.x : c.w, data: v }]));
     for (const threads of [1, 2]) {
       const { outputs } = await runArtifact(dir, inputs, 1, { threads });

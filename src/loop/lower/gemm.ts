@@ -25,6 +25,12 @@ export interface GemmSpec {
   a: (b: Expr[], row: Expr, k: Expr) => Expr;
   /** A's element (row, k) when A is a compile-time constant: then it is packed in panels of MR rows */
   aConst?: (row: number, k: number) => number;
+  /**
+   * statements that write A's rows row0..row0+h−1 (a panel) over the whole depth through
+   * put(k, r, value), r < h: A is then packed at run time, once, into scratch all threads share,
+   * laid out as aConst's panels (batch must be one image)
+   */
+  packA?: (row0: Expr, h: number, put: (k: Expr, r: Expr, v: Expr) => Stmt) => Stmt[];
   /** B's element (k, j) when B is a compile-time constant */
   bConst?: (k: number, j: number) => number;
   /**
@@ -34,8 +40,10 @@ export interface GemmSpec {
   packB?: (b: Expr[], j0: Expr, put: (k: Expr, j: Expr, v: Expr) => Stmt, full: boolean) => Stmt[];
   /** the accumulator's starting value per row (a convolution's bias) */
   init?: (b: Expr[], row: Expr) => Expr;
-  /** the output and the index of (row, j) in it; its elements are contiguous along j, unless colOk */
+  /** the output and the index of (row, j) in it; its elements are contiguous along j, unless colOk or strided */
   y: Ref;
+  /** y's elements are not contiguous along j (a product computed transposed): each goes through the tile */
+  strided?: boolean;
   yAt: (b: Expr[], row: Expr, j: Expr) => Expr[];
   /** the columns that exist, when some do not (computed and dropped): then every store goes through the tile */
   colOk?: (j: Expr) => Expr;
@@ -58,6 +66,9 @@ function blocking(cpu: CpuShape, cols: number): { mr: number; nv: number } {
 
 /** Columns per tile (NT) for a product with `cols` columns: what a packB callback fills per tile. */
 export const tileColumns = (cpu: CpuShape, cols: number) => cpu.lanes * blocking(cpu, cols).nv;
+
+/** Rows per panel (MR) for a product with `cols` columns. */
+export const panelRows = (cpu: CpuShape, cols: number) => blocking(cpu, cols).mr;
 
 /** B's column tiles laid out as the micro-kernel reads them: [tiles][depth][NT], zero padded. */
 function packConst(s: GemmSpec, nt: number): Tensor {
@@ -116,9 +127,13 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
   const NT = L * nv;
   const tiles = Math.ceil(s.cols / NT);
   const ragged = s.cols % NT !== 0;
-  const aPacked = s.aConst ? c.constant!(`${c.node.name}_rows`, packRows(s, MR)) : undefined;
   const panels = Math.floor(s.rows / MR), tail = s.rows % MR;
-  const rowsOuter = !s.serial && !!aPacked && !!s.packB && s.batch.every((d) => d === 1) && tiles <= ROWS_OUTER_TILES && panels >= 2;
+  if (s.packA && s.batch.some((d) => d !== 1)) throw new Error(`internal: ${c.node.name}: A packed at run time needs a batch of one`);
+  const aPacked = s.aConst ? c.constant!(`${c.node.name}_rows`, packRows(s, MR)) : s.packA ? c.shared!(s.rows * s.depth) : undefined;
+  // A's panels packed at run time, a panel per thread, before any tile reads them.
+  const packA = (row0: Expr, h: number): Stmt[] => s.packA!(row0, h, (k, r, v) => ({ k: "store", buf: aPacked!.buf, idx: add(add(mul(row0, int(s.depth)), mul(k, int(h))), r), val: v }));
+  const aPre = !s.packA ? [] : [...(panels ? nest(c.names, [panels], ([p]) => packA(mul(p, int(MR)), MR)) : []), ...(tail ? packA(int(panels * MR), tail) : [])];
+  const rowsOuter = !s.serial && !!s.aConst && !!s.packB && s.batch.every((d) => d === 1) && tiles <= ROWS_OUTER_TILES && panels >= 2;
   const packed = s.bConst ? c.constant!(`${c.node.name}_packed`, packConst(s, NT)) : rowsOuter ? c.shared!(tiles * s.depth * NT) : c.scratch!(s.depth * NT);
   // Rows-outer: the depth in blocks, and row groups of `per` panels, whose accumulators wait between
   // blocks in per-thread scratch, [panel][row][tile][NT].
@@ -153,7 +168,7 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
     // The accumulators to memory: directly, or through the epilogue.
     const writeOut = (full: boolean): Stmt[] => {
       const out: Stmt[] = [];
-      if (!s.post && !s.y.put && !s.colOk && full) {
+      if (!s.post && !s.y.put && !s.colOk && !s.strided && full) {
         accs.forEach((rs, r) => rs.forEach((n, v) => out.push(vstore(s.y.buf, flat(s.y.shape, s.yAt(b, row(r), add(j0, int(v * L)))), vvar(n, L), L))));
         return out;
       }
@@ -173,7 +188,7 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
       // in the lane, else as a run (see GemmSpec.run); only the others go column by column.
       const start = add(j0, mul(vr(jv), int(L)));
       const inside = full ? [] : [le(add(start, int(L)), int(s.cols))];
-      const plain = s.colOk ? undefined : vectorizeLanes([st], l, int(0), L);
+      const plain = s.colOk || s.strided ? undefined : vectorizeLanes([st], l, int(0), L);
       const run = !plain && s.run ? vectorizeLanes([store(s.y, s.run.at(b, add(row0, rv), start, lv), s.post ? s.post(b, add(row0, rv), add(start, lv), x) : x)], l, int(0), L) : undefined;
       const vector = plain ?? run;
       const fits = run ? [...inside, s.run!.ok(start, L)] : inside;
@@ -187,7 +202,7 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
   };
 
   if (!rowsOuter) {
-    return nest(c.names, [...s.batch, tiles], (idx) => {
+    return [...aPre, ...nest(c.names, [...s.batch, tiles], (idx) => {
       const b = idx.slice(0, -1), jt = idx[idx.length - 1];
       const j0 = mul(jt, int(NT));
       // This thread's slice of scratch, looked up once per tile (it is a call under OpenMP).
@@ -200,7 +215,7 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
       if (panels) body.push(...nest(c.names, [panels], ([rt]) => microKernel(b, j0, mul(rt, int(MR)), MR, whole), false));
       if (tail) body.push(...microKernel(b, j0, int(panels * MR), tail, whole));
       return body;
-    }, !s.serial);
+    }, !s.serial)];
   }
 
   const b = s.batch.map(() => int(0));
