@@ -475,6 +475,7 @@ function shiftedConv(c: LowerCtx): ConvPlan {
     yAt: ([n], m, j) => [n, m, div(j, int(Wq)), mod(j, int(Wq))],
     colOk: Wq > OW ? (j) => lt(mod(j, int(Wq)), int(OW)) : undefined,
     run: runs(Wq, OW, L),
+    grid: { width: Wq, valid: OW, at: ([n], m, r, col) => [n, m, r, col] },
   };
   return { pre: pad, spec, grid: Wq };
 }
@@ -602,6 +603,7 @@ function pooledConv(c: LowerCtx, { pre, spec, grid }: ConvPlan): Stmt[] {
     yAt: (_, r, j) => spec.yAt(nb, r, add(j, off)),
     colOk: spec.colOk && ((j) => spec.colOk!(add(j, off))),
     run: spec.run && { ok: (j, k) => spec.run!.ok(add(j, off), k), at: (_, r, j, l) => spec.run!.at(nb, r, add(j, off), l) },
+    grid: spec.grid && { ...spec.grid, at: (_, r, row, col) => spec.grid!.at(nb, r, add(row, vr(r0)), col) },
     post: spec.post && ((_, r, j, v) => spec.post!(nb, r, add(j, off), v)),
   };
   const pooling = nest(names, [M, Q], ([m, q]) => {

@@ -1,8 +1,8 @@
 import type { Tensor } from "../../core/tensor.js";
 import {
-  add, and, cst, flat, int, le, let_, lt, mul, nest, set, splat, store, threadId, vlet, vload, vr, vstore, vvar, if_, type Ref,
+  add, and, cst, div, flat, ge, int, le, let_, lt, mod, mul, nest, select, set, splat, store, threadId, vlet, vload, vr, vstore, vvar, if_, type Ref,
 } from "../build.js";
-import type { Expr, Stmt } from "../ir.js";
+import { mentionsVar, type Expr, type Stmt } from "../ir.js";
 import { vectorizeLanes } from "../vectorize.js";
 import type { CpuShape, LowerCtx } from "./types.js";
 
@@ -52,6 +52,13 @@ export interface GemmSpec {
    * j + l there, when yAt alone does not show it: such a run is stored as one vector
    */
   run?: { ok: (j: Expr, n: number) => Expr; at: (b: Expr[], row: Expr, j: Expr, l: Expr) => Expr[] };
+  /**
+   * the columns are a grid of rows `width` wide of which the first `valid` exist (colOk says the
+   * same), and `at` gives the index in y of (row, the grid row, a column of it): a vector of
+   * columns that is not stored whole then finds its first column's grid row and column once, not
+   * each element's with a division
+   */
+  grid?: { width: number; valid: number; at: (b: Expr[], row: Expr, gridRow: Expr, col: Expr) => Expr[] };
   /** a scalar step between the sum and the store (Gemm's alpha and C) */
   post?: (b: Expr[], row: Expr, j: Expr, v: Expr) => Expr;
   /** the product runs inside the caller's parallel loop (one band of a pooled convolution): its tiles in order, on one thread */
@@ -192,7 +199,21 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
       const run = !plain && s.run ? vectorizeLanes([store(s.y, s.run.at(b, add(row0, rv), start, lv), s.post ? s.post(b, add(row0, rv), add(start, lv), x) : x)], l, int(0), L) : undefined;
       const vector = plain ?? run;
       const fits = run ? [...inside, s.run!.ok(start, L)] : inside;
-      const lanes = !vector ? checked : fits.length ? [if_(fits.reduce((a, b) => and(a, b)), vector, checked)] : vector;
+      const g = s.grid;
+      let others = checked;
+      if (g && L <= g.width) {
+        // At most one grid row ends inside the vector: the lanes past it are on the next row.
+        const [gr, gc] = [c.names.next("grow"), c.names.next("gcol")];
+        const cl = add(vr(gc), lv), wraps = ge(cl, int(g.width));
+        const col = select(wraps, add(cl, int(-g.width)), cl);
+        const at = g.at(b, add(row0, rv), add(vr(gr), select(wraps, int(1), int(0))), col);
+        const v = s.post ? s.post(b, add(row0, rv), add(start, lv), x) : x;
+        const ok = [lt(col, int(g.valid)), ...(full ? [] : [lt(add(start, lv), int(s.cols))])].reduce((a, b) => and(a, b));
+        const lanes: Stmt = { k: "for", v: l, n: L, body: [if_(ok, [store(s.y, at, v)])] };
+        // A reduction stitched into the epilogue may not read the row.
+        others = [...(mentionsVar(lanes, gr) ? [let_(gr, "int32", div(start, int(g.width)))] : []), let_(gc, "int32", mod(start, int(g.width))), lanes];
+      }
+      const lanes = !vector ? others : fits.length ? [if_(fits.reduce((a, b) => and(a, b)), vector, others)] : vector;
       out.push({ k: "for", v: r, n: mr, body: [{ k: "for", v: jv, n: nv, body: lanes }] });
       return out;
     };
