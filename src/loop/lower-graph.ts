@@ -224,7 +224,7 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
   // pooled), and per-thread partial results of stitched reductions. They lie back to back in one
   // block per kernel, which memory planning places (see the end).
   const threads = Math.max(1, opts.cpu?.threads ?? 1);
-  const scratchOf = new Map<string, { name: string; elems: number }[]>();
+  const scratchOf = new Map<Node, { name: string; elems: number }[]>();
   let mine: { name: string; elems: number }[] = [];
   let tag = "";
   let sharedInKernel = 0;
@@ -255,7 +255,7 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
     sharedInKernel = 0;
     tag = `k${k}`;
     mine = [];
-    scratchOf.set(n.name, mine);
+    scratchOf.set(n, mine);
     let body: Stmt[];
     if (n.fused) body = lowerFused(n, refOf, names, extra, partials);
     else {
@@ -285,7 +285,7 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
   const used = new Set(kernels.flatMap((k) => k.params));
   for (const [name, b] of buffers) if (b.kind === "weight" && !used.has(name)) buffers.delete(name);
   // Each kernel's block of scratch: its regions at 64-byte boundaries.
-  const blockBytes: Record<string, number> = {};
+  const blockBytes = new Map<Node, number>();
   const within = new Map<string, number>();
   for (const [node, regions] of scratchOf) {
     let end = 0;
@@ -294,17 +294,18 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
       buffers.get(r.name)!.shape = [r.elems];
       end = Math.ceil((end + r.elems * 4) / ARENA_ALIGN) * ARENA_ALIGN;
     }
-    if (end) blockBytes[node] = end;
+    if (end) blockBytes.set(node, end);
   }
   // "after": every kernel's block at the same offset past the graph's arena.
   const past = Math.ceil(g.memory.arenaBytes / ARENA_ALIGN) * ARENA_ALIGN;
-  let scratchAt = (_node: string) => past;
-  let arenaBytes = Math.max(g.memory.arenaBytes, ...Object.values(blockBytes).map((b) => past + b));
-  if (opts.scratch !== "after" && Object.keys(blockBytes).length) {
+  let scratchAt = (_node: Node) => past;
+  let arenaBytes = Math.max(g.memory.arenaBytes, ...[...blockBytes.values()].map((b) => past + b));
+  if (opts.scratch !== "after" && blockBytes.size) {
     // Planned again with each kernel's block live while it runs: the tensors move, which of them
     // share memory in place does not (the kernel order is the same).
     const memory = planMemory(g, blockBytes).memory;
-    scratchAt = (node) => memory.scratch[node];
+    // A kernel whose scratch came to no bytes has no block: its empty regions may lie anywhere.
+    scratchAt = (node) => memory.scratch.get(node) ?? 0;
     arenaBytes = memory.arenaBytes;
     for (const b of buffers.values()) if (b.kind === "arena" && !within.has(b.name)) b.offset = memory.offsets[b.value];
   }

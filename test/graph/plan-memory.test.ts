@@ -45,9 +45,11 @@ describe("planMemory", () => {
     // x → a → b → c → y: a 1 KiB tensor dies at each step. c's kernel asks for 4000 bytes of
     // scratch: a's memory is free then (so is the room past b's), so the arena grows only by the
     // scratch beyond what is live at that step.
-    const g = planMemory(graph([relu("x", "a"), softmax("a", "b"), softmax("b", "c"), relu("c", "y")], [1, 256]), { c: 4000 });
-    const { offsets, scratch, arenaBytes, lowerBoundBytes } = g.memory;
-    expect(Object.keys(scratch)).toEqual(["c"]);
+    const nodes = [relu("x", "a"), softmax("a", "b"), softmax("b", "c"), relu("c", "y")];
+    const g = planMemory(graph(nodes, [1, 256]), new Map([[nodes[2], 4000]]));
+    const { offsets, arenaBytes, lowerBoundBytes } = g.memory;
+    expect([...g.memory.scratch.keys()]).toEqual([nodes[2]]);
+    const scratch = { c: g.memory.scratch.get(nodes[2])! };
     // While c runs, b and c are live: the scratch overlaps neither.
     for (const v of ["b", "c"]) expect(scratch.c >= offsets[v] + 1024 || scratch.c + 4032 <= offsets[v]).toBe(true);
     expect(lowerBoundBytes).toBe(2 * 1024 + 4032);

@@ -1,4 +1,4 @@
-import type { Graph } from "../ir.js";
+import type { Graph, Node } from "../ir.js";
 import { ARENA_ALIGN, memoryModel, simulate } from "../memory.js";
 
 export interface MemoryPlan {
@@ -11,8 +11,8 @@ export interface MemoryPlan {
   strategy: string;
   /** values written over an input that dies in the same kernel: value → the input */
   inPlace: Record<string, string>;
-  /** byte offset of each kernel's scratch (the `scratch` bytes asked for, by node name) */
-  scratch: Record<string, number>;
+  /** byte offset of each kernel's scratch (the `scratch` bytes asked for; by node, as names need not be unique) */
+  scratch: Map<Node, number>;
 }
 
 type Strategy = "size" | "conflicts" | "breadth" | "area" | "lifetime" | "start";
@@ -37,22 +37,22 @@ interface Block {
  *    it), since small segments are where the search finds the bound; then the search on the whole;
  * 4. the smallest arena wins, and each slice of a ConcatView is placed inside it. Inputs and
  *    outputs live in the caller's buffers.
- * `scratch` (node name → bytes) is memory a kernel needs only while it runs (packing panels, padded
+ * `scratch` (kernel → bytes) is memory a kernel needs only while it runs (packing panels, padded
  * copies, a map pooled in cache): a block live at that kernel's step alone, placed with the rest,
  * so it takes memory that is free then rather than a region of its own after the arena.
  */
-export function planMemory(g: Graph, scratch: Record<string, number> = {}): Graph & { memory: MemoryPlan } {
+export function planMemory(g: Graph, scratch = new Map<Node, number>()): Graph & { memory: MemoryPlan } {
   const m = memoryModel(g);
   const sim = simulate(m, m.kernels.map((_, k) => k));
   const blockOf = new Map<number, Block>();
   const blocks: Block[] = [];
-  const transient = new Map<Block, string>();
+  const transient = new Map<Block, Node>();
   m.kernels.forEach((n, t) => {
-    const bytes = scratch[n.name];
+    const bytes = scratch.get(n);
     if (!bytes) return;
     const block: Block = { values: [], bytes: Math.ceil(bytes / ARENA_ALIGN) * ARENA_ALIGN, life: [t, t] };
     blocks.push(block);
-    transient.set(block, n.name);
+    transient.set(block, n);
     sim.curve[t] += block.bytes;
   });
   const bound = Math.max(0, ...sim.curve);
@@ -80,10 +80,10 @@ export function planMemory(g: Graph, scratch: Record<string, number> = {}): Grap
     if (r.arena < best.arena) best = r;
   }
   const offsets: Record<string, number> = {};
-  const placed: Record<string, number> = {};
+  const placed = new Map<Node, number>();
   for (const [block, off] of best.at) {
     for (const v of block.values) offsets[v] = off;
-    if (transient.has(block)) placed[transient.get(block)!] = off;
+    if (transient.has(block)) placed.set(transient.get(block)!, off);
   }
   for (const [v, [of, at]] of m.slices) offsets[v] = offsets[of] + at;
   const inPlace: Record<string, string> = {};
