@@ -24,6 +24,8 @@ export interface Dialect {
     /** `stride` 2: every other element from ptr on */
     load(ptr: string, lanes: number, stride: 1 | 2): string;
     store(ptr: string, val: string, lanes: number): string;
+    /** lanes from..to of val to buf[idx + from ..]; absent, a dialect whose lowerings make no masked stores */
+    storeLanes?(buf: string, idx: string, val: string, lanes: number, from: string, to: string): string;
     splat(a: string, lanes: number): string;
     /** lane-wise fmin/fmax */
     minmax(op: "min" | "max", a: string, b: string, lanes: number): string;
@@ -66,6 +68,11 @@ export function renderStmts(stmts: Stmt[], d: Dialect, indent = "  "): string {
         out += `${indent}for (${d.type("int32")} ${s.v} = 0; ${s.v} < ${s.n}; ++${s.v}) {\n${renderStmts(s.body, d, indent + "  ")}${indent}}\n`;
         break;
       case "store":
+        if (s.mask) {
+          if (!s.lanes || !d.vector.storeLanes) throw new Error("internal: a masked store reached a dialect without them");
+          out += `${indent}${d.vector.storeLanes(s.buf, renderExpr(s.idx, d), renderExpr(s.val, d), s.lanes, renderExpr(s.mask.from, d), renderExpr(s.mask.to, d))};\n`;
+          break;
+        }
         out += s.lanes
           ? `${indent}${d.vector.store(`${s.buf} + ${renderExpr(s.idx, d)}`, renderExpr(s.val, d), s.lanes)};\n`
           : `${indent}${s.buf}[${renderExpr(s.idx, d)}] = ${renderExpr(s.val, d)};\n`;

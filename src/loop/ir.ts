@@ -10,7 +10,9 @@ import type { Tensor } from "../core/tensor.js";
  * float32 elements at once (a SIMD register; only + - * apply to vectors); a load with `stride: 2`
  * takes every other element instead (a stride-2 convolution's taps); `neg` and `exp` apply lane-wise
  * too; `splat` fills a vector
- * with a scalar. Lowerings emit them only for the width the target declares. A `local` is a small
+ * with a scalar. A vector store with a `mask` stores only lanes from ≤ l < to, lane l at idx + l, and
+ * forms no address for the others (idx itself may lie outside the buffer). Lowerings emit vectors
+ * only for the width the target declares. A `local` is a small
  * array on the stack, private to one iteration (a tile of results on its way out).
  *
  * Work-groups (GPU lowerings only): a `grid` runs its body once per work-item of a grid of
@@ -38,7 +40,7 @@ export type Expr =
 
 export type Stmt =
   | { k: "for"; v: string; n: number; body: Stmt[]; parallel?: boolean }
-  | { k: "store"; buf: string; idx: Expr; val: Expr; lanes?: number }
+  | { k: "store"; buf: string; idx: Expr; val: Expr; lanes?: number; mask?: LaneRange }
   | { k: "let"; name: string; dtype: DType; val: Expr; lanes?: number }
   | { k: "set"; name: string; val: Expr }
   | { k: "if"; c: Expr; then: Stmt[]; else?: Stmt[] }
@@ -47,6 +49,12 @@ export type Stmt =
   | { k: "local"; name: string; dtype: DType; n: number; scope?: "group" }
   | { k: "grid"; dims: GridDim[]; body: Stmt[] }
   | { k: "barrier" };
+
+/** Lanes from ≤ l < to of a vector (none when to ≤ from). */
+export interface LaneRange {
+  from: Expr;
+  to: Expr;
+}
 
 /** One dimension of a grid: `groups` work-groups of `items` work-items, indexed by `group` and `item`. */
 export interface GridDim {
@@ -118,7 +126,7 @@ export function touched(body: Stmt[]): { reads: Set<string>; writes: Set<string>
   const st = (ss: Stmt[]): void => {
     for (const s of ss) {
       if (s.k === "for" || s.k === "grid") st(s.body);
-      else if (s.k === "store") (writes.add(s.buf), ex(s.idx), ex(s.val));
+      else if (s.k === "store") (writes.add(s.buf), ex(s.idx), ex(s.val), s.mask && (ex(s.mask.from), ex(s.mask.to)));
       else if (s.k === "let" || s.k === "set") ex(s.val);
       else if (s.k === "block") st(s.body);
       else if (s.k === "local") locals.add(s.name);

@@ -48,6 +48,7 @@ export function verifyLoop(p: Program): void {
           if (!locals.has(s.buf) && !k.writes.includes(s.buf)) fail(`stores to ${s.buf}, which it does not declare as written`);
           ex(s.idx);
           ex(s.val);
+          if (s.mask) (ex(s.mask.from), ex(s.mask.to));
         } else if (s.k === "let") {
           ex(s.val);
           scope.add(s.name);

@@ -64,6 +64,7 @@ export const C_DIALECT: Dialect = {
     type: (lanes) => `edgec_f32x${lanes}`,
     load: (ptr, lanes, stride) => `edgec_vload${lanes}${stride === 2 ? "s2" : ""}(${ptr})`,
     store: (ptr, val, lanes) => `edgec_vstore${lanes}(${ptr}, ${val})`,
+    storeLanes: (buf, idx, val, lanes, from, to) => `edgec_vstore${lanes}m(${buf}, ${idx}, ${val}, ${from}, ${to})`,
     splat: (a, lanes) => `edgec_splat${lanes}(${a})`,
     minmax: (op, a, b, lanes) => `edgec_v${op}${lanes}(${a}, ${b})`,
     unary: (op, a, lanes) => (op === "neg" ? `(-${a})` : `edgec_v${op}${lanes}(${a})`),
@@ -94,6 +95,7 @@ function vectorWidth(lanes: number): string {
     `EDGEC_MAYBE_UNUSED static inline ${t} edgec_vmax${lanes}(${t} a, ${t} b) ${pick(">")}`,
     `EDGEC_MAYBE_UNUSED static inline ${t} edgec_vload${lanes}(const float *p) { ${t} v; __builtin_memcpy(&v, p, sizeof v); return v; }`,
     `EDGEC_MAYBE_UNUSED static inline void edgec_vstore${lanes}(float *p, ${t} v) { __builtin_memcpy(p, &v, sizeof v); }`,
+    storeLanes(t, lanes),
     // p[0], p[2], ..., p[2·lanes−2]: the even lanes of p[0..lanes) and the odd lanes of
     // p[lanes−1..2·lanes−1), so nothing past the last element used is read.
     `EDGEC_MAYBE_UNUSED static inline ${t} edgec_vload${lanes}s2(const float *p) { return __builtin_shufflevector(edgec_vload${lanes}(p), edgec_vload${lanes}(p + ${lanes - 1}), ${evenThenOdd(lanes)}); }`,
@@ -116,6 +118,32 @@ function scalarPrelude(): string {
     "EDGEC_MAYBE_UNUSED static inline void edgec_vstore1(float *p, float v) { *p = v; }",
     "EDGEC_MAYBE_UNUSED static inline float edgec_splat1(float s) { return s; }",
     "EDGEC_MAYBE_UNUSED static inline float edgec_vexp1(float x) { return expf(x); }",
+  ].join("\n");
+}
+
+/**
+ * Lanes from..to of v to p[i + from ..]: one masked store after moving lane `from` to lane 0 where
+ * AVX-512 has them, else lane by lane. The address is formed only for lanes stored, as p + i may
+ * lie outside the buffer.
+ */
+function storeLanes(t: string, lanes: number): string {
+  // Over every lane, so GCC sees a copy of at most a vector (from..to, it warns of one past it).
+  const loop = `for (int32_t l = 0; l < ${lanes}; ++l) if (l >= from && l < to) p[i + l] = v[l];`;
+  if (lanes !== 16) return `EDGEC_MAYBE_UNUSED static inline void edgec_vstore${lanes}m(float *p, int32_t i, ${t} v, int32_t from, int32_t to) { ${loop} }`;
+  // The register form of compress: a constant index vector instead (permutexvar) is hoisted out of
+  // the GEMM's loops by GCC and takes a register its micro-kernel needs.
+  return [
+    "#if defined(__AVX512F__)",
+    "#include <immintrin.h>",
+    `EDGEC_MAYBE_UNUSED static inline void edgec_vstore16m(float *p, int32_t i, ${t} v, int32_t from, int32_t to) {`,
+    "  if (from < to) {",
+    "    __mmask16 n = (__mmask16)((1u << (to - from)) - 1u);",
+    "    _mm512_mask_storeu_ps(p + (i + from), n, _mm512_maskz_compress_ps((__mmask16)(n << from), v));",
+    "  }",
+    "}",
+    "#else",
+    `EDGEC_MAYBE_UNUSED static inline void edgec_vstore16m(float *p, int32_t i, ${t} v, int32_t from, int32_t to) { ${loop} }`,
+    "#endif",
   ].join("\n");
 }
 

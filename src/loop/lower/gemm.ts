@@ -1,8 +1,8 @@
 import type { Tensor } from "../../core/tensor.js";
 import {
-  add, and, cst, div, flat, ge, int, le, let_, lt, mod, mul, nest, select, set, splat, store, threadId, vlet, vload, vr, vstore, vvar, if_, type Ref,
+  add, and, cst, div, flat, ge, int, le, let_, lt, min, mod, mul, nest, select, set, splat, store, sub, threadId, vlet, vload, vr, vstore, vvar, if_, type Ref,
 } from "../build.js";
-import { mentionsVar, type Expr, type Stmt } from "../ir.js";
+import { mentionsVar, touched, type Expr, type LaneRange, type Stmt } from "../ir.js";
 import { vectorizeLanes } from "../vectorize.js";
 import type { CpuShape, LowerCtx } from "./types.js";
 
@@ -209,9 +209,19 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
         const at = g.at(b, add(row0, rv), add(vr(gr), select(wraps, int(1), int(0))), col);
         const v = s.post ? s.post(b, add(row0, rv), add(start, lv), x) : x;
         const ok = [lt(col, int(g.valid)), ...(full ? [] : [lt(add(start, lv), int(s.cols))])].reduce((a, b) => and(a, b));
-        const lanes: Stmt = { k: "for", v: l, n: L, body: [if_(ok, [store(s.y, at, v)])] };
+        // The lanes up to the end of the grid row, and those from the start of the next, are each one
+        // run of the output: a store of those lanes each, when the epilogue reads only the tile.
+        const upTo = (to: Expr) => (full ? to : min(to, sub(int(s.cols), start)));
+        const part = (q: number, lanes: LaneRange): Stmt[] | undefined => {
+          const run = g.at(b, add(row0, rv), add(vr(gr), int(q)), add(vr(gc), add(lv, int(-q * g.width))));
+          const vec = L > 1 ? vectorizeLanes([store(s.y, run, v)], l, int(0), L) : undefined;
+          return vec && [...touched(vec).reads].every((buf) => buf === tile) ? withMask(vec, { from: lanes.from, to: upTo(lanes.to) }) : undefined;
+        };
+        const next = sub(int(g.width), vr(gc));
+        const [here, there] = [part(0, { from: int(0), to: min(int(L), sub(int(g.valid), vr(gc))) }), part(1, { from: next, to: min(int(L), add(next, int(g.valid))) })];
+        const lanes: Stmt[] = here && there ? [...here, ...there] : [{ k: "for", v: l, n: L, body: [if_(ok, [store(s.y, at, v)])] }];
         // A reduction stitched into the epilogue may not read the row.
-        others = [...(mentionsVar(lanes, gr) ? [let_(gr, "int32", div(start, int(g.width)))] : []), let_(gc, "int32", mod(start, int(g.width))), lanes];
+        others = [...(mentionsVar(lanes, gr) ? [let_(gr, "int32", div(start, int(g.width)))] : []), let_(gc, "int32", mod(start, int(g.width))), ...lanes];
       }
       const lanes = !vector ? others : fits.length ? [if_(fits.reduce((a, b) => and(a, b)), vector, others)] : vector;
       out.push({ k: "for", v: r, n: mr, body: [{ k: "for", v: jv, n: nv, body: lanes }] });
@@ -269,4 +279,16 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
   // The rows past the last whole panel: the full depth at once, a tile per thread.
   const rest = tail ? nest(c.names, [tiles], ([t]) => microKernel(b, mul(t, int(NT)), int(panels * MR), tail, { k0: int(0), n: s.depth, bAt: (k, v) => add(at(t, k), int(v * L)) })) : [];
   return [...pack, grouped, ...rest];
+}
+
+/** `ss` with its vector stores keeping only `lanes`. */
+function withMask(ss: Stmt[], lanes: LaneRange): Stmt[] {
+  return ss.map((s): Stmt => {
+    switch (s.k) {
+      case "store": return s.lanes ? { ...s, mask: lanes } : s;
+      case "for": case "block": return { ...s, body: withMask(s.body, lanes) };
+      case "if": return { ...s, then: withMask(s.then, lanes), else: s.else && withMask(s.else, lanes) };
+      default: return s;
+    }
+  });
 }

@@ -105,7 +105,7 @@ function hoist(loop: For): { lets: Stmt[]; loop: For } {
       case "for": return { ...s, body: st(s.body, guarded) };
       case "block": return { ...s, body: st(s.body, guarded) };
       case "if": return { ...s, c: ex(s.c, guarded), then: st(s.then, true), else: s.else && st(s.else, true) };
-      case "store": return { ...s, idx: ex(s.idx, guarded), val: ex(s.val, guarded) };
+      case "store": return { ...s, idx: ex(s.idx, guarded), val: ex(s.val, guarded), ...(s.mask && { mask: { from: ex(s.mask.from, guarded), to: ex(s.mask.to, guarded) } }) };
       case "let": case "set": return { ...s, val: ex(s.val, guarded) };
       default: return s;
     }

@@ -53,7 +53,7 @@ function stmts(ss: Stmt[], env: Map<string, Expr>): Stmt[] {
         }
         break;
       case "store":
-        out.push({ ...s, idx: expr(s.idx, env), val: expr(s.val, env) });
+        out.push({ ...s, idx: expr(s.idx, env), val: expr(s.val, env), ...(s.mask && { mask: { from: expr(s.mask.from, env), to: expr(s.mask.to, env) } }) });
         break;
       case "local":
       case "barrier":
