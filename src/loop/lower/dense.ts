@@ -230,7 +230,7 @@ const transposes = (c: LowerCtx, shifted: boolean): boolean => {
   const cols = shifted ? (OH - 1) * Wq + OW : P;
   const padded = (n: number, per: number) => Math.ceil(n / per) * per;
   const plain = (M * padded(cols, ntOf(c, cols)) * K + cols * K + M * cols) / L;
-  const mr = panelRows(c.cpu!, M), tail = P % mr;
+  const mr = panelRows(c.cpu!, M, true), tail = P % mr;
   const transposed = ((P - tail + (tail ? Math.max(tail, 2) : 0)) * padded(M, ntOf(c, M)) * K) / L + P * K + 2 * P * M;
   return transposed < 0.95 * plain;
 };
