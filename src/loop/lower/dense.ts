@@ -483,8 +483,9 @@ function shiftedConv(c: LowerCtx): ConvPlan {
 /**
  * The phase grid for every convolution but a plain 1×1 one (which reads its input as it is), while
  * its dropped columns are at most a third and it has at least 4 vectors' worth of taps per output:
- * a vector of outputs that straddles two rows of the grid is stored column by column, which costs
- * more than im2col saves on a convolution of a few channels (a network's first layer).
+ * the dropped columns' work, and the stores of vectors that straddle two rows of the grid (as two
+ * masked stores, or column by column under an epilogue that reads other tensors), cost more than
+ * im2col saves on a convolution of a few channels (a network's first layer).
  */
 const shifts = (c: LowerCtx): boolean => {
   const geo = convGeometry(c.node, c.ins[0]!.shape, c.ins[1]!.shape, c.ins[2]?.shape);
