@@ -194,43 +194,50 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
       const rv = vr(r), lv = vr(l);
       const j = add(j0, add(mul(vr(jv), int(L)), lv));
       const x: Expr = { k: "load", buf: tile, idx: add(add(mul(rv, int(NT)), mul(vr(jv), int(L))), lv), dtype: "float32" };
-      const st = store(s.y, s.yAt(b, add(row0, rv), j), s.post ? s.post(b, add(row0, rv), j, x) : x);
-      const conds = [...(full ? [] : [lt(j, int(s.cols))]), ...(s.colOk ? [s.colOk(j)] : [])];
-      const scalar: Stmt[] = conds.length ? [if_(conds.reduce((a, b) => and(a, b)), [st])] : [st];
-      const checked = vectorizeLanes(scalar, l, int(0), L) ?? [{ k: "for", v: l, n: L, body: scalar }];
+      const val = s.post ? s.post(b, add(row0, rv), j, x) : x;
+      const st = store(s.y, s.yAt(b, add(row0, rv), j), val);
       // A vector of columns that all exist is stored whole: through yAt when the store stays affine
       // in the lane, else as a run (see GemmSpec.run); only the others go column by column.
       const start = add(j0, mul(vr(jv), int(L)));
       const inside = full ? [] : [le(add(start, int(L)), int(s.cols))];
       const plain = s.colOk || s.strided ? undefined : vectorizeLanes([st], l, int(0), L);
-      const run = !plain && s.run ? vectorizeLanes([store(s.y, s.run.at(b, add(row0, rv), start, lv), s.post ? s.post(b, add(row0, rv), add(start, lv), x) : x)], l, int(0), L) : undefined;
+      const run = !plain && s.run ? vectorizeLanes([store(s.y, s.run.at(b, add(row0, rv), start, lv), val)], l, int(0), L) : undefined;
       const vector = plain ?? run;
       const fits = run ? [...inside, s.run!.ok(start, L)] : inside;
-      const g = s.grid;
-      let others = checked;
-      if (g && L <= g.width) {
-        // At most one grid row ends inside the vector: the lanes past it are on the next row.
+      const columns = (): Stmt[] => {
+        const conds = [...(full ? [] : [lt(j, int(s.cols))]), ...(s.colOk ? [s.colOk(j)] : [])];
+        const scalar: Stmt[] = conds.length ? [if_(conds.reduce((a, b) => and(a, b)), [st])] : [st];
+        return vectorizeLanes(scalar, l, int(0), L) ?? [{ k: "for", v: l, n: L, body: scalar }];
+      };
+      // On a grid, the vector's first column's grid row and column, once: at most one grid row ends
+      // inside the vector (L ≤ width), and the lanes past it are on the next row.
+      const gridLanes = (g: NonNullable<GemmSpec["grid"]>): Stmt[] => {
         const [gr, gc] = [c.names.next("grow"), c.names.next("gcol")];
-        const cl = add(vr(gc), lv), wraps = ge(cl, int(g.width));
-        const col = select(wraps, add(cl, int(-g.width)), cl);
-        const at = g.at(b, add(row0, rv), add(vr(gr), select(wraps, int(1), int(0))), col);
-        const v = s.post ? s.post(b, add(row0, rv), add(start, lv), x) : x;
-        const ok = [lt(col, int(g.valid)), ...(full ? [] : [lt(add(start, lv), int(s.cols))])].reduce((a, b) => and(a, b));
         // The lanes up to the end of the grid row, and those from the start of the next, are each one
         // run of the output: a store of those lanes each, when the epilogue reads only the tile.
         const upTo = (to: Expr) => (full ? to : min(to, sub(int(s.cols), start)));
         const part = (q: number, lanes: LaneRange): Stmt[] | undefined => {
-          const run = g.at(b, add(row0, rv), add(vr(gr), int(q)), add(vr(gc), add(lv, int(-q * g.width))));
-          const vec = L > 1 ? vectorizeLanes([store(s.y, run, v)], l, int(0), L) : undefined;
+          const dest = g.at(b, add(row0, rv), add(vr(gr), int(q)), add(vr(gc), add(lv, int(-q * g.width))));
+          const vec = L > 1 ? vectorizeLanes([store(s.y, dest, val)], l, int(0), L) : undefined;
           return vec && [...touched(vec).reads].every((buf) => buf === tile) ? withMask(vec, { from: lanes.from, to: upTo(lanes.to) }) : undefined;
         };
         const next = sub(int(g.width), vr(gc));
         const [here, there] = [part(0, { from: int(0), to: min(int(L), sub(int(g.valid), vr(gc))) }), part(1, { from: next, to: min(int(L), add(next, int(g.valid))) })];
-        const lanes: Stmt[] = here && there ? [...here, ...there] : [{ k: "for", v: l, n: L, body: [if_(ok, [store(s.y, at, v)])] }];
+        let lanes: Stmt[];
+        if (here && there) lanes = [...here, ...there];
+        else {
+          // Else column by column, each finding its row from the first column's.
+          const cl = add(vr(gc), lv), wraps = ge(cl, int(g.width));
+          const col = select(wraps, add(cl, int(-g.width)), cl);
+          const at = g.at(b, add(row0, rv), add(vr(gr), select(wraps, int(1), int(0))), col);
+          const ok = [lt(col, int(g.valid)), ...(full ? [] : [lt(add(start, lv), int(s.cols))])].reduce((a, b) => and(a, b));
+          lanes = [{ k: "for", v: l, n: L, body: [if_(ok, [store(s.y, at, val)])] }];
+        }
         // A reduction stitched into the epilogue may not read the row.
-        others = [...(mentionsVar(lanes, gr) ? [let_(gr, "int32", div(start, int(g.width)))] : []), let_(gc, "int32", mod(start, int(g.width))), ...lanes];
-      }
-      const lanes = !vector ? others : fits.length ? [if_(fits.reduce((a, b) => and(a, b)), vector, others)] : vector;
+        return [...(mentionsVar(lanes, gr) ? [let_(gr, "int32", div(start, int(g.width)))] : []), let_(gc, "int32", mod(start, int(g.width))), ...lanes];
+      };
+      const others = () => (s.grid && L <= s.grid.width ? gridLanes(s.grid) : columns());
+      const lanes = !vector ? others() : fits.length ? [if_(fits.reduce((a, b) => and(a, b)), vector, others())] : vector;
       out.push({ k: "for", v: r, n: mr, body: [{ k: "for", v: jv, n: nv, body: lanes }] });
       return out;
     };
