@@ -113,8 +113,8 @@ const FAST_MIN_MAX: { lanes: number; guard: string; header: string; body: (op: "
  * fmin/fmax lane-wise: a NaN operand loses, as in fminf/fmaxf. Portably a compare of a and b, one
  * of b with itself and a bit blend. x86's min/max instructions already pick like `a < b ? a : b`
  * and give b where a is NaN, so only the lanes where b is NaN need a: AVX-512 masks the instruction
- * by b's ordered lanes (two instructions for four: MaxPool's 3×3 stride-2 window on SqueezeNet's
- * first map ran 2× faster in a C benchmark), AVX and SSE4.1 blend (three). A constant b is never
+ * by b's ordered lanes (two instructions for four: SqueezeNet's first MaxPool, 3×3 stride 2 over
+ * a 111×111 map, went from 0.226 to 0.16 ms in a profiling build), AVX and SSE4.1 blend (three). A constant b is never
  * NaN: the compiler drops its compare and a Relu is one instruction. AArch64's fminnm/fmaxnm are
  * fmin/fmax themselves, as its scalar fminf/fmaxf already compile to (they order −0 below +0,
  * where the portable form returns b for equal operands).
