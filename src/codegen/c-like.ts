@@ -54,17 +54,22 @@ export function renderExpr(e: Expr, d: Dialect): string {
   }
 }
 
-/** Statements a loop body executes, roughly: what a parallel loop must amortize its thread start-up over. */
+/**
+ * Statements a loop body executes, roughly: what a parallel loop must amortize its thread start-up
+ * over. A loop that states its `work` (a lowering that knows its statements undercount it) counts that.
+ */
 function work(ss: Stmt[]): number {
-  return ss.reduce((sum, s) => sum + (s.k === "for" ? s.n * work(s.body) : s.k === "block" ? work(s.body) : s.k === "if" ? Math.max(work(s.then), work(s.else ?? [])) : 1), 0);
+  return ss.reduce((sum, s) => sum + (s.k === "for" ? loopWork(s) : s.k === "block" ? work(s.body) : s.k === "if" ? Math.max(work(s.then), work(s.else ?? [])) : 1), 0);
 }
+
+const loopWork = (s: Stmt & { k: "for" }) => s.work ?? s.n * work(s.body);
 
 export function renderStmts(stmts: Stmt[], d: Dialect, indent = "  "): string {
   let out = "";
   for (const s of stmts) {
     switch (s.k) {
       case "for":
-        if (s.parallel && d.parallelFor && s.n > 1 && s.n * work(s.body) >= d.parallelMinWork) out += `${indent}${d.parallelFor}\n`;
+        if (s.parallel && d.parallelFor && s.n > 1 && loopWork(s) >= d.parallelMinWork) out += `${indent}${d.parallelFor}\n`;
         out += `${indent}for (${d.type("int32")} ${s.v} = 0; ${s.v} < ${s.n}; ++${s.v}) {\n${renderStmts(s.body, d, indent + "  ")}${indent}}\n`;
         break;
       case "store":

@@ -4,7 +4,8 @@ import type { Tensor } from "../core/tensor.js";
 /**
  * Loop IR: kernels made of loop nests over flat buffers, with scalar expressions. Shapes are static,
  * so every loop has a constant trip count. A loop marked `parallel` has independent iterations:
- * the C backend may spread it over threads, a GPU backend over work-items.
+ * the C backend may spread it over threads (when its `work`, or else its statements counted, pays
+ * for waking them), a GPU backend over work-items.
  *
  * Vectors: a `load`, `store`, `var`, `let` or `bin` with `lanes` works on that many consecutive
  * float32 elements at once (a SIMD register; only + - * apply to vectors); a load with `stride: 2`
@@ -39,7 +40,7 @@ export type Expr =
   | { k: "cast"; a: Expr; dtype: DType };
 
 export type Stmt =
-  | { k: "for"; v: string; n: number; body: Stmt[]; parallel?: boolean }
+  | { k: "for"; v: string; n: number; body: Stmt[]; parallel?: boolean; work?: number }
   | { k: "store"; buf: string; idx: Expr; val: Expr; lanes?: number; mask?: LaneRange }
   | { k: "let"; name: string; dtype: DType; val: Expr; lanes?: number }
   | { k: "set"; name: string; val: Expr }
