@@ -18,8 +18,9 @@ const NAN_B = [5, 20, 36];
 const values = (nans: number[], k: number, n = N) => Array.from({ length: n }, (_, i) => (nans.includes(i) ? NaN : Math.sin(i * k) * 10));
 const a = values(NAN_A, 1.3);
 const b = values(NAN_B, 0.7);
-const e = values([1, 9, 12], 0.9, SHORT);
-const f = values([2, 9, 10], 1.7, SHORT);
+// On a 16-lane host: elements 0–7 in 8 lanes, 8–11 in 4, each with NaNs in e only, f only and both.
+const e = values([1, 5, 9, 11], 0.9, SHORT);
+const f = values([2, 5, 9, 10], 1.7, SHORT);
 const fminmax = (x: number[], y: number[], pick: (x: number, y: number) => number) =>
   x.map((v, i) => (Number.isNaN(v) ? y[i] : Number.isNaN(y[i]) ? v : pick(v, y[i])));
 

@@ -27,6 +27,15 @@ describe("simplify", () => {
     expect(text).toContain("y[((i1 * 5) + i3)] = x[((i1 * 5) + i3)]");
   });
 
+  it("moves the work a dropped parallel loop states to the loop that becomes parallel", () => {
+    const p = copyProgram([1, 3, 5]);
+    const [outer] = p.kernels[0].body;
+    if (outer.k !== "for") throw new Error("expected a loop");
+    p.kernels[0].body = [{ ...outer, work: 60 }];
+    const [loop] = simplify(p).kernels[0].body;
+    expect(loop).toMatchObject({ k: "for", n: 3, parallel: true, work: 60 });
+  });
+
   it("removes loops with no iterations, the loops left empty around them, and the empty kernel", () => {
     const p = simplify(copyProgram([2, 0, 3]));
     expect(p.kernels).toEqual([]);

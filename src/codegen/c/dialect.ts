@@ -114,10 +114,11 @@ const FAST_MIN_MAX: { lanes: number; guard: string; header: string; body: (op: "
  * of b with itself and a bit blend. x86's min/max instructions already pick like `a < b ? a : b`
  * and give b where a is NaN, so only the lanes where b is NaN need a: AVX-512 masks the instruction
  * by b's ordered lanes (two instructions for four: SqueezeNet's first MaxPool, 3×3 stride 2 over
- * a 111×111 map, went from 0.226 to 0.16 ms in a profiling build), AVX and SSE4.1 blend (three). A constant b is never
- * NaN: the compiler drops its compare and a Relu is one instruction. AArch64's fminnm/fmaxnm are
- * fmin/fmax themselves, as its scalar fminf/fmaxf already compile to (they order −0 below +0,
- * where the portable form returns b for equal operands).
+ * a 111×111 map, went from 0.226 to 0.16 ms in a profiling build), AVX and SSE4.1 blend (three).
+ * A constant b's compare is loop-invariant (GCC 12 does not fold it, but hoists it out of loops),
+ * so a Relu in a loop is one instruction per vector. AArch64's fminnm/fmaxnm are fmin/fmax
+ * themselves, as its scalar fminf/fmaxf already compile to (they order −0 below +0, where the
+ * portable form returns b for equal operands).
  */
 function minMax(t: string, m: string, lanes: number): string {
   const portable = (op: "min" | "max") =>

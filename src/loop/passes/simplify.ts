@@ -42,8 +42,8 @@ function stmts(ss: Stmt[], env: Map<string, Expr>): Stmt[] {
         if (s.n === 0) break;
         if (s.n === 1) {
           const inner = stmts(s.body, new Map(env).set(s.v, int(0)));
-          // The parallel axis moves inward rather than disappearing with its loop.
-          if (s.parallel && inner.length === 1 && inner[0].k === "for") inner[0] = { ...inner[0], parallel: true };
+          // The parallel axis, and the work it states, move inward rather than disappearing with its loop.
+          if (s.parallel && inner.length === 1 && inner[0].k === "for") inner[0] = { ...inner[0], parallel: true, ...(s.work !== undefined && { work: s.work }) };
           out.push(...inner);
           break;
         }
