@@ -405,6 +405,9 @@ const maxPool: Lowering = (c) => {
   return windowOp(c, poolGeometry(node, x!.shape), { head: () => [], init: cst(-Infinity), step: (acc, v) => max(acc, v) }, -Infinity);
 };
 
+/** Statements a copied element counts as (a load, a store and their index arithmetic). */
+const COPY_WORK = 4;
+
 /**
  * A convolution as a GEMM over a zero-padded, phase-split copy of its input (implicit GEMM). With
  * strides sh × sw the padded input splits into sh·sw phases, phase (a, b) holding the rows ≡ a
@@ -417,9 +420,6 @@ const maxPool: Lowering = (c) => {
  * time of a 3×3 convolution). The price is the copy and the dropped columns, computed and not
  * stored. A stride-1 input without padding, in memory, is its own copy.
  */
-/** Statements a copied element counts as (a load, a store and their index arithmetic). */
-const COPY_WORK = 4;
-
 function shiftedConv(c: LowerCtx): ConvPlan {
   const { node, ins: [x, w, b], outs: [y], names } = c;
   const geo = convGeometry(node, x!.shape, w!.shape, b?.shape);
