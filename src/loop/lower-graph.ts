@@ -9,7 +9,7 @@ import { STITCH } from "./lower/stitch.js";
 import { BANDED_POOLS } from "../graph/passes/select-fusion.js";
 import { mentionsVar, touched, type Buffer, type BufferKind, type Expr, type Kernel, type Program, type Stmt } from "./ir.js";
 import { AT, LOWERINGS } from "./lower/index.js";
-import type { CpuShape, GpuShape, LowerCtx } from "./lower/types.js";
+import { sliceElems, type CpuShape, type GpuShape, type LowerCtx } from "./lower/types.js";
 import type { Tensor } from "../core/tensor.js";
 
 /** Ops of the graph that the loop layer cannot lower, one entry per node. */
@@ -89,10 +89,10 @@ function lowerFused(n: Node, refOf: Resolve, names: Names, extra: Extra, partial
   if (!stitch) return body;
   const y = refOf(last.outputs[0]);
   const count = numel(refOf(last.inputs[0]).shape) / reduced;
-  const init = nest(names, [partials.threads * reduced], ([i]) => [{ k: "store", buf: part!.buf, idx: i, val: cst(stitch.init) }], false);
+  const init = nest(names, [partials.threads * sliceElems(reduced)], ([i]) => [{ k: "store", buf: part!.buf, idx: i, val: cst(stitch.init) }], false);
   const finish = nest(names, y.shape, (idx) => {
     const acc = names.next("acc"), t = names.next("t");
-    const partial = (thread: Expr): Expr => ({ k: "load", buf: part!.buf, idx: add(mul(thread, int(reduced)), flat(y.shape, idx)), dtype: "float32" });
+    const partial = (thread: Expr): Expr => ({ k: "load", buf: part!.buf, idx: add(mul(thread, int(sliceElems(reduced))), flat(y.shape, idx)), dtype: "float32" });
     return [
       let_(acc, "float32", partial(int(0))),
       ...(partials.threads > 1 ? [{ k: "for", v: t, n: partials.threads - 1, body: [set(acc, stitch.combine(vr(acc, "float32"), partial(add(vr(t), int(1)))))] } as Stmt] : []),
@@ -101,7 +101,7 @@ function lowerFused(n: Node, refOf: Resolve, names: Names, extra: Extra, partial
   }, false);
   // This thread's partials start at `base`: bound once in each parallel loop (finding the thread is
   // a call under OpenMP), and at the top for stores outside them.
-  const bind = let_(base, "int32", mul(threadId, int(reduced)));
+  const bind = let_(base, "int32", mul(threadId, int(sliceElems(reduced))));
   const hoisted = inParallelLoops(body, bind, base);
   return [...init, ...(readsOutsideParallelLoops(body, base) ? [bind] : []), ...hoisted, ...finish];
 }
@@ -239,9 +239,9 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
     r.elems = Math.max(r.elems, elems);
     return { buf: name, dtype: "float32", shape: [elems] };
   };
-  const scratch = (elems: number) => region("scratch", threads * elems, "per-thread scratch");
+  const scratch = (elems: number) => region("scratch", threads * sliceElems(elems), "per-thread scratch");
   const shared = (elems: number) => region(`scratch_shared${sharedInKernel++ || ""}`, elems, "shared scratch");
-  const partials: Partials = { threads, region: (elems) => region("scratch_partial", threads * elems, "partial results per thread") };
+  const partials: Partials = { threads, region: (elems) => region("scratch_partial", threads * sliceElems(elems), "partial results per thread") };
   const extra: Extra = { cpu: opts.cpu, gpu: opts.gpu, constant, scratch, shared };
 
   g.nodes.forEach((n, k) => {

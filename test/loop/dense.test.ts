@@ -106,6 +106,7 @@ describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName)
     await buildArtifact(file, dir, { target: threaded(targetName) });
     const source = readFileSync(join(dir, "model.c"), "utf8");
     ex(/^\s+EDGEC_PARALLEL_FOR$/m.test(source), "splits a loop between threads").toBe(true);
+    for (const [, n] of source.matchAll(/\(EDGEC_TID \* (\d+)\)/g)) ex(+n! % 16, `a thread's slice of scratch (${n} floats) is whole cache lines`).toBe(0);
     ex(/edgec_vload\d+\(\w+ \+ /.test(source)).toBe(true);
     if (targetName === "rpi4" && c.phases !== undefined) ex(source.includes("scratch_shared"), "packs from the padded copy").toBe(c.phases);
     if (c.blocked) ex(/int32_t carry\d+ = \(EDGEC_TID \* \d+\);/.test(source), "carries accumulators between depth blocks").toBe(c.blocked.includes(targetName));

@@ -10,7 +10,7 @@ import { vectorizeLanes } from "../vectorize.js";
 import { gemmKernel, panelRows, tileColumns, type GemmSpec } from "./gemm.js";
 import { NN_LOWERINGS } from "./nn.js";
 import { tiledConv, tiledGemmOp, tiledMatMul } from "./tiled.js";
-import type { LowerCtx, Lowering } from "./types.js";
+import { sliceElems, type LowerCtx, type Lowering } from "./types.js";
 
 /**
  * Fast float32 lowerings of the compute-heavy ops for CPUs with vectors: convolution as a packed
@@ -374,7 +374,7 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold, pad: number): Stmt
       return [{ k: "for", v: i, n: to - from, body: row(add(int(from), vr(i)), check) }];
     };
     return [
-      ...(padded ? [let_(slice, "int32", mul(threadId, int(Hp * Wp))), ...copy()] : []),
+      ...(padded ? [let_(slice, "int32", mul(threadId, int(sliceElems(Hp * Wp)))), ...copy()] : []),
       ...fold.head(n, ch),
       ...(wide ? wideRows() : [...rows(0, rowLo, true), ...rows(rowLo, rowHi, false), ...rows(rowHi, OH, true)]),
     ];
@@ -561,7 +561,7 @@ function pooledConv(c: LowerCtx, { pre, spec, grid }: ConvPlan): Stmt[] {
     if (q === 1) break;
   }
   Q ||= PH;
-  const BR = rowsFor(Q), bands = Math.ceil(PH / Q), elems = M * BR * OW;
+  const BR = rowsFor(Q), bands = Math.ceil(PH / Q), elems = sliceElems(M * BR * OW);
   const band = c.shared!(whole ? N * M * OH * OW : threads * elems);
   const [i, n, q0, r0, slice] = ["band", "n", "q0", "r0", "slice"].map((v) => names.next(v));
   // Row r of the map is row r − r0 of the band: written (r·OW + col) − r0·OW, so that a flat pixel

@@ -4,7 +4,7 @@ import {
 } from "../build.js";
 import { mentionsVar, touched, type Expr, type LaneRange, type Stmt } from "../ir.js";
 import { vectorizeLanes } from "../vectorize.js";
-import type { CpuShape, LowerCtx } from "./types.js";
+import { sliceElems, type CpuShape, type LowerCtx } from "./types.js";
 
 /**
  * A float32 matrix product per batch index b,
@@ -256,7 +256,7 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
       const put = (k: Expr, j: Expr, v: Expr): Stmt => ({ k: "store", buf: packed.buf, idx: add(base, add(mul(k, int(NT)), j)), val: v });
       const packB = s.packB;
       const whole: Stretch = { k0: int(0), n: s.depth, bAt: (k, v) => add(base, add(mul(k, int(NT)), int(v * L))) };
-      const body = [...(slice ? [let_(slice, "int32", mul(threadId, int(s.depth * NT)))] : []), ...(packB ? split(j0, (full) => packB(b, j0, put, full)) : [])];
+      const body = [...(slice ? [let_(slice, "int32", mul(threadId, int(sliceElems(s.depth * NT))))] : []), ...(packB ? split(j0, (full) => packB(b, j0, put, full)) : [])];
       if (panels) body.push(...nest(c.names, [panels], ([rt]) => microKernel(b, j0, mul(rt, int(MR)), MR, whole), false));
       if (tail) body.push(...microKernel(b, j0, int(panels * MR), tail, whole));
       return body;
@@ -286,7 +286,7 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
   const grouped: Stmt = {
     k: "for", v: g, n: groups, parallel: true,
     body: [
-      ...(carry ? [let_(cBase, "int32", mul(threadId, int(per * MR * tiles * NT)))] : []),
+      ...(carry ? [let_(cBase, "int32", mul(threadId, int(sliceElems(per * MR * tiles * NT))))] : []),
       { k: "for", v: kb, n: blocks, body: [{ k: "for", v: p, n: per, body: panels % per ? [if_(lt(panel, int(panels)), panelBody)] : panelBody }] },
     ],
   };

@@ -15,7 +15,7 @@ export interface LowerCtx {
   gpu?: GpuShape;
   /** registers a constant made at compile time (packed weights) as a weight buffer */
   constant?: (hint: string, t: Tensor) => Ref;
-  /** `elems` float32 of scratch memory per thread, one slice per thread at offset THREAD_ID·elems */
+  /** `elems` float32 of scratch memory per thread, one slice per thread at offset THREAD_ID·sliceElems(elems) */
   scratch?: (elems: number) => Ref;
   /** `elems` float32 of scratch memory that all threads of the kernel share (a padded copy of an input) */
   shared?: (elems: number) => Ref;
@@ -27,6 +27,14 @@ export interface LowerCtx {
    */
   pooled?: { node: Node; y: Ref; through: (band: Ref) => Ref };
 }
+
+/**
+ * The stride of per-thread slices of `elems` float32: whole 64-byte cache lines, so that no two
+ * threads write one line (MNASNet's 7×7 depthwise convolutions, whose slices were 121 floats, ran
+ * twice as long per channel on each of two threads as on one: the line they shared went back and
+ * forth between the cores for every channel).
+ */
+export const sliceElems = (elems: number): number => Math.ceil(elems / 16) * 16;
 
 export interface GpuShape {
   /** a tiled product's work-groups are tile × tile work-items */
