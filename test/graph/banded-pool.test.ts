@@ -106,6 +106,8 @@ describe("max pools computed from bands of a Conv's rows", () => {
       const writer = (v: string) => program.kernels.find((k) => k.writes.includes(`out_${v}`))!;
       expect(pooled.filter((k) => bands(k.body)), t).toEqual(["yg", "yh", "yi", "yj"].map(writer));
       expect(pooled.length, t).toBe(10);
+      // A whole map is pooled rows outermost, its elements stated as the loop's work (parallel from parallelMinWork up).
+      for (const k of pooled.filter((k) => !bands(k.body))) expect(k.body.at(-1), `${t} ${k.name}`).toMatchObject({ k: "for", work: expect.any(Number) });
     }
   });
 

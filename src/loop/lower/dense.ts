@@ -527,15 +527,15 @@ const BAND_BYTES = 1024 * 1024;
 /**
  * A convolution whose epilogue ends in a max pool (LowerCtx.pooled). Its map never goes to the
  * arena: when the whole map fits in BAND_BYTES, the product (through the epilogue) fills it in
- * shared scratch, split between threads as usual, and a parallel loop over channels pools it from
- * cache. Otherwise a parallel loop over bands of Q pooled rows, each computing the BR convolution
- * rows its windows read (the product over those columns only) into per-thread scratch, then pooling
- * them. Bands overlap where windows do (a 3×3 stride-2 pool recomputes a row per band) and each
- * band's product ends in a ragged column tile, so Q is the one with the fewest column tiles in all.
- * The last band is moved up to end at the map's last row, so every row a band computes exists. A
- * tap outside the map reads the nearest row or column of it instead: max is idempotent and
- * select-fusion only bands pools whose windows each overlap the map, so that value is one the
- * window holds anyway.
+ * shared scratch, split between threads as usual, and a loop over pooled rows (split between
+ * threads the same way when the map is large) pools it from cache. Otherwise a parallel loop over
+ * bands of Q pooled rows, each computing the BR convolution rows its windows read (the product over
+ * those columns only) into per-thread scratch, then pooling them. Bands overlap where windows do (a
+ * 3×3 stride-2 pool recomputes a row per band) and each band's product ends in a ragged column
+ * tile, so Q is the one with the fewest column tiles in all. The last band is moved up to end at
+ * the map's last row, so every row a band computes exists. A tap outside the map reads the nearest
+ * row or column of it instead: max is idempotent and select-fusion only bands pools whose windows
+ * each overlap the map, so that value is one the window holds anyway.
  */
 function pooledConv(c: LowerCtx, { pre, spec, grid }: ConvPlan): Stmt[] {
   const { names } = c;
@@ -597,7 +597,15 @@ function pooledConv(c: LowerCtx, { pre, spec, grid }: ConvPlan): Stmt[] {
       ...edge(0, lo), ...vectorRun(names, hi - lo, c.cpu!.lanes, (ow) => pixel(add(ow, int(lo)), false), true), ...edge(hi, PW),
     ];
   };
-  if (whole) return [...pre, ...gemmKernel(c, { ...spec, y: through(sink) }), ...nest(names, [N, M, PH], ([b, m, oq]) => poolRow(b, m, oq))];
+  if (whole) {
+    // Rows outermost and split between threads like the product's columns, so that each thread
+    // pools about the rows it computed, from its own cache; its work is the map's elements, so that
+    // maps of 128K elements and more are pooled in parallel on the default parallelMinWork (a serial
+    // pool read half of SqueezeNet's 55×55 maps from the other core's cache; pooling its 31×31 maps
+    // at 64×64 in parallel made it slower).
+    const pooling = nest(names, [N, PH, M], ([b, oq, m]) => poolRow(b, m, oq)).map((s) => (s.k === "for" ? { ...s, work: N * M * OH * OW } : s));
+    return [...pre, ...gemmKernel(c, { ...spec, y: through(sink) }), ...pooling];
+  }
 
   const off = mul(vr(r0), int(grid)), nb = [vr(n)];
   const product: GemmSpec = {
