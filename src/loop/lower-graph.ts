@@ -118,13 +118,14 @@ function readsOutsideParallelLoops(ss: Stmt[], v: string): boolean {
 
 /**
  * `ss` with `s`, the binding of `v`, first in the body of each outermost parallel loop that reads v.
- * A parallel loop of one iteration around a single loop hands its parallel axis to that loop first,
- * as simplify would when it drops the outer one (the binding would otherwise stop it).
+ * A parallel loop of one iteration around a single loop hands its parallel axis, and the work it
+ * states, to that loop first, as simplify would when it drops the outer one (the binding would
+ * otherwise stop it).
  */
 function inParallelLoops(ss: Stmt[], s: Stmt, v: string): Stmt[] {
   return ss.map((x): Stmt => {
     if (x.k === "for" && x.parallel && x.n === 1 && x.body.length === 1 && x.body[0].k === "for")
-      return { ...x, parallel: false, body: inParallelLoops([{ ...x.body[0], parallel: true }], s, v) };
+      return { ...x, parallel: false, body: inParallelLoops([{ ...x.body[0], parallel: true, ...(x.work !== undefined && { work: x.work }) }], s, v) };
     if (x.k === "for") return x.parallel ? (mentionsVar(x.body, v) ? { ...x, body: [s, ...x.body] } : x) : { ...x, body: inParallelLoops(x.body, s, v) };
     if (x.k === "block") return { ...x, body: inParallelLoops(x.body, s, v) };
     if (x.k === "if") return { ...x, then: inParallelLoops(x.then, s, v), else: x.else && inParallelLoops(x.else, s, v) };
@@ -132,7 +133,7 @@ function inParallelLoops(ss: Stmt[], s: Stmt, v: string): Stmt[] {
   });
 }
 
-/** Per-thread partial results of stitched reductions: `region(elems)` gives each of `threads` threads `elems` float32. */
+/** Per-thread partial results of stitched reductions: `region(elems)` gives each of `threads` threads `elems` float32, at a stride of sliceElems(elems). */
 interface Partials {
   threads: number;
   region: (elems: number) => Ref;
@@ -219,7 +220,7 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
     return { buf: name, dtype: t.dtype, shape: t.shape };
   };
   // Each kernel's scratch is named after the kernel: one per-thread region (a slice per thread at
-  // THREAD_ID·elems, as large as its largest request), the regions its threads share (one per
+  // THREAD_ID·sliceElems(elems), as large as its largest request), the regions its threads share (one per
   // request: a padded copy of an input, the packed columns of a rows-outer product, a map being
   // pooled), and per-thread partial results of stitched reductions. They lie back to back in one
   // block per kernel, which memory planning places (see the end).

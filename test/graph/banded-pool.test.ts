@@ -107,7 +107,7 @@ describe("max pools computed from bands of a Conv's rows", () => {
       expect(pooled.filter((k) => bands(k.body)), t).toEqual(["yg", "yh", "yi", "yj"].map(writer));
       expect(pooled.length, t).toBe(10);
       // A whole map is pooled rows outermost, its elements stated as the loop's work (parallel from parallelMinWork up).
-      for (const k of pooled.filter((k) => !bands(k.body))) expect(k.body.at(-1), `${t} ${k.name}`).toMatchObject({ k: "for", work: expect.any(Number) });
+      for (const k of pooled.filter((k) => !bands(k.body))) expect(k.body.at(-1), `${t} ${k.name}`).toMatchObject({ k: "for", parallel: true, work: expect.any(Number) });
     }
   });
 

@@ -151,4 +151,14 @@ describe("vectorizeLoops", () => {
     expect(text.match(/part\[1\] = /g)).toHaveLength(1);
     expect(text).toContain("part[1] = (part[1] + l_acc)");
   });
+
+  it("keeps the work a parallel loop states on its vector loop", () => {
+    const t = { buf: "t", dtype: "float32" as const, shape: [18] };
+    const body = [{ k: "for" as const, v: "i", n: 18, parallel: true, work: 1 << 20, body: [store(t, [vr("i")], mul(load(t, [vr("i")]), cst(2)))] }];
+    const buffers = new Map([[t.buf, { name: t.buf, value: t.buf, dtype: t.dtype, shape: t.shape, kind: "input" as const }]]);
+    const p: Program = { name: "p", buffers, kernels: [{ name: "k0", node: "n", op: "Scale", params: ["t"], writes: ["t"], body }], inputs: ["t"], outputs: [], arenaBytes: 0 };
+    const [vector, ...rest] = vectorizeLoops(p, 4).kernels[0].body;
+    expect(vector).toMatchObject({ k: "for", n: 4, parallel: true, work: 1 << 20 });
+    expect(rest.length).toBeGreaterThan(0);
+  });
 });

@@ -30,9 +30,9 @@ export interface LowerCtx {
 
 /**
  * The stride of per-thread slices of `elems` float32: whole 64-byte cache lines, so that no two
- * threads write one line (MNASNet's 7×7 depthwise convolutions, whose slices were 121 floats, ran
- * twice as long per channel on each of two threads as on one: the line they shared went back and
- * forth between the cores for every channel).
+ * threads write one line (MNASNet's 5×5 depthwise convolutions on 7×7 maps, whose slices were 121
+ * floats, ran twice as long per channel on each of two threads as on one: the line they shared went
+ * back and forth between the cores for every channel).
  */
 export const sliceElems = (elems: number): number => Math.ceil(elems / 16) * 16;
 
