@@ -220,10 +220,10 @@ export function lowerGraph(g: Graph & { memory: MemoryPlan }, opts: LowerOptions
     return { buf: name, dtype: t.dtype, shape: t.shape };
   };
   // Each kernel's scratch is named after the kernel: one per-thread region (a slice per thread at
-  // THREAD_ID·sliceElems(elems), as large as its largest request), the regions its threads share (one per
-  // request: a padded copy of an input, the packed columns of a rows-outer product, a map being
-  // pooled), and per-thread partial results of stitched reductions. They lie back to back in one
-  // block per kernel, which memory planning places (see the end).
+  // THREAD_ID·sliceElems(elems), as large as its largest request), the regions its threads share
+  // (one per request: a padded copy of an input, the packed columns of a rows-outer product, a map
+  // being pooled), and per-thread partial results of stitched reductions. They lie back to back in
+  // one block per kernel, which memory planning places (see the end).
   const threads = Math.max(1, opts.cpu?.threads ?? 1);
   const scratchOf = new Map<Node, { name: string; elems: number }[]>();
   let mine: { name: string; elems: number }[] = [];
