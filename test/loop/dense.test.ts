@@ -34,6 +34,8 @@ interface Case {
   blocked?: string[];
   /** targets on which the convolution runs transposed (pixels as rows, channels as columns: weights packed as B) */
   transposed?: string[];
+  /** whether the convolution runs by Winograd's F(2×2, 3×3) (transformed weights packed at compile time), on both targets */
+  winograd?: boolean;
   /** whether, with vectors of this many lanes, a vector of outputs that crosses a row of the phase grid is stored as runs of its lanes (masked stores) */
   masked?: (lanes: number) => boolean;
 }
@@ -55,11 +57,16 @@ const CASES: Case[] = [
   // 17 output channels would leave a transposed product's tiles emptier than the 4×3 map does the plain one's.
   { name: "3x3 conv on a tiny map, many rows, deep (rows outer on 4 lanes too)", op: "Conv", x: [1, 40, 3, 4], w: [17, 40, 3, 3], attrs: [attr.ints("pads", [1, 1, 1, 1])], blocked: ["host", "rpi4"], transposed: [] },
   // Small maps, many channels and taps: pixels as rows, a tail panel of one pixel; a padded copy or the input itself.
-  { name: "3x3 conv on a 7x7 map, many channels (transposed, padded copy)", op: "Conv", x: [1, 64, 7, 7], w: [128, 64, 3, 3], bias: [128], attrs: [attr.ints("pads", [1, 1, 1, 1])], transposed: ["host", "rpi4"] },
+  { name: "3x3 conv on a 7x7 map, many channels (transposed, padded copy)", winograd: false, op: "Conv", x: [1, 64, 7, 7], w: [128, 64, 3, 3], bias: [128], attrs: [attr.ints("pads", [1, 1, 1, 1])], transposed: ["host", "rpi4"] },
   { name: "1x1 conv on a 7x7 map (transposed, the input read as it is)", op: "Conv", x: [1, 256, 7, 7], w: [256, 256, 1, 1], transposed: ["host", "rpi4"] },
   { name: "3x3 conv, stride 2, pads 1 on a 15x15 map (transposed)", op: "Conv", x: [1, 64, 15, 15], w: [128, 64, 3, 3], bias: [128], attrs: [attr.ints("pads", [1, 1, 1, 1]), attr.ints("strides", [2, 2])], transposed: ["host", "rpi4"] },
   { name: "3x3 conv, dilation 2, pads 2 on a 9x9 map (transposed)", op: "Conv", x: [1, 64, 9, 9], w: [128, 64, 3, 3], attrs: [attr.ints("pads", [2, 2, 2, 2]), attr.ints("dilations", [2, 2])], transposed: ["host", "rpi4"] },
   { name: "3x3 conv, no padding, 7x9 map (transposed, the input read as it is)", op: "Conv", x: [1, 64, 7, 9], w: [64, 64, 3, 3], transposed: ["host", "rpi4"] },
+  // 3×3 stride 1 with 48 or more input channels and 32 or more 2×2 blocks: Winograd.
+  { name: "3x3 conv, Winograd, 13x13 map (the last blocks half outside), bias, a tail panel", winograd: true, op: "Conv", x: [1, 48, 13, 13], w: [44, 48, 3, 3], bias: [44], attrs: [attr.ints("pads", [1, 1, 1, 1])] },
+  { name: "3x3 conv, Winograd, no padding, a ragged last tile", winograd: true, op: "Conv", x: [1, 48, 18, 12], w: [32, 48, 3, 3] },
+  { name: "3x3 conv, Winograd, asymmetric pads", winograd: true, op: "Conv", x: [1, 56, 11, 14], w: [40, 56, 3, 3], bias: [40], attrs: [attr.ints("pads", [0, 2, 1, 1])] },
+  { name: "3x3 conv, 32 input channels (not Winograd: the transforms would cost what it saves)", winograd: false, op: "Conv", x: [1, 32, 14, 14], w: [64, 32, 3, 3], attrs: [attr.ints("pads", [1, 1, 1, 1])] },
   { name: "5x5 conv on a narrow map (general lowering: too many dropped columns)", phases: false, op: "Conv", x: [1, 2, 8, 6], w: [4, 2, 5, 5], attrs: [attr.ints("pads", [2, 2, 2, 2])] },
   // A first layer: few channels, so im2col; vectors of columns inside one row and inside the input
   // are read with one (strided) vector load, the others gathered.
@@ -111,6 +118,7 @@ describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName)
     if (targetName === "rpi4" && c.phases !== undefined) ex(source.includes("scratch_shared"), "packs from the padded copy").toBe(c.phases);
     if (c.blocked) ex(/int32_t carry\d+ = \(EDGEC_TID \* \d+\);/.test(source), "carries accumulators between depth blocks").toBe(c.blocked.includes(targetName));
     if (c.masked) ex(/edgec_vstore\d+m\(\w+, /.test(source), "stores runs of a vector's lanes").toBe(c.masked(loadTarget(targetName).vectorBytes / 4));
+    if (c.winograd !== undefined) ex(/\bp_\w*_winograd\b/.test(source), "runs by Winograd's transform").toBe(c.winograd);
     if (c.transposed) ex(/\bp_\w*_packed\b/.test(source) && !/\bp_\w*_rows\b/.test(source), "runs transposed").toBe(c.transposed.includes(targetName));
     const inputs = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, { dtype: "float32" as const, shape: k === "x" ? c.x : c.w, data: v }]));
     for (const threads of [1, 2]) {
@@ -177,6 +185,37 @@ describe("a padded depthwise window with a residual epilogue", () => {
       const ref = (await (await ort.InferenceSession.create(file)).run({ x: new ort.Tensor("float32", x, X) })).y;
       const dir = join(work.dir, `residual-${t}`);
       await buildArtifact(file, dir, { target: threaded(t) });
+      for (const threads of [1, 2]) {
+        const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: X, data: x } }, 1, { threads });
+        const r = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
+        expect(r.pass, `${threads} threads: max abs error ${r.maxAbs}`).toBe(true);
+      }
+    });
+  }
+});
+
+describe("a Winograd convolution with a residual epilogue", () => {
+  // y = Relu(Conv3x3(x) + a), a a 1x1 Conv's result that dies at the Add: each output goes through
+  // the epilogue once, reading a where y may be written over it.
+  for (const t of ["host", "rpi4"]) {
+    it(`matches onnxruntime on ${t}`, async () => {
+      const X = [1, 48, 15, 15];
+      const file = work.write(`winograd-residual-${t}.onnx`, modelBytes({
+        inputs: [valueInfo("x", T.FLOAT, X)],
+        initializers: [tensorProto("w3", T.FLOAT, [48, 48, 3, 3], { floatData: Array.from(rand(48 * 48 * 9)) }), tensorProto("w1", T.FLOAT, [48, 48, 1, 1], { floatData: Array.from(rand(48 * 48)) })],
+        nodes: [
+          node("Conv", ["x", "w1"], ["a"]),
+          node("Conv", ["x", "w3"], ["c"], [attr.ints("pads", [1, 1, 1, 1])]),
+          node("Add", ["c", "a"], ["s"]),
+          node("Relu", ["s"], ["y"]),
+        ],
+        outputs: [valueInfo("y", T.FLOAT)],
+      }));
+      const x = rand(numel(X));
+      const ref = (await (await ort.InferenceSession.create(file)).run({ x: new ort.Tensor("float32", x, X) })).y;
+      const dir = join(work.dir, `winograd-residual-${t}`);
+      await buildArtifact(file, dir, { target: threaded(t) });
+      expect(readFileSync(join(dir, "model.c"), "utf8")).toMatch(/\bp_\w*_winograd\b/);
       for (const threads of [1, 2]) {
         const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: X, data: x } }, 1, { threads });
         const r = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });

@@ -10,12 +10,14 @@ import { vectorizeLanes } from "../vectorize.js";
 import { gemmKernel, panelRows, tileColumns, type GemmSpec } from "./gemm.js";
 import { NN_LOWERINGS } from "./nn.js";
 import { tiledConv, tiledGemmOp, tiledMatMul } from "./tiled.js";
+import { phaseCopy } from "./phases.js";
 import { sliceElems, type LowerCtx, type Lowering } from "./types.js";
+import { winogradConv, winogradFits } from "./winograd.js";
 
 /**
  * Fast float32 lowerings of the compute-heavy ops for CPUs with vectors: convolution as a packed
  * GEMM (1×1 convolutions read the input as the B matrix directly, larger kernels gather it
- * im2col-style one tile at a time), depthwise convolution as direct loops whose interior needs no
+ * im2col-style one tile at a time; 3×3 ones with many channels by Winograd's transform, winograd.ts), depthwise convolution as direct loops whose interior needs no
  * bounds checks, and Gemm/MatMul on the same micro-kernels. Anything else (other types, ranks,
  * grouped convolutions, no vector shape) takes the plain lowering. On a GPU, Conv, Gemm and MatMul
  * are products tiled through work-group memory where they are large enough (tiled.ts).
@@ -405,8 +407,6 @@ const maxPool: Lowering = (c) => {
   return windowOp(c, poolGeometry(node, x!.shape), { head: () => [], init: cst(-Infinity), step: (acc, v) => max(acc, v) }, -Infinity);
 };
 
-/** Statements a copied element counts as (a load, a store and their index arithmetic). */
-const COPY_WORK = 4;
 
 /**
  * A convolution as a GEMM over a zero-padded, phase-split copy of its input (implicit GEMM). With
@@ -432,31 +432,10 @@ function shiftedConv(c: LowerCtx): ConvPlan {
   const P = (OH - 1) * Wq + OW, K = C * KH * KW, L = c.cpu!.lanes, nt = ntOf(c, P);
   const copy = sh > 1 || sw > 1 || Hq !== H || Wq !== W || !!x!.at;
   const xq: Ref = copy ? c.shared!(sh * sw * slab) : x!;
-  // The copy, phase by phase and row by row: the columns that fall in the input read it (every
-  // sw-th element), the others are zero. Phases no tap reads (a 1×1 stride-2 convolution reads one
-  // of four) are not copied. Rows outermost and split between threads like the GEMM's columns, so
-  // each thread copies about the rows its tiles read and finds them in its own cache: its work
-  // counts each element as COPY_WORK statements, which parallelizes copies of 32K elements and
-  // more on the default parallelMinWork (ResNet-18 on 2 threads: 0.95–0.96× the time in two A/B runs; every copy in
-  // parallel made SqueezeNet at 64×64 15% slower).
+  // Phases no tap reads (a 1×1 stride-2 convolution reads one of four) are not copied.
   const rowPhases = new Set(Array.from({ length: KH }, (_, k) => (k * dh) % sh));
   const colPhases = new Set(Array.from({ length: KW }, (_, k) => (k * dw) % sw));
-  const pad: Stmt[] = [];
-  for (let a = 0; copy && a < sh; a++)
-    for (let bq = 0; bq < sw; bq++) {
-      if (!rowPhases.has(a) || !colPhases.has(bq)) continue;
-      const lo = Math.min(Wq, Math.max(0, Math.ceil((pw - bq) / sw))), hi = Math.max(lo, Math.min(Wq, Math.floor((W - 1 + pw - bq) / sw) + 1));
-      const rows = nest(names, [Hq, N * C], ([r, nc]) => {
-        const at = (col: Expr) => add(mul(add(mul(add(int((a * sw + bq) * N * C), nc), int(Hq)), r), int(Wq)), col);
-        const fill = (from: number, to: number, v: (col: Expr) => Expr): Stmt[] =>
-          to <= from ? [] : nest(names, [to - from], ([i]) => [{ k: "store", buf: xq.buf, idx: at(add(int(from), i)), val: v(add(int(from), i)) }], false);
-        const ih = add(mul(r, int(sh)), int(a - ph));
-        const read = (col: Expr) => f32(load(x!, [div(nc, int(C)), mod(nc, int(C)), ih, add(mul(col, int(sw)), int(bq - pw))]));
-        const row = [...fill(0, lo, () => cst(0)), ...fill(lo, hi, read), ...fill(hi, Wq, () => cst(0))];
-        return [if_(and(ge(ih, int(0)), lt(ih, int(H))), row, fill(0, Wq, () => cst(0)))];
-      });
-      pad.push(...rows.map((s) => (s.k === "for" ? { ...s, work: COPY_WORK * slab } : s)));
-    }
+  const pad = copy ? phaseCopy(c, x!, xq, { sh, sw, ph, pw, Hq, Wq }, (a, bq) => rowPhases.has(a) && colPhases.has(bq)) : [];
   // A tap's phase and offset along one axis.
   const split = (k: Expr, d: number, s: number): [Expr, Expr] => (s === 1 ? [int(0), mul(k, int(d))] : [mod(mul(k, int(d)), int(s)), div(mul(k, int(d)), int(s))]);
   const spec: GemmSpec = {
@@ -507,6 +486,7 @@ const conv: Lowering = (c) => {
   if (c.cpu && isF32(x, w, b, y) && x!.shape.length === 4) {
     const group = attrNum(node, "group", 1);
     if (group === 1) {
+      if (winogradFits(c)) return winogradConv(c);
       const shifted = !!c.shared && shifts(c);
       const plan = c.shared && transposes(c, shifted) ? transposedConv(c) : shifted ? shiftedConv(c) : gemmConv(c);
       return c.pooled ? pooledConv(c, plan) : [...plan.pre, ...gemmKernel(c, plan.spec)];

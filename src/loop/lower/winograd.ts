@@ -1,0 +1,216 @@
+import { toNumbers } from "../../core/tensor.js";
+import { convGeometry } from "../../graph/ops/nn.js";
+import { add, and, cst, div, int, let_, lt, mod, mul, nest, select, set, splat, store, sub, threadId, vload, vlet, vr, vstore, vvar, if_ } from "../build.js";
+import type { Expr, Stmt } from "../ir.js";
+import { panelRows } from "./gemm.js";
+import { phaseCopy } from "./phases.js";
+import { sliceElems, type LowerCtx } from "./types.js";
+
+/**
+ * A 3×3 stride-1 convolution by Winograd's minimal filtering F(2×2, 3×3) (Lavin and Gray 2016):
+ * each 2×2 block of outputs is Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A from the 4×4 input patch d, so its
+ * products over input channels are 16 per output channel (one per position ξ of the 4×4
+ * transform) where direct convolution needs 36: 16 matrix products U_ξ·V_ξ of the transformed
+ * weights (U, computed and packed at compile time) by the transformed patches (V).
+ *
+ * The input is first copied, zero-padded, into its four phases (even and odd rows and columns), so
+ * that patch element (a, b) of every block lies at one offset from the block's index on a grid of
+ * Wq = ⌈OW/2⌉ + 1 blocks per row: vector loads, with no bounds checks. Blocks are taken a tile of
+ * NT grid columns at a time (the parallel axis); per tile, a thread transforms the patches into
+ * per-thread scratch laid out as the micro-kernel reads them ([ξ][channel][NT]), multiplies for
+ * each ξ (register-blocked as in gemm.ts: MR rows of U broadcast, NT/lanes vectors of V), and
+ * transforms the 16 products of each output channel back into its 2×2 outputs, which go one by
+ * one through the epilogue. Everything a tile touches stays in the thread's cache.
+ */
+
+/** Bᵀ, G and Aᵀ of F(2×2, 3×3). */
+const BT = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]];
+const G = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]];
+const AT = [[1, 1, 1, 0], [0, 1, -1, -1]];
+
+/**
+ * Below this many 2×2 blocks the transformed weights (16/9 the size of the weights) are each used
+ * by too few blocks, and streaming them costs more than the products save: ResNet-18's 3×3
+ * convolutions on 7×7 maps (16 blocks) took 1.55× as long, those on 14×14 maps (49) 0.64–0.66×.
+ */
+const MIN_BLOCKS = 32;
+
+/**
+ * Whether a convolution takes the Winograd lowering: 3×3, stride 1, no dilation or groups, constant
+ * weights and bias, one image, and at least 48 input channels: the transforms cost about the same
+ * per channel whatever the channel count, the products grow with it (SqueezeNet's 3×3 expand
+ * convolutions, profiling builds, one thread: 16 input channels 0.97–1.28× the time, 32 about 1.0×,
+ * 48 0.90×, 64 0.83×; ResNet-18's, 64 to 256, 0.55–0.68×).
+ */
+export function winogradFits(c: LowerCtx): boolean {
+  const { node, ins: [x, w, b] } = c;
+  if (!c.cpu || c.cpu.lanes < 4 || c.pooled || !w?.data || w.at || (b && (!b.data || b.at)) || x!.shape[0] !== 1) return false;
+  const geo = convGeometry(node, x!.shape, w.shape, b?.shape);
+  const [C, M] = [x!.shape[1], w.shape[0]];
+  const [OH, OW] = geo.out;
+  return geo.kernel.every((k) => k === 3) && geo.strides.every((s) => s === 1) && geo.dilations.every((d) => d === 1)
+    && C >= 48 && M >= 32 && Math.ceil(OH / 2) * Math.ceil(OW / 2) >= MIN_BLOCKS;
+}
+
+export function winogradConv(c: LowerCtx): Stmt[] {
+  const { node, ins: [x, w, b], outs: [y], names } = c;
+  const cpu = c.cpu!;
+  const L = cpu.lanes;
+  const geo = convGeometry(node, x!.shape, w!.shape, b?.shape);
+  const C = x!.shape[1];
+  const M = w!.shape[0];
+  const [OH, OW] = geo.out, [ph, pw] = geo.padsBegin;
+  const TH = Math.ceil(OH / 2), TW = Math.ceil(OW / 2);
+  // The phase grid: block (ty, tx) at q = ty·Wq + tx; patch element (a, b) lies in phase
+  // (a mod 2, b mod 2) at q + ⌊a/2⌋·Wq + ⌊b/2⌋. Column TW of each row is computed and dropped.
+  const Wq = TW + 1, Hq = TH + 1, plane = Hq * Wq;
+  const Q = (TH - 1) * Wq + TW;
+  const nv = Q <= L ? 1 : 2, NT = nv * L, tiles = Math.ceil(Q / NT);
+  const MR = panelRows(cpu, NT), panels = Math.floor(M / MR), tail = M % MR;
+
+  // U_ξ = G g Gᵀ per (output, input) channel, packed [ξ][row panel][input channel][row of the panel].
+  const wd = toNumbers(w!.data!);
+  const bias = b ? toNumbers(b.data!) : undefined;
+  // The bias follows, one per output channel.
+  const u = new Float32Array(16 * M * C + (bias ? M : 0));
+  bias?.forEach((v, m) => (u[16 * M * C + m] = v));
+  for (let m = 0; m < M; m++)
+    for (let ci = 0; ci < C; ci++) {
+      const g = (r: number, s: number) => wd[((m * C + ci) * 3 + r) * 3 + s];
+      const p0 = m - (m % MR), h = Math.min(MR, M - p0);
+      for (let i = 0; i < 4; i++)
+        for (let j = 0; j < 4; j++) {
+          let v = 0;
+          for (let r = 0; r < 3; r++) for (let s = 0; s < 3; s++) v += G[i][r] * g(r, s) * G[j][s];
+          u[(i * 4 + j) * M * C + p0 * C + ci * h + (m - p0)] = v;
+        }
+    }
+  const U = c.constant!(`${node.name}_winograd`, { dtype: "float32", shape: [u.length], data: u });
+
+  // The four phases of the zero-padded input, with a tile's worth of zeros after the last, which
+  // the ragged last tile's vectors read past its columns.
+  const xq = c.shared!(4 * C * plane + NT);
+  const copy = phaseCopy(c, x!, xq, { sh: 2, sw: 2, ph, pw, Hq, Wq });
+  const tailZeros = nest(names, [NT], ([i]) => [{ k: "store", buf: xq.buf, idx: add(int(4 * C * plane), i), val: cst(0) }], false);
+
+  // Per thread: V [16][C][NT], then the products [16][M][NT].
+  const scratch = c.scratch!(16 * (C + M) * NT);
+  const main = nest(names, [tiles], ([jt]) => {
+    const slice = names.next("slice");
+    const vAt = (xi: number, ci: Expr, v: number) => add(vr(slice), add(mul(add(int(xi * C), ci), int(NT)), int(v * L)));
+    const mAt = (xi: number, m: Expr, v: number) => add(vr(slice), add(mul(add(int(16 * C + xi * M), m), int(NT)), int(v * L)));
+    const q0 = mul(jt, int(NT));
+
+    // Bᵀ d B for each input channel, a vector of blocks at a time.
+    const input = nest(names, [C], ([ci]) => Array.from({ length: nv }, (_, v) => {
+      const d = (a: number, bb: number): Expr => vload(xq.buf, add(mul(add(int(((a % 2) * 2 + (bb % 2)) * C), ci), int(plane)), add(q0, int(v * L + (a >> 1) * Wq + (bb >> 1)))), L);
+      return { k: "block", body: transform4(names, L, BT, BT, d, (i, j, val) => vstore(scratch.buf, vAt(i * 4 + j, ci, v), val, L)) } as Stmt;
+    }), false);
+
+    // U_ξ · V_ξ, rows (output channels) in panels of MR.
+    const product = (xi: number, row0: Expr, mr: number): Stmt[] => {
+      const accs = Array.from({ length: mr }, (_, r) => Array.from({ length: nv }, (_, v) => names.next(`acc${r}_${v}`)));
+      const k = names.next("k"), kv = vr(k);
+      const step: Stmt[] = [];
+      const bv = Array.from({ length: nv }, (_, v) => names.next("b"));
+      bv.forEach((n, v) => step.push(vlet(n, vload(scratch.buf, vAt(xi, kv, v), L), L)));
+      accs.forEach((rs, r) => {
+        const av = names.next("a");
+        step.push(vlet(av, splat({ k: "load", buf: U.buf, idx: add(add(int(xi * M * C), mul(row0, int(C))), add(mul(kv, int(mr)), int(r))), dtype: "float32" }, L), L));
+        rs.forEach((n, v) => step.push(set(n, add(vvar(n, L), mul(vvar(av, L), vvar(bv[v], L))))));
+      });
+      return [{
+        k: "block",
+        body: [
+          ...accs.flatMap((rs) => rs.map((n) => vlet(n, splat(cst(0), L), L))),
+          { k: "for", v: k, n: C, body: step },
+          ...accs.flatMap((rs, r) => rs.map((n, v) => vstore(scratch.buf, mAt(xi, add(row0, int(r)), v), vvar(n, L), L))),
+        ],
+      }];
+    };
+    const products = Array.from({ length: 16 }, (_, xi) => [
+      ...(panels ? nest(names, [panels], ([p]) => product(xi, mul(p, int(MR)), MR), false) : []),
+      ...(tail ? product(xi, int(panels * MR), tail) : []),
+    ]).flat();
+
+    // Aᵀ m A per output channel, plus the bias, each of the 2×2 outputs of each block through the
+    // epilogue. Each lane's block (its top-left output, or none past the grid's last or in a dropped
+    // column) is found once per tile, not once per channel.
+    const [oh0, ow0] = [names.next("oh"), names.next("ow")];
+    const l = names.next("l"), lv = vr(l);
+    const lanes: Stmt[] = [
+      { k: "local", name: oh0, dtype: "int32", n: NT },
+      { k: "local", name: ow0, dtype: "int32", n: NT },
+      {
+        k: "for", v: l, n: NT,
+        body: [
+          { k: "store", buf: oh0, idx: lv, val: mul(div(add(q0, lv), int(Wq)), int(2)) },
+          { k: "store", buf: ow0, idx: lv, val: select(lt(add(q0, lv), int(Q)), mul(mod(add(q0, lv), int(Wq)), int(2)), int(2 * TW)) },
+        ],
+      },
+    ];
+    const output = nest(names, [M], ([m]) => {
+      const tile = names.next("out");
+      const body: Stmt[] = [{ k: "local", name: tile, dtype: "float32", n: 4 * NT }];
+      for (let v = 0; v < nv; v++) {
+        const mv = (i: number, j: number): Expr => vload(scratch.buf, mAt(i * 4 + j, m, v), L);
+        body.push({ k: "block", body: transform4(names, L, AT, AT, mv, (i, j, val) => vstore(tile, int((i * 2 + j) * NT + v * L), val, L)) });
+      }
+      const ll = names.next("l"), llv = vr(ll);
+      const [oh, ow] = [names.next("oh"), names.next("ow")];
+      const stores: Stmt[] = [];
+      for (let i = 0; i < 2; i++)
+        for (let j = 0; j < 2; j++) {
+          const [r, col] = [add(vr(oh), int(i)), add(vr(ow), int(j))];
+          let val: Expr = { k: "load", buf: tile, idx: add(int((i * 2 + j) * NT), llv), dtype: "float32" };
+          if (bias) val = add(val, { k: "load", buf: U.buf, idx: add(int(16 * M * C), m), dtype: "float32" });
+          const conds = [...(OH % 2 && i ? [lt(r, int(OH))] : []), ...(OW % 2 && j ? [lt(col, int(OW))] : [])];
+          const st = store(y, [int(0), m, r, col], val);
+          stores.push(conds.length ? if_(conds.reduce((p, q2) => and(p, q2)), [st]) : st);
+        }
+      body.push({
+        k: "for", v: ll, n: NT,
+        body: [
+          let_(oh, "int32", { k: "load", buf: oh0, idx: llv, dtype: "int32" }),
+          let_(ow, "int32", { k: "load", buf: ow0, idx: llv, dtype: "int32" }),
+          if_(lt(vr(ow), int(2 * TW)), stores),
+        ],
+      });
+      return body;
+    }, false);
+    return [let_(slice, "int32", mul(threadId, int(sliceElems(16 * (C + M) * NT)))), ...input, ...products, ...lanes, ...output];
+  });
+  return [...copy, ...tailZeros, ...main];
+}
+
+/**
+ * Z = Lᵀ-side · X · R-side for a 4-wide X read through at(i, j) (vectors): left[i] and right[j]
+ * are rows of 0/±1 coefficients, so each output is a sum of a few vectors; put(i, j, value).
+ */
+function transform4(
+  names: { next(tag: string): string },
+  L: number,
+  left: number[][],
+  right: number[][],
+  at: (a: number, b: number) => Expr,
+  put: (i: number, j: number, v: Expr) => Stmt,
+): Stmt[] {
+  const out: Stmt[] = [];
+  const xs = Array.from({ length: 4 }, (_, a) => Array.from({ length: 4 }, (_, bb) => {
+    const n = names.next("d");
+    out.push(vlet(n, at(a, bb), L));
+    return vvar(n, L);
+  }));
+  // Every row has a positive coefficient: it goes first, so no term is negated alone.
+  const comb = (row: number[], pick: (k: number) => Expr): Expr => {
+    const terms = row.map((coef, k) => [coef, k]).filter(([coef]) => coef).sort((p, q) => q[0] - p[0]);
+    return terms.slice(1).reduce((e, [coef, k]) => (coef > 0 ? add(e, pick(k)) : sub(e, pick(k))), pick(terms[0][1]));
+  };
+  const rows = left.map((lrow) => Array.from({ length: 4 }, (_, bb) => {
+    const n = names.next("s");
+    out.push(vlet(n, comb(lrow, (a) => xs[a][bb]), L));
+    return vvar(n, L);
+  }));
+  rows.forEach((r, i) => right.forEach((rrow, j) => out.push(put(i, j, comb(rrow, (bb) => r[bb])))));
+  return out;
+}
