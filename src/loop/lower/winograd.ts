@@ -1,4 +1,5 @@
 import { toNumbers } from "../../core/tensor.js";
+import { attrNum } from "../../graph/ir.js";
 import { convGeometry } from "../../graph/ops/nn.js";
 import { add, and, cst, div, int, let_, lt, mod, mul, nest, select, set, splat, store, sub, threadId, vload, vlet, vr, vstore, vvar, if_ } from "../build.js";
 import type { Expr, Stmt } from "../ir.js";
@@ -20,8 +21,9 @@ import { sliceElems, type LowerCtx } from "./types.js";
  * per-thread scratch laid out as the micro-kernel reads them ([ξ][channel][NT]), multiplies for
  * each ξ (register-blocked as in gemm.ts: MR rows of U broadcast, NT/lanes vectors of V), and
  * transforms the 16 products of each output channel back into its 2×2 outputs, which go one by
- * one through the epilogue. Everything a tile touches but the transformed weights, which each
- * tile streams, stays in the thread's cache.
+ * one through the epilogue. Each tile streams all the transformed weights; the rest of what it
+ * touches is the thread's scratch, 16·(C + M)·NT floats (1 MiB per thread for 256 channels in and
+ * out under AVX-512).
  */
 
 /** Bᵀ, G and Aᵀ of F(2×2, 3×3). */
@@ -38,15 +40,15 @@ const MIN_BLOCKS = 32;
 
 /**
  * Whether a convolution takes the Winograd lowering: 3×3, stride 1, no dilation or groups, constant
- * weights and bias, one image, at least 32 output channels (four panels of 8) and at least 48 input
- * channels: the transforms cost about the same per channel whatever the channel count, the
- * products grow with it (SqueezeNet's 3×3 expand convolutions, profiling builds, one thread: 16
- * input channels 0.97–1.28× the time, 32 about 1.0×, 48 0.90×, 64 0.83×; ResNet-18's, 64 to 256,
- * 0.55–0.68×).
+ * weights and bias, one image, at least 32 output channels and at least 48 input channels: the
+ * transforms cost about the same per channel whatever the channel count, the products grow with it
+ * (SqueezeNet's 3×3 expand convolutions, profiling builds, one thread: 16 input channels 0.97–1.28×
+ * the time, 32 about 1.0×, 48 0.90×, 64 0.83×; ResNet-18's, 64 to 256, 0.55–0.68×).
  */
 export function winogradFits(c: LowerCtx): boolean {
   const { node, ins: [x, w, b] } = c;
   if (!c.cpu || c.cpu.lanes < 4 || c.pooled || !w?.data || w.at || (b && (!b.data || b.at)) || x!.shape[0] !== 1) return false;
+  if (attrNum(node, "group", 1) !== 1) return false;
   const geo = convGeometry(node, x!.shape, w.shape, b?.shape);
   const [C, M] = [x!.shape[1], w.shape[0]];
   const [OH, OW] = geo.out;
