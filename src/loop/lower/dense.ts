@@ -17,10 +17,11 @@ import { winogradConv, winogradFits } from "./winograd.js";
 /**
  * Fast float32 lowerings of the compute-heavy ops for CPUs with vectors: convolution as a packed
  * GEMM (1×1 convolutions read the input as the B matrix directly, larger kernels gather it
- * im2col-style one tile at a time; 3×3 ones with many channels by Winograd's transform, winograd.ts), depthwise convolution as direct loops whose interior needs no
- * bounds checks, and Gemm/MatMul on the same micro-kernels. Anything else (other types, ranks,
- * grouped convolutions, no vector shape) takes the plain lowering. On a GPU, Conv, Gemm and MatMul
- * are products tiled through work-group memory where they are large enough (tiled.ts).
+ * im2col-style one tile at a time; 3×3 ones with many channels by Winograd's transform,
+ * winograd.ts), depthwise convolution as direct loops whose interior needs no bounds checks, and
+ * Gemm/MatMul on the same micro-kernels. Anything else (other types, ranks, grouped convolutions,
+ * no vector shape) takes the plain lowering. On a GPU, Conv, Gemm and MatMul are products tiled
+ * through work-group memory where they are large enough (tiled.ts).
  */
 
 const isF32 = (...rs: (Ref | undefined)[]) => rs.every((r) => !r || r.dtype === "float32");
@@ -406,7 +407,6 @@ const maxPool: Lowering = (c) => {
   if (!c.cpu || outs[1]?.buf || !isF32(x, outs[0]) || x!.shape.length !== 4) return NN_LOWERINGS.MaxPool(c);
   return windowOp(c, poolGeometry(node, x!.shape), { head: () => [], init: cst(-Infinity), step: (acc, v) => max(acc, v) }, -Infinity);
 };
-
 
 /**
  * A convolution as a GEMM over a zero-padded, phase-split copy of its input (implicit GEMM). With

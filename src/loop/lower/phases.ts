@@ -1,9 +1,9 @@
-import { add, and, cast, cst, div, ge, int, load, lt, mod, mul, nest, type Ref } from "../build.js";
+import { add, and, cast, cst, div, ge, if_, int, load, lt, mod, mul, nest, type Ref } from "../build.js";
 import type { Expr, Stmt } from "../ir.js";
 import type { LowerCtx } from "./types.js";
 
 /** Statements a copied element counts as (a load, a store and their index arithmetic). */
-export const COPY_WORK = 4;
+const COPY_WORK = 4;
 
 /**
  * Copies x [N, C, H, W] into `dest` as the sh·sw phases of its zero-padded form:
@@ -33,7 +33,7 @@ export function phaseCopy(c: LowerCtx, x: Ref, dest: Ref, g: { sh: number; sw: n
         const ih = add(mul(r, int(sh)), int(a - ph));
         const read = (col: Expr) => cast(load(x, [div(nc, int(C)), mod(nc, int(C)), ih, add(mul(col, int(sw)), int(bq - pw))]), "float32");
         const row = [...fill(0, lo, () => cst(0)), ...fill(lo, hi, read), ...fill(hi, Wq, () => cst(0))];
-        return [{ k: "if", c: and(ge(ih, int(0)), lt(ih, int(H))), then: row, else: fill(0, Wq, () => cst(0)) }];
+        return [if_(and(ge(ih, int(0)), lt(ih, int(H))), row, fill(0, Wq, () => cst(0)))];
       });
       out.push(...rows.map((s) => (s.k === "for" ? { ...s, work: COPY_WORK * slab } : s)));
     }
