@@ -1,6 +1,6 @@
 import type { Tensor } from "../../core/tensor.js";
 import {
-  add, and, cst, div, flat, ge, int, le, let_, lt, min, mod, mul, nest, select, set, splat, store, sub, threadId, vlet, vload, vr, vstore, vvar, if_, type Ref,
+  add, and, cst, div, flat, ge, int, le, let_, lt, min, mod, mul, nest, select, set, splat, store, sub, threadId, vlet, vload, vr, vstore, vvar, if_, type Names, type Ref,
 } from "../build.js";
 import { mentionsVar, touched, type Expr, type LaneRange, type Stmt } from "../ir.js";
 import { vectorizeLanes } from "../vectorize.js";
@@ -134,6 +134,27 @@ interface Stretch {
   suspend?: { when: Expr; to: (r: number, v: number) => Expr };
 }
 
+/** Names for the mr×nv vector accumulators of a register block, row by row. */
+export const accumulators = (names: Names, mr: number, nv: number): string[][] =>
+  Array.from({ length: mr }, (_, r) => Array.from({ length: nv }, (_, v) => names.next(`acc${r}_${v}`)));
+
+/**
+ * The micro-kernel's loop over k < n: each step loads nv vectors of B (bAt) and, per row r,
+ * broadcasts A's scalar aAt(k, r) and multiply-adds it into that row's accumulators.
+ */
+export function productLoop(names: Names, L: number, accs: string[][], n: number, bAt: (k: Expr, v: number) => Expr, aAt: (k: Expr, r: number) => Expr): Stmt {
+  const k = names.next("k");
+  const kv = vr(k);
+  const bv = accs[0].map(() => names.next("b"));
+  const step: Stmt[] = bv.map((b, v) => vlet(b, bAt(kv, v), L));
+  accs.forEach((rs, r) => {
+    const av = names.next("a");
+    step.push(vlet(av, splat(aAt(kv, r), L), L));
+    rs.forEach((acc, v) => step.push(set(acc, add(vvar(acc, L), mul(vvar(av, L), vvar(bv[v], L))))));
+  });
+  return { k: "for", v: k, n, body: step };
+}
+
 export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
   const cpu = c.cpu!;
   const L = cpu.lanes;
@@ -160,25 +181,17 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
 
   /** The mr×NT accumulators of rows row0.. and the tile at j0 over one stretch of the depth, then the epilogue (or the next stretch). */
   const microKernel = (b: Expr[], j0: Expr, row0: Expr, mr: number, d: Stretch): Stmt[] => {
-    const accs = Array.from({ length: mr }, (_, r) => Array.from({ length: nv }, (_, v) => c.names.next(`acc${r}_${v}`)));
+    const accs = accumulators(c.names, mr, nv);
     const row = (r: number) => add(row0, int(r));
     const each = (f: (n: string, r: number, v: number) => Stmt): Stmt[] => accs.flatMap((rs, r) => rs.map((n, v) => f(n, r, v)));
     const out = each((n, r) => vlet(n, splat(s.init ? s.init(b, row(r)) : cst(0), L), L));
     if (d.resume) out.push(if_(d.resume.when, each((n, r, v) => set(n, vload(carry!.buf, d.resume!.from(r, v), L)))));
-    const k = c.names.next("k");
-    const kv: Expr = { k: "var", name: k, dtype: "int32" };
-    const depth = add(d.k0, kv);
-    const bv = Array.from({ length: nv }, () => c.names.next("b"));
-    const step: Stmt[] = bv.map((n, v) => vlet(n, vload(packed.buf, d.bAt(kv, v), L), L));
-    accs.forEach((rs, r) => {
-      const av = c.names.next("a");
-      const aElem: Expr = aPacked
+    out.push(productLoop(c.names, L, accs, d.n, (k, v) => vload(packed.buf, d.bAt(k, v), L), (k, r) => {
+      const depth = add(d.k0, k);
+      return aPacked
         ? { k: "load", buf: aPacked.buf, idx: add(mul(row0, int(s.depth)), add(mul(depth, int(mr)), int(r))), dtype: "float32" }
         : s.a(b, row(r), depth);
-      step.push(vlet(av, splat(aElem, L), L));
-      rs.forEach((n, v) => step.push(set(n, add(vvar(n, L), mul(vvar(av, L), vvar(bv[v], L))))));
-    });
-    out.push({ k: "for", v: k, n: d.n, body: step });
+    }));
     // The accumulators to memory: directly, or through the epilogue.
     const writeOut = (full: boolean): Stmt[] => {
       const out: Stmt[] = [];

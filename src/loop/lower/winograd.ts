@@ -1,9 +1,9 @@
 import { toNumbers } from "../../core/tensor.js";
 import { attrNum } from "../../graph/ir.js";
 import { convGeometry } from "../../graph/ops/nn.js";
-import { add, and, cst, div, int, let_, lt, mod, mul, nest, select, set, splat, store, sub, threadId, vload, vlet, vr, vstore, vvar, if_ } from "../build.js";
+import { add, and, cst, div, int, let_, lt, mod, mul, nest, select, splat, store, sub, threadId, vload, vlet, vr, vstore, vvar, if_ } from "../build.js";
 import type { Expr, Stmt } from "../ir.js";
-import { panelRows } from "./gemm.js";
+import { accumulators, panelRows, productLoop } from "./gemm.js";
 import { phaseCopy } from "./phases.js";
 import { sliceElems, type LowerCtx } from "./types.js";
 
@@ -113,21 +113,13 @@ export function winogradConv(c: LowerCtx): Stmt[] {
 
     // U_ξ · V_ξ, rows (output channels) in panels of MR.
     const product = (xi: number, row0: Expr, mr: number): Stmt[] => {
-      const accs = Array.from({ length: mr }, (_, r) => Array.from({ length: nv }, (_, v) => names.next(`acc${r}_${v}`)));
-      const k = names.next("k"), kv = vr(k);
-      const step: Stmt[] = [];
-      const bv = Array.from({ length: nv }, (_, v) => names.next("b"));
-      bv.forEach((n, v) => step.push(vlet(n, vload(scratch.buf, vAt(xi, kv, v), L), L)));
-      accs.forEach((rs, r) => {
-        const av = names.next("a");
-        step.push(vlet(av, splat({ k: "load", buf: U.buf, idx: add(add(int(xi * M * C), mul(row0, int(C))), add(mul(kv, int(mr)), int(r))), dtype: "float32" }, L), L));
-        rs.forEach((n, v) => step.push(set(n, add(vvar(n, L), mul(vvar(av, L), vvar(bv[v], L))))));
-      });
+      const accs = accumulators(names, mr, nv);
+      const aAt = (k: Expr, r: number): Expr => ({ k: "load", buf: U.buf, idx: add(add(int(xi * M * C), mul(row0, int(C))), add(mul(k, int(mr)), int(r))), dtype: "float32" });
       return [{
         k: "block",
         body: [
           ...accs.flatMap((rs) => rs.map((n) => vlet(n, splat(cst(0), L), L))),
-          { k: "for", v: k, n: C, body: step },
+          productLoop(names, L, accs, C, (k, v) => vload(scratch.buf, vAt(xi, k, v), L), aAt),
           ...accs.flatMap((rs, r) => rs.map((n, v) => vstore(scratch.buf, mAt(xi, add(row0, int(r)), v), vvar(n, L), L))),
         ],
       }];
