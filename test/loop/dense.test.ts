@@ -78,6 +78,8 @@ const CASES: Case[] = [
   { name: "depthwise 3x3 stride 1, narrow map (half and quarter vectors)", op: "Conv", x: [1, 5, 9, 14], w: [5, 1, 3, 3], bias: [5], attrs: [attr.i("group", 5), attr.ints("pads", [1, 1, 1, 1])] },
   { name: "depthwise 5x5 stride 1 on a 7x7 map (padded copy, vectors across rows)", op: "Conv", x: [1, 6, 7, 7], w: [6, 1, 5, 5], bias: [6], attrs: [attr.i("group", 6), attr.ints("pads", [2, 2, 2, 2])] },
   { name: "depthwise 5x5 stride 2", op: "Conv", x: [2, 4, 17, 18], w: [4, 1, 5, 5], attrs: [attr.i("group", 4), attr.ints("pads", [2, 2, 2, 2]), attr.ints("strides", [2, 2])] },
+  { name: "depthwise 3x3 stride 2 on a 14x14 map, 12 channels (stride phases, 4 channels copied at a time)", op: "Conv", x: [1, 12, 14, 14], w: [12, 1, 3, 3], bias: [12], attrs: [attr.i("group", 12), attr.ints("pads", [1, 1, 1, 1]), attr.ints("strides", [2, 2])] },
+  { name: "depthwise 3x3 stride 2, dilation 2, asymmetric pads, 7 channels (one copied at a time)", op: "Conv", x: [1, 7, 15, 13], w: [7, 1, 3, 3], attrs: [attr.i("group", 7), attr.ints("pads", [2, 1, 1, 2]), attr.ints("strides", [2, 2]), attr.ints("dilations", [2, 2])] },
   { name: "MatMul, constant B, ragged columns", op: "MatMul", x: [3, 7, 21], w: [21, 45] },
   { name: "MatMul, batched runtime B", op: "MatMul", x: [2, 3, 9, 16], w: [3, 16, 11], runtime: true },
   { name: "Gemm, transB, bias row", op: "Gemm", x: [5, 33], w: [70, 33], bias: [70], attrs: [attr.i("transB", 1), attr.f("alpha", 0.5)] },
