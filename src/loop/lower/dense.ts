@@ -406,7 +406,9 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold, pad: number): Stmt
     };
     return [...fold.head(n, ch), ...(wide ? wideRows() : [...rows(0, rowLo, true), ...rows(rowLo, rowHi, false), ...rows(rowHi, OH, true)])];
   };
-  return nest(names, [N, C / block], ([n, cb]) => {
+  // Its work is its taps, one per tap of each output as scalar loops count them: vectors of them
+  // undercount what a thread saves, and left MobileNetV2's 7×7 layers to one thread.
+  const loops = nest(names, [N, C / block], ([n, cb]) => {
     if (!padded) return compute(n, cb, int(0));
     const each = (f: typeof copy): Stmt => {
       const j = names.next("c");
@@ -419,6 +421,7 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold, pad: number): Stmt
       each(compute),
     ];
   });
+  return loops.map((s) => (s.k === "for" ? { ...s, work: N * C * OH * OW * KH * KW } : s));
 }
 
 /** Depthwise 2-D convolution (one filter per channel): its taps and bias are read once per channel into locals. */
