@@ -27,6 +27,8 @@ export interface Dialect {
     /** lanes from..to of val to buf[idx + from ..]; absent, a dialect whose lowerings make no masked stores */
     storeLanes?(buf: string, idx: string, val: string, lanes: number, from: string, to: string): string;
     splat(a: string, lanes: number): string;
+    /** lanes by..by+lanes−1 of a and b end to end; absent, a dialect whose lowerings make no slides */
+    slide?(a: string, b: string, by: number, lanes: number): string;
     /** lane-wise fmin/fmax */
     minmax(op: "min" | "max", a: string, b: string, lanes: number): string;
     /** the lane-wise unary ops the vectorizer makes: neg and exp */
@@ -51,6 +53,10 @@ export function renderExpr(e: Expr, d: Dialect): string {
     case "un": return e.lanes ? d.vector.unary(e.op, renderExpr(e.a, d), e.lanes) : d.unary(e.op, e.a.dtype, renderExpr(e.a, d));
     case "select": return `(${renderExpr(e.c, d)} ? ${renderExpr(e.a, d)} : ${renderExpr(e.b, d)})`;
     case "cast": return d.cast(e.a.dtype, e.dtype, renderExpr(e.a, d));
+    case "slide": {
+      if (!d.vector.slide) throw new Error("internal: a sliding window reached a dialect without one");
+      return d.vector.slide(renderExpr(e.a, d), renderExpr(e.b, d), e.by, e.lanes);
+    }
   }
 }
 

@@ -10,7 +10,7 @@ import type { Tensor } from "../core/tensor.js";
  * Vectors: a `load`, `store`, `var`, `let` or `bin` with `lanes` works on that many consecutive
  * float32 elements at once (a SIMD register; only + - * apply to vectors); a load with `stride: 2`
  * takes every other element instead (a stride-2 convolution's taps); `neg` and `exp` apply lane-wise
- * too; `splat` fills a vector
+ * too; `slide` takes a vector's worth of lanes from two vectors end to end; `splat` fills a vector
  * with a scalar. A vector store with a `mask` stores only lanes from ≤ l < to, lane l at idx + l, and
  * forms no address for the others (idx itself may lie outside the buffer). Lowerings emit vectors
  * only for the width the target declares. A `local` is a small
@@ -37,7 +37,9 @@ export type Expr =
   | { k: "splat"; a: Expr; dtype: DType; lanes: number }
   | { k: "un"; op: UnOp; a: Expr; dtype: DType; lanes?: number }
   | { k: "select"; c: Expr; a: Expr; b: Expr; dtype: DType }
-  | { k: "cast"; a: Expr; dtype: DType };
+  | { k: "cast"; a: Expr; dtype: DType }
+  /** lanes by ≤ l < by + lanes of the vectors a and b end to end: a window sliding along memory, from two loads */
+  | { k: "slide"; a: Expr; b: Expr; by: number; dtype: DType; lanes: number };
 
 export type Stmt =
   | { k: "for"; v: string; n: number; body: Stmt[]; parallel?: boolean; work?: number }
@@ -120,7 +122,7 @@ export function touched(body: Stmt[]): { reads: Set<string>; writes: Set<string>
   const writes = new Set<string>();
   const ex = (e: Expr): void => {
     if (e.k === "load") (reads.add(e.buf), ex(e.idx));
-    else if (e.k === "bin") (ex(e.a), ex(e.b));
+    else if (e.k === "bin" || e.k === "slide") (ex(e.a), ex(e.b));
     else if (e.k === "un" || e.k === "cast" || e.k === "splat") ex(e.a);
     else if (e.k === "select") (ex(e.c), ex(e.a), ex(e.b));
   };

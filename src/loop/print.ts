@@ -11,6 +11,7 @@ function expr(e: Expr): string {
     case "un": return `${e.op}(${expr(e.a)})`;
     case "select": return `select(${expr(e.c)}, ${expr(e.a)}, ${expr(e.b)})`;
     case "cast": return `${e.dtype}(${expr(e.a)})`;
+    case "slide": return `slide${e.lanes}(${expr(e.a)}, ${expr(e.b)}, ${e.by})`;
   }
 }
 

@@ -100,6 +100,7 @@ function stride(e: Expr, v: string): number | undefined {
     case "load": return stride(e.idx, v) === 0 ? 0 : undefined;
     case "un": case "cast": case "splat": return stride(e.a, v) === 0 ? 0 : undefined;
     case "select": return [e.c, e.a, e.b].every((x) => stride(x, v) === 0) ? 0 : undefined;
+    case "slide": return undefined;
   }
 }
 
@@ -108,7 +109,7 @@ function mentions(e: Expr, names: Set<string>): boolean {
     case "const": return false;
     case "var": return names.has(e.name);
     case "load": return mentions(e.idx, names);
-    case "bin": return mentions(e.a, names) || mentions(e.b, names);
+    case "bin": case "slide": return mentions(e.a, names) || mentions(e.b, names);
     case "un": case "cast": case "splat": return mentions(e.a, names);
     case "select": return mentions(e.c, names) || mentions(e.a, names) || mentions(e.b, names);
   }
@@ -122,5 +123,6 @@ function subst(e: Expr, v: string, by: Expr): Expr {
     case "bin": return bin(e.op, subst(e.a, v, by), subst(e.b, v, by));
     case "un": case "cast": case "splat": return { ...e, a: subst(e.a, v, by) } as Expr;
     case "select": return { ...e, c: subst(e.c, v, by), a: subst(e.a, v, by), b: subst(e.b, v, by) };
+    case "slide": return { ...e, a: subst(e.a, v, by), b: subst(e.b, v, by) };
   }
 }

@@ -19,7 +19,7 @@ export function verifyLoop(p: Program): void {
         if (!locals.has(e.buf) && (!p.buffers.has(e.buf) || !k.params.includes(e.buf))) fail(`loads undeclared buffer ${e.buf}`);
         ex(e.idx);
       }
-      if (e.k === "bin") (ex(e.a), ex(e.b));
+      if (e.k === "bin" || e.k === "slide") (ex(e.a), ex(e.b));
       if (e.k === "un" || e.k === "cast" || e.k === "splat") ex(e.a);
       if (e.k === "select") (ex(e.c), ex(e.a), ex(e.b));
     };

@@ -38,6 +38,8 @@ interface Case {
   winograd?: boolean;
   /** whether, with vectors of this many lanes, a vector of outputs that crosses a row of the phase grid is stored as runs of its lanes (masked stores) */
   masked?: (lanes: number) => boolean;
+  /** whether, with vectors of this many lanes, a window op's taps are slid out of aligned vectors rather than loaded one by one */
+  slides?: (lanes: number) => boolean;
 }
 
 const CASES: Case[] = [
@@ -76,7 +78,7 @@ const CASES: Case[] = [
   { name: "conv, dilation, no padding", op: "Conv", x: [1, 3, 12, 12], w: [9, 3, 3, 2], bias: [9], attrs: [attr.ints("dilations", [2, 3])] },
   { name: "depthwise 3x3 stride 1", op: "Conv", x: [1, 6, 20, 37], w: [6, 1, 3, 3], bias: [6], attrs: [attr.i("group", 6), attr.ints("pads", [1, 1, 1, 1])] },
   { name: "depthwise 3x3 stride 1, narrow map (half and quarter vectors)", op: "Conv", x: [1, 5, 9, 14], w: [5, 1, 3, 3], bias: [5], attrs: [attr.i("group", 5), attr.ints("pads", [1, 1, 1, 1])] },
-  { name: "depthwise 5x5 stride 1 on a 7x7 map (padded copy, vectors across rows)", op: "Conv", x: [1, 6, 7, 7], w: [6, 1, 5, 5], bias: [6], attrs: [attr.i("group", 6), attr.ints("pads", [2, 2, 2, 2])] },
+  { name: "depthwise 5x5 stride 1 on a 7x7 map (padded copy, vectors across rows)", slides: (lanes) => lanes === 16, op: "Conv", x: [1, 6, 7, 7], w: [6, 1, 5, 5], bias: [6], attrs: [attr.i("group", 6), attr.ints("pads", [2, 2, 2, 2])] },
   { name: "depthwise 5x5 stride 2", op: "Conv", x: [2, 4, 17, 18], w: [4, 1, 5, 5], attrs: [attr.i("group", 4), attr.ints("pads", [2, 2, 2, 2]), attr.ints("strides", [2, 2])] },
   { name: "depthwise 3x3 stride 2 on a 14x14 map, 12 channels (stride phases, 4 channels copied at a time)", op: "Conv", x: [1, 12, 14, 14], w: [12, 1, 3, 3], bias: [12], attrs: [attr.i("group", 12), attr.ints("pads", [1, 1, 1, 1]), attr.ints("strides", [2, 2])] },
   { name: "depthwise 3x3 stride 2, dilation 2, asymmetric pads, 7 channels (one copied at a time)", op: "Conv", x: [1, 7, 15, 13], w: [7, 1, 3, 3], attrs: [attr.i("group", 7), attr.ints("pads", [2, 1, 1, 2]), attr.ints("strides", [2, 2]), attr.ints("dilations", [2, 2])] },
@@ -120,6 +122,7 @@ describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName)
     if (targetName === "rpi4" && c.phases !== undefined) ex(source.includes("scratch_shared"), "packs from the padded copy").toBe(c.phases);
     if (c.blocked) ex(/int32_t carry\d+ = \(EDGEC_TID \* \d+\);/.test(source), "carries accumulators between depth blocks").toBe(c.blocked.includes(targetName));
     if (c.masked) ex(/edgec_vstore\d+m\(\w+, /.test(source), "stores runs of a vector's lanes").toBe(c.masked(loadTarget(targetName).vectorBytes / 4));
+    if (c.slides) ex(/__builtin_shufflevector\(run\d+, run\d+, /.test(source), "slides its taps out of aligned vectors").toBe(c.slides(loadTarget(targetName).vectorBytes / 4));
     if (c.winograd !== undefined) ex(/\bp_\w*_winograd\b/.test(source), "runs by Winograd's transform").toBe(c.winograd);
     if (c.transposed) ex(/\bp_\w*_packed\b/.test(source) && !/\bp_\w*_rows\b/.test(source), "runs transposed").toBe(c.transposed.includes(targetName));
     const inputs = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, { dtype: "float32" as const, shape: k === "x" ? c.x : c.w, data: v }]));

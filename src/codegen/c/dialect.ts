@@ -66,6 +66,7 @@ export const C_DIALECT: Dialect = {
     store: (ptr, val, lanes) => `edgec_vstore${lanes}(${ptr}, ${val})`,
     storeLanes: (buf, idx, val, lanes, from, to) => `edgec_vstore${lanes}m(${buf}, ${idx}, ${val}, ${from}, ${to})`,
     splat: (a, lanes) => `edgec_splat${lanes}(${a})`,
+    slide: (a, b, by, lanes) => `__builtin_shufflevector(${a}, ${b}, ${Array.from({ length: lanes }, (_, l) => by + l).join(", ")})`,
     minmax: (op, a, b, lanes) => `edgec_v${op}${lanes}(${a}, ${b})`,
     unary: (op, a, lanes) => (op === "neg" ? `(-${a})` : `edgec_v${op}${lanes}(${a})`),
   },

@@ -50,7 +50,7 @@ function accesses(ss: Stmt[]): { stores: [string, string, Expr, number][]; loads
   const stores: [string, string, Expr, number][] = [], loads: [string, string][] = [];
   const ex = (e: Expr): void => {
     if (e.k === "load") (loads.push([e.buf, renderExpr(e.idx, CL_DIALECT)]), ex(e.idx));
-    else if (e.k === "bin") (ex(e.a), ex(e.b));
+    else if (e.k === "bin" || e.k === "slide") (ex(e.a), ex(e.b));
     else if (e.k === "un" || e.k === "cast" || e.k === "splat") ex(e.a);
     else if (e.k === "select") (ex(e.c), ex(e.a), ex(e.b));
   };

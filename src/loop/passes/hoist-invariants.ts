@@ -29,6 +29,7 @@ function costly(e: Expr): boolean {
     case "bin": return ((e.op === "/" || e.op === "pow" || e.op === "fmod") && e.dtype !== "int32") || costly(e.a) || costly(e.b);
     case "cast": case "splat": return costly(e.a);
     case "select": return costly(e.c) || costly(e.a) || costly(e.b);
+    case "slide": return costly(e.a) || costly(e.b);
     case "load": return costly(e.idx);
     default: return false;
   }
@@ -56,7 +57,7 @@ function invariant(e: Expr, v: { vars: Set<string>; bufs: Set<string> }): boolea
     case "const": return true;
     case "var": return !v.vars.has(e.name);
     case "load": return !v.bufs.has(e.buf) && invariant(e.idx, v);
-    case "bin": return invariant(e.a, v) && invariant(e.b, v);
+    case "bin": case "slide": return invariant(e.a, v) && invariant(e.b, v);
     case "un": case "cast": case "splat": return invariant(e.a, v);
     case "select": return invariant(e.c, v) && invariant(e.a, v) && invariant(e.b, v);
   }
@@ -97,6 +98,7 @@ function hoist(loop: For): { lets: Stmt[]; loop: For } {
       case "bin": return { ...e, a: ex(e.a, guarded), b: ex(e.b, guarded || e.op === "&&" || e.op === "||") };
       case "un": case "cast": case "splat": return { ...e, a: ex(e.a, guarded) };
       case "select": return { ...e, c: ex(e.c, guarded), a: ex(e.a, true), b: ex(e.b, true) };
+      case "slide": return { ...e, a: ex(e.a, guarded), b: ex(e.b, guarded) };
       default: return e;
     }
   };

@@ -25,6 +25,7 @@ function expr(e: Expr, env: Map<string, Expr>): Expr {
     case "load": return { ...e, idx: expr(e.idx, env) };
     case "bin": return bin(e.op, expr(e.a, env), expr(e.b, env));
     case "un": case "splat": return { ...e, a: expr(e.a, env) };
+    case "slide": return { ...e, a: expr(e.a, env), b: expr(e.b, env) };
     case "cast": return cast(expr(e.a, env), e.dtype);
     case "select": {
       const c = expr(e.c, env);
