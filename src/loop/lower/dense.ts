@@ -250,14 +250,19 @@ interface WindowFold {
 /** The most outputs a window op computes on its padded grid at once, in a stack array. */
 const MAX_WIDE = 4096;
 
-/** The most a window op's padded copies take per thread (16 KiB, half of a 32 KiB L1), in float32. */
+/**
+ * The size, in float32, up to which a window op always copies a channel, and the most a block of
+ * copies takes per thread (16 KiB, half of a 32 KiB L1); larger copies are taken one channel at a
+ * time, and only where the direct loops would run too much scalar code.
+ */
 const MAX_COPY = 4096;
 
 /**
  * body(i) for i = 0..n−1 in vectors: full width while they fit, then halves down to 4 lanes, and,
  * with `overlap`, one last vector that ends at n and overlaps the one before (its elements done
  * twice, alike), as wide as covers what is left (13 left of 16 lanes: one vector, not 8 + 4 + 4);
- * scalar for what is left otherwise, or when the body has no vector form.
+ * scalar for what is left otherwise, or when the body has no vector form. That last vector may
+ * reach below `from`: with `overlap`, the whole run from 0 must be the caller's.
  */
 function vectorRun(names: Names, n: number, lanes: number, body: (i: Expr) => Stmt[], overlap: boolean, from = 0): Stmt[] {
   const left = n - from;
@@ -335,7 +340,7 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold, pad: number): Stmt
   const region = sliceElems(sh * sw * phaseElems + L);
   const block = padded ? [8, 4, 2, 1].find((d) => C % d === 0 && d * region <= MAX_COPY) ?? 1 : 1;
   const scratch = padded ? c.scratch!(block * region) : undefined;
-  const slice = names.next("slice");
+  const slice = padded ? names.next("slice") : "";
   const offset = (kh: number, kw: number) => (((kh * dh) % sh) * sw + ((kw * dw) % sw)) * phaseElems + Math.floor((kh * dh) / sh) * Wq + Math.floor((kw * dw) / sw);
   const tapAt = (base: Expr, kh: number, kw: number, q: Expr): Expr => ({ k: "load", buf: scratch!.buf, idx: add(add(base, q), int(offset(kh, kw))), dtype: "float32" });
   // Slides (slideTaps) pay where unaligned vectors span cache lines (8 lanes and more; NEON's 4
@@ -344,10 +349,12 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold, pad: number): Stmt
   // loaded on 7×7 maps, ran 1.4× faster, 6 on 14×14 maps 1.13× slower (min of 8 interleaved runs).
   const loaded = new Set(Array.from({ length: KH * KW }, (_, i) => offset(Math.floor(i / KW), i % KW)).flatMap((t) => (t % L ? [Math.floor(t / L), Math.floor(t / L) + 1] : [t / L])));
   const slides = wide && L >= 8 && KH * KW + loaded.size + 2 <= c.cpu!.registers;
+  // Phases no tap reads (dilation a multiple of the stride) are not copied.
+  const rowPhases = new Set(Array.from({ length: KH }, (_, k) => (k * dh) % sh)), colPhases = new Set(Array.from({ length: KW }, (_, k) => (k * dw) % sw));
   const copy = (n: Expr, ch: Expr, base: Expr): Stmt[] => {
     const out: Stmt[] = [];
-    for (let a = 0; a < sh; a++)
-      for (let b = 0; b < sw; b++) {
+    for (const a of rowPhases)
+      for (const b of colPhases) {
         const lo = Math.min(Wq, Math.max(0, Math.ceil((pw - b) / sw))), hi = Math.max(lo, Math.min(Wq, Math.floor((W - 1 + pw - b) / sw) + 1));
         const rlo = Math.min(Hq, Math.max(0, Math.ceil((ph - a) / sh))), rhi = Math.max(rlo, Math.min(Hq, Math.floor((H - 1 + ph - a) / sh) + 1));
         if (hi === lo || rhi === rlo) continue;
