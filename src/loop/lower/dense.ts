@@ -10,7 +10,7 @@ import { vectorizeLanes } from "../vectorize.js";
 import { gemmKernel, panelRows, tileColumns, type GemmSpec } from "./gemm.js";
 import { NN_LOWERINGS } from "./nn.js";
 import { tiledConv, tiledGemmOp, tiledMatMul } from "./tiled.js";
-import { phaseCopy } from "./phases.js";
+import { inside, phaseCopy, phasesRead } from "./phases.js";
 import { slideTaps } from "./slide.js";
 import { sliceElems, type LowerCtx, type Lowering } from "./types.js";
 import { winogradConv, winogradFits } from "./winograd.js";
@@ -350,13 +350,11 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold, pad: number): Stmt
   const loaded = new Set(Array.from({ length: KH * KW }, (_, i) => offset(Math.floor(i / KW), i % KW)).flatMap((t) => (t % L ? [Math.floor(t / L), Math.floor(t / L) + 1] : [t / L])));
   const slides = wide && L >= 8 && KH * KW + loaded.size + 2 <= c.cpu!.registers;
   // Phases no tap reads (dilation a multiple of the stride) are not copied.
-  const rowPhases = new Set(Array.from({ length: KH }, (_, k) => (k * dh) % sh)), colPhases = new Set(Array.from({ length: KW }, (_, k) => (k * dw) % sw));
   const copy = (n: Expr, ch: Expr, base: Expr): Stmt[] => {
     const out: Stmt[] = [];
-    for (const a of rowPhases)
-      for (const b of colPhases) {
-        const lo = Math.min(Wq, Math.max(0, Math.ceil((pw - b) / sw))), hi = Math.max(lo, Math.min(Wq, Math.floor((W - 1 + pw - b) / sw) + 1));
-        const rlo = Math.min(Hq, Math.max(0, Math.ceil((ph - a) / sh))), rhi = Math.max(rlo, Math.min(Hq, Math.floor((H - 1 + ph - a) / sh) + 1));
+    for (const a of phasesRead(KH, dh, sh))
+      for (const b of phasesRead(KW, dw, sw)) {
+        const [lo, hi] = inside(W, pw, b, sw, Wq), [rlo, rhi] = inside(H, ph, a, sh, Hq);
         if (hi === lo || rhi === rlo) continue;
         out.push(...nest(names, [rhi - rlo], ([i]) => {
           const r = add(int(rlo), i);
@@ -487,8 +485,7 @@ function shiftedConv(c: LowerCtx): ConvPlan {
   const copy = sh > 1 || sw > 1 || Hq !== H || Wq !== W || !!x!.at;
   const xq: Ref = copy ? c.shared!(sh * sw * slab) : x!;
   // Phases no tap reads (a 1×1 stride-2 convolution reads one of four) are not copied.
-  const rowPhases = new Set(Array.from({ length: KH }, (_, k) => (k * dh) % sh));
-  const colPhases = new Set(Array.from({ length: KW }, (_, k) => (k * dw) % sw));
+  const rowPhases = phasesRead(KH, dh, sh), colPhases = phasesRead(KW, dw, sw);
   const pad = copy ? phaseCopy(c, x!, xq, { sh, sw, ph, pw, Hq, Wq }, (a, bq) => rowPhases.has(a) && colPhases.has(bq)) : [];
   // A tap's phase and offset along one axis.
   const split = (k: Expr, d: number, s: number): [Expr, Expr] => (s === 1 ? [int(0), mul(k, int(d))] : [mod(mul(k, int(d)), int(s)), div(mul(k, int(d)), int(s))]);

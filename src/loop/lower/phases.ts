@@ -2,6 +2,15 @@ import { add, and, cast, cst, div, ge, if_, int, load, lt, mod, mul, nest, type 
 import type { Expr, Stmt } from "../ir.js";
 import type { LowerCtx } from "./types.js";
 
+/** The phases a window of k taps, dilation d, stride s reads along one axis: (i·d) mod s. */
+export const phasesRead = (k: number, d: number, s: number): Set<number> => new Set(Array.from({ length: k }, (_, i) => (i * d) % s));
+
+/** Phase p's positions j < extent whose element j·s + p − pad lies inside [0, size): [lo, hi). */
+export function inside(size: number, pad: number, p: number, s: number, extent: number): [number, number] {
+  const lo = Math.min(extent, Math.max(0, Math.ceil((pad - p) / s)));
+  return [lo, Math.max(lo, Math.min(extent, Math.floor((size - 1 + pad - p) / s) + 1))];
+}
+
 /** Statements a copied element counts as (a load, a store and their index arithmetic). */
 const COPY_WORK = 4;
 
@@ -25,7 +34,7 @@ export function phaseCopy(c: LowerCtx, x: Ref, dest: Ref, g: { sh: number; sw: n
   for (let a = 0; a < sh; a++)
     for (let bq = 0; bq < sw; bq++) {
       if (!used(a, bq)) continue;
-      const lo = Math.min(Wq, Math.max(0, Math.ceil((pw - bq) / sw))), hi = Math.max(lo, Math.min(Wq, Math.floor((W - 1 + pw - bq) / sw) + 1));
+      const [lo, hi] = inside(W, pw, bq, sw, Wq);
       const rows = nest(names, [Hq, N * C], ([r, nc]) => {
         const at = (col: Expr) => add(mul(add(mul(add(int((a * sw + bq) * N * C), nc), int(Hq)), r), int(Wq)), col);
         const fill = (from: number, to: number, v: (col: Expr) => Expr): Stmt[] =>

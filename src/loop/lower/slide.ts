@@ -1,6 +1,13 @@
 import { add, int, vload, vlet, vvar, type Names } from "../build.js";
 import type { Expr, Stmt } from "../ir.js";
 
+/** idx as P + t, t the sum of the constants added last (base + (Q − L) + 5: base and Q − L + 5). */
+function split(idx: Expr): [Expr, number] {
+  if (idx.k !== "bin" || idx.op !== "+" || idx.b.k !== "const") return [idx, 0];
+  const [P, t] = split(idx.a);
+  return [P, t + Number(idx.b.v)];
+}
+
 /**
  * Within each block of `ss` (one vector of a window op's outputs), the unit-stride vector loads of
  * `buf` at constant offsets t from one address P become loads of whole vectors at P + a·L, once
@@ -10,13 +17,6 @@ import type { Expr, Stmt } from "../ir.js";
  * with 4 loads and 23 slides. The last vector loaded reaches up to L − 1 elements past the last one
  * a tap reads: `buf` must have them.
  */
-/** idx as P + t, t the sum of the constants added last (base + (Q − L) + 5: base and Q − L + 5). */
-function split(idx: Expr): [Expr, number] {
-  if (idx.k !== "bin" || idx.op !== "+" || idx.b.k !== "const") return [idx, 0];
-  const [P, t] = split(idx.a);
-  return [P, t + Number(idx.b.v)];
-}
-
 export function slideTaps(ss: Stmt[], buf: string, names: Names): Stmt[] {
   return ss.map((s): Stmt => {
     if (s.k === "for") return { ...s, body: slideTaps(s.body, buf, names) };
