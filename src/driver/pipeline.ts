@@ -17,7 +17,7 @@ import { poolSlices } from "../graph/passes/pool-slices.js";
 import { splitSlices } from "../graph/passes/split-slices.js";
 import { inferShapes } from "../graph/passes/infer-shapes.js";
 import { planMemory, type MemoryPlan } from "../graph/passes/plan-memory.js";
-import { rewriteConcat } from "../graph/passes/rewrite-concat.js";
+import { rewriteConcat, rewrittenConcats } from "../graph/passes/rewrite-concat.js";
 import { DEFAULT_TIME_LIMIT_MS, scheduleMemory, type ScheduleInfo } from "../graph/passes/schedule-memory.js";
 import { printGraph } from "../graph/print.js";
 import { verifyGraph } from "../graph/verify.js";
@@ -83,6 +83,12 @@ type GraphPass = {
   fusion?: boolean;
   whenPeakDrops?: boolean;
   /**
+   * a whenPeakDrops pass that rewrites several places: `places(g)` names them, `only(g, names)`
+   * rewrites just those. A rewrite that leaves the peak where it is only costs speed, so each place
+   * is tried without, and stays without when the peak does not rise (see narrowed).
+   */
+  each?: { places: (g: Graph) => string[]; only: (g: Graph, names: Set<string>) => Graph };
+  /**
    * other results to schedule beside run's: the lowest peak is kept, the earliest on a tie. One
    * named as a `rewrite` is a way to lower the peak at some cost in speed: it is measured against
    * the best of the others, as a whenPeakDrops pass is.
@@ -108,7 +114,7 @@ export const GRAPH_PASSES: GraphPass[] = [
   { name: "fold-batchnorm", run: foldBatchnorm, fusion: true },
   { name: "pool-slices", run: poolSlices, fusion: true },
   { name: "split-slices", run: splitSlices, fusion: true },
-  { name: "rewrite-concat", run: rewriteConcat, whenPeakDrops: true },
+  { name: "rewrite-concat", run: (g) => rewriteConcat(g), whenPeakDrops: true, each: { places: rewrittenConcats, only: rewriteConcat } },
   // A concat view's buffer is live whole from its first slice on, which can raise the peak above
   // copying the slices in (see select-fusion): fusion without them is scheduled too. So is fusion
   // for memory (memoryFirst, with the Concats copied for the same reason), kept only when it
@@ -203,9 +209,10 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
       if (p.whenPeakDrops) {
         const tried = p.run(g, opts);
         if (tried === g) continue;
+        const started = Date.now();
         const no = finish(g, passes.slice(i + 1), [], share / 2);
         const yes = finish(tried, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(tried) : ""]], share / (2 - share));
-        if (yes.g.schedule.peakBytes < no.g.schedule.peakBytes) return rewritten(yes, no, p.name);
+        if (yes.g.schedule.peakBytes < no.g.schedule.peakBytes) return rewritten(p.each ? narrowed(p.each, g, yes, passes.slice(i + 1), dumps, p.name, Date.now() - started) : yes, no, p.name);
         const note = `// not applied: peak ${yes.g.schedule.peakBytes} bytes with it, ${no.g.schedule.peakBytes} without\n`;
         return { g: no.g, dumps: [...dumps, [p.name, note], ...no.dumps] };
       }
@@ -233,6 +240,29 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
     const s = scheduled.schedule;
     const summary = `// peak ${s.peakBytes} bytes (graph order ${s.topoPeakBytes}), ${s.optimal ? "optimal" : "not proven optimal"}, ${s.pieces} pieces, ${s.states} states, ${s.ms} ms\n`;
     return { g: scheduled, dumps: [...dumps, ["schedule-memory", want("schedule-memory") ? printGraph(scheduled) + summary : ""]] };
+  };
+  /**
+   * The rewrite of only the places the peak needs: each place, the last first, is left as it was
+   * when the schedule without it peaks no higher and is as proven. SqueezeNet 1.1's peak is in its
+   * first fire modules; its last convolution, split over the halves of its input, ran as two products
+   * (the second adding into the first's result) where one does. The tries take at most as long as
+   * the two schedules before them, or a second, and stop at the deadline.
+   */
+  const narrowed = (each: NonNullable<GraphPass["each"]>, g: Graph, best: Done, passes: GraphPass[], before: [string, string][], name: string, spent: number): Done => {
+    const stop = Math.min(deadline, Date.now() + Math.max(spent, 1000));
+    let kept = new Set(each.places(g));
+    for (const place of [...kept].reverse()) {
+      if (Date.now() >= stop) break;
+      const only = new Set([...kept].filter((x) => x !== place));
+      const graph = each.only(g, only);
+      const done = finish(graph, passes, [...before, [name, want(name) ? printGraph(graph) : ""]], 0.5);
+      const [s, b] = [done.g.schedule, best.g.schedule];
+      if (s.peakBytes <= b.peakBytes && (s.optimal || !b.optimal)) {
+        best = done;
+        kept = only;
+      }
+    }
+    return best;
   };
   /** A rewrite's result, measured against the schedule without it (the graph order and the DP before rewrites). */
   const rewritten = (yes: Done, no: Done, name: string): Done => {

@@ -65,7 +65,7 @@ function lowerFused(n: Node, refOf: Resolve, names: Names, extra: Extra, partial
       bind(o, val);
       chain.forEach((e, k) => {
         if (stitch && e === last) {
-          const at = add(vr(base), flat(refOf(e.outputs[0]).shape, stitch.into(idx)));
+          const at = add(vr(base), flat(refOf(e.outputs[0]).shape, stitch.into(idx, refOf(e.outputs[0]).shape.length)));
           body.push({ k: "store", buf: part!.buf, idx: at, val: stitch.combine({ k: "load", buf: part!.buf, idx: at, dtype: "float32" }, load(refIn(e.inputs[0], env)!, idx)) });
           return;
         }
@@ -85,7 +85,7 @@ function lowerFused(n: Node, refOf: Resolve, names: Names, extra: Extra, partial
   const result = (o: string): Ref => (pool ? shell(o) : chain.length ? viaEpilogue(o, refOf(last.outputs[0])) : refOf(o));
   const outs = anchor.outputs.map((o) => (!o ? { buf: "", dtype: "float32" as const, shape: [] } : result(o)));
   const pooled = pool && { node: pool, y: refOf(pool.outputs[0]), through: (band: Ref) => (chain.length ? viaEpilogue(anchor.outputs[0], band) : band) };
-  const body = LOWERINGS[anchor.op]({ node: anchor, ins, outs, names, ...extra, ...(pooled ? { pooled } : {}) });
+  const body = LOWERINGS[anchor.op]({ node: anchor, ins, outs, names, ...extra, ...(pooled ? { pooled } : {}), ...(stitch ? { stitched: true } : {}) });
   if (!stitch) return body;
   const y = refOf(last.outputs[0]);
   const count = numel(refOf(last.inputs[0]).shape) / reduced;

@@ -17,9 +17,10 @@ interface Path {
  *   (the Add becomes the next partial convolution's epilogue and writes over the running sum);
  * - depthwise Conv: one depthwise convolution per slice, concatenated.
  * Each slice can then be consumed as soon as it is made. The pipeline keeps the rewrite only when
- * the scheduler reports a lower peak with it.
+ * the scheduler reports a lower peak with it, and of its Concats (`only`, by name) only those the
+ * peak needs (see rewrittenConcats).
  */
-export function rewriteConcat(g: Graph): Graph {
+export function rewriteConcat(g: Graph, only?: Set<string>): Graph {
   const uses = consumers(g);
   const values = new Map(g.values);
   const replaced = new Map<Node, Node[]>();
@@ -40,6 +41,7 @@ export function rewriteConcat(g: Graph): Graph {
     return found;
   };
   for (const cat of g.nodes) {
+    if (only && !only.has(cat.name)) continue;
     const shape = val(cat.outputs[0]).shape!;
     if (cat.op !== "Concat" || shape.length !== 4 || cat.inputs.length < 2 || (attrNum(cat, "axis", 0) + 4) % 4 !== 1) continue;
     if (cat.inputs.some((i) => !i || val(i).data || !val(i).shape![1])) continue;
@@ -49,6 +51,12 @@ export function rewriteConcat(g: Graph): Graph {
   }
   if (!replaced.size) return g;
   return eliminateDeadNodes({ ...g, nodes: g.nodes.flatMap((n) => replaced.get(n) ?? [n]), values });
+}
+
+/** The Concats that rewriteConcat(g) rewrites, by name, in graph order. */
+export function rewrittenConcats(g: Graph): string[] {
+  const kept = new Set(rewriteConcat(g).nodes.map((n) => n.name));
+  return g.nodes.filter((n) => n.op === "Concat" && !kept.has(n.name)).map((n) => n.name);
 }
 
 const isDepthwise = (g: Graph, c: Node) => {

@@ -1,7 +1,8 @@
-import { numel } from "../../core/tensor.js";
+import { numel, toNumbers } from "../../core/tensor.js";
 import { attrInts, attrNum, attrStr, consumers, type Graph, type Node } from "../ir.js";
 import { ELEMENTWISE_OPS } from "../ops/elementwise.js";
 import { poolGeometry, type Window } from "../ops/nn.js";
+import { reduceAxes } from "../ops/reduce.js";
 
 /**
  * Decides what fuses (the apply step is fuse.ts). Memory-intensive ops never get a kernel of their
@@ -45,8 +46,20 @@ export interface FusionDecision {
 
 export const VIEW_OPS = new Set(["Reshape", "Flatten", "Squeeze", "Unsqueeze"]);
 
-/** Reductions that can end a Conv's epilogue (the loop layer folds each result into them as it is stored). */
-export const STITCHED_REDUCTIONS = new Set(["GlobalAveragePool", "GlobalMaxPool"]);
+/**
+ * Whether reduction r can end a Conv's epilogue (the loop layer folds each result into it as it is
+ * stored, loop/lower/stitch.ts): a global pool, or a ReduceMean or ReduceMax over every spatial
+ * axis (what torchvision's MNASNet exports for its pooling), which computes the same.
+ */
+export function stitchable(g: Graph, r: Node): boolean {
+  if (r.op === "GlobalAveragePool" || r.op === "GlobalMaxPool") return true;
+  if (r.op !== "ReduceMean" && r.op !== "ReduceMax") return false;
+  const rank = g.values.get(r.inputs[0])!.shape!.length;
+  const given = r.inputs[1] ? g.values.get(r.inputs[1])!.data : undefined;
+  if (rank < 3 || (r.inputs[1] && !given)) return false;
+  const axes = reduceAxes(r, rank, given ? toNumbers(given) : []);
+  return !!axes && axes.join() === Array.from({ length: rank - 2 }, (_, i) => i + 2).join();
+}
 
 /** Pools that can end a 2-D Conv's epilogue, computed from bands of the convolution's rows. */
 export const BANDED_POOLS = new Set(["MaxPool"]);
@@ -229,7 +242,7 @@ export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision
     }
     const r = effectiveReaders(v);
     const ends = opts.stitchReductions !== false && r.length === 1 && !taken.has(r[0].name) && !graphOutputs.has(v) && elementwisePath(v, r[0]) && !readsLater(r[0], n, chain);
-    if (ends && ((n.op === "Conv" && STITCHED_REDUCTIONS.has(r[0].op) && f32(r[0].outputs[0])) || bandable(n, v, r[0]))) {
+    if (ends && ((n.op === "Conv" && stitchable(g, r[0]) && f32(r[0].outputs[0])) || bandable(n, v, r[0]))) {
       chain.push(r[0].name);
       taken.add(r[0].name);
     }
@@ -260,7 +273,7 @@ export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision
     const sorted = [...members].sort((a, b) => order.get(a)! - order.get(b)!);
     const ops = (names: string[]) => names.map((m) => nodeByName.get(m)!.op).join(", ");
     const last = epilogue.length ? nodeByName.get(epilogue[epilogue.length - 1])! : n;
-    const ending = STITCHED_REDUCTIONS.has(last.op) || BANDED_POOLS.has(last.op) ? last.name : undefined;
+    const ending = stitchable(g, last) || BANDED_POOLS.has(last.op) ? last.name : undefined;
     const after = sorted.filter((m) => m !== n.name && !intoAnchor.has(m) && m !== ending);
     const reason = [
       `${n.op} kernel`,

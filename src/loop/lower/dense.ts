@@ -223,7 +223,10 @@ function transposedConv(c: LowerCtx): ConvPlan {
  * plain product's columns are pixels, on the phase grid when it shifts; a panel of pixels past
  * the last whole one costs at least two rows' work, as its loads of the weights do not shrink with
  * it), the transposed one's packing and stores element by element (about two each: a first layer
- * of 40 taps per output ran 1.4× slower transposed). It must win by 5%.
+ * of 40 taps per output ran 1.4× slower transposed). Under a stitched reduction the transposed
+ * product's stores are vector adds into the channels' partial results, and the plain one sums each
+ * vector of pixels across its lanes (SqueezeNet 1.1's last convolution, 1000 channels on a 13×13
+ * map, into its global average pool: transposed that way). It must win by 5%.
  */
 const transposes = (c: LowerCtx, shifted: boolean): boolean => {
   const [x, w] = c.ins;
@@ -233,9 +236,9 @@ const transposes = (c: LowerCtx, shifted: boolean): boolean => {
   const Wq = OW + Math.floor(((geo.kernel[1] - 1) * geo.dilations[1]) / geo.strides[1]);
   const cols = shifted ? (OH - 1) * Wq + OW : P;
   const padded = (n: number, per: number) => Math.ceil(n / per) * per;
-  const plain = (M * padded(cols, ntOf(c, cols)) * K + cols * K + M * cols) / L;
+  const plain = (M * padded(cols, ntOf(c, cols)) * K + cols * K) / L + (c.stitched ? M * cols : (M * cols) / L);
   const mr = panelRows(c.cpu!, M, true), tail = P % mr;
-  const transposed = ((P - tail + (tail ? Math.max(tail, 2) : 0)) * padded(M, ntOf(c, M)) * K) / L + P * K + 2 * P * M;
+  const transposed = ((P - tail + (tail ? Math.max(tail, 2) : 0)) * padded(M, ntOf(c, M)) * K) / L + P * K + (c.stitched ? (2 * P * M) / L : 2 * P * M);
   return transposed < 0.95 * plain;
 };
 
@@ -520,16 +523,20 @@ function shiftedConv(c: LowerCtx): ConvPlan {
 
 /**
  * The phase grid for every convolution but a plain 1×1 one (which reads its input as it is), while
- * its dropped columns are at most a third and it has at least 4 vectors' worth of taps per output:
- * the dropped columns' work, and the stores of vectors that straddle two rows of the grid (as two
- * masked stores, or column by column under an epilogue that reads other tensors), cost more than
- * im2col saves on a convolution of a few channels (a network's first layer).
+ * its dropped columns are at most a third and it has at least 4 vectors' worth of taps per output
+ * or rows at least 4 vectors wide: the dropped columns' work, and the stores of vectors that
+ * straddle two rows of the grid (as two masked stores, or column by column under an epilogue that
+ * reads other tensors), cost more than im2col saves on a convolution of a few channels on a narrow
+ * map (dscnn_kws's first layer, 40 taps, rows 5 wide: 1.27× the time of the whole network). On wide
+ * rows they are rare, and im2col's strided runs that cross a row are gathered element by element
+ * (the first layers of MNASNet, MobileNetV2 and SqueezeNet 1.1 at 224×224, 27 taps, rows 111 and 112
+ * wide: those networks 0.98–0.99× the time).
  */
 const shifts = (c: LowerCtx): boolean => {
   const geo = convGeometry(c.node, c.ins[0]!.shape, c.ins[1]!.shape, c.ins[2]?.shape);
   const [KH, KW] = geo.kernel, [, sw] = geo.strides, [OW] = geo.out.slice(1);
   const dropped = Math.floor(((KW - 1) * geo.dilations[1]) / sw);
-  return !isPointwise(geo) && 3 * dropped <= OW + dropped && c.ins[0]!.shape[1] * KH * KW >= 4 * c.cpu!.lanes;
+  return !isPointwise(geo) && 3 * dropped <= OW + dropped && (c.ins[0]!.shape[1] * KH * KW >= 4 * c.cpu!.lanes || OW >= 4 * c.cpu!.lanes);
 };
 
 const conv: Lowering = (c) => {

@@ -26,6 +26,12 @@ export interface LowerCtx {
    * it into `y`, the group's output; its own output Ref then only gives the convolution's shape
    */
   pooled?: { node: Node; y: Ref; through: (band: Ref) => Ref };
+  /**
+   * the epilogue ends in a stitched reduction over the spatial axes (see stitch.ts): each value
+   * stored is added into its channel's partial result, so the stores of a vector of channels at
+   * one pixel stay one vector, and those of a vector of pixels sum across its lanes
+   */
+  stitched?: boolean;
 }
 
 /**
