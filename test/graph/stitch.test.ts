@@ -11,7 +11,7 @@ let seed = 11;
 const rand = (n: number) => Array.from({ length: n }, () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
 const weight = (name: string, dims: number[]) => tensorProto(name, T.FLOAT, dims, { floatData: rand(dims.reduce((a, b) => a * b, 1)).map((v) => v * 0.3) });
 const X = [1, 5, 20, 20];
-const OUTS = ["ya", "yb", "yd", "yc", "z", "ym", "yx", "yn"];
+const OUTS = ["ya", "yb", "yd", "yc", "z", "ym", "yx", "yn", "yr"];
 
 /**
  * Global poolings after Convs: a 3×3 Conv → Clip → GlobalAveragePool and a 1×1 Conv → Relu →
@@ -19,7 +19,8 @@ const OUTS = ["ya", "yb", "yd", "yc", "z", "ym", "yx", "yn"];
  * GlobalAveragePool, and a Conv whose result a Sigmoid also reads (stored, so not stitched). The
  * same as reductions over the spatial axes: a 1×1 Conv → Relu → ReduceMean without the reduced axes
  * (as torchvision's MNASNet ends) and a 3×3 Conv → ReduceMax keeping them; a ReduceMean that also
- * folds the channels is not a per-channel pool, so not stitched.
+ * folds the channels is not a per-channel pool, so not stitched, and one of the graph's input
+ * (through a Neg) is a kernel of its own.
  */
 const bytes = modelBytes({
   inputs: [valueInfo("x", T.FLOAT, X)],
@@ -43,6 +44,8 @@ const bytes = modelBytes({
     node("ReduceMax", ["mx"], ["yx"], [attr.ints("axes", [-1, -2])]),
     node("Conv", ["x", "wn"], ["n"]),
     node("ReduceMean", ["n"], ["yn"], [attr.ints("axes", [1, 2, 3])]),
+    node("Neg", ["x"], ["nx"]),
+    node("ReduceMean", ["nx"], ["yr"], [attr.ints("axes", [2, 3])]),
   ],
   outputs: OUTS.map((n) => valueInfo(n, T.FLOAT)),
 });
@@ -61,6 +64,7 @@ describe("reductions stitched into a Conv's epilogue", () => {
     expect(reason("ym")).toBe("Conv kernel, epilogue [Relu], stitched ReduceMean");
     expect(reason("yx")).toBe("Conv kernel, stitched ReduceMax");
     expect(g.nodes.find((n) => n.outputs[0] === "yn")?.op).toBe("ReduceMean");
+    expect(reason("yr")).toBe("ReduceMean kernel, inlined producers [Neg]");
     expect(g.memory.offsets.a).toBeUndefined();
     // c is also the Sigmoid's: stored, and pooled by a kernel of its own.
     expect(g.nodes.find((n) => n.outputs[0] === "yc")?.op).toBe("GlobalAveragePool");

@@ -273,7 +273,8 @@ export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision
     const sorted = [...members].sort((a, b) => order.get(a)! - order.get(b)!);
     const ops = (names: string[]) => names.map((m) => nodeByName.get(m)!.op).join(", ");
     const last = epilogue.length ? nodeByName.get(epilogue[epilogue.length - 1])! : n;
-    const ending = stitchable(g, last) || BANDED_POOLS.has(last.op) ? last.name : undefined;
+    // A pool or reduction that anchors its own group (its producers inlined) ends nothing.
+    const ending = last !== n && (stitchable(g, last) || BANDED_POOLS.has(last.op)) ? last.name : undefined;
     const after = sorted.filter((m) => m !== n.name && !intoAnchor.has(m) && m !== ending);
     const reason = [
       `${n.op} kernel`,
