@@ -245,17 +245,23 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
    * The rewrite of only the places the peak needs: each place, the last first, is left as it was
    * when the schedule without it peaks no higher and is as proven. SqueezeNet 1.1's peak is in its
    * first fire modules; its last convolution, split over the halves of its input, ran as two products
-   * (the second adding into the first's result) where one does. The tries take at most as long as
-   * the two schedules before them, or a second, and stop at the deadline.
+   * (the second adding into the first's result) where one does. The last place is never tried:
+   * without it nothing is rewritten, which the caller measured already. The tries, their schedules
+   * included, end within as long as the two schedules before them took, or a second, and by the
+   * deadline; a graph whose tries do not all fit keeps the rewrites not tried, so which ones depends
+   * on the machine's speed, as the DP's own proof does (never the peak, nor whether it is proven).
    */
   const narrowed = (each: NonNullable<GraphPass["each"]>, g: Graph, best: Done, passes: GraphPass[], before: [string, string][], name: string, spent: number): Done => {
     const stop = Math.min(deadline, Date.now() + Math.max(spent, 1000));
     let kept = new Set(each.places(g));
     for (const place of [...kept].reverse()) {
-      if (Date.now() >= stop) break;
+      const now = Date.now();
+      if (now >= stop) break;
       const only = new Set([...kept].filter((x) => x !== place));
+      if (!only.size) continue;
       const graph = each.only(g, only);
-      const done = finish(graph, passes, [...before, [name, want(name) ? printGraph(graph) : ""]], 0.5);
+      // Its share of what is left before the deadline ends its schedules by `stop`.
+      const done = finish(graph, passes, [...before, [name, want(name) ? printGraph(graph) : ""]], Math.min(1, (stop - now) / Math.max(1, deadline - now)));
       const [s, b] = [done.g.schedule, best.g.schedule];
       if (s.peakBytes <= b.peakBytes && (s.optimal || !b.optimal)) {
         best = done;

@@ -52,6 +52,32 @@ function model(head: "conv" | "depthwise", deep = false) {
   });
 }
 
+/**
+ * The `deep` model with a conv head, pooled down to 3×3, then a second Concat of two 1×1
+ * convolutions feeding a 1×1 convolution (weights wt): its tensors are tiny, so splitting that
+ * second convolution cannot lower the peak, which the first split sets.
+ */
+function twoConcats() {
+  return modelBytes({
+    inputs: [valueInfo("x", T.FLOAT, [1, 4, 12, 12])],
+    initializers: [weight("wa", [16, 4, 1, 1]), weight("wb", [24, 32, 3, 3]), weight("wm", [32, 4, 3, 3]), weight("wh", [8, 40, 1, 1]), weight("bh", [8]), weight("wc", [4, 8, 1, 1]), weight("wd", [4, 8, 1, 1]), weight("wt", [2, 8, 1, 1])],
+    nodes: [
+      node("Conv", ["x", "wa"], ["a"]),
+      node("Conv", ["x", "wm"], ["m"], [attr.ints("pads", [1, 1, 1, 1])]),
+      node("Conv", ["m", "wb"], ["b"], [attr.ints("pads", [1, 1, 1, 1])]),
+      node("Concat", ["a", "b"], ["cat"], [attr.i("axis", 1)]),
+      node("Relu", ["cat"], ["r"]),
+      node("Conv", ["r", "wh", "bh"], ["h"]),
+      node("MaxPool", ["h"], ["p"], [attr.ints("kernel_shape", [4, 4]), attr.ints("strides", [4, 4])]),
+      node("Conv", ["p", "wc"], ["c"]),
+      node("Conv", ["p", "wd"], ["d"]),
+      node("Concat", ["c", "d"], ["cat2"], [attr.i("axis", 1)]),
+      node("Conv", ["cat2", "wt"], ["y"]),
+    ],
+    outputs: [valueInfo("y", T.FLOAT)],
+  });
+}
+
 const work = tempDir("edgec-rewrite-concat-");
 afterAll(() => work.cleanup());
 
@@ -89,6 +115,28 @@ describe("rewriteConcat", () => {
     });
     const g = inferShapes(importOnnx(work.write("keep.onnx", bytes), {}).graph);
     expect(rewriteConcat(g)).toBe(g);
+  });
+
+  it("is kept by the pipeline only for the Concats the peak needs", async () => {
+    const file = work.write("two-concats.onnx", twoConcats());
+    const dumps: Record<string, string> = {};
+    const p = runGraphPasses(importOnnx(file, {}).graph, { dumpAfter: ["rewrite-concat"], dump: (t, s) => (dumps[t] = s) });
+    expect(p.schedule.rewrites).toEqual(["rewrite-concat"]);
+    expect(p.schedule.peakBytes).toBeLessThan(p.schedule.dpPeakBytes);
+    expect(p.schedule.optimal).toBe(true);
+    const weights = new Set(p.nodes.flatMap((n) => n.fused?.body ?? [n]).flatMap((m) => m.inputs));
+    expect(weights.has("wh/s0") && weights.has("wh/s1"), "the first head is split").toBe(true);
+    expect(weights.has("wt"), "the last convolution is whole").toBe(true);
+    expect(dumps["after:rewrite-concat"]).toMatch(/wh\/s0/);
+    expect(dumps["after:rewrite-concat"]).not.toMatch(/wt\/s0/);
+    const x = Float32Array.from(rand(576));
+    const session = await ort.InferenceSession.create(file);
+    const ref = (await session.run({ x: new ort.Tensor("float32", x, [1, 4, 12, 12]) })).y;
+    const dir = join(work.dir, "two-concats");
+    await buildArtifact(file, dir, { target: loadTarget("host") });
+    const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: [1, 4, 12, 12], data: x } });
+    const cmp = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
+    expect(cmp.pass, `max abs error ${cmp.maxAbs}`).toBe(true);
   });
 
   it("is kept by the pipeline when it lowers the peak, and the C it makes matches onnxruntime", async () => {

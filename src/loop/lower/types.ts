@@ -28,8 +28,9 @@ export interface LowerCtx {
   pooled?: { node: Node; y: Ref; through: (band: Ref) => Ref };
   /**
    * the epilogue ends in a stitched reduction over the spatial axes (see stitch.ts): each value
-   * stored is added into its channel's partial result, so the stores of a vector of channels at
-   * one pixel stay one vector, and those of a vector of pixels sum across its lanes
+   * stored is folded (added, or its max taken) into its channel's partial result, so the stores of
+   * a vector of channels at one pixel stay one vector, and those of a vector of pixels fold across
+   * its lanes
    */
   stitched?: boolean;
 }
