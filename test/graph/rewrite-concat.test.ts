@@ -12,6 +12,7 @@ import { inferShapes } from "../../src/graph/passes/infer-shapes.js";
 import { rewriteConcat } from "../../src/graph/passes/rewrite-concat.js";
 import { verifyGraph } from "../../src/graph/verify.js";
 import { loadTarget } from "../../src/target/load.js";
+import { expectLikeOrt } from "../helpers/against-ort.js";
 import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
 
 let seed = 11;
@@ -129,14 +130,7 @@ describe("rewriteConcat", () => {
     expect(weights.has("wt"), "the last convolution is whole").toBe(true);
     expect(dumps["after:rewrite-concat"]).toMatch(/wh\/s0/);
     expect(dumps["after:rewrite-concat"]).not.toMatch(/wt\/s0/);
-    const x = Float32Array.from(rand(576));
-    const session = await ort.InferenceSession.create(file);
-    const ref = (await session.run({ x: new ort.Tensor("float32", x, [1, 4, 12, 12]) })).y;
-    const dir = join(work.dir, "two-concats");
-    await buildArtifact(file, dir, { target: loadTarget("host") });
-    const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: [1, 4, 12, 12], data: x } });
-    const cmp = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
-    expect(cmp.pass, `max abs error ${cmp.maxAbs}`).toBe(true);
+    await expectLikeOrt(file, join(work.dir, "two-concats"), Float32Array.from(rand(576)), [1, 4, 12, 12], ["y"], { target: loadTarget("host") });
   });
 
   it("is kept by the pipeline when it lowers the peak, and the C it makes matches onnxruntime", async () => {
