@@ -245,8 +245,8 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
    * The rewrite of only the places the peak needs: each place, the last first, is left as it was
    * when the schedule without it peaks no higher and is as proven. SqueezeNet 1.1's peak is in its
    * first fire modules; its last convolution, split over the halves of its input, ran as two products
-   * (the second adding into the first's result) where one does. The last place is never tried:
-   * without it nothing is rewritten, which the caller measured already. The tries, their schedules
+   * (the second adding into the first's result) where one does. A try that would leave nothing
+   * rewritten is skipped: the caller scheduled that graph already. The tries, their schedules
    * included, end within as long as the two schedules before them took, or a second, and by the
    * deadline; a graph whose tries do not all fit keeps the rewrites not tried, so which ones depends
    * on the machine's speed, as the DP's own proof does (never the peak, nor whether it is proven).
