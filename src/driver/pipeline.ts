@@ -83,11 +83,11 @@ type GraphPass = {
   fusion?: boolean;
   whenPeakDrops?: boolean;
   /**
-   * a whenPeakDrops pass that rewrites several places: `places(g)` names them, `only(g, names)`
-   * rewrites just those. A rewrite that leaves the peak where it is only costs speed, so each place
+   * a whenPeakDrops pass that rewrites several places: `places(g, ran)` names those its result
+   * `ran` rewrote, `only(g, names)` rewrites just those. A rewrite that leaves the peak where it is only costs speed, so each place
    * is tried without, and stays without when the peak does not rise (see narrowed).
    */
-  each?: { places: (g: Graph) => string[]; only: (g: Graph, names: Set<string>) => Graph };
+  each?: { places: (g: Graph, ran: Graph) => string[]; only: (g: Graph, names: Set<string>) => Graph };
   /**
    * other results to schedule beside run's: the lowest peak is kept, the earliest on a tie. One
    * named as a `rewrite` is a way to lower the peak at some cost in speed: it is measured against
@@ -212,7 +212,7 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
         const started = Date.now();
         const no = finish(g, passes.slice(i + 1), [], share / 2);
         const yes = finish(tried, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(tried) : ""]], share / (2 - share));
-        if (yes.g.schedule.peakBytes < no.g.schedule.peakBytes) return rewritten(p.each ? narrowed(p.each, g, yes, passes.slice(i + 1), dumps, p.name, Date.now() - started) : yes, no, p.name);
+        if (yes.g.schedule.peakBytes < no.g.schedule.peakBytes) return rewritten(p.each ? narrowed(p.each, g, tried, yes, passes.slice(i + 1), dumps, p.name, Date.now() - started) : yes, no, p.name);
         const note = `// not applied: peak ${yes.g.schedule.peakBytes} bytes with it, ${no.g.schedule.peakBytes} without\n`;
         return { g: no.g, dumps: [...dumps, [p.name, note], ...no.dumps] };
       }
@@ -251,9 +251,9 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
    * deadline; a graph whose tries do not all fit keeps the rewrites not tried, so which ones depends
    * on the machine's speed, as the DP's own proof does (never the peak, nor whether it is proven).
    */
-  const narrowed = (each: NonNullable<GraphPass["each"]>, g: Graph, best: Done, passes: GraphPass[], before: [string, string][], name: string, spent: number): Done => {
+  const narrowed = (each: NonNullable<GraphPass["each"]>, g: Graph, ran: Graph, best: Done, passes: GraphPass[], before: [string, string][], name: string, spent: number): Done => {
     const stop = Math.min(deadline, Date.now() + Math.max(spent, 1000));
-    let kept = new Set(each.places(g));
+    let kept = new Set(each.places(g, ran));
     for (const place of [...kept].reverse()) {
       const now = Date.now();
       if (now >= stop) break;

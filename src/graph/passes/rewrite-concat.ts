@@ -53,9 +53,9 @@ export function rewriteConcat(g: Graph, only?: Set<string>): Graph {
   return eliminateDeadNodes({ ...g, nodes: g.nodes.flatMap((n) => replaced.get(n) ?? [n]), values });
 }
 
-/** The Concats that rewriteConcat(g) rewrites, by name, in graph order. */
-export function rewrittenConcats(g: Graph): string[] {
-  const kept = new Set(rewriteConcat(g).nodes.map((n) => n.name));
+/** The Concats of g that `rewritten` (rewriteConcat's result on g) rewrote, by name, in graph order. */
+export function rewrittenConcats(g: Graph, rewritten: Graph): string[] {
+  const kept = new Set(rewritten.nodes.map((n) => n.name));
   return g.nodes.filter((n) => n.op === "Concat" && !kept.has(n.name)).map((n) => n.name);
 }
 
