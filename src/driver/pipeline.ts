@@ -84,8 +84,9 @@ type GraphPass = {
   whenPeakDrops?: boolean;
   /**
    * a whenPeakDrops pass that rewrites several places: `places(g, ran)` names those its result
-   * `ran` rewrote, `only(g, names)` rewrites just those. A rewrite that leaves the peak where it is only costs speed, so each place
-   * is tried without, and stays without when the peak does not rise (see narrowed).
+   * `ran` rewrote, `only(g, names)` rewrites just those. A rewrite that leaves the peak where it is
+   * only costs speed, so each place is tried without, and stays without when the peak does not
+   * rise (see narrowed).
    */
   each?: { places: (g: Graph, ran: Graph) => string[]; only: (g: Graph, names: Set<string>) => Graph };
   /**

@@ -18,9 +18,9 @@ const COPY_WORK = 4;
  * Copies x [N, C, H, W] into `dest` as the sh·sw phases of its zero-padded form:
  * dest[a][b][n][c][r][col] = xpad[n][c][r·sh + a][col·sw + b] for r < Hq, col < Wq, where xpad is x
  * placed at (ph, pw) in zeros. Only the phases `used(a, b)` says are read get copied. Row by row,
- * each row of every phase at once (one loop, so one fork and join of the threads; the phases of
- * one row phase a read the same input row, in cache for the next): the columns that fall in the
- * input read it (every sw-th element), the others are zero. Rows outermost and split between
+ * each row of every phase at once (one loop, so one fork and join of the threads; the sw phases
+ * of a row read the same input row, in cache for the next): the columns that fall in the input
+ * read it (every sw-th element), the others are zero. Rows outermost and split between
  * threads like a product's columns over the phase grid, so each thread copies about the rows its
  * tiles read and finds them in its own cache: its work counts each element as COPY_WORK
  * statements, which parallelizes copies of 32K elements and more on the default parallelMinWork
