@@ -530,7 +530,7 @@ function shiftedConv(c: LowerCtx): ConvPlan {
  * map (dscnn_kws's first layer, 40 taps, rows 5 wide: 1.27× the time of the whole network). On wide
  * rows they are rare, and im2col's strided runs that cross a row are gathered element by element
  * (the first layers of MNASNet, MobileNetV2 and SqueezeNet 1.1 at 224×224, 27 taps, rows 111 and 112
- * wide: those networks 0.98–0.99× the time).
+ * wide: those networks 0.97–0.99× the time, as the README says).
  */
 const shifts = (c: LowerCtx): boolean => {
   const geo = convGeometry(c.node, c.ins[0]!.shape, c.ins[1]!.shape, c.ins[2]?.shape);
