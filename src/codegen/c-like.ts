@@ -26,6 +26,8 @@ export interface Dialect {
     store(ptr: string, val: string, lanes: number): string;
     /** lanes from..to of val to buf[idx + from ..]; absent, a dialect whose lowerings make no masked stores */
     storeLanes?(buf: string, idx: string, val: string, lanes: number, from: string, to: string): string;
+    /** lane l of val to ptr[l·stride]; absent, a dialect whose lowerings make no scatters */
+    storeStrided?(ptr: string, val: string, lanes: number, stride: number): string;
     splat(a: string, lanes: number): string;
     /** lanes by..by+lanes−1 of a and b end to end; absent, a dialect whose lowerings make no slides */
     slide?(a: string, b: string, by: number, lanes: number): string;
@@ -82,6 +84,11 @@ export function renderStmts(stmts: Stmt[], d: Dialect, indent = "  "): string {
         if (s.mask) {
           if (!s.lanes || !d.vector.storeLanes) throw new Error("internal: a masked store reached a dialect without them");
           out += `${indent}${d.vector.storeLanes(s.buf, renderExpr(s.idx, d), renderExpr(s.val, d), s.lanes, renderExpr(s.mask.from, d), renderExpr(s.mask.to, d))};\n`;
+          break;
+        }
+        if (s.stride) {
+          if (!s.lanes || !d.vector.storeStrided) throw new Error("internal: a strided store reached a dialect without them");
+          out += `${indent}${d.vector.storeStrided(`${s.buf} + ${renderExpr(s.idx, d)}`, renderExpr(s.val, d), s.lanes, s.stride)};\n`;
           break;
         }
         out += s.lanes

@@ -12,7 +12,8 @@ import type { Tensor } from "../core/tensor.js";
  * takes every other element instead (a stride-2 convolution's taps); `neg` and `exp` apply lane-wise
  * too; `slide` takes a vector's worth of lanes from two vectors end to end; `splat` fills a vector
  * with a scalar. A vector store with a `mask` stores only lanes from ≤ l < to, lane l at idx + l, and
- * forms no address for the others (idx itself may lie outside the buffer). Lowerings emit vectors
+ * forms no address for the others (idx itself may lie outside the buffer); one with a `stride` s
+ * scatters, lane l to idx + l·s. Lowerings emit vectors
  * only for the width the target declares. A `local` is a small
  * array on the stack, private to one iteration (a tile of results on its way out).
  *
@@ -43,7 +44,7 @@ export type Expr =
 
 export type Stmt =
   | { k: "for"; v: string; n: number; body: Stmt[]; parallel?: boolean; work?: number }
-  | { k: "store"; buf: string; idx: Expr; val: Expr; lanes?: number; mask?: LaneRange }
+  | { k: "store"; buf: string; idx: Expr; val: Expr; lanes?: number; mask?: LaneRange; stride?: number }
   | { k: "let"; name: string; dtype: DType; val: Expr; lanes?: number }
   | { k: "set"; name: string; val: Expr }
   | { k: "if"; c: Expr; then: Stmt[]; else?: Stmt[] }

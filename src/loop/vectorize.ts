@@ -5,10 +5,12 @@ import { lanesOf, type Expr, type Stmt } from "./ir.js";
  * Vectorizes the body of a loop over `lane` = 0..lanes−1: loads and stores whose index moves by
  * one element per lane (loads also by two) become vector loads and stores at lane 0 (the index with `lane` := `base`),
  * values the lane does not change are broadcast, and float32 arithmetic (+ − · / min max neg exp) works
- * lane-wise; branches on lane-invariant conditions stay branches. Returns undefined when the body does anything else (other types, gathers, math
- * functions, comparisons); the caller then keeps the scalar loop.
+ * lane-wise; branches on lane-invariant conditions stay branches. With `scatter`, stores whose index
+ * moves by more than one element per lane become strided vector stores. Returns undefined when the
+ * body does anything else (other types, gathers, math functions, comparisons); the caller then keeps
+ * the scalar loop.
  */
-export function vectorizeLanes(body: Stmt[], lane: string, base: Expr, lanes: number): Stmt[] | undefined {
+export function vectorizeLanes(body: Stmt[], lane: string, base: Expr, lanes: number, scatter = false): Stmt[] | undefined {
   // Lanes run together: every lane's loads before any lane's stores. That is the loop's order only
   // when no lane reads what another lane writes: a buffer the body stores to may only be read at
   // the very index it is stored at.
@@ -59,10 +61,10 @@ export function vectorizeLanes(body: Stmt[], lane: string, base: Expr, lanes: nu
       } else if (s.k === "let" && s.dtype === "int32" && stride(s.val, lane) === 0 && !mentions(s.val, locals)) {
         // An index every lane shares (an unrolled loop's variable) stays a scalar.
         out.push(s);
-      } else if (s.k === "store" && !s.lanes && stride(s.idx, lane) === 1) {
-        const v = vec(s.val);
+      } else if (s.k === "store" && !s.lanes && (stride(s.idx, lane) === 1 || (scatter && (stride(s.idx, lane) ?? 0) > 1))) {
+        const v = vec(s.val), by = stride(s.idx, lane)!;
         if (!v) return undefined;
-        out.push(vstore(s.buf, at(s.idx), v, lanes));
+        out.push(by === 1 ? vstore(s.buf, at(s.idx), v, lanes) : { k: "store", buf: s.buf, idx: at(s.idx), val: v, lanes, stride: by });
       } else if (s.k === "set" && locals.has(s.name)) {
         const v = vec(s.val);
         if (!v) return undefined;

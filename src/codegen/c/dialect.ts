@@ -65,6 +65,7 @@ export const C_DIALECT: Dialect = {
     load: (ptr, lanes, stride) => `edgec_vload${lanes}${stride === 2 ? "s2" : ""}(${ptr})`,
     store: (ptr, val, lanes) => `edgec_vstore${lanes}(${ptr}, ${val})`,
     storeLanes: (buf, idx, val, lanes, from, to) => `edgec_vstore${lanes}m(${buf}, ${idx}, ${val}, ${from}, ${to})`,
+    storeStrided: (ptr, val, lanes, stride) => `edgec_vscatter${lanes}(${ptr}, ${stride}, ${val})`,
     splat: (a, lanes) => `edgec_splat${lanes}(${a})`,
     slide: (a, b, by, lanes) => `__builtin_shufflevector(${a}, ${b}, ${Array.from({ length: lanes }, (_, l) => by + l).join(", ")})`,
     minmax: (op, a, b, lanes) => `edgec_v${op}${lanes}(${a}, ${b})`,
@@ -94,6 +95,7 @@ function vectorWidth(lanes: number): string {
     `EDGEC_MAYBE_UNUSED static inline ${t} edgec_vload${lanes}(const float *p) { ${t} v; __builtin_memcpy(&v, p, sizeof v); return v; }`,
     `EDGEC_MAYBE_UNUSED static inline void edgec_vstore${lanes}(float *p, ${t} v) { __builtin_memcpy(p, &v, sizeof v); }`,
     storeLanes(t, lanes),
+    `EDGEC_MAYBE_UNUSED static inline void edgec_vscatter${lanes}(float *p, int32_t s, ${t} v) { for (int32_t l = 0; l < ${lanes}; ++l) p[l * s] = v[l]; }`,
     // p[0], p[2], ..., p[2·lanes−2]: the even lanes of p[0..lanes) and the odd lanes of
     // p[lanes−1..2·lanes−1), so nothing past the last element used is read.
     `EDGEC_MAYBE_UNUSED static inline ${t} edgec_vload${lanes}s2(const float *p) { return __builtin_shufflevector(edgec_vload${lanes}(p), edgec_vload${lanes}(p + ${lanes - 1}), ${evenThenOdd(lanes)}); }`,

@@ -192,6 +192,31 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
         ? { k: "load", buf: aPacked.buf, idx: add(mul(row0, int(s.depth)), add(mul(depth, int(mr)), int(r))), dtype: "float32" }
         : s.a(b, row(r), depth);
     }));
+    /**
+     * The epilogue on the accumulators themselves, a vector at a time (scattered when y is strided),
+     * the last tile's partial vectors as masked stores; undefined when it does not vectorize, or when
+     * a partial vector would read memory past its columns. Each vector's epilogue is vectorized from
+     * one lane's, whose value is a load along the lane from the accumulator's name (no store touches
+     * it), and that load's vector is then bound to the accumulator. MobileNetV2's 1×1 convolutions
+     * with their Clip on 6×6 maps took twice as long as the convolution and the Clip apart when the 4
+     * columns past the first tile went through a stack tile one by one.
+     */
+    const epilogueInRegisters = (full: boolean): Stmt[] | undefined => {
+      const out: Stmt[] = [];
+      const l = c.names.next("l");
+      const last = (Math.ceil(s.cols / NT) - 1) * NT;
+      for (const [r, rs] of accs.entries())
+        for (const [v, n] of rs.entries()) {
+          const present = full ? L : Math.min(L, s.cols - last - v * L);
+          if (present <= 0) continue;
+          const x = c.names.next("e"), j = add(j0, add(int(v * L), vr(l)));
+          const lane: Stmt[] = [let_(x, "float32", { k: "load", buf: n, idx: vr(l), dtype: "float32" }), store(s.y, s.yAt(b, row(r), j), s.post ? s.post(b, row(r), j, vr(x, "float32")) : vr(x, "float32"))];
+          const vec = vectorizeLanes(lane, l, int(0), L, !!s.strided && L > 1);
+          if (!vec || vec[0].k !== "let" || (present < L && loadsAlong(lane.slice(1), l))) return undefined;
+          out.push(vlet(x, vvar(n, L), L), ...(present < L ? withMask(vec.slice(1), { from: int(0), to: int(present) }) : vec.slice(1)));
+        }
+      return out;
+    };
     // The accumulators to memory: directly, or through the epilogue.
     const writeOut = (full: boolean): Stmt[] => {
       const out: Stmt[] = [];
@@ -199,6 +224,8 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
         accs.forEach((rs, r) => rs.forEach((n, v) => out.push(vstore(s.y.buf, flat(s.y.shape, s.yAt(b, row(r), add(j0, int(v * L)))), vvar(n, L), L))));
         return out;
       }
+      const inRegisters = !s.colOk && (full || !s.strided) ? epilogueInRegisters(full) : undefined;
+      if (inRegisters) return inRegisters;
       // Through a stack tile, so the epilogue is a loop over columns that vectorizes.
       const tile = c.names.next("tile");
       out.push({ k: "local", name: tile, dtype: "float32", n: mr * NT });
@@ -306,6 +333,13 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
   // The rows past the last whole panel: the full depth at once, a tile per thread.
   const rest = tail ? nest(c.names, [tiles], ([t]) => microKernel(b, mul(t, int(NT)), int(panels * MR), tail, { k0: int(0), n: s.depth, bAt: (k, v) => add(at(t, k), int(v * L)) })) : [];
   return [...pack, grouped, ...rest];
+}
+
+/** Whether `ss` loads at an index that moves with variable `v`: a vector load once vectorized along v. */
+function loadsAlong(ss: Stmt[], v: string): boolean {
+  let found = false;
+  JSON.stringify(ss, (_, x) => ((found ||= x?.k === "load" && mentionsVar(x.idx, v)), x));
+  return found;
 }
 
 /** `ss` with its vector stores keeping only `lanes`. */
