@@ -83,6 +83,7 @@ export function renderStmts(stmts: Stmt[], d: Dialect, indent = "  "): string {
       case "store":
         if (s.mask) {
           if (!s.lanes || !d.vector.storeLanes) throw new Error("internal: a masked store reached a dialect without them");
+          if (s.stride) throw new Error("internal: a masked store that scatters (no dialect has one)");
           out += `${indent}${d.vector.storeLanes(s.buf, renderExpr(s.idx, d), renderExpr(s.val, d), s.lanes, renderExpr(s.mask.from, d), renderExpr(s.mask.to, d))};\n`;
           break;
         }

@@ -13,9 +13,8 @@ import type { Tensor } from "../core/tensor.js";
  * too; `slide` takes a vector's worth of lanes from two vectors end to end; `splat` fills a vector
  * with a scalar. A vector store with a `mask` stores only lanes from ≤ l < to, lane l at idx + l, and
  * forms no address for the others (idx itself may lie outside the buffer); one with a `stride` s
- * scatters, lane l to idx + l·s. Lowerings emit vectors
- * only for the width the target declares. A `local` is a small
- * array on the stack, private to one iteration (a tile of results on its way out).
+ * scatters, lane l to idx + l·s. Lowerings emit vectors only for the width the target declares. A
+ * `local` is a small array on the stack, private to one iteration (a tile of results on its way out).
  *
  * Work-groups (GPU lowerings only): a `grid` runs its body once per work-item of a grid of
  * work-groups, each dimension's group and item index bound; a `local` of scope "group" at the top

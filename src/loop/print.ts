@@ -20,7 +20,7 @@ function stmts(ss: Stmt[], ind: string): string {
     .map((s) => {
       switch (s.k) {
         case "for": return `${ind}${s.parallel ? "parallel " : ""}for ${s.v} in 0..${s.n} {\n${stmts(s.body, ind + "  ")}${ind}}\n`;
-        case "store": return `${ind}${s.buf}[${expr(s.idx)}${s.lanes ? ` +: ${s.lanes}` : ""}]${s.mask ? ` lanes ${expr(s.mask.from)}..${expr(s.mask.to)}` : ""}${s.stride ? ` stride ${s.stride}` : ""} = ${expr(s.val)}\n`;
+        case "store": return `${ind}${s.buf}[${expr(s.idx)}${s.lanes ? ` +: ${s.lanes}` : ""}]${s.mask ? ` lanes ${expr(s.mask.from)}..${expr(s.mask.to)}` : ""}${s.stride ? ` step ${s.stride}` : ""} = ${expr(s.val)}\n`;
         case "let": return `${ind}${s.dtype}${s.lanes ? `x${s.lanes}` : ""} ${s.name} = ${expr(s.val)}\n`;
         case "set": return `${ind}${s.name} = ${expr(s.val)}\n`;
         case "local": return `${ind}${s.scope === "group" ? "group " : ""}local ${s.dtype} ${s.name}[${s.n}]\n`;

@@ -61,6 +61,8 @@ const CASES: Case[] = [
   // Small maps, many channels and taps: pixels as rows, a tail panel of one pixel; a padded copy or the input itself.
   { name: "3x3 conv on a 7x7 map, many channels (transposed, padded copy)", winograd: false, op: "Conv", x: [1, 64, 7, 7], w: [128, 64, 3, 3], bias: [128], attrs: [attr.ints("pads", [1, 1, 1, 1])], transposed: ["host", "rpi4"] },
   { name: "1x1 conv on a 7x7 map (transposed, the input read as it is)", op: "Conv", x: [1, 256, 7, 7], w: [256, 256, 1, 1], transposed: ["host", "rpi4"] },
+  // 200 channels: whole tiles scattered from the registers, and on host a ragged last tile through the stack.
+  { name: "1x1 conv on a 3x3 map, 200 channels (transposed, a ragged tile of channels)", op: "Conv", x: [1, 96, 3, 3], w: [200, 96, 1, 1], bias: [200], transposed: ["host", "rpi4"] },
   { name: "3x3 conv, stride 2, pads 1 on a 15x15 map (transposed)", op: "Conv", x: [1, 64, 15, 15], w: [128, 64, 3, 3], bias: [128], attrs: [attr.ints("pads", [1, 1, 1, 1]), attr.ints("strides", [2, 2])], transposed: ["host", "rpi4"] },
   { name: "3x3 conv, dilation 2, pads 2 on a 9x9 map (transposed)", op: "Conv", x: [1, 64, 9, 9], w: [128, 64, 3, 3], attrs: [attr.ints("pads", [2, 2, 2, 2]), attr.ints("dilations", [2, 2])], transposed: ["host", "rpi4"] },
   { name: "3x3 conv, no padding, 7x9 map (transposed, the input read as it is)", op: "Conv", x: [1, 64, 7, 9], w: [64, 64, 3, 3], transposed: ["host", "rpi4"] },

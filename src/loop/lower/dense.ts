@@ -162,8 +162,8 @@ const ntOf = (c: LowerCtx, cols: number) => tileColumns(c.cpu!, cols);
  * A convolution of one image as the transposed product: rows are output pixels, columns output
  * channels, so a small map (7×7: 49 pixels) does not leave most of a tile of columns empty. The
  * weights are the constant B, packed at compile time; the input is gathered im2col-style into
- * panels of pixels once, and the results go to the output one by one through the tile (they lie
- * a map apart along the columns).
+ * panels of pixels once, and the results lie a map apart along the columns: whole tiles are
+ * scattered from the registers, the ragged last one goes to the output one by one through the tile.
  */
 function transposedConv(c: LowerCtx): ConvPlan {
   const { node, ins: [x, w, b], outs: [y], names } = c;

@@ -42,7 +42,7 @@ export interface GemmSpec {
   init?: (b: Expr[], row: Expr) => Expr;
   /** the output and the index of (row, j) in it; its elements are contiguous along j, unless colOk or strided */
   y: Ref;
-  /** y's elements are not contiguous along j (a product computed transposed): each goes through the tile */
+  /** y's elements are not contiguous along j (a product computed transposed): whole tiles are scattered, a ragged one goes element by element through the tile */
   strided?: boolean;
   yAt: (b: Expr[], row: Expr, j: Expr) => Expr[];
   /** the columns that exist, when some do not (computed and dropped): then every store goes through the tile */
@@ -204,15 +204,16 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
     const epilogueInRegisters = (full: boolean): Stmt[] | undefined => {
       const out: Stmt[] = [];
       const l = c.names.next("l");
-      const last = (Math.ceil(s.cols / NT) - 1) * NT;
+      const last = (tiles - 1) * NT;
       for (const [r, rs] of accs.entries())
         for (const [v, n] of rs.entries()) {
           const present = full ? L : Math.min(L, s.cols - last - v * L);
           if (present <= 0) continue;
           const x = c.names.next("e"), j = add(j0, add(int(v * L), vr(l)));
           const lane: Stmt[] = [let_(x, "float32", { k: "load", buf: n, idx: vr(l), dtype: "float32" }), store(s.y, s.yAt(b, row(r), j), s.post ? s.post(b, row(r), j, vr(x, "float32")) : vr(x, "float32"))];
+          // One lane has no scatter (the scalar prelude has none): a strided y then keeps the tile.
           const vec = vectorizeLanes(lane, l, int(0), L, !!s.strided && L > 1);
-          if (!vec || vec[0].k !== "let" || (present < L && loadsAlong(lane.slice(1), l))) return undefined;
+          if (!vec || (present < L && loadsAlong(lane.slice(1), l))) return undefined;
           out.push(vlet(x, vvar(n, L), L), ...(present < L ? withMask(vec.slice(1), { from: int(0), to: int(present) }) : vec.slice(1)));
         }
       return out;
@@ -224,6 +225,7 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
         accs.forEach((rs, r) => rs.forEach((n, v) => out.push(vstore(s.y.buf, flat(s.y.shape, s.yAt(b, row(r), add(j0, int(v * L)))), vvar(n, L), L))));
         return out;
       }
+      // No masked scatter: a strided y's ragged tile keeps the tile.
       const inRegisters = !s.colOk && (full || !s.strided) ? epilogueInRegisters(full) : undefined;
       if (inRegisters) return inRegisters;
       // Through a stack tile, so the epilogue is a loop over columns that vectorizes.
