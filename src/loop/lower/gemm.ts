@@ -1,6 +1,6 @@
 import type { Tensor } from "../../core/tensor.js";
 import {
-  add, and, cst, div, flat, ge, int, le, let_, lt, min, mod, mul, nest, select, set, splat, store, sub, threadId, vlet, vload, vr, vstore, vvar, if_, type Names, type Ref,
+  add, and, cst, div, ge, int, le, let_, lt, min, mod, mul, nest, select, set, splat, store, sub, threadId, vlet, vload, vr, vstore, vvar, if_, type Names, type Ref,
 } from "../build.js";
 import { mentionsVar, touched, type Expr, type LaneRange, type Stmt } from "../ir.js";
 import { vectorizeLanes } from "../vectorize.js";
@@ -218,13 +218,9 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
         }
       return out;
     };
-    // The accumulators to memory: directly, or through the epilogue.
+    // The accumulators to memory: from the registers (through the epilogue, if any), or through a stack tile.
     const writeOut = (full: boolean): Stmt[] => {
       const out: Stmt[] = [];
-      if (!s.post && !s.y.put && !s.colOk && !s.strided && full) {
-        accs.forEach((rs, r) => rs.forEach((n, v) => out.push(vstore(s.y.buf, flat(s.y.shape, s.yAt(b, row(r), add(j0, int(v * L)))), vvar(n, L), L))));
-        return out;
-      }
       // No masked scatter: a strided y's ragged tile keeps the tile.
       const inRegisters = !s.colOk && (full || !s.strided) ? epilogueInRegisters(full) : undefined;
       if (inRegisters) return inRegisters;
