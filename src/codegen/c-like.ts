@@ -1,5 +1,5 @@
 import type { DType } from "../core/dtype.js";
-import type { BinOp, Expr, Stmt, UnOp } from "../loop/ir.js";
+import { lanesIn, type BinOp, type Expr, type Stmt, type UnOp } from "../loop/ir.js";
 
 /**
  * The C-family renderer shared by every backend: statements and expressions of the loop IR printed
@@ -26,6 +26,10 @@ export interface Dialect {
     store(ptr: string, val: string, lanes: number): string;
     /** lanes from..to of val to buf[idx + from ..]; absent, a dialect whose lowerings make no masked stores */
     storeLanes?(buf: string, idx: string, val: string, lanes: number, from: string, to: string): string;
+    /** the lanes of val set in `mask` (n of them) to ptr[0..n); absent, a dialect whose lowerings make no packed stores */
+    storePacked?(ptr: string, val: string, lanes: number, mask: number, n: number): string;
+    /** ptr[0..n) into the lanes set in `mask` (n of them), the others `fill`; absent, a dialect whose lowerings make no spread loads */
+    loadSpread?(ptr: string, lanes: number, mask: number, n: number, fill: string): string;
     /** lane l of val to ptr[l·stride]; absent, a dialect whose lowerings make no scatters */
     storeStrided?(ptr: string, val: string, lanes: number, stride: number): string;
     splat(a: string, lanes: number): string;
@@ -47,7 +51,13 @@ export function renderExpr(e: Expr, d: Dialect): string {
   switch (e.k) {
     case "const": return d.literal(e.v, e.dtype);
     case "var": return e.name;
-    case "load": return e.lanes ? d.vector.load(`${e.buf} + ${renderExpr(e.idx, d)}`, e.lanes, e.stride ?? 1) : `${e.buf}[${renderExpr(e.idx, d)}]`;
+    case "load": {
+      if (e.spread) {
+        if (!e.lanes || !d.vector.loadSpread) throw new Error("internal: a spread load reached a dialect without them");
+        return d.vector.loadSpread(`${e.buf} + ${renderExpr(e.idx, d)}`, e.lanes, e.spread.mask, lanesIn(e.spread.mask), d.literal(e.spread.fill, "float32"));
+      }
+      return e.lanes ? d.vector.load(`${e.buf} + ${renderExpr(e.idx, d)}`, e.lanes, e.stride ?? 1) : `${e.buf}[${renderExpr(e.idx, d)}]`;
+    }
     case "splat": return d.vector.splat(renderExpr(e.a, d), e.lanes);
     case "bin":
       if (e.lanes && (e.op === "min" || e.op === "max")) return d.vector.minmax(e.op, renderExpr(e.a, d), renderExpr(e.b, d), e.lanes);
@@ -85,6 +95,11 @@ export function renderStmts(stmts: Stmt[], d: Dialect, indent = "  "): string {
           if (!s.lanes || !d.vector.storeLanes) throw new Error("internal: a masked store reached a dialect without them");
           if (s.stride) throw new Error("internal: a masked store that scatters (no dialect has one)");
           out += `${indent}${d.vector.storeLanes(s.buf, renderExpr(s.idx, d), renderExpr(s.val, d), s.lanes, renderExpr(s.mask.from, d), renderExpr(s.mask.to, d))};\n`;
+          break;
+        }
+        if (s.pack) {
+          if (!s.lanes || !d.vector.storePacked || s.stride) throw new Error("internal: a packed store reached a dialect without them, or scatters");
+          out += `${indent}${d.vector.storePacked(`${s.buf} + ${renderExpr(s.idx, d)}`, renderExpr(s.val, d), s.lanes, s.pack, lanesIn(s.pack))};\n`;
           break;
         }
         if (s.stride) {

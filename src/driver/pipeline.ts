@@ -140,15 +140,16 @@ export const GRAPH_PASSES: GraphPass[] = [
  */
 export const cpuFusionsOn = (t: Target) => backendFor(t).device !== "gpu";
 
-/** What loop passes know of the device the kernels run on: float32 lanes per vector (1: none). */
+/** What loop passes know of the device the kernels run on: float32 lanes per vector (1: none), and whether its dialect has slides (C's shuffles; OpenCL C's vectors do not). */
 export interface LoopShape {
   lanes: number;
+  slides: boolean;
 }
 
 export const LOOP_PASSES: { name: string; run: (p: Program, s: LoopShape) => Program }[] = [
   { name: "simplify", run: simplify },
   { name: "hoist-invariants", run: hoistInvariants },
-  { name: "vectorize-loops", run: (p, s) => vectorizeLoops(p, s.lanes) },
+  { name: "vectorize-loops", run: (p, s) => vectorizeLoops(p, s.lanes, s.slides) },
 ];
 
 /** Every code generator, by the name a target's `backend` gives. */
@@ -377,7 +378,8 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
   const name = sanitizeName(opts.name ?? "model");
   const sha256 = fileSha256(model);
   const t = opts.target;
-  const cpu = { lanes: Math.max(1, t.vectorBytes / 4), registers: t.vectorRegisters, threads: Math.max(1, t.cores) };
+  // 64-byte vectors on x86 are AVX-512's, which packs and spreads lanes by a mask.
+  const cpu = { lanes: Math.max(1, t.vectorBytes / 4), registers: t.vectorRegisters, threads: Math.max(1, t.cores), compress: t.arch === "x86_64" && t.vectorBytes === 64 };
   const want = (name: string) => opts.dumpAfter?.includes(name) || opts.dumpAfter?.includes("all");
   // GPU kernels use float vectors where the target's GPU entry asks for them (Mali's vec4 ALUs); 1: scalar SIMT code.
   const gpuEntry = t.devices.find((d) => d.kind === "gpu" && d.api === "opencl");
@@ -393,7 +395,7 @@ export function compileModel(model: string, opts: PipelineOptions): Compiled {
     verifyLoop(p);
     if (dump && want("lower-graph")) opts.dump?.("after:lower-graph", printLoop(p));
     for (const pass of LOOP_PASSES) {
-      p = pass.run(p, { lanes: device === "cpu" ? cpu.lanes : gpuLanes });
+      p = pass.run(p, device === "cpu" ? { lanes: cpu.lanes, slides: true } : { lanes: gpuLanes, slides: false });
       verifyLoop(p);
       if (dump && want(pass.name)) opts.dump?.(`after:${pass.name}`, printLoop(p));
     }

@@ -9,11 +9,14 @@ import type { Tensor } from "../core/tensor.js";
  *
  * Vectors: a `load`, `store`, `var`, `let` or `bin` with `lanes` works on that many consecutive
  * float32 elements at once (a SIMD register; only + - * apply to vectors); a load with `stride: 2`
- * takes every other element instead (a stride-2 convolution's taps); `neg` and `exp` apply lane-wise
+ * takes every other element instead (a stride-2 convolution's taps), and one that `spread`s takes
+ * as many consecutive elements as its mask has lanes, lane by lane into the lanes of the mask, the
+ * others `fill`; `neg` and `exp` apply lane-wise
  * too; `slide` takes a vector's worth of lanes from two vectors end to end; `splat` fills a vector
  * with a scalar. A vector store with a `mask` stores only lanes from ≤ l < to, lane l at idx + l, and
  * forms no address for the others (idx itself may lie outside the buffer); one with a `stride` s
- * scatters, lane l to idx + l·s. Lowerings emit vectors only for the width the target declares. A
+ * scatters, lane l to idx + l·s; one that `pack`s stores the lanes of its mask one after another from
+ * idx on (lanes a row's dropped columns leave out). Lowerings emit vectors only for the width the target declares. A
  * `local` is a small array on the stack, private to one iteration (a tile of results on its way out).
  *
  * Work-groups (GPU lowerings only): a `grid` runs its body once per work-item of a grid of
@@ -32,7 +35,7 @@ export type UnOp =
 export type Expr =
   | { k: "const"; dtype: DType; v: number | bigint }
   | { k: "var"; name: string; dtype: DType; lanes?: number }
-  | { k: "load"; buf: string; idx: Expr; dtype: DType; lanes?: number; stride?: 2 }
+  | { k: "load"; buf: string; idx: Expr; dtype: DType; lanes?: number; stride?: 2; spread?: { mask: number; fill: number } }
   | { k: "bin"; op: BinOp; a: Expr; b: Expr; dtype: DType; lanes?: number }
   | { k: "splat"; a: Expr; dtype: DType; lanes: number }
   | { k: "un"; op: UnOp; a: Expr; dtype: DType; lanes?: number }
@@ -43,7 +46,7 @@ export type Expr =
 
 export type Stmt =
   | { k: "for"; v: string; n: number; body: Stmt[]; parallel?: boolean; work?: number }
-  | { k: "store"; buf: string; idx: Expr; val: Expr; lanes?: number; mask?: LaneRange; stride?: number }
+  | { k: "store"; buf: string; idx: Expr; val: Expr; lanes?: number; mask?: LaneRange; stride?: number; pack?: number }
   | { k: "let"; name: string; dtype: DType; val: Expr; lanes?: number }
   | { k: "set"; name: string; val: Expr }
   | { k: "if"; c: Expr; then: Stmt[]; else?: Stmt[] }
@@ -52,6 +55,9 @@ export type Stmt =
   | { k: "local"; name: string; dtype: DType; n: number; scope?: "group" }
   | { k: "grid"; dims: GridDim[]; body: Stmt[] }
   | { k: "barrier" };
+
+/** How many lanes a lane mask (of a spread load or a packed store) has set. */
+export const lanesIn = (mask: number): number => mask.toString(2).replace(/0/g, "").length;
 
 /** Lanes from ≤ l < to of a vector (none when to ≤ from). */
 export interface LaneRange {

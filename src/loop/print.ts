@@ -5,7 +5,7 @@ function expr(e: Expr): string {
   switch (e.k) {
     case "const": return `${e.v}${e.dtype === "int32" ? "" : `:${e.dtype}`}`;
     case "var": return e.name;
-    case "load": return e.lanes ? `${e.buf}[${expr(e.idx)} +: ${e.lanes}${e.stride ? ` step ${e.stride}` : ""}]` : `${e.buf}[${expr(e.idx)}]`;
+    case "load": return e.lanes ? `${e.buf}[${expr(e.idx)} +: ${e.lanes}${e.stride ? ` step ${e.stride}` : ""}${e.spread ? ` spread 0x${e.spread.mask.toString(16)} fill ${e.spread.fill}` : ""}]` : `${e.buf}[${expr(e.idx)}]`;
     case "splat": return `splat${e.lanes}(${expr(e.a)})`;
     case "bin": return /^[a-z]/.test(e.op) ? `${e.op}(${expr(e.a)}, ${expr(e.b)})` : `(${expr(e.a)} ${e.op} ${expr(e.b)})`;
     case "un": return `${e.op}(${expr(e.a)})`;
@@ -20,7 +20,7 @@ function stmts(ss: Stmt[], ind: string): string {
     .map((s) => {
       switch (s.k) {
         case "for": return `${ind}${s.parallel ? "parallel " : ""}for ${s.v} in 0..${s.n} {\n${stmts(s.body, ind + "  ")}${ind}}\n`;
-        case "store": return `${ind}${s.buf}[${expr(s.idx)}${s.lanes ? ` +: ${s.lanes}` : ""}]${s.mask ? ` lanes ${expr(s.mask.from)}..${expr(s.mask.to)}` : ""}${s.stride ? ` step ${s.stride}` : ""} = ${expr(s.val)}\n`;
+        case "store": return `${ind}${s.buf}[${expr(s.idx)}${s.lanes ? ` +: ${s.lanes}` : ""}]${s.mask ? ` lanes ${expr(s.mask.from)}..${expr(s.mask.to)}` : ""}${s.stride ? ` step ${s.stride}` : ""}${s.pack ? ` pack 0x${s.pack.toString(16)}` : ""} = ${expr(s.val)}\n`;
         case "let": return `${ind}${s.dtype}${s.lanes ? `x${s.lanes}` : ""} ${s.name} = ${expr(s.val)}\n`;
         case "set": return `${ind}${s.name} = ${expr(s.val)}\n`;
         case "local": return `${ind}${s.scope === "group" ? "group " : ""}local ${s.dtype} ${s.name}[${s.n}]\n`;

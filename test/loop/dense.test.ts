@@ -23,8 +23,8 @@ interface Case {
   name: string;
   op: string;
   x: number[];
-  /** second operand: a constant initializer, or (runtime) a second input */
-  w: number[];
+  /** second operand: a constant initializer, or (runtime) a second input; none for a pool */
+  w?: number[];
   runtime?: boolean;
   bias?: number[];
   attrs?: ReturnType<typeof attr.i>[];
@@ -40,6 +40,8 @@ interface Case {
   masked?: (lanes: number) => boolean;
   /** whether, with vectors of this many lanes, a window op's taps are slid out of aligned vectors rather than loaded one by one */
   slides?: (lanes: number) => boolean;
+  /** whether, with vectors of this many lanes, a window op spreads each channel onto its grid and packs the grid's outputs into rows (AVX-512 only) */
+  packs?: (lanes: number) => boolean;
 }
 
 const CASES: Case[] = [
@@ -84,6 +86,12 @@ const CASES: Case[] = [
   { name: "depthwise 3x3 stride 1", op: "Conv", x: [1, 6, 20, 37], w: [6, 1, 3, 3], bias: [6], attrs: [attr.i("group", 6), attr.ints("pads", [1, 1, 1, 1])] },
   { name: "depthwise 3x3 stride 1, narrow map (half and quarter vectors)", op: "Conv", x: [1, 5, 9, 14], w: [5, 1, 3, 3], bias: [5], attrs: [attr.i("group", 5), attr.ints("pads", [1, 1, 1, 1])] },
   { name: "depthwise 5x5 stride 1 on a 7x7 map (padded copy, vectors across rows)", slides: (lanes) => lanes === 16, op: "Conv", x: [1, 6, 7, 7], w: [6, 1, 5, 5], bias: [6], attrs: [attr.i("group", 6), attr.ints("pads", [2, 2, 2, 2])] },
+  // Rows 5 wide on a grid 7 wide: each vector of outputs packs the lanes of 2–3 rows (dscnn_kws's layers).
+  { name: "depthwise 3x3 stride 1 on a 25x5 map (spread onto the grid, packed out of it)", packs: (lanes) => lanes === 16, op: "Conv", x: [1, 16, 25, 5], w: [16, 1, 3, 3], bias: [16], attrs: [attr.i("group", 16), attr.ints("pads", [1, 1, 1, 1])] },
+  { name: "depthwise 3x3 stride 1, dilation 2, asymmetric pads on a 10x9 map", packs: (lanes) => lanes === 16, op: "Conv", x: [1, 3, 10, 9], w: [3, 1, 3, 3], attrs: [attr.i("group", 3), attr.ints("pads", [2, 1, 1, 2]), attr.ints("dilations", [2, 2])] },
+  // Padding reads as −∞: the spread vectors' other lanes take it.
+  { name: "max pool 3x3 stride 1, pads 1 on a 9x7 map", packs: (lanes) => lanes === 16, op: "MaxPool", x: [1, 5, 9, 7], attrs: [attr.ints("kernel_shape", [3, 3]), attr.ints("pads", [1, 1, 1, 1])] },
+  { name: "max pool 2x2 stride 2 on a 9x8 map (stride phases: not packed)", packs: () => false, op: "MaxPool", x: [1, 3, 9, 8], attrs: [attr.ints("kernel_shape", [2, 2]), attr.ints("strides", [2, 2])] },
   { name: "depthwise 5x5 stride 2", op: "Conv", x: [2, 4, 17, 18], w: [4, 1, 5, 5], attrs: [attr.i("group", 4), attr.ints("pads", [2, 2, 2, 2]), attr.ints("strides", [2, 2])] },
   { name: "depthwise 3x3 stride 2 on a 14x14 map, 12 channels (stride phases, 4 channels copied at a time)", op: "Conv", x: [1, 12, 14, 14], w: [12, 1, 3, 3], bias: [12], attrs: [attr.i("group", 12), attr.ints("pads", [1, 1, 1, 1]), attr.ints("strides", [2, 2])] },
   { name: "depthwise 3x3 stride 2, dilation 2, asymmetric pads, 7 channels (one copied at a time)", op: "Conv", x: [1, 7, 15, 13], w: [7, 1, 3, 3], attrs: [attr.i("group", 7), attr.ints("pads", [2, 1, 1, 2]), attr.ints("strides", [2, 2]), attr.ints("dilations", [2, 2])] },
@@ -95,13 +103,13 @@ const CASES: Case[] = [
 function model(c: Case) {
   const ins = [valueInfo("x", T.FLOAT, c.x), ...(c.runtime ? [valueInfo("w", T.FLOAT, c.w)] : [])];
   const inits = [
-    ...(c.runtime ? [] : [tensorProto("w", T.FLOAT, c.w, { floatData: Array.from(rand(numel(c.w))) })]),
+    ...(c.runtime || !c.w ? [] : [tensorProto("w", T.FLOAT, c.w, { floatData: Array.from(rand(numel(c.w))) })]),
     ...(c.bias ? [tensorProto("b", T.FLOAT, c.bias, { floatData: Array.from(rand(numel(c.bias))) })] : []),
   ];
   return modelBytes({
     inputs: ins,
     initializers: inits,
-    nodes: [node(c.op, ["x", "w", ...(c.bias ? ["b"] : [])], ["y"], c.attrs ?? [])],
+    nodes: [node(c.op, ["x", ...(c.w ? ["w"] : []), ...(c.bias ? ["b"] : [])], ["y"], c.attrs ?? [])],
     outputs: [valueInfo("y", T.FLOAT)],
   });
 }
@@ -115,9 +123,9 @@ const threaded = (name: string) => ({ ...loadTarget(name), parallelMinWork: 0 })
 describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName) => {
   it.concurrent.for(CASES)("$name", async (c, { expect: ex }) => {
     const file = work.write(`${targetName}-${c.name.replace(/\W+/g, "_")}.onnx`, model(c));
-    const feeds: Record<string, Float32Array> = { x: rand(numel(c.x)), ...(c.runtime ? { w: rand(numel(c.w)) } : {}) };
+    const feeds: Record<string, Float32Array> = { x: rand(numel(c.x)), ...(c.runtime ? { w: rand(numel(c.w!)) } : {}) };
     const session = await ort.InferenceSession.create(file);
-    const ref = (await session.run(Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, new ort.Tensor("float32", v, k === "x" ? c.x : c.w)]))))["y"];
+    const ref = (await session.run(Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, new ort.Tensor("float32", v, k === "x" ? c.x : c.w!)]))))["y"];
     const dir = join(work.dir, `${targetName}-${c.name.replace(/\W+/g, "_")}`);
     await buildArtifact(file, dir, { target: threaded(targetName) });
     const source = readFileSync(join(dir, "model.c"), "utf8");
@@ -130,10 +138,15 @@ describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName)
     // A ragged tile's last vector is masked too, with literal bounds; a grid row's run has computed ones.
     if (c.masked) ex(/edgec_vstore\d+m\(\w+, (?!.*, \d+, \d+\);$)/m.test(source), "stores runs of a vector's lanes").toBe(c.masked(loadTarget(targetName).vectorBytes / 4));
     if (c.slides) ex(/__builtin_shufflevector\(run\d+, run\d+, /.test(source), "slides its taps out of aligned vectors").toBe(c.slides(loadTarget(targetName).vectorBytes / 4));
+    if (c.packs) {
+      const packs = c.packs(loadTarget(targetName).vectorBytes / 4) && targetName === "host";
+      ex(/^\s+edgec_vstore\d+\(scratch_\w+ \+ .*, edgec_vspread\d+\(/m.test(source), "spreads each channel onto its grid").toBe(packs);
+      ex(/^\s+edgec_vpack\d+\(/m.test(source), "packs the grid's outputs into rows").toBe(packs);
+    }
     if (c.winograd !== undefined) ex(/\bp_\w*_winograd\b/.test(source), "runs by Winograd's transform").toBe(c.winograd);
     if (c.transposed) ex(/\bp_\w*_packed\b/.test(source) && !/\bp_\w*_rows\b/.test(source), "runs transposed").toBe(c.transposed.includes(targetName));
     if (c.transposed) ex(/^\s+edgec_vscatter\d+\(/m.test(source), "scatters a transposed product's whole tiles from its registers").toBe(c.transposed.includes(targetName));
-    const inputs = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, { dtype: "float32" as const, shape: k === "x" ? c.x : c.w, data: v }]));
+    const inputs = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, { dtype: "float32" as const, shape: k === "x" ? c.x : c.w!, data: v }]));
     for (const threads of [1, 2]) {
       const { outputs } = await runArtifact(dir, inputs, 1, { threads });
       const r = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
@@ -143,19 +156,19 @@ describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName)
 });
 
 describe("GPU products tiled through local memory, on the opencl target (PoCL)", () => {
-  // Every case but the depthwise ones is a product large enough to tile (8×8 work-groups here).
+  // Every case but the depthwise and pooling ones is a product large enough to tile (8×8 work-groups here).
   it.for(CASES)("$name: the tiled kernels and their untiled forms both match onnxruntime", async (c, { expect: ex }) => {
     const file = work.write(`opencl-${c.name.replace(/\W+/g, "_")}.onnx`, model(c));
-    const feeds: Record<string, Float32Array> = { x: rand(numel(c.x)), ...(c.runtime ? { w: rand(numel(c.w)) } : {}) };
+    const feeds: Record<string, Float32Array> = { x: rand(numel(c.x)), ...(c.runtime ? { w: rand(numel(c.w!)) } : {}) };
     const session = await ort.InferenceSession.create(file);
-    const ref = (await session.run(Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, new ort.Tensor("float32", v, k === "x" ? c.x : c.w)]))))["y"];
+    const ref = (await session.run(Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, new ort.Tensor("float32", v, k === "x" ? c.x : c.w!)]))))["y"];
     const dir = join(work.dir, `opencl-${c.name.replace(/\W+/g, "_")}`);
     await buildArtifact(file, dir, { target: loadTarget("opencl") });
-    const tiled = !c.attrs?.some((a) => a.name === "group");
+    const tiled = !!c.w && !c.attrs?.some((a) => a.name === "group");
     const cl = readFileSync(join(dir, "kernels.cl"), "utf8");
     ex(/__local float \w+\[64\];/.test(cl) && cl.includes("barrier(CLK_LOCAL_MEM_FENCE);"), "kernels.cl tiles through local memory").toBe(tiled);
     ex(/__kernel void \w+_untiled\(/.test(cl), "kernels.cl has the untiled form too").toBe(tiled);
-    const inputs = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, { dtype: "float32" as const, shape: k === "x" ? c.x : c.w, data: v }]));
+    const inputs = Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, { dtype: "float32" as const, shape: k === "x" ? c.x : c.w!, data: v }]));
     // PoCL's local memory is the CPU's own (CL_GLOBAL): untiled unless EDGEC_OPENCL_TILED says otherwise.
     for (const [setting, variant] of [[undefined, "untiled"], ["on", "tiled in local memory"], ["off", "untiled"]] as const) {
       if (setting) process.env.EDGEC_OPENCL_TILED = setting;

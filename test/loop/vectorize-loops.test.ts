@@ -152,6 +152,20 @@ describe("vectorizeLoops", () => {
     expect(text).toContain("part[1] = (part[1] + l_acc)");
   });
 
+  it("with slides, folds the vector of partial results into its lane 0 in registers: log2(lanes) slides, no loop over its lanes", () => {
+    const x = { buf: "x", dtype: "float32" as const, shape: [40] };
+    const y = { buf: "y", dtype: "float32" as const, shape: [1] };
+    const body = [let_("acc", "float32", cst(-Infinity)), { k: "for" as const, v: "i", n: 40, body: [{ k: "set" as const, name: "acc", val: { k: "bin" as const, op: "max" as const, a: vr("acc", "float32"), b: load(x, [vr("i")]), dtype: "float32" as const } }] }, store(y, [int(0)], vr("acc", "float32"))];
+    const buffers = new Map([x, y].map((r) => [r.buf, { name: r.buf, value: r.buf, dtype: r.dtype, shape: r.shape, kind: "input" as const }]));
+    const p: Program = { name: "p", buffers, kernels: [{ name: "k0", node: "n", op: "Max", params: ["x", "y"], writes: ["y"], body }], inputs: ["x", "y"], outputs: [], arenaBytes: 0 };
+    const text = printLoop(vectorizeLoops(p, 16, true));
+    // 40 = 2 vectors of 16, one of 8: each width its own vector of partial results, halved down to one lane.
+    for (const [w, bys] of [[16, [8, 4, 2, 1]], [8, [4, 2, 1]]] as const) for (const by of bys) expect(text).toContain(`acc_v${w} = max(acc_v${w}, slide${w}(acc_v${w}, acc_v${w}, ${by}))`);
+    expect(text).toContain("acc = max(acc, acc_l16[0])");
+    expect(text).not.toMatch(/for acc_i\d+ in/);
+    expect(printLoop(vectorizeLoops(p, 16))).toMatch(/for acc_i16 in 0\.\.16/);
+  });
+
   it("keeps the work a parallel loop states on its vector loop", () => {
     const t = { buf: "t", dtype: "float32" as const, shape: [18] };
     const body = [{ k: "for" as const, v: "i", n: 18, parallel: true, work: 1 << 20, body: [store(t, [vr("i")], mul(load(t, [vr("i")]), cst(2)))] }];

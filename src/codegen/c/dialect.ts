@@ -66,6 +66,8 @@ export const C_DIALECT: Dialect = {
     store: (ptr, val, lanes) => `edgec_vstore${lanes}(${ptr}, ${val})`,
     storeLanes: (buf, idx, val, lanes, from, to) => `edgec_vstore${lanes}m(${buf}, ${idx}, ${val}, ${from}, ${to})`,
     storeStrided: (ptr, val, lanes, stride) => `edgec_vscatter${lanes}(${ptr}, ${stride}, ${val})`,
+    storePacked: (ptr, val, lanes, mask, n) => `edgec_vpack${lanes}(${ptr}, ${val}, 0x${mask.toString(16)}u, ${n})`,
+    loadSpread: (ptr, lanes, mask, n, fill) => `edgec_vspread${lanes}(${ptr}, 0x${mask.toString(16)}u, ${n}, ${fill})`,
     splat: (a, lanes) => `edgec_splat${lanes}(${a})`,
     slide: (a, b, by, lanes) => `__builtin_shufflevector(${a}, ${b}, ${Array.from({ length: lanes }, (_, l) => by + l).join(", ")})`,
     minmax: (op, a, b, lanes) => `edgec_v${op}${lanes}(${a}, ${b})`,
@@ -100,6 +102,7 @@ function vectorWidth(lanes: number): string {
     // p[lanes−1..2·lanes−1), so nothing past the last element used is read.
     `EDGEC_MAYBE_UNUSED static inline ${t} edgec_vload${lanes}s2(const float *p) { return __builtin_shufflevector(edgec_vload${lanes}(p), edgec_vload${lanes}(p + ${lanes - 1}), ${evenThenOdd(lanes)}); }`,
     `EDGEC_MAYBE_UNUSED static inline ${t} edgec_splat${lanes}(float s) { ${t} v = {${Array(lanes).fill("s").join(", ")}}; return v; }`,
+    packAndSpread(t, lanes),
     vectorExp(t, m, `edgec_splat${lanes}`, lanes),
   ].join("\n");
 }
@@ -173,6 +176,28 @@ function storeLanes(t: string, lanes: number): string {
     "}",
     "#else",
     `EDGEC_MAYBE_UNUSED static inline void edgec_vstore16m(float *p, int32_t i, ${t} v, int32_t from, int32_t to) { ${loop} }`,
+    "#endif",
+  ].join("\n");
+}
+
+/**
+ * The lanes of a mask (n of them) packed together into p[0..n) and spread out from p[0..n), the
+ * others `fill`: AVX-512's compress and expand (register forms; the memory forms are microcoded on
+ * AMD's Zen 4) with a masked store and load, which touch only p[0..n); else lane by lane.
+ */
+function packAndSpread(t: string, lanes: number): string {
+  const portable = [
+    `EDGEC_MAYBE_UNUSED static inline void edgec_vpack${lanes}(float *p, ${t} v, uint32_t mask, int32_t n) { int32_t o = 0; (void)n; for (int32_t l = 0; l < ${lanes}; ++l) if (mask >> l & 1u) p[o++] = v[l]; }`,
+    `EDGEC_MAYBE_UNUSED static inline ${t} edgec_vspread${lanes}(const float *p, uint32_t mask, int32_t n, float fill) { ${t} v = edgec_splat${lanes}(fill); int32_t o = 0; (void)n; for (int32_t l = 0; l < ${lanes}; ++l) if (mask >> l & 1u) v[l] = p[o++]; return v; }`,
+  ];
+  if (lanes !== 16) return portable.join("\n");
+  return [
+    "#if defined(__AVX512F__)",
+    "#include <immintrin.h>",
+    `EDGEC_MAYBE_UNUSED static inline void edgec_vpack16(float *p, ${t} v, uint32_t mask, int32_t n) { _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), _mm512_maskz_compress_ps((__mmask16)mask, (__m512)v)); }`,
+    `EDGEC_MAYBE_UNUSED static inline ${t} edgec_vspread16(const float *p, uint32_t mask, int32_t n, float fill) { return (${t})_mm512_mask_expand_ps(_mm512_set1_ps(fill), (__mmask16)mask, _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p)); }`,
+    "#else",
+    ...portable,
     "#endif",
   ].join("\n");
 }

@@ -55,6 +55,8 @@ export interface CpuShape {
   registers: number;
   /** threads the generated code runs at most (scratch is sized for them); 1 when not given */
   threads?: number;
+  /** vectors pack a mask's lanes together and spread them out in an instruction each (AVX-512's compress and expand) */
+  compress?: boolean;
 }
 
 /** Lowers one graph node to the body of one kernel. */

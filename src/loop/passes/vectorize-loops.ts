@@ -8,13 +8,14 @@ import { vectorizeLanes } from "../vectorize.js";
  * loops over vectors of `lanes` consecutive i, then of half as many, down to 4, then scalars for
  * what is left. A loop that only accumulates into a float outside it (acc = acc + f(i), or max,
  * min) keeps a vector of partial results, folded into acc after the loop (summing in another order,
- * as any vectorized reduction does). A loop is left alone when its body has no vector form (see
+ * as any vectorized reduction does): where the dialect has slides, by halving the vector in
+ * registers (log2(lanes) slides and ops); else through memory, one lane at a time. A loop is left alone when its body has no vector form (see
  * vectorizeLanes: other types, a store that is not consecutive, a read of what it writes elsewhere).
  */
-export function vectorizeLoops(p: Program, lanes: number): Program {
+export function vectorizeLoops(p: Program, lanes: number, slides = false): Program {
   if (lanes < 2) return p;
   // A grid's loops hold barriers and read group memory across work-items: it keeps its own shape.
-  return { ...p, kernels: p.kernels.map((k): Kernel => (k.body.some((s) => s.k === "grid") ? k : { ...k, body: stmts(k.body, lanes) })) };
+  return { ...p, kernels: p.kernels.map((k): Kernel => (k.body.some((s) => s.k === "grid") ? k : { ...k, body: stmts(k.body, lanes, slides) })) };
 }
 
 const hasLoop = (ss: Stmt[]): boolean =>
@@ -68,7 +69,7 @@ function foldIntoLocal(s: Extract<Stmt, { k: "for" }>): Stmt[] | undefined {
 }
 
 /** Loop `s` from iteration `from` on: vectors of `width` while they fit, halving down to 4, then scalars. */
-function split(s: Extract<Stmt, { k: "for" }>, from: number, width: number): Stmt[] {
+function split(s: Extract<Stmt, { k: "for" }>, from: number, width: number, slides: boolean): Stmt[] {
   const left = s.n - from;
   if (!left) return [];
   // Iterations past `from` run the body with the loop variable bound by a let.
@@ -77,7 +78,7 @@ function split(s: Extract<Stmt, { k: "for" }>, from: number, width: number): Stm
     const t = `${s.v}_t`;
     return [{ k: "for", v: t, n: left, body: [{ k: "block", body: [let_(s.v, "int32", shifted(t, 1)), ...s.body] }] }];
   }
-  if (left < width) return split(s, from, width / 2);
+  if (left < width) return split(s, from, width / 2, slides);
   const v = `${s.v}_v${width}`;
   const base = shifted(v, width);
   const red = reduction(s.body);
@@ -91,18 +92,27 @@ function split(s: Extract<Stmt, { k: "for" }>, from: number, width: number): Stm
         body: [
           vlet(accV, splat(cst(REDUCE[red.op]!), width), width),
           { k: "for", v, n: Math.floor(left / width), body: [...part, set(accV, bin(red.op, vvar(accV, width), vvar(`${red.acc}_e`, width)))] },
+          ...(slides ? halvings(accV, red.op, width) : []),
           { k: "local", name: tmp, dtype: "float32", n: width },
           vstore(tmp, int(0), vvar(accV, width), width),
-          { k: "for", v: l, n: width, body: [set(red.acc, bin(red.op, vr(red.acc, "float32"), load({ buf: tmp, dtype: "float32", shape: [width] }, [vr(l)])))] },
+          slides
+            ? set(red.acc, bin(red.op, vr(red.acc, "float32"), load({ buf: tmp, dtype: "float32", shape: [width] }, [int(0)])))
+            : { k: "for", v: l, n: width, body: [set(red.acc, bin(red.op, vr(red.acc, "float32"), load({ buf: tmp, dtype: "float32", shape: [width] }, [vr(l)])))] },
         ],
       }];
   } else {
     const vec = vectorizeLanes(s.body, s.v, base, width);
     if (vec) loop = [{ k: "for", v, n: Math.floor(left / width), body: vec, parallel: s.parallel && from === 0, ...(from === 0 && s.work !== undefined && { work: s.work }) }];
   }
-  if (!loop) return width === 4 ? split(s, from, 2) : split(s, from, width / 2);
-  return [...loop, ...split(s, from + Math.floor(left / width) * width, width / 2)];
+  if (!loop) return width === 4 ? split(s, from, 2, slides) : split(s, from, width / 2, slides);
+  return [...loop, ...split(s, from + Math.floor(left / width) * width, width / 2, slides)];
 }
+
+/** Folds vector `v` into its lane 0: v ⊕ v slid by half its lanes, then by a quarter, ... by one. */
+const halvings = (v: string, op: BinOp, width: number): Stmt[] =>
+  Array.from({ length: Math.log2(width) }, (_, i) => width >> (i + 1)).map((by) =>
+    set(v, bin(op, vvar(v, width), { k: "slide", a: vvar(v, width), b: vvar(v, width), by, dtype: "float32", lanes: width })),
+  );
 
 /** Statements a body runs per iteration, its loops unrolled. */
 const size = (ss: Stmt[]): number =>
@@ -126,21 +136,21 @@ function unrolled(ss: Stmt[]): Stmt[] | undefined {
 /** Pooling windows and the like: inner loops up to this many statements are unrolled so the loop around them vectorizes. */
 const MAX_UNROLLED = 32;
 
-function stmts(ss: Stmt[], lanes: number): Stmt[] {
+function stmts(ss: Stmt[], lanes: number, slides: boolean): Stmt[] {
   return ss.flatMap((s): Stmt[] => {
     switch (s.k) {
       case "for": {
         const folded = s.n >= 4 && !hasLoop(s.body) ? foldIntoLocal(s) : undefined;
-        if (folded) return stmts(folded, lanes);
+        if (folded) return stmts(folded, lanes, slides);
         const body = hasLoop(s.body) ? unrolled(s.body) : s.body;
         if (s.n >= 4 && body) {
-          const out = split({ ...s, body }, 0, lanes);
+          const out = split({ ...s, body }, 0, lanes, slides);
           if (out.length !== 1 || out[0].k !== "for" || out[0].v !== `${s.v}_t`) return out;
         }
-        return [{ ...s, body: stmts(s.body, lanes) }];
+        return [{ ...s, body: stmts(s.body, lanes, slides) }];
       }
-      case "if": return [{ ...s, then: stmts(s.then, lanes), else: s.else && stmts(s.else, lanes) }];
-      case "block": return [{ ...s, body: stmts(s.body, lanes) }];
+      case "if": return [{ ...s, then: stmts(s.then, lanes, slides), else: s.else && stmts(s.else, lanes, slides) }];
+      case "block": return [{ ...s, body: stmts(s.body, lanes, slides) }];
       default: return [s];
     }
   });
