@@ -30,7 +30,7 @@ for (const model of models) {
   for (const threads of threadCounts) {
     const label = `${modelLabel(model)}, ${threads} thread${threads === 1 ? "" : "s"}`;
     try {
-      const r = await benchModel(model, { target, threads, runs: 20, warmup: 3, compareOrt: true, compareUnfused: target.backend !== "wasm", buildDir: join("build", "bench-artifacts", target.name, modelLabel(model)) });
+      const r = await benchModel(model, { target, threads, runs: 40, warmup: 3, compareOrt: true, compareUnfused: target.backend !== "wasm", buildDir: join("build", "bench-artifacts", target.name, modelLabel(model)) });
       results.push(r);
       console.error(`${label}: edgec ${r.medianMs.toFixed(3)} ms${r.unfusedMedianMs === undefined ? "" : ` (unfused ${r.unfusedMedianMs.toFixed(3)} ms)`}, ${r.ortEngine} ${r.ortMedianMs.toFixed(3)} ms, ratio ${r.ratio.toFixed(2)}${r.agree ? "" : ", OUTPUTS DIFFER"}`);
       if (!r.agree) failed.push(`${label}: edgec's outputs differ from onnxruntime's`);

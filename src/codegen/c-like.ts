@@ -37,7 +37,7 @@ export interface Dialect {
     slide?(a: string, b: string, by: number, lanes: number): string;
     /** lane-wise fmin/fmax */
     minmax(op: "min" | "max", a: string, b: string, lanes: number): string;
-    /** the lane-wise unary ops the vectorizer makes: neg and exp */
+    /** the lane-wise unary ops the vectorizer makes: neg, exp and nanof */
     unary(op: UnOp, a: string, lanes: number): string;
   };
 }

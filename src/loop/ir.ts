@@ -11,7 +11,7 @@ import type { Tensor } from "../core/tensor.js";
  * float32 elements at once (a SIMD register; only + - * apply to vectors); a load with `stride: 2`
  * takes every other element instead (a stride-2 convolution's taps), and one that `spread`s takes
  * as many consecutive elements as its mask has lanes, lane by lane into the lanes of the mask, the
- * others `fill`; `neg` and `exp` apply lane-wise
+ * others `fill`; `neg`, `exp` and `nanof` apply lane-wise
  * too; `slide` takes a vector's worth of lanes from two vectors end to end; `splat` fills a vector
  * with a scalar. A vector store with a `mask` stores only lanes from ≤ l < to, lane l at idx + l, and
  * forms no address for the others (idx itself may lie outside the buffer); one with a `stride` s
@@ -30,7 +30,9 @@ export type BinOp =
   | "<" | "<=" | ">" | ">=" | "==" | "!=" | "&&" | "||";
 export type UnOp =
   | "neg" | "not" | "abs" | "exp" | "log" | "sqrt" | "tanh" | "erf" | "floor" | "ceil"
-  | "round" | "sin" | "cos";
+  | "round" | "sin" | "cos"
+  /** NaN where a is NaN, else +0: added to a result computed from a clamped a, it passes a NaN through */
+  | "nanof";
 
 export type Expr =
   | { k: "const"; dtype: DType; v: number | bigint }

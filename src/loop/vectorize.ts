@@ -4,7 +4,7 @@ import { lanesOf, type Expr, type Stmt } from "./ir.js";
 /**
  * Vectorizes the body of a loop over `lane` = 0..lanes−1: loads and stores whose index moves by
  * one element per lane (loads also by two) become vector loads and stores at lane 0 (the index with `lane` := `base`),
- * values the lane does not change are broadcast, and float32 arithmetic (+ − · / min max neg exp) works
+ * values the lane does not change are broadcast, and float32 arithmetic (+ − · / min max neg exp nanof) works
  * lane-wise; branches on lane-invariant conditions stay branches. With `scatter`, stores whose index
  * moves by more than one element per lane become strided vector stores. Returns undefined when the
  * body does anything else (other types, gathers, math functions, comparisons); the caller then keeps
@@ -39,7 +39,7 @@ export function vectorizeLanes(body: Stmt[], lane: string, base: Expr, lanes: nu
       }
       case "cast": return e.a.dtype === "float32" ? vec(e.a) : undefined;
       case "un": {
-        const a = e.op === "neg" || e.op === "exp" ? vec(e.a) : undefined;
+        const a = e.op === "neg" || e.op === "exp" || e.op === "nanof" ? vec(e.a) : undefined;
         return a && un(e.op, a);
       }
       case "bin": {

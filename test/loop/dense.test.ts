@@ -302,4 +302,20 @@ describe("parallel loops", () => {
     expect(await pragmas(loadTarget("host").parallelMinWork)).toBe(0);
     expect(await pragmas(0)).toBeGreaterThan(0);
   });
+
+  it("count a product's multiply-adds, half a unit each: 64 by 64 channels on 125 pixels split at the default, 16 by 64 do not", async () => {
+    const split = async (out: number) => {
+      const file = work.write(`pointwise-${out}.onnx`, modelBytes({
+        inputs: [valueInfo("x", T.FLOAT, [1, 64, 25, 5])],
+        initializers: [tensorProto("w", T.FLOAT, [out, 64, 1, 1], { floatData: Array.from(rand(out * 64)) })],
+        nodes: [node("Conv", ["x", "w"], ["y"])],
+        outputs: [valueInfo("y", T.FLOAT)],
+      }));
+      const dir = join(work.dir, `pointwise-${out}`);
+      await buildArtifact(file, dir, { target: loadTarget("host") });
+      return /^\s+EDGEC_PARALLEL_FOR$/m.test(readFileSync(join(dir, "model.c"), "utf8"));
+    };
+    expect(await split(64)).toBe(true);
+    expect(await split(16)).toBe(false);
+  });
 });

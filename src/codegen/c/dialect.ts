@@ -35,6 +35,7 @@ export const C_DIALECT: Dialect = {
   unary(op, d, a) {
     if (op === "neg") return `(-${a})`;
     if (op === "not") return `(!${a})`;
+    if (op === "nanof") return `(${a} != ${a} ? ${a} : ${d === "float64" ? "0.0" : "0.0f"})`;
     if (!isFloat(d)) {
       if (op === "abs") return `(${a} < 0 ? -${a} : ${a})`;
       return a;
@@ -103,6 +104,7 @@ function vectorWidth(lanes: number): string {
     `EDGEC_MAYBE_UNUSED static inline ${t} edgec_vload${lanes}s2(const float *p) { return __builtin_shufflevector(edgec_vload${lanes}(p), edgec_vload${lanes}(p + ${lanes - 1}), ${evenThenOdd(lanes)}); }`,
     `EDGEC_MAYBE_UNUSED static inline ${t} edgec_splat${lanes}(float s) { ${t} v = {${Array(lanes).fill("s").join(", ")}}; return v; }`,
     packAndSpread(t, lanes),
+    `EDGEC_MAYBE_UNUSED static inline ${t} edgec_vnanof${lanes}(${t} x) { return (${t})((x != x) & (${m})x); }`,
     vectorExp(t, m, `edgec_splat${lanes}`, lanes),
   ].join("\n");
 }
@@ -151,6 +153,7 @@ function scalarPrelude(): string {
     "EDGEC_MAYBE_UNUSED static inline void edgec_vstore1(float *p, float v) { *p = v; }",
     "EDGEC_MAYBE_UNUSED static inline float edgec_splat1(float s) { return s; }",
     "EDGEC_MAYBE_UNUSED static inline float edgec_vexp1(float x) { return expf(x); }",
+    "EDGEC_MAYBE_UNUSED static inline float edgec_vnanof1(float x) { return x != x ? x : 0.0f; }",
   ].join("\n");
 }
 

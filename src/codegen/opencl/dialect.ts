@@ -37,6 +37,7 @@ export const CL_DIALECT: Dialect = {
   unary(op, d, a) {
     if (op === "neg") return `(-${a})`;
     if (op === "not") return `(!${a})`;
+    if (op === "nanof") return `(isnan(${a}) ? ${a} : ${d === "float64" ? "0.0" : "0.0f"})`;
     if (!isFloat(d)) return op === "abs" ? `(${a} < 0 ? -${a} : ${a})` : a;
     return `${MATH[op]}(${a})`;
   },
@@ -62,6 +63,7 @@ export const CL_DIALECT: Dialect = {
     store: (ptr, val, lanes) => (lanes === 1 ? `(${ptr})[0] = ${val}` : `vstore${lanes}(${val}, 0, ${ptr})`),
     splat: (a, lanes) => (lanes === 1 ? a : `(float${lanes})(${a})`),
     minmax: (op, a, b) => `f${op}(${a}, ${b})`,
-    unary: (op, a) => (op === "neg" ? `(-${a})` : `${MATH[op]}(${a})`),
+    unary: (op, a, lanes) =>
+      op === "neg" ? `(-${a})` : op === "nanof" ? (lanes === 1 ? `(isnan(${a}) ? ${a} : 0.0f)` : `select((float${lanes})(0.0f), ${a}, isnan(${a}))`) : `${MATH[op]}(${a})`,
   },
 };

@@ -337,15 +337,16 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold, pad: number): Stmt
   const L = c.cpu!.lanes;
   const Q = (OH - 1) * Wq + OW;
   const wide = padded && OW < L && Q >= L && Q <= MAX_WIDE;
-  // Where vectors pack and spread lanes by a mask (AVX-512), a stride-1 window on rows at most half
-  // a vector wide copies each channel onto the grid a vector at a time (the padding's lanes spread
-  // apart, taking `pad`) and stores each vector of outputs straight out, the dropped columns' lanes
-  // packed away, instead of copying rows of 4-lane vectors in and out (profiling builds, one
-  // thread: dscnn_kws's 3×3 depthwise layers on 25×5 maps 0.0029 → 0.0020 ms, ShuffleNetV2's on
-  // 7×7 maps 0.0096 → 0.0030; on 14×14 maps, rows of 14 in vectors of 16, 0.0048 → 0.0054). The
-  // epilogue may read no memory (its lanes are not the outputs' run), and the vectors are
+  // Where vectors pack and spread lanes by a mask (AVX-512), a stride-1 window whose grid rows are
+  // narrower than a vector copies each channel onto the grid a vector at a time (the padding's
+  // lanes spread apart, taking `pad`) and stores each vector of outputs straight out, the dropped
+  // columns' lanes packed away, instead of copying rows of narrow vectors in and out (profiling
+  // builds, one thread: dscnn_kws's 3×3 depthwise layers on 25×5 maps 0.0029 → 0.0020 ms,
+  // ShuffleNetV2's on 7×7 maps 0.0096 → 0.0030). A grid row of a whole vector (14×14 maps under a
+  // 3×3 window, 16 lanes) has a vector per row either way: there it ran slower, 0.0048 → 0.0054.
+  // The epilogue may read no memory (its lanes are not the outputs' run), and the vectors are
   // unrolled, each with its own masks.
-  const packs = wide && 2 * OW <= L && sh === 1 && sw === 1 && !!c.cpu!.compress && overlap && !x!.at && x!.dtype === "float32" && Q <= MAX_PACKED * L;
+  const packs = wide && Wq < L && sh === 1 && sw === 1 && !!c.cpu!.compress && overlap && !x!.at && x!.dtype === "float32" && Q <= MAX_PACKED * L;
   const [rowLo, rowHi] = padded ? [0, OH] : interiorRows;
   const [colLo, colHi] = padded ? [0, OW] : interiorCols;
   // A thread takes `block` channels at a time, each with its own copy: it writes their padding,

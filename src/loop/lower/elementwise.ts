@@ -23,8 +23,8 @@ type Scalar = (xs: Expr[], n: Node) => Expr;
  */
 const LOGISTIC_P = [4.37031012579801e-11, 1.15627324459942e-7, 6.08574864600143e-5, 8.51377133304701e-3, 2.48287947061529e-1];
 const LOGISTIC_Q = [6.10247389755681e-13, 5.76102136993427e-9, 6.29106785017040e-6, 1.70198817374094e-3, 1.16817656904453e-1, 9.93151921023180e-1];
-/** min and max let a NaN operand lose: 0/(x² + 1) is +0 for every x but NaN, which it passes on (so −0 comes out as +0). */
-const nanOf = (x: Expr) => div(c(0, x), add(mul(x, x), c(1, x)));
+/** min and max let a NaN operand lose: added to their result, nanof(x) passes a NaN x on (and −0 comes out as +0). */
+const nanOf = (x: Expr) => un("nanof", x);
 const horner = (k: number[], t: Expr) => k.slice(1).reduce((acc, a) => add(mul(acc, t), c(a, t)), c(k[0], t));
 const sigmoid = (x: Expr) => {
   if (x.dtype !== "float32") return div(c(1, x), add(c(1, x), un("exp", un("neg", x))));

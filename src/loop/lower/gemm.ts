@@ -284,8 +284,14 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
     return [{ k: "block", body: out }];
   };
 
+  // The parallel loop's work is the product's multiply-adds, half a unit each: its vector
+  // statements undercount what a thread saves, and left dscnn_kws's 1×1 convolutions (64 by 64
+  // channels, 125 pixels, 5 µs each; 512K multiply-adds) to one thread of two. At a whole unit
+  // each, tiny_transformer_encoder's products of 128K–256K ran no faster on two threads and 1.12×
+  // as long on one (a parallel region costs about 0.25 µs even with one thread).
+  const work = (s.batch.reduce((a, d) => a * d, 1) * s.rows * s.cols * s.depth) / 2;
   if (!rowsOuter) {
-    return [...aPre, ...nest(c.names, [...s.batch, tiles], (idx) => {
+    return [...aPre, ...withWork(nest(c.names, [...s.batch, tiles], (idx) => {
       const b = idx.slice(0, -1), jt = idx[idx.length - 1];
       const j0 = mul(jt, int(NT));
       // This thread's slice of scratch, looked up once per tile (it is a call under OpenMP).
@@ -298,7 +304,7 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
       if (panels) body.push(...nest(c.names, [panels], ([rt]) => microKernel(b, j0, mul(rt, int(MR)), MR, whole), false));
       if (tail) body.push(...microKernel(b, j0, int(panels * MR), tail, whole));
       return body;
-    }, !s.serial)];
+    }, !s.serial), work)];
   }
 
   const b = s.batch.map(() => int(0));
@@ -322,7 +328,7 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
   const inGroup = microKernel(b, mul(vr(jt), int(NT)), mul(panel, int(MR)), MR, stretch);
   const panelBody: Stmt[] = [{ k: "for", v: jt, n: tiles, body: inGroup }];
   const grouped: Stmt = {
-    k: "for", v: g, n: groups, parallel: true,
+    k: "for", v: g, n: groups, parallel: true, work,
     body: [
       ...(carry ? [let_(cBase, "int32", mul(threadId, int(sliceElems(per * MR * tiles * NT))))] : []),
       { k: "for", v: kb, n: blocks, body: [{ k: "for", v: p, n: per, body: panels % per ? [if_(lt(panel, int(panels)), panelBody)] : panelBody }] },
@@ -332,6 +338,9 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
   const rest = tail ? nest(c.names, [tiles], ([t]) => microKernel(b, mul(t, int(NT)), int(panels * MR), tail, { k0: int(0), n: s.depth, bAt: (k, v) => add(at(t, k), int(v * L)) })) : [];
   return [...pack, grouped, ...rest];
 }
+
+/** `ss` with its parallel loops stating `work`. */
+const withWork = (ss: Stmt[], work: number): Stmt[] => ss.map((s) => (s.k === "for" && s.parallel ? { ...s, work } : s));
 
 /** Whether `ss` loads at an index that moves with variable `v`: a vector load once vectorized along v. */
 function loadsAlong(ss: Stmt[], v: string): boolean {

@@ -20,7 +20,7 @@ export function hoistInvariants(p: Program): Program {
 
 type For = Extract<Stmt, { k: "for" }>;
 
-const CHEAP_UNARY = new Set(["neg", "not", "abs", "floor", "ceil"]);
+const CHEAP_UNARY = new Set(["neg", "not", "abs", "floor", "ceil", "nanof"]);
 
 /** Whether computing `e` costs a libm call or a division: worth a local of its own. */
 function costly(e: Expr): boolean {
