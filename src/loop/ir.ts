@@ -58,6 +58,18 @@ export type Stmt =
   | { k: "grid"; dims: GridDim[]; body: Stmt[] }
   | { k: "barrier" };
 
+/** `ss` with each vector store, under loops, blocks and branches too, replaced by f(store). */
+export function mapVectorStores(ss: Stmt[], f: (s: Extract<Stmt, { k: "store" }>) => Stmt): Stmt[] {
+  return ss.map((s): Stmt => {
+    switch (s.k) {
+      case "store": return s.lanes ? f(s) : s;
+      case "for": case "block": return { ...s, body: mapVectorStores(s.body, f) };
+      case "if": return { ...s, then: mapVectorStores(s.then, f), else: s.else && mapVectorStores(s.else, f) };
+      default: return s;
+    }
+  });
+}
+
 /** How many lanes a lane mask (of a spread load or a packed store) has set. */
 export const lanesIn = (mask: number): number => mask.toString(2).replace(/0/g, "").length;
 

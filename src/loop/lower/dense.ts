@@ -5,7 +5,7 @@ import {
   add, and, cast, cst, div, flat, ge, int, le, let_, load, loadBroadcast, loadFlat, lt, max, min, mod, mul, nest, select, set, splat, store, sub, threadId, unflat, vr,
   vstore, if_, type Names, type Ref,
 } from "../build.js";
-import { lanesIn, touched, type Expr, type Stmt } from "../ir.js";
+import { lanesIn, mapVectorStores, touched, type Expr, type Stmt } from "../ir.js";
 import { vectorizeLanes } from "../vectorize.js";
 import { gemmKernel, panelRows, tileColumns, type GemmSpec } from "./gemm.js";
 import { NN_LOWERINGS } from "./nn.js";
@@ -256,8 +256,7 @@ const MAX_WIDE = 4096;
 const MAX_PACKED = 32;
 
 /** `ss` with its vector stores packing the lanes of `mask`. */
-const packed = (ss: Stmt[], mask: number): Stmt[] =>
-  ss.map((s): Stmt => (s.k === "store" && s.lanes ? { ...s, pack: mask } : s.k === "block" ? { ...s, body: packed(s.body, mask) } : s));
+const packed = (ss: Stmt[], mask: number): Stmt[] => mapVectorStores(ss, (s) => ({ ...s, pack: mask }));
 
 /**
  * The size, in float32, up to which a window op always copies a channel, and the most a block of
@@ -344,8 +343,9 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold, pad: number): Stmt
   // builds, one thread: dscnn_kws's 3×3 depthwise layers on 25×5 maps 0.0029 → 0.0020 ms,
   // ShuffleNetV2's on 7×7 maps 0.0096 → 0.0030). A grid row of a whole vector (14×14 maps under a
   // 3×3 window, 16 lanes) has a vector per row either way: there it ran slower, 0.0048 → 0.0054.
-  // The epilogue may read no memory (its lanes are not the outputs' run), and the vectors are
-  // unrolled, each with its own masks.
+  // The epilogue may read no memory: it sees a vector's lanes at consecutive output indices from the
+  // vector's first output on, not where each lane's output lies. The vectors are unrolled, each
+  // with its own masks.
   const packs = wide && Wq < L && sh === 1 && sw === 1 && !!c.cpu!.compress && overlap && !x!.at && x!.dtype === "float32" && Q <= MAX_PACKED * L;
   const [rowLo, rowHi] = padded ? [0, OH] : interiorRows;
   const [colLo, colHi] = padded ? [0, OW] : interiorCols;

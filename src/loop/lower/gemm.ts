@@ -2,7 +2,7 @@ import type { Tensor } from "../../core/tensor.js";
 import {
   add, and, cst, div, ge, int, le, let_, lt, min, mod, mul, nest, select, set, splat, store, sub, threadId, vlet, vload, vr, vstore, vvar, if_, type Names, type Ref,
 } from "../build.js";
-import { mentionsVar, touched, type Expr, type LaneRange, type Stmt } from "../ir.js";
+import { mapVectorStores, mentionsVar, touched, type Expr, type LaneRange, type Stmt } from "../ir.js";
 import { vectorizeLanes } from "../vectorize.js";
 import { sliceElems, type CpuShape, type LowerCtx } from "./types.js";
 
@@ -350,13 +350,4 @@ function loadsAlong(ss: Stmt[], v: string): boolean {
 }
 
 /** `ss` with its vector stores keeping only `lanes`. */
-function withMask(ss: Stmt[], lanes: LaneRange): Stmt[] {
-  return ss.map((s): Stmt => {
-    switch (s.k) {
-      case "store": return s.lanes ? { ...s, mask: lanes } : s;
-      case "for": case "block": return { ...s, body: withMask(s.body, lanes) };
-      case "if": return { ...s, then: withMask(s.then, lanes), else: s.else && withMask(s.else, lanes) };
-      default: return s;
-    }
-  });
-}
+const withMask = (ss: Stmt[], lanes: LaneRange): Stmt[] => mapVectorStores(ss, (s) => ({ ...s, mask: lanes }));

@@ -9,7 +9,8 @@ import { vectorizeLanes } from "../vectorize.js";
  * what is left. A loop that only accumulates into a float outside it (acc = acc + f(i), or max,
  * min) keeps a vector of partial results, folded into acc after the loop (summing in another order,
  * as any vectorized reduction does): where the dialect has slides, by halving the vector in
- * registers (log2(lanes) slides and ops); else through memory, one lane at a time. A loop is left alone when its body has no vector form (see
+ * registers (log2(lanes) slides and ops, then lane 0 read back through a small stack array); else
+ * through memory, one lane at a time. A loop is left alone when its body has no vector form (see
  * vectorizeLanes: other types, a store that is not consecutive, a read of what it writes elsewhere).
  */
 export function vectorizeLoops(p: Program, lanes: number, slides = false): Program {
