@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
 import { compileModel, runGraphPasses, unfusedGraph } from "../../src/driver/pipeline.js";
 import type { Stmt } from "../../src/loop/ir.js";
@@ -70,9 +71,30 @@ const bytes = modelBytes({
   outputs: OUTS.map((n) => valueInfo(n, T.FLOAT)),
 });
 
+/**
+ * One image, SqueezeNet 1.1's fire module on a 7×7 map (at 64×64): a 3×3 Conv and a 1×1 Conv, each
+ * → Relu → 3×3 stride-2 ceil-mode pool. The whole map fits in scratch, so the 3×3 product may run
+ * transposed (pixels as rows) as it would without the pool; the 1×1 one runs rows-outer.
+ */
+const X1 = [1, 32, 7, 7];
+const small = modelBytes({
+  inputs: [valueInfo("x", T.FLOAT, X1)],
+  initializers: [weight("w3", [128, 32, 3, 3]), weight("b3", [128]), weight("w1", [128, 32, 1, 1]), weight("b1", [128])],
+  nodes: [
+    node("Conv", ["x", "w3", "b3"], ["c3"], [attr.ints("pads", [1, 1, 1, 1])]),
+    node("Relu", ["c3"], ["r3"]),
+    node("MaxPool", ["r3"], ["y3"], [attr.ints("kernel_shape", [3, 3]), attr.ints("strides", [2, 2]), attr.i("ceil_mode", 1)]),
+    node("Conv", ["x", "w1", "b1"], ["c1"]),
+    node("Relu", ["c1"], ["r1"]),
+    node("MaxPool", ["r1"], ["y1"], [attr.ints("kernel_shape", [3, 3]), attr.ints("strides", [2, 2]), attr.i("ceil_mode", 1)]),
+  ],
+  outputs: ["y3", "y1"].map((n) => valueInfo(n, T.FLOAT)),
+});
+
 const work = tempDir("edgec-banded-");
 afterAll(() => work.cleanup());
 const file = work.write("banded.onnx", bytes);
+const smallFile = work.write("small.onnx", small);
 
 describe("max pools computed from bands of a Conv's rows", () => {
   it("end the epilogue of the Conv whose result only they read; the map is never stored", () => {
@@ -119,6 +141,19 @@ describe("max pools computed from bands of a Conv's rows", () => {
     const x = fromNumbers("float32", X, Float32Array.from(rand(X.reduce((a, b) => a * b, 1))));
     const [want, got] = [g, split].map((h) => toNumbers(interpret(h, { x }).ye));
     expect(got).toEqual(want);
+  });
+
+  it("a small map's product takes the form it would take without the pool", async () => {
+    const g = runGraphPasses(importOnnx(smallFile, {}).graph, {});
+    for (const y of ["y3", "y1"]) expect(g.nodes.find((n) => n.outputs[0] === y)?.fused?.reason).toBe("Conv kernel, epilogue [Relu], banded MaxPool");
+    const x = Float32Array.from(rand(X1.reduce((a, b) => a * b, 1)));
+    for (const t of ["host", "rpi4"]) {
+      const dir = `${work.dir}/small-${t}`;
+      await expectLikeOrt(smallFile, dir, x, X1, ["y3", "y1"], { target: { ...loadTarget(t), parallelMinWork: 0 } });
+      const source = readFileSync(`${dir}/model.c`, "utf8");
+      expect(/\bp_\w*_packed\b/.test(source), `${t}: the 3×3 product runs transposed`).toBe(true);
+      expect(/\bp_\w*_rows\b/.test(source), `${t}: the 1×1 product keeps its weights as rows`).toBe(true);
+    }
   });
 
   for (const t of ["host", "rpi4"]) {

@@ -1,4 +1,4 @@
-import { toNumbers, type Tensor } from "../../core/tensor.js";
+import { numel, toNumbers, type Tensor } from "../../core/tensor.js";
 import { attrNum } from "../../graph/ir.js";
 import { convGeometry, gemmDims, matmulShape, poolGeometry, type Window } from "../../graph/ops/nn.js";
 import {
@@ -218,8 +218,9 @@ function transposedConv(c: LowerCtx): ConvPlan {
 }
 
 /**
- * Whether a convolution runs transposed (see transposedConv): one image, constant weights, and
- * less work by this estimate, in vector multiply-adds: the products over their useful lanes (the
+ * Whether a convolution runs transposed (see transposedConv): one image, constant weights, a map
+ * computed whole if a banded pool ends it (a band's product must be on the grid), and less work by
+ * this estimate, in vector multiply-adds: the products over their useful lanes (the
  * plain product's columns are pixels, on the phase grid when it shifts; a panel of pixels past
  * the last whole one costs at least two rows' work, as its loads of the weights do not shrink with
  * it), the transposed one's packing and stores element by element (about two each: a first layer
@@ -230,7 +231,7 @@ function transposedConv(c: LowerCtx): ConvPlan {
  */
 const transposes = (c: LowerCtx, shifted: boolean): boolean => {
   const [x, w] = c.ins;
-  if (x!.shape[0] !== 1 || !w!.data || w!.at || c.pooled) return false;
+  if (x!.shape[0] !== 1 || !w!.data || w!.at || (c.pooled && !poolsWhole(c))) return false;
   const geo = convGeometry(c.node, x!.shape, w!.shape, c.ins[2]?.shape);
   const [OH, OW] = geo.out, P = OH * OW, M = w!.shape[0], K = w!.shape[1] * geo.kernel[0] * geo.kernel[1], L = c.cpu!.lanes;
   const Wq = OW + Math.floor(((geo.kernel[1] - 1) * geo.dilations[1]) / geo.strides[1]);
@@ -618,6 +619,9 @@ const conv: Lowering = (c) => {
  */
 const BAND_BYTES = 1024 * 1024;
 
+/** Whether a convolution's banded pool reads its whole map from scratch (see pooledConv), so that any form of its product can fill it. */
+const poolsWhole = (c: LowerCtx): boolean => numel(c.outs[0].shape) * 4 <= BAND_BYTES;
+
 /**
  * A convolution whose epilogue ends in a max pool (LowerCtx.pooled). Its map never goes to the
  * arena: when the whole map fits in BAND_BYTES, the product (through the epilogue) fills it in
@@ -638,7 +642,7 @@ function pooledConv(c: LowerCtx, { pre, spec, grid }: ConvPlan): Stmt[] {
   const geo = poolGeometry(pool, [N, M, OH, OW]);
   const [KH, KW] = geo.kernel, [sh, sw] = geo.strides, [ph, pw] = geo.padsBegin, [PH, PW] = geo.out;
   const threads = Math.max(1, c.cpu!.threads ?? 1);
-  const whole = N * M * OH * OW * 4 <= BAND_BYTES;
+  const whole = poolsWhole(c);
   const rowsFor = (q: number) => Math.min(OH, (q - 1) * sh + KH);
   // Bands of Q pooled rows, a whole number of them per thread: the fewest column tiles in all, each
   // band within BAND_BYTES and the threads' bands together within the map they replace (else the
