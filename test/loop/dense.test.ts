@@ -38,6 +38,8 @@ interface Case {
   winograd?: boolean;
   /** whether, with vectors of this many lanes, a vector of outputs that crosses a row of the phase grid is stored as runs of its lanes (masked stores) */
   masked?: (lanes: number) => boolean;
+  /** whether, with vectors of this many lanes, im2col reads a vector of taps that crosses into the next output row as two vector loads, each stored under a mask */
+  crosses?: (lanes: number) => boolean;
   /** whether, with vectors of this many lanes, a window op's taps are slid out of aligned vectors rather than loaded one by one */
   slides?: (lanes: number) => boolean;
   /** whether, with vectors of this many lanes, a window op spreads each channel onto its grid and packs the grid's outputs into rows (AVX-512 only) */
@@ -54,6 +56,8 @@ const CASES: Case[] = [
   { name: "5x5 conv, pads 2, vectors that span a grid row", phases: true, op: "Conv", x: [1, 4, 12, 13], w: [6, 4, 5, 5], attrs: [attr.ints("pads", [2, 2, 2, 2])], masked: () => true },
   // 14 grid columns: narrower than a 16-lane vector, which goes column by column.
   { name: "7x7 conv, stride 2, pads 3 (four phases)", phases: true, op: "Conv", x: [1, 3, 23, 21], w: [9, 3, 7, 7], bias: [9], attrs: [attr.ints("pads", [3, 3, 3, 3]), attr.ints("strides", [2, 2])], masked: (lanes) => lanes <= 14 },
+  // 18 output columns: with 16 lanes, most vectors of taps span two output rows. On rpi4 the taps make it a phase-grid product.
+  { name: "3x3 conv, stride 2, asymmetric pads, 3 channels (im2col vectors across output rows)", op: "Conv", x: [1, 3, 34, 37], w: [24, 3, 3, 3], bias: [24], attrs: [attr.ints("pads", [1, 0, 0, 1]), attr.ints("strides", [2, 2])], crosses: (lanes) => lanes === 16 },
   { name: "1x1 conv, stride 2 (one phase of four used)", phases: true, op: "Conv", x: [2, 16, 9, 10], w: [5, 16, 1, 1], attrs: [attr.ints("strides", [2, 2])] },
   { name: "3x3 conv, strides 2x1, dilation 2x1, asymmetric pads", phases: true, op: "Conv", x: [1, 8, 15, 12], w: [6, 8, 3, 3], attrs: [attr.ints("pads", [2, 1, 1, 0]), attr.ints("strides", [2, 1]), attr.ints("dilations", [2, 1])] },
   // Few column tiles and many rows: rows outer, the depth (360) in two blocks, 9 panels in groups of 2 (the last short) and a tail.
@@ -137,6 +141,7 @@ describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName)
     if (c.blocked) ex(/int32_t carry\d+ = \(EDGEC_TID \* \d+\);/.test(source), "carries accumulators between depth blocks").toBe(c.blocked.includes(targetName));
     // A ragged tile's last vector is masked too, with literal bounds; a grid row's run has computed ones.
     if (c.masked) ex(/edgec_vstore\d+m\(\w+, (?!.*, \d+, \d+\);$)/m.test(source), "stores runs of a vector's lanes").toBe(c.masked(loadTarget(targetName).vectorBytes / 4));
+    if (c.crosses) ex(/^\s+edgec_vstore\d+m\(scratch_\w+, .*, edgec_vload\d+s2\(.*\), \(\d+ - \w+\), \d+\);$/m.test(source), "reads taps across output rows by vectors").toBe(c.crosses(loadTarget(targetName).vectorBytes / 4));
     if (c.slides) ex(/__builtin_shufflevector\(run\d+, run\d+, /.test(source), "slides its taps out of aligned vectors").toBe(c.slides(loadTarget(targetName).vectorBytes / 4));
     if (c.packs) {
       const packs = c.packs(loadTarget(targetName).vectorBytes / 4) && targetName === "host";

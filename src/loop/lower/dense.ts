@@ -138,10 +138,21 @@ function gemmConv(c: LowerCtx): ConvPlan {
           const inside = [le(add(vr(ow0), int(L)), int(OW)), ...(full ? [] : [le(add(vr(p0), int(L)), int(P))]), ge(ih, int(0)), lt(ih, int(H)), ge(iw0, int(0)), lt(add(iw0, int((L - 1) * sw)), int(W))];
           const l = c.names.next("l");
           const lane = add(mul(jv, int(L)), vr(l));
-          const vector = vectorizeLanes([put(tapIndex(ci, kh, kw), lane, f32(load(x!, [n, ci, ih, add(iw0, mul(vr(l), int(sw)))])))], l, int(0), L);
+          const run = (row: Expr, col0: Expr) => vectorizeLanes([put(tapIndex(ci, kh, kw), lane, f32(load(x!, [n, ci, row, add(col0, mul(vr(l), int(sw)))])))], l, int(0), L);
+          const vector = run(ih, iw0);
           const scalar: Stmt[] = [{ k: "for", v: l, n: L, body: gather(ci, kh, kw, lane) }];
           vectors ||= !!vector;
-          return vector ? [if_(inside.reduce((a2, b2) => and(a2, b2)), vector, scalar)] : scalar;
+          // A vector that crosses into the next output row: its first r lanes from this input row
+          // and the rest from sh rows down, each one vector load stored under a mask of its lanes.
+          // Each load stays within the rows from ih to ih + sh, whose lanes the masks drop.
+          const r = sub(int(OW), vr(ow0)), next = add(mul(kw, int(dw)), int(-pw));
+          const across = L <= OW && (L - 1) * sw < W ? run(add(ih, int(sh)), sub(next, mul(r, int(sw)))) : undefined;
+          if (!vector) return scalar;
+          if (!across) return [if_(inside.reduce((a2, b2) => and(a2, b2)), vector, scalar)];
+          const crosses = [lt(r, int(L)), ...(full ? [] : [le(add(vr(p0), int(L)), int(P))]), ge(ih, int(0)), lt(add(ih, int(sh)), int(H)), ge(iw0, int(0)), lt(add(iw0, mul(sub(r, int(1)), int(sw))), int(W)), ge(next, int(0)), lt(add(next, mul(sub(int(L - 1), r), int(sw))), int(W))];
+          const masked = (ss: Stmt[], from: Expr, to: Expr) => mapVectorStores(ss, (st) => ({ ...st, mask: { from, to } }));
+          const split = [...masked(vector, int(0), r), ...masked(across, r, int(L))];
+          return [if_(inside.reduce((a2, b2) => and(a2, b2)), vector, [if_(crosses.reduce((a2, b2) => and(a2, b2)), split, scalar)])];
         }, false)];
       }, false)];
       return vectors ? mixed : gathered();
