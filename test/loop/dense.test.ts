@@ -38,6 +38,8 @@ interface Case {
   winograd?: boolean;
   /** whether, with vectors of this many lanes, a vector of outputs that crosses a row of the phase grid is stored as runs of its lanes (masked stores) */
   masked?: (lanes: number) => boolean;
+  /** whether, with vectors of this many lanes, the product's epilogue stores from its registers, with no stack tile */
+  registers?: (lanes: number) => boolean;
   /** whether, with vectors of this many lanes, im2col reads a vector of taps that crosses into the next output row as two vector loads, each stored under a mask */
   crosses?: (lanes: number) => boolean;
   /** whether, with vectors of this many lanes, a window op's taps are slid out of aligned vectors rather than loaded one by one */
@@ -53,7 +55,7 @@ const CASES: Case[] = [
   { name: "3x3 conv, stride 1, asymmetric pads, ragged last tile", phases: true, op: "Conv", x: [1, 3, 9, 13], w: [11, 3, 3, 3], attrs: [attr.ints("pads", [0, 2, 2, 1])], masked: (lanes) => lanes <= 4 },
   // A grid of 17 columns, 13 of them outputs: with 16 lanes, the vector from a row's last (dropped)
   // column holds all 13 outputs of the next row and 2 of its dropped columns.
-  { name: "5x5 conv, pads 2, vectors that span a grid row", phases: true, op: "Conv", x: [1, 4, 12, 13], w: [6, 4, 5, 5], attrs: [attr.ints("pads", [2, 2, 2, 2])], masked: () => true },
+  { name: "5x5 conv, pads 2, vectors that span a grid row", phases: true, op: "Conv", x: [1, 4, 12, 13], w: [6, 4, 5, 5], attrs: [attr.ints("pads", [2, 2, 2, 2])], masked: () => true, registers: () => true },
   // 14 grid columns: narrower than a 16-lane vector, which goes column by column.
   { name: "7x7 conv, stride 2, pads 3 (four phases)", phases: true, op: "Conv", x: [1, 3, 23, 21], w: [9, 3, 7, 7], bias: [9], attrs: [attr.ints("pads", [3, 3, 3, 3]), attr.ints("strides", [2, 2])], masked: (lanes) => lanes <= 14 },
   // 18 output columns: with 16 lanes, most vectors of taps span two output rows. On rpi4 the taps make it a phase-grid product.
@@ -141,6 +143,7 @@ describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName)
     if (c.blocked) ex(/int32_t carry\d+ = \(EDGEC_TID \* \d+\);/.test(source), "carries accumulators between depth blocks").toBe(c.blocked.includes(targetName));
     // A ragged tile's last vector is masked too, with literal bounds; a grid row's run has computed ones.
     if (c.masked) ex(/edgec_vstore\d+m\(\w+, (?!.*, \d+, \d+\);$)/m.test(source), "stores runs of a vector's lanes").toBe(c.masked(loadTarget(targetName).vectorBytes / 4));
+    if (c.registers) ex(/\bfloat tile\d+\[/.test(source), "stores through a stack tile").toBe(!c.registers(loadTarget(targetName).vectorBytes / 4));
     if (c.crosses) ex(/^\s+edgec_vstore\d+m\(scratch_\w+, .*, edgec_vload\d+s2\(.*\), \(\d+ - \w+\), \d+\);$/m.test(source), "reads taps across output rows by vectors").toBe(c.crosses(loadTarget(targetName).vectorBytes / 4));
     if (c.slides) ex(/__builtin_shufflevector\(run\d+, run\d+, /.test(source), "slides its taps out of aligned vectors").toBe(c.slides(loadTarget(targetName).vectorBytes / 4));
     if (c.packs) {
