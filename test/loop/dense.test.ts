@@ -228,6 +228,49 @@ describe("a padded depthwise window with a residual epilogue", () => {
   }
 });
 
+describe("products whose taps or epilogue do not lie in memory row after row", () => {
+  // Each checked under the sanitizers: reading a row past the buffer is the failure.
+  const sanitized = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"];
+  const check = async (name: string, X: number[], bytes: Uint8Array) => {
+    const file = work.write(`${name}.onnx`, bytes);
+    const x = rand(numel(X));
+    const ref = (await (await ort.InferenceSession.create(file)).run({ x: new ort.Tensor("float32", x, X) })).y;
+    const dir = join(work.dir, name);
+    await buildArtifact(file, dir, { target: threaded("host"), extraCflags: sanitized });
+    for (const threads of [1, 2]) {
+      const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: X, data: x } }, 1, { threads });
+      const r = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
+      expect(r.pass, `${name}, ${threads} threads: max abs error ${r.maxAbs}`).toBe(true);
+    }
+  };
+
+  it("an input flipped upside down by an inlined Slice is gathered, not read across rows", async () => {
+    const X = [1, 3, 34, 37];
+    await check("flipped", X, modelBytes({
+      inputs: [valueInfo("x", T.FLOAT, X)],
+      initializers: [
+        tensorProto("w", T.FLOAT, [24, 3, 3, 3], { floatData: Array.from(rand(648)) }),
+        ...[["st", [-1]], ["en", [-(2 ** 31)]], ["ax", [2]], ["sp", [-1]]].map(([n, v]) => tensorProto(n as string, T.INT64, [1], { int64Data: v as number[] })),
+      ],
+      nodes: [
+        node("Slice", ["x", "st", "en", "ax", "sp"], ["f"]),
+        node("Conv", ["f", "w"], ["y"], [attr.ints("pads", [1, 0, 0, 1]), attr.ints("strides", [2, 2])]),
+      ],
+      outputs: [valueInfo("y", T.FLOAT)],
+    }));
+  });
+
+  it("a grid product's epilogue that reads a constant per output row", async () => {
+    const X = [1, 4, 12, 13];
+    await check("per-row", X, modelBytes({
+      inputs: [valueInfo("x", T.FLOAT, X)],
+      initializers: [tensorProto("w", T.FLOAT, [6, 4, 5, 5], { floatData: Array.from(rand(600)) }), tensorProto("s", T.FLOAT, [1, 6, 12, 1], { floatData: Array.from(rand(72)) })],
+      nodes: [node("Conv", ["x", "w"], ["c"], [attr.ints("pads", [2, 2, 2, 2])]), node("Mul", ["c", "s"], ["y"])],
+      outputs: [valueInfo("y", T.FLOAT)],
+    }));
+  });
+});
+
 describe("a Winograd convolution with a residual epilogue", () => {
   // y = Relu(Conv3x3(x) + a), a a 1x1 Conv's result that dies at the Add: each output goes through
   // the epilogue once, reading a where y may be written over it.

@@ -144,9 +144,11 @@ function gemmConv(c: LowerCtx): ConvPlan {
           vectors ||= !!vector;
           // A vector that crosses into the next output row: its first r lanes from this input row
           // and the rest from sh rows down, each one vector load stored under a mask of its lanes.
-          // Each load stays within the rows from ih to ih + sh, whose lanes the masks drop.
+          // Each load reads only memory between the starts of rows ih and ih + sh + 1, so only an
+          // input in memory as it is (not an inlined producer, whose rows may lie elsewhere); the
+          // lanes outside a load's row are the ones its mask drops.
           const r = sub(int(OW), vr(ow0)), next = add(mul(kw, int(dw)), int(-pw));
-          const across = L <= OW && (L - 1) * sw < W ? run(add(ih, int(sh)), sub(next, mul(r, int(sw)))) : undefined;
+          const across = !x!.at && L <= OW && (L - 1) * sw < W ? run(add(ih, int(sh)), sub(next, mul(r, int(sw)))) : undefined;
           if (!vector) return scalar;
           if (!across) return [if_(inside.reduce((a2, b2) => and(a2, b2)), vector, scalar)];
           const crosses = [lt(r, int(L)), ...(full ? [] : [le(add(vr(p0), int(L)), int(P))]), ge(ih, int(0)), lt(add(ih, int(sh)), int(H)), ge(iw0, int(0)), lt(add(iw0, mul(sub(r, int(1)), int(sw))), int(W)), ge(next, int(0)), lt(add(next, mul(sub(int(L - 1), r), int(sw))), int(W))];
@@ -707,11 +709,12 @@ function pooledConv(c: LowerCtx, { pre, spec, grid }: ConvPlan): Stmt[] {
     ];
   };
   if (whole) {
-    // Rows outermost and split between threads like the product's columns, so that each thread
-    // pools about the rows it computed, from its own cache; its work is the map's elements, so that
-    // maps of 128K elements and more are pooled in parallel on the default parallelMinWork (a serial
-    // pool read half of SqueezeNet's 55×55 maps from the other core's cache; pooling its 31×31 maps
-    // at 64×64 in parallel made it slower).
+    // Rows outermost and split between threads like the plain product's columns, so that each
+    // thread pools about the rows it computed, from its own cache (a transposed product's threads
+    // split the channels instead, so there a thread pools rows the other computed too); its work
+    // is the map's elements, so that maps of 128K elements and more are pooled in parallel on the
+    // default parallelMinWork (a serial pool read half of SqueezeNet's 55×55 maps from the other
+    // core's cache; pooling its 31×31 maps at 64×64 in parallel made it slower).
     const pooling = nest(names, [N, PH, M], ([b, oq, m]) => poolRow(b, m, oq)).map((s) => (s.k === "for" ? { ...s, work: N * M * OH * OW } : s));
     return [...pre, ...gemmKernel(c, { ...spec, y: through(sink) }), ...pooling];
   }

@@ -242,7 +242,9 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
           const vector = (dest: Expr[]): Stmt[] | undefined => {
             const val = s.post ? s.post(b, row(r), add(start, vr(l)), vr(x, "float32")) : vr(x, "float32");
             const lane: Stmt[] = [let_(x, "float32", { k: "load", buf: n, idx: vr(l), dtype: "float32" }), store(s.y, dest, val)];
-            return loadsAlong(lane.slice(1), l) ? undefined : vectorizeLanes(lane, l, int(0), L)?.slice(1);
+            // The other half's value is computed even when it stores no lane: a load by grid row
+            // (an epilogue's per-row constant) would read row gr + 1, which may not exist.
+            return loadsAlong(lane.slice(1), l, gr, gc) ? undefined : vectorizeLanes(lane, l, int(0), L)?.slice(1);
           };
           const whole = s.run && present === L ? vector(s.run.at(b, row(r), start, vr(l))) : undefined;
           const here = vector(g.at(b, row(r), vr(gr), add(vr(gc), vr(l))));
@@ -381,10 +383,10 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
 /** `ss` with its parallel loops stating `work`. */
 const withWork = (ss: Stmt[], work: number): Stmt[] => ss.map((s) => (s.k === "for" && s.parallel ? { ...s, work } : s));
 
-/** Whether `ss` loads at an index that moves with variable `v`: a vector load once vectorized along v. */
-function loadsAlong(ss: Stmt[], v: string): boolean {
+/** Whether `ss` loads at an index that moves with any of variables `vs` (with the first, a vector load once vectorized along it). */
+function loadsAlong(ss: Stmt[], ...vs: string[]): boolean {
   let found = false;
-  JSON.stringify(ss, (_, x) => ((found ||= x?.k === "load" && mentionsVar(x.idx, v)), x));
+  JSON.stringify(ss, (_, x) => ((found ||= x?.k === "load" && vs.some((v) => mentionsVar(x.idx, v))), x));
   return found;
 }
 
