@@ -220,10 +220,11 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
     };
     /**
      * The epilogue on the accumulators of a product on a grid (see GemmSpec.grid), when it reads no
-     * memory along the columns: each vector of columns that lies in one grid row is stored as a run,
-     * the others as the lanes up to the end of their grid row and those from the start of the next,
-     * each under a mask; the grid row and column of a vector's first column are found once for all
-     * its rows. The stack tile cost first layers of 27 taps a quarter of their time (MNASNet's stem).
+     * memory by column, grid row or grid column: each vector of columns that lies in one grid row is
+     * stored as a run, the others as the lanes up to the end of their grid row and those from the
+     * start of the next, each under a mask; the grid row and column of a vector's first column are
+     * found once for all its rows. Through the stack tile instead, MNASNet's stem took 0.160 ms, not
+     * 0.154, and SqueezeNet 1.1's first convolution and pool 0.352, not 0.321 (profiling builds).
      */
     const gridInRegisters = (g: NonNullable<GemmSpec["grid"]>, full: boolean): Stmt[] | undefined => {
       if (s.strided || L === 1 || L > g.width) return undefined;
