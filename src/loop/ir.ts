@@ -70,6 +70,9 @@ export function mapVectorStores(ss: Stmt[], f: (s: Extract<Stmt, { k: "store" }>
   });
 }
 
+/** `ss` with its vector stores keeping only `lanes`. */
+export const withMask = (ss: Stmt[], lanes: LaneRange): Stmt[] => mapVectorStores(ss, (s) => ({ ...s, mask: lanes }));
+
 /** How many lanes a lane mask (of a spread load or a packed store) has set. */
 export const lanesIn = (mask: number): number => mask.toString(2).replace(/0/g, "").length;
 

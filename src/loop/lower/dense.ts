@@ -5,7 +5,7 @@ import {
   add, and, cast, cst, div, flat, ge, int, le, let_, load, loadBroadcast, loadFlat, lt, max, min, mod, mul, nest, select, set, splat, store, sub, threadId, unflat, vr,
   vstore, if_, type Names, type Ref,
 } from "../build.js";
-import { lanesIn, mapVectorStores, touched, type Expr, type Stmt } from "../ir.js";
+import { lanesIn, mapVectorStores, touched, withMask, type Expr, type Stmt } from "../ir.js";
 import { vectorizeLanes } from "../vectorize.js";
 import { gemmKernel, panelRows, tileColumns, type GemmSpec } from "./gemm.js";
 import { NN_LOWERINGS } from "./nn.js";
@@ -152,8 +152,7 @@ function gemmConv(c: LowerCtx): ConvPlan {
           if (!vector) return scalar;
           if (!across) return [if_(inside.reduce((a2, b2) => and(a2, b2)), vector, scalar)];
           const crosses = [lt(r, int(L)), ...(full ? [] : [le(add(vr(p0), int(L)), int(P))]), ge(ih, int(0)), lt(add(ih, int(sh)), int(H)), ge(iw0, int(0)), lt(add(iw0, mul(sub(r, int(1)), int(sw))), int(W)), ge(next, int(0)), lt(add(next, mul(sub(int(L - 1), r), int(sw))), int(W))];
-          const masked = (ss: Stmt[], from: Expr, to: Expr) => mapVectorStores(ss, (st) => ({ ...st, mask: { from, to } }));
-          const split = [...masked(vector, int(0), r), ...masked(across, r, int(L))];
+          const split = [...withMask(vector, { from: int(0), to: r }), ...withMask(across, { from: r, to: int(L) })];
           return [if_(inside.reduce((a2, b2) => and(a2, b2)), vector, [if_(crosses.reduce((a2, b2) => and(a2, b2)), split, scalar)])];
         }, false)];
       }, false)];

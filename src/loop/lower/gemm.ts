@@ -2,7 +2,7 @@ import type { Tensor } from "../../core/tensor.js";
 import {
   add, and, cst, div, ge, int, le, let_, lt, min, mod, mul, nest, select, set, splat, store, sub, threadId, vlet, vload, vr, vstore, vvar, if_, type Names, type Ref,
 } from "../build.js";
-import { mapVectorStores, mentionsVar, touched, type Expr, type LaneRange, type Stmt } from "../ir.js";
+import { mentionsVar, touched, withMask, type Expr, type LaneRange, type Stmt } from "../ir.js";
 import { vectorizeLanes } from "../vectorize.js";
 import { sliceElems, type CpuShape, type LowerCtx } from "./types.js";
 
@@ -219,6 +219,18 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
       return out;
     };
     /**
+     * A vector of a grid's columns from grid row gr, column gc on (L ≤ width, so at most one grid row
+     * ends inside it): the lanes up to that row's last column that exists, and those from the start
+     * of the next, each one run of the output, with where lane l of it goes.
+     */
+    const gridRuns = (g: NonNullable<GemmSpec["grid"]>, rowIdx: Expr, gr: string, gc: string): { dest: (l: Expr) => Expr[]; lanes: LaneRange }[] => {
+      const next = sub(int(g.width), vr(gc));
+      return [
+        { dest: (l) => g.at(b, rowIdx, vr(gr), add(vr(gc), l)), lanes: { from: int(0), to: min(int(L), sub(int(g.valid), vr(gc))) } },
+        { dest: (l) => g.at(b, rowIdx, add(vr(gr), int(1)), add(vr(gc), add(l, int(-g.width)))), lanes: { from: next, to: min(int(L), add(next, int(g.valid))) } },
+      ];
+    };
+    /**
      * The epilogue on the accumulators of a product on a grid (see GemmSpec.grid), when it reads no
      * memory by column, grid row or grid column: each vector of columns that lies in one grid row is
      * stored as a run, the others as the lanes up to the end of their grid row and those from the
@@ -236,7 +248,6 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
         const start = add(j0, int(v * L));
         const [gr, gc] = [c.names.next("grow"), c.names.next("gcol")];
         const upTo = (to: Expr) => (present < L ? min(to, int(present)) : to);
-        const next = sub(int(g.width), vr(gc));
         out.push(let_(gr, "int32", div(start, int(g.width))), let_(gc, "int32", mod(start, int(g.width))));
         for (const [r, rs] of accs.entries()) {
           const n = rs[v], x = c.names.next("e"), l = c.names.next("l");
@@ -248,10 +259,12 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
             return loadsAlong(lane.slice(1), l, gr, gc) ? undefined : vectorizeLanes(lane, l, int(0), L)?.slice(1);
           };
           const whole = s.run && present === L ? vector(s.run.at(b, row(r), start, vr(l))) : undefined;
-          const here = vector(g.at(b, row(r), vr(gr), add(vr(gc), vr(l))));
-          const there = vector(g.at(b, row(r), add(vr(gr), int(1)), add(vr(gc), add(vr(l), int(-g.width)))));
-          if (!here || !there || (s.run && present === L && !whole)) return undefined;
-          const split = [...withMask(here, { from: int(0), to: upTo(min(int(L), sub(int(g.valid), vr(gc)))) }), ...withMask(there, { from: next, to: upTo(min(int(L), add(next, int(g.valid)))) })];
+          const runs = gridRuns(g, row(r), gr, gc).map(({ dest, lanes }) => {
+            const vec = vector(dest(vr(l)));
+            return vec && withMask(vec, { from: lanes.from, to: upTo(lanes.to) });
+          });
+          if (runs.some((run) => !run) || (s.run && present === L && !whole)) return undefined;
+          const split = runs.flatMap((run) => run!);
           out.push(vlet(x, vvar(n, L), L), ...(whole ? [if_(s.run!.ok(start, L), whole, split)] : split));
         }
       }
@@ -293,15 +306,12 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
         // The lanes up to the end of the grid row, and those from the start of the next, are each one
         // run of the output: a store of those lanes each, when the epilogue reads only the tile.
         const upTo = (to: Expr) => (full ? to : min(to, sub(int(s.cols), start)));
-        const part = (q: number, lanes: LaneRange): Stmt[] | undefined => {
-          const dest = g.at(b, add(row0, rv), add(vr(gr), int(q)), add(vr(gc), add(lv, int(-q * g.width))));
-          const vec = L > 1 ? vectorizeLanes([store(s.y, dest, val)], l, int(0), L) : undefined;
+        const runs = gridRuns(g, add(row0, rv), gr, gc).map(({ dest, lanes }) => {
+          const vec = L > 1 ? vectorizeLanes([store(s.y, dest(lv), val)], l, int(0), L) : undefined;
           return vec && [...touched(vec).reads].every((buf) => buf === tile) ? withMask(vec, { from: lanes.from, to: upTo(lanes.to) }) : undefined;
-        };
-        const next = sub(int(g.width), vr(gc));
-        const [here, there] = [part(0, { from: int(0), to: min(int(L), sub(int(g.valid), vr(gc))) }), part(1, { from: next, to: min(int(L), add(next, int(g.valid))) })];
+        });
         let lanes: Stmt[];
-        if (here && there) lanes = [...here, ...there];
+        if (runs.every((run) => run)) lanes = runs.flatMap((run) => run!);
         else {
           // Else column by column, each finding its row from the first column's.
           const cl = add(vr(gc), lv), wraps = ge(cl, int(g.width));
@@ -390,6 +400,3 @@ function loadsAlong(ss: Stmt[], ...vs: string[]): boolean {
   JSON.stringify(ss, (_, x) => ((found ||= x?.k === "load" && vs.some((v) => mentionsVar(x.idx, v))), x));
   return found;
 }
-
-/** `ss` with its vector stores keeping only `lanes`. */
-const withMask = (ss: Stmt[], lanes: LaneRange): Stmt[] => mapVectorStores(ss, (s) => ({ ...s, mask: lanes }));
