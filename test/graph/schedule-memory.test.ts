@@ -91,8 +91,8 @@ describe("scheduleMemory", () => {
 
   it("finds the optimum of every random graph small enough to enumerate, never worse than graph order", () => {
     let improved = 0;
-    for (let seed = 1; seed <= 40; seed++) {
-      const g = randomGraph(seed, 4 + (seed % 6));
+    for (let seed = 1; seed <= 200; seed++) {
+      const g = randomGraph(seed, 4 + (seed % 8));
       const m = memoryModel(g);
       let best = Infinity;
       for (const o of orders(m)) best = Math.min(best, simulate(m, o).peak);

@@ -35,44 +35,136 @@ export interface ScheduleOptions {
 
 /** A partial schedule: the set of kernels run so far and the best way found to get there. */
 interface State {
-  bits: Uint32Array;
+  /** where the set's bits are in the stepper's store */
+  at: number;
   peak: number;
   live: number;
-  ready: number[];
+  /** ready kernels of the piece; made when the state is expanded (most stored states never are) */
+  ready?: number[];
   /** kernels of the piece run so far */
   depth: number;
   k: number;
   parent?: State;
 }
 
-const has = (bits: Uint32Array, k: number) => (bits[k >>> 5] & (1 << (k & 31))) !== 0;
-const keyOf = (bits: Uint32Array) => String.fromCharCode(...new Uint16Array(bits.buffer));
+/**
+ * The sets of kernels reached, each with the lowest peak found for it: open addressing over the
+ * sets' words, with no object per set (a Map needed a string key built for each set reached).
+ */
+class SeenSets {
+  private sets: Uint32Array;
+  private peaks: Float64Array;
+  size = 0;
+  constructor(
+    private readonly words: number,
+    private capacity = 1 << 12,
+  ) {
+    this.sets = new Uint32Array(capacity * words);
+    this.peaks = new Float64Array(capacity).fill(-1);
+  }
 
-/** Transitions shared by the heuristic orders and the dynamic program, so they cost orders alike. */
+  /** Stores the set with this peak unless it is stored with one as low; true when stored. */
+  lower(bits: Uint32Array, peak: number): boolean {
+    if (2 * (this.size + 1) > this.capacity) this.grow();
+    const { words, sets, peaks } = this;
+    const mask = this.capacity - 1;
+    let h = 0x811c9dc5;
+    for (let w = 0; w < words; w++) h = Math.imul(h ^ bits[w], 0x01000193) ^ (h >>> 15);
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      if (peaks[i] < 0) {
+        sets.set(bits, i * words);
+        peaks[i] = peak;
+        this.size++;
+        return true;
+      }
+      let same = true;
+      for (let w = 0; w < words && same; w++) same = sets[i * words + w] === bits[w];
+      if (!same) continue;
+      if (peaks[i] <= peak) return false;
+      peaks[i] = peak;
+      return true;
+    }
+  }
+
+  private grow() {
+    const { words, sets, peaks, capacity } = this;
+    this.capacity *= 2;
+    this.sets = new Uint32Array(this.capacity * words);
+    this.peaks = new Float64Array(this.capacity).fill(-1);
+    this.size = 0;
+    for (let i = 0; i < capacity; i++) if (peaks[i] >= 0) this.lower(sets.subarray(i * words, (i + 1) * words), peaks[i]);
+  }
+}
+
+/**
+ * Transitions shared by the heuristic orders and the dynamic program, so they cost orders alike.
+ * The sets' bits lie in one store, not in an array per state: with millions of small typed arrays,
+ * garbage collection took 40% of er-32's search.
+ */
 class Stepper {
   readonly reads: number[][];
+  readonly words: number;
+  /** the set of a state after one more kernel, before it is stored */
+  readonly next: Uint32Array;
+  private store: Uint32Array;
+  private stored = 0;
   constructor(readonly m: MemoryModel) {
     this.reads = m.kernels.map(() => []);
     m.buffers.forEach((b, i) => b.readers.forEach((r) => this.reads[r].push(i)));
+    this.words = (m.kernels.length + 31) >>> 5;
+    this.next = new Uint32Array(this.words);
+    this.store = new Uint32Array(this.words << 10);
   }
 
-  /** The state after running ready kernel k from s, or undefined when its peak exceeds the budget. */
-  step(s: State, k: number, budget: number, inPiece: (k: number) => boolean): State | undefined {
+  /** whether kernel k is in s's set */
+  ran(s: State, k: number): boolean {
+    return (this.store[s.at + (k >>> 5)] & (1 << (k & 31))) !== 0;
+  }
+
+  /** Stores a set; returns where. */
+  keep(bits: Uint32Array): number {
+    if (this.stored + this.words > this.store.length) {
+      const bigger = new Uint32Array(this.store.length * 2);
+      bigger.set(this.store);
+      this.store = bigger;
+    }
+    this.store.set(bits, this.stored);
+    return (this.stored += this.words) - this.words;
+  }
+
+  /** s's set with kernel k added, in `next`. */
+  with(s: State, k: number): Uint32Array {
+    this.next.set(this.store.subarray(s.at, s.at + this.words));
+    this.next[k >>> 5] |= 1 << (k & 31);
+    return this.next;
+  }
+
+  /** Running ready kernel k from s: the peak so far and the live bytes after it. */
+  cost(s: State, k: number): [peak: number, live: number] {
     const m = this.m;
-    const done = (j: number) => has(s.bits, j);
+    const done = (j: number) => this.ran(s, j);
     const reused = reusedInput(m, k, done);
     let live = s.live;
     // A ConcatView's buffer comes alive with the first of its slices' kernels.
     for (const b of m.writes[k]) if (!m.buffers[b].producers.some(done)) live += m.buffers[b].bytes;
     const peak = Math.max(s.peak, reused === undefined ? live : live - m.buffers[reused].bytes);
-    if (peak > budget) return undefined;
-    const bits = s.bits.slice();
-    bits[k >>> 5] |= 1 << (k & 31);
-    for (const b of this.reads[k]) if (m.buffers[b].readers.every((r) => has(bits, r))) live -= m.buffers[b].bytes;
+    const gone = (b: number) => m.buffers[b].readers.every((r) => r === k || done(r));
+    for (const b of this.reads[k]) if (gone(b)) live -= m.buffers[b].bytes;
     for (const b of m.writes[k]) if (!m.buffers[b].readers.length) live -= m.buffers[b].bytes;
-    const ready = s.ready.filter((j) => j !== k);
-    for (const j of m.succs[k]) if (inPiece(j) && m.preds[j].every((p) => has(bits, p))) ready.push(j);
-    return { bits, peak, live, ready, depth: s.depth + 1, k, parent: s };
+    return [peak, live];
+  }
+
+  step(s: State, k: number): State {
+    const [peak, live] = this.cost(s, k);
+    return { at: this.keep(this.with(s, k)), peak, live, depth: s.depth + 1, k, parent: s };
+  }
+
+  readyOf(s: State, inPiece: (k: number) => boolean): number[] {
+    if (s.ready) return s.ready;
+    const m = this.m;
+    const ready = this.readyOf(s.parent!, inPiece).filter((j) => j !== s.k);
+    for (const j of m.succs[s.k]) if (inPiece(j) && m.preds[j].every((p) => this.ran(s, p))) ready.push(j);
+    return (s.ready = ready);
   }
 }
 
@@ -120,8 +212,8 @@ function greedy(st: Stepper, start: State, size: number, inPiece: (k: number) =>
   let s = start;
   for (let i = 0; i < size; i++) {
     let best: State | undefined;
-    for (const k of s.ready) {
-      const t = st.step(s, k, Infinity, inPiece)!;
+    for (const k of st.readyOf(s, inPiece)) {
+      const t = st.step(s, k);
       if (!best || t.peak < best.peak || (t.peak === best.peak && (t.live < best.live || (t.live === best.live && k < best.k)))) best = t;
     }
     s = best!;
@@ -129,8 +221,8 @@ function greedy(st: Stepper, start: State, size: number, inPiece: (k: number) =>
   return s;
 }
 
-function inOrder(st: Stepper, start: State, piece: number[], inPiece: (k: number) => boolean): State {
-  return piece.reduce((s, k) => st.step(s, k, Infinity, inPiece)!, start);
+function inOrder(st: Stepper, start: State, piece: number[]): State {
+  return piece.reduce((s, k) => st.step(s, k), start);
 }
 
 /** A binary min-heap of states: lowest peak first, then the one with more kernels run. */
@@ -179,21 +271,22 @@ class Frontier {
  * time or the state limit runs out.
  */
 function dynamicProgram(st: Stepper, start: State, size: number, inPiece: (k: number) => boolean, budget: number, deadline: number, counter: { states: number }): { found: State } | { none: true } | { stopped: true } {
-  const seen = new Map<string, number>();
+  const seen = new SeenSets(st.words);
   const frontier = new Frontier();
   frontier.push(start);
   for (let popped = 0; frontier.size; popped++) {
     const s = frontier.pop();
     if (s.depth === size) return { found: s };
     if (popped % 128 === 0 && (Date.now() >= deadline || seen.size > MAX_STATES)) return { stopped: true };
-    for (const k of s.ready) {
-      const t = st.step(s, k, budget - 1, inPiece);
-      if (!t) continue;
-      const key = keyOf(t.bits);
-      if ((seen.get(key) ?? Infinity) <= t.peak) continue;
-      seen.set(key, t.peak);
+    const costs = st.readyOf(s, inPiece).map((k) => [k, ...st.cost(s, k)]).filter(([, peak]) => peak < budget);
+    // A kernel that raises neither the peak nor the live bytes runs now: moved to the front of any
+    // order from here, it raises no later step (its outputs are no larger than what it frees, and
+    // what it frees only frees earlier), so only its branch is kept.
+    const free = costs.find(([, peak, live]) => peak === s.peak && live <= s.live);
+    for (const [k, peak, live] of free ? [free] : costs) {
+      if (!seen.lower(st.with(s, k), peak)) continue;
       counter.states++;
-      frontier.push(t);
+      frontier.push({ at: st.keep(st.next), peak, live, depth: s.depth + 1, k, parent: s });
     }
   }
   return { none: true };
@@ -241,8 +334,8 @@ export function scheduleMemory(g: Graph, opts: ScheduleOptions = {}): Graph & { 
     for (const b of m.buffers) if (b.producers.some((p) => p < piece[0]) && b.readers.some((r) => r >= piece[0])) live += b.bytes;
     const first = new Set(piece);
     const inPiece = (k: number) => first.has(k);
-    const start: State = { bits, peak: 0, live, ready: piece.filter((k) => m.preds[k].every((p) => p < piece[0])), depth: 0, k: -1 };
-    const candidates = [greedy(st, start, piece.length, inPiece), inOrder(st, start, piece, inPiece), inOrder(st, start, ort.filter(inPiece), inPiece)];
+    const start: State = { at: st.keep(bits), peak: 0, live, ready: piece.filter((k) => m.preds[k].every((p) => p < piece[0])), depth: 0, k: -1 };
+    const candidates = [greedy(st, start, piece.length, inPiece), inOrder(st, start, piece), inOrder(st, start, ort.filter(inPiece))];
     const heuristic = candidates.reduce((a, b) => (b.peak < a.peak ? b : a));
     const pieceDeadline = Date.now() + (deadline - Date.now()) / (bySize.length - i);
     const r = dynamicProgram(st, start, piece.length, inPiece, heuristic.peak, pieceDeadline, counter);
