@@ -69,7 +69,12 @@ class SeenSets {
     const { words, sets, peaks } = this;
     const mask = this.capacity - 1;
     let h = 0x811c9dc5;
-    for (let w = 0; w < words; w++) h = Math.imul(h ^ bits[w], 0x01000193) ^ (h >>> 15);
+    for (let w = 0; w < words; w++) h = Math.imul(h ^ bits[w], 0x01000193);
+    // MurmurHash3's finalizer: a multiply only carries bits upwards, and the kernels of one piece
+    // can all sit in a word's high bits, which the mask would otherwise never see.
+    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+    h ^= h >>> 16;
     for (let i = h & mask; ; i = (i + 1) & mask) {
       if (peaks[i] < 0) {
         sets.set(bits, i * words);
@@ -119,6 +124,11 @@ class Stepper {
   /** whether kernel k is in s's set */
   ran(s: State, k: number): boolean {
     return (this.store[s.at + (k >>> 5)] & (1 << (k & 31))) !== 0;
+  }
+
+  /** Forgets every stored set: a new piece's search starts. */
+  clear() {
+    this.stored = 0;
   }
 
   /** Stores a set; returns where. */
@@ -279,9 +289,11 @@ function dynamicProgram(st: Stepper, start: State, size: number, inPiece: (k: nu
     if (s.depth === size) return { found: s };
     if (popped % 128 === 0 && (Date.now() >= deadline || seen.size > MAX_STATES)) return { stopped: true };
     const costs = st.readyOf(s, inPiece).map((k) => [k, ...st.cost(s, k)]).filter(([, peak]) => peak < budget);
-    // A kernel that raises neither the peak nor the live bytes runs now: moved to the front of any
-    // order from here, it raises no later step (its outputs are no larger than what it frees, and
-    // what it frees only frees earlier), so only its branch is kept.
+    // A kernel whose step costs no more than the peak so far and leaves no more bytes live runs now,
+    // and only its branch is kept. Moved to the front of any order from here, it raises no later
+    // step: the live bytes it adds (outputs no other writer has started, less the inputs it is the
+    // last to read) can only shrink as more kernels run, and a later kernel's step adds no more
+    // outputs and may overwrite any input it could before (candidates are all its output's size).
     const free = costs.find(([, peak, live]) => peak === s.peak && live <= s.live);
     for (const [k, peak, live] of free ? [free] : costs) {
       if (!seen.lower(st.with(s, k), peak)) continue;
@@ -334,6 +346,7 @@ export function scheduleMemory(g: Graph, opts: ScheduleOptions = {}): Graph & { 
     for (const b of m.buffers) if (b.producers.some((p) => p < piece[0]) && b.readers.some((r) => r >= piece[0])) live += b.bytes;
     const first = new Set(piece);
     const inPiece = (k: number) => first.has(k);
+    st.clear();
     const start: State = { at: st.keep(bits), peak: 0, live, ready: piece.filter((k) => m.preds[k].every((p) => p < piece[0])), depth: 0, k: -1 };
     const candidates = [greedy(st, start, piece.length, inPiece), inOrder(st, start, piece), inOrder(st, start, ort.filter(inPiece))];
     const heuristic = candidates.reduce((a, b) => (b.peak < a.peak ? b : a));
