@@ -52,15 +52,13 @@ interface State {
  * sets' words, with no object per set (a Map needed a string key built for each set reached).
  */
 class SeenSets {
+  private capacity = 1 << 12;
   private sets: Uint32Array;
   private peaks: Float64Array;
   size = 0;
-  constructor(
-    private readonly words: number,
-    private capacity = 1 << 12,
-  ) {
-    this.sets = new Uint32Array(capacity * words);
-    this.peaks = new Float64Array(capacity).fill(-1);
+  constructor(private readonly words: number) {
+    this.sets = new Uint32Array(this.capacity * words);
+    this.peaks = new Float64Array(this.capacity).fill(-1);
   }
 
   /** Stores the set with this peak unless it is stored with one as low; true when stored. */
