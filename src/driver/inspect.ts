@@ -4,7 +4,7 @@ import { bytesMoved, countMacs } from "../graph/cost.js";
 import { isAlias } from "../graph/ir.js";
 import { checkCosts, fileSha256 } from "./costs.js";
 import { partitionDevices, type Placement } from "../graph/passes/partition-devices.js";
-import { cpuFusionsOn, measuredLine, predictedLine, runGraphPasses, unfusedGraph, type PipelineOptions } from "./pipeline.js";
+import { cpuFusionsOn, inPlaceConvsOn, measuredLine, predictedLine, runGraphPasses, unfusedGraph, type PipelineOptions } from "./pipeline.js";
 
 export interface InspectInfo {
   model: string;
@@ -56,7 +56,8 @@ export function inspectModel(model: string, opts: PipelineOptions): InspectInfo 
   if (opts.costs) checkCosts(opts.costs, model, fileSha256(model), opts.target);
   const imported = importOnnx(model, { inputShapes: opts.inputShapes, bind: opts.bind });
   const unfused = unfusedGraph(imported.graph);
-  const g = runGraphPasses(imported.graph, { fuse: opts.fuse, scheduleTimeLimitMs: opts.scheduleTimeLimitMs, cpuFusions: opts.cpuFusions ?? cpuFusionsOn(opts.target) });
+  const cpuFusions = opts.cpuFusions ?? cpuFusionsOn(opts.target);
+  const g = runGraphPasses(imported.graph, { fuse: opts.fuse, scheduleTimeLimitMs: opts.scheduleTimeLimitMs, cpuFusions, inPlaceConvs: inPlaceConvsOn(opts.target, cpuFusions) });
   const ops: Record<string, number> = {};
   for (const n of imported.graph.nodes) ops[n.op] = (ops[n.op] ?? 0) + 1;
   const consts = [...g.values.values()].filter((v) => v.data && g.nodes.some((n) => n.inputs.includes(v.name)));

@@ -17,6 +17,7 @@ import { poolSlices } from "../graph/passes/pool-slices.js";
 import { splitSlices } from "../graph/passes/split-slices.js";
 import { inferShapes } from "../graph/passes/infer-shapes.js";
 import { planMemory, type MemoryPlan } from "../graph/passes/plan-memory.js";
+import { convInPlace, inPlaceConvs } from "../graph/passes/conv-in-place.js";
 import { rewriteConcat, rewrittenConcats } from "../graph/passes/rewrite-concat.js";
 import { DEFAULT_TIME_LIMIT_MS, scheduleMemory, type ScheduleInfo } from "../graph/passes/schedule-memory.js";
 import { printGraph } from "../graph/print.js";
@@ -100,6 +101,8 @@ type GraphPass = {
 /** What graph passes are told of the target (see cpuFusionsOn). */
 export interface GraphPassOptions {
   cpuFusions?: boolean;
+  /** whether kernels may convolve in place (convInPlace): CPU lowerings with vectors of 4 lanes or more */
+  inPlaceConvs?: boolean;
 }
 
 /**
@@ -130,6 +133,7 @@ export const GRAPH_PASSES: GraphPass[] = [
       return [...(copied === ran ? [] : [{ graph: copied }]), ...(sameKernels(lean, copied) ? [] : [{ graph: lean, rewrite: "fuse (memory-first)" }])];
     },
   },
+  { name: "conv-in-place", run: (g, o) => (o?.inPlaceConvs ? convInPlace(g) : g), whenPeakDrops: true, each: { places: inPlaceConvs, only: convInPlace } },
 ];
 
 /**
@@ -139,6 +143,9 @@ export const GRAPH_PASSES: GraphPass[] = [
  * no OpenCL form).
  */
 export const cpuFusionsOn = (t: Target) => backendFor(t).device !== "gpu";
+
+/** Whether convolutions may run in place (convInPlace): where the CPU fusions are, with vectors of 4 float32 lanes or more, which the depthwise lowering's copy needs. */
+export const inPlaceConvsOn = (t: Target, cpuFusions: boolean) => cpuFusions && t.vectorBytes >= 16;
 
 /** What loop passes know of the device the kernels run on: float32 lanes per vector (1: none), and whether its dialect has slides (C's shuffles; OpenCL C's vectors do not). */
 export interface LoopShape {
@@ -372,7 +379,8 @@ export const sanitizeName = (n: string) => n.replace(/[^A-Za-z0-9_]/g, "_").repl
 export function compileModel(model: string, opts: PipelineOptions): Compiled {
   const backend = backendFor(opts.target);
   const imported = importOnnx(model, { inputShapes: opts.inputShapes, bind: opts.bind });
-  let graph = runGraphPasses(imported.graph, { ...opts, cpuFusions: opts.cpuFusions ?? cpuFusionsOn(opts.target) });
+  const cpuFusions = opts.cpuFusions ?? cpuFusionsOn(opts.target);
+  let graph = runGraphPasses(imported.graph, { ...opts, cpuFusions, inPlaceConvs: inPlaceConvsOn(opts.target, cpuFusions) });
   const missing = unloweredOps(graph);
   if (missing.length) throw new EdgecError(`${basename(model)}: ${missing.length} unsupported op${missing.length > 1 ? "s" : ""}: ${missing.join("; ")}`, 2, missing);
   const name = sanitizeName(opts.name ?? "model");

@@ -1,7 +1,8 @@
 import { DTYPES } from "../core/dtype.js";
 import { numel } from "../core/tensor.js";
 import { ELEMENTWISE_OPS } from "./ops/elementwise.js";
-import { isAlias, type Graph, type Node } from "./ir.js";
+import { attrNum, isAlias, type Graph, type Node } from "./ir.js";
+import { convOf, convSource } from "./passes/conv-in-place.js";
 import { concatLayout } from "./ops/movement.js";
 
 /** Every arena buffer starts on a 64-byte boundary (a cache line, the widest vector load). */
@@ -37,16 +38,20 @@ const elementwise = (n: Node) => !!ELEMENTWISE_OPS[n.op];
  * Whether `n` may write its output over input `v`: each output element is then computed from v's
  * element at the same flat index only, read before that element is stored. True for plain
  * elementwise kernels, for groups made only of elementwise ops, and for a value read only by the
- * epilogue of a fused kernel (a residual Add on a Conv or MatMul result).
+ * epilogue of a fused kernel (a residual Add on a Conv or MatMul result); and for the input of a
+ * Conv that convInPlace marked, whose lowering reads what it overwrites before it stores there.
  */
 function overwritable(g: Graph, n: Node, v: string): boolean {
   const vs = g.values.get(v)!, os = g.values.get(n.outputs[0])!;
   if (!sameShape(vs.shape!, os.shape!) || DTYPES[vs.dtype].bytes !== DTYPES[os.dtype].bytes) return false;
-  if (!n.fused) return elementwise(n);
+  if (!n.fused) return elementwise(n) || (attrNum(n, "inPlace", 0) === 1 && convSource(n) === v);
   const f = n.fused;
   const readers = f.body.filter((m) => m.inputs.includes(v));
   if (f.body.every(elementwise)) return true;
-  return readers.every((m) => elementwise(m) && f.epilogue.includes(m.name));
+  // A Conv marked by convInPlace reads v through its unary prologue; an epilogue reads it at the output's index.
+  const conv = convOf(n);
+  const prologue = (m: Node) => attrNum(conv!, "inPlace", 0) === 1 && convSource(n) === v && (m === conv || (elementwise(m) && !f.epilogue.includes(m.name)));
+  return readers.every((m) => (elementwise(m) && f.epilogue.includes(m.name)) || (conv !== undefined && prologue(m)));
 }
 
 export function memoryModel(g: Graph): MemoryModel {

@@ -107,8 +107,8 @@ describe("irregular network suite", () => {
   });
 
   // Two networks per paper: RandWire (WS and ER together), DARTS, SwiftNet, the smallest and the
-  // smallest of at least 50 nodes, where the rewrites (memory-first fusion, rewrite-concat) start
-  // to pay; gcc builds are the slow part.
+  // smallest of at least 50 nodes, where the rewrites (memory-first fusion, rewrite-concat,
+  // convolutions in place) start to pay; gcc builds are the slow part.
   const smallest = [
     ...new Set(
       [/^randwire/, /^darts/, /^swiftnet/].flatMap((re) =>
@@ -117,11 +117,11 @@ describe("irregular network suite", () => {
     ),
   ];
   const target = loadTarget("host");
-  // The rewrites the pipeline kept, once every build has run: both kinds must be exercised.
+  // The rewrites the pipeline kept, once every build has run: every kind must be exercised.
   const rewrites: string[] = [];
   let built = 0;
   afterAll(() => {
-    if (built === smallest.length) expect(new Set(rewrites)).toEqual(new Set(["rewrite-concat", "fuse (memory-first)"]));
+    if (built === smallest.length) expect(new Set(rewrites)).toEqual(new Set(["rewrite-concat", "fuse (memory-first)", "conv-in-place"]));
   });
 
   it.concurrent.for(smallest)("$name: edgec's artifact matches onnxruntime", async (net, { expect }) => {

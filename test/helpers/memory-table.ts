@@ -29,7 +29,8 @@ export function memoryRow(net: IrregularNet, scheduleTimeLimitMs?: number): Memo
   const dir = tempDir("edgec-memory-table-");
   try {
     const t0 = Date.now();
-    const g = runGraphPasses(importOnnx(dir.write(`${net.name}.onnx`, net.bytes)).graph, { scheduleTimeLimitMs });
+    // As for a CPU target with vectors, whose kernels may convolve in place (convInPlace).
+    const g = runGraphPasses(importOnnx(dir.write(`${net.name}.onnx`, net.bytes)).graph, { scheduleTimeLimitMs, inPlaceConvs: true });
     const s = g.schedule;
     return {
       name: net.name,

@@ -342,7 +342,10 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold, pad: number): Stmt
   // (kh, kw) of output (oh, ow) reads phase (kh·dh mod sh, kw·dw mod sw) at row oh + ⌊kh·dh/sh⌋,
   // column ow + ⌊kw·dw/sw⌋, so neighbouring outputs read neighbouring elements at any stride.
   const Hq = OH + Math.floor(((KH - 1) * dh) / sh), Wq = OW + Math.floor(((KW - 1) * dw) / sw), phaseElems = Hq * Wq;
-  const padded = sw <= 2 && c.cpu!.lanes >= 4 && OW >= 4 && (sh * sw * phaseElems <= MAX_COPY || scalarOutputs > (OH * OW) / 4 || (costlyEpilogue && scalarOutputs > 0));
+  // A convolution in place (convInPlace) reads only the copies: its output overwrites its input.
+  const inPlace = attrNum(c.node, "inPlace", 0) === 1;
+  const padded = sw <= 2 && c.cpu!.lanes >= 4 && OW >= 4 && (inPlace || sh * sw * phaseElems <= MAX_COPY || scalarOutputs > (OH * OW) / 4 || (costlyEpilogue && scalarOutputs > 0));
+  if (inPlace && !padded) throw new Error(`internal: '${c.node.name}' is marked in place but its windows would read the input itself`);
   // Rows narrower than a vector: the outputs on the phase grid, q = oh·Wq + ow, read their taps at
   // q plus a constant, so whole vectors run across rows; they go to a stack array (the columns past
   // OW computed and dropped), then row by row out.
@@ -614,9 +617,13 @@ const conv: Lowering = (c) => {
     const group = attrNum(node, "group", 1);
     if (group === 1) {
       if (winogradFits(c)) return winogradConv(c);
-      const shifted = !!c.shared && shifts(c);
-      const plan = c.shared && transposes(c, shifted) ? transposedConv(c) : shifted ? shiftedConv(c) : gemmConv(c);
-      return c.pooled ? pooledConv(c, plan) : [...plan.pre, ...gemmKernel(c, plan.spec)];
+      // In place (convInPlace, a 1×1 convolution): tiles of pixels, each packed before its outputs
+      // are stored, never the transposed product, which would copy all of the input first.
+      const inPlace = attrNum(node, "inPlace", 0) === 1;
+      const shifted = !!c.shared && !inPlace && shifts(c);
+      const plan = c.shared && !inPlace && transposes(c, shifted) ? transposedConv(c) : shifted ? shiftedConv(c) : gemmConv(c);
+      if (inPlace && (!isPointwise(convGeometry(node, x!.shape, w!.shape)) || plan.pre.length || c.pooled)) throw new Error(`internal: Conv '${node.name}' is marked in place but is not a plain 1×1 product`);
+      return c.pooled ? pooledConv(c, plan) : [...plan.pre, ...gemmKernel(c, { ...plan.spec, inPlace })];
     }
     if (group === x!.shape[1] && w!.shape[0] === group) return depthwise(c);
   }

@@ -63,6 +63,11 @@ export interface GemmSpec {
   post?: (b: Expr[], row: Expr, j: Expr, v: Expr) => Expr;
   /** the product runs inside the caller's parallel loop (one band of a pooled convolution): its tiles in order, on one thread */
   serial?: boolean;
+  /**
+   * y may be the memory packB reads (a convolution in place): tiles-outer, whose tile is packed
+   * whole before its outputs are stored, and never rows-outer, which would pack all of B first
+   */
+  inPlace?: boolean;
 }
 
 /**
@@ -164,11 +169,12 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
   const ragged = s.cols % NT !== 0;
   const panels = Math.floor(s.rows / MR), tail = s.rows % MR;
   if (s.packA && s.batch.some((d) => d !== 1)) throw new Error(`internal: ${c.node.name}: A packed at run time needs a batch of one`);
+  if (s.inPlace && (!s.packB || s.packA || s.bConst)) throw new Error(`internal: ${c.node.name}: a product in place must pack its columns, tile by tile`);
   const aPacked = s.aConst ? c.constant!(`${c.node.name}_rows`, packRows(s, MR)) : s.packA ? c.shared!(s.rows * s.depth) : undefined;
   // A's panels packed at run time, a panel per thread, before any tile reads them.
   const packA = (row0: Expr, h: number): Stmt[] => s.packA!(row0, h, (k, r, v) => ({ k: "store", buf: aPacked!.buf, idx: add(add(mul(row0, int(s.depth)), mul(k, int(h))), r), val: v }));
   const aPre = !s.packA ? [] : [...(panels ? nest(c.names, [panels], ([p]) => packA(mul(p, int(MR)), MR)) : []), ...(tail ? packA(int(panels * MR), tail) : [])];
-  const rowsOuter = !s.serial && !!s.aConst && !!s.packB && s.batch.every((d) => d === 1) && tiles <= ROWS_OUTER_TILES && panels >= 2;
+  const rowsOuter = !s.serial && !s.inPlace && !!s.aConst && !!s.packB && s.batch.every((d) => d === 1) && tiles <= ROWS_OUTER_TILES && panels >= 2;
   const packed = s.bConst ? c.constant!(`${c.node.name}_packed`, packConst(s, NT)) : rowsOuter ? c.shared!(tiles * s.depth * NT) : c.scratch!(s.depth * NT);
   // Rows-outer: the depth in blocks, and row groups of `per` panels, whose accumulators wait between
   // blocks in per-thread scratch, [panel][row][tile][NT].

@@ -1,0 +1,116 @@
+import { join } from "node:path";
+import ort from "onnxruntime-node";
+import { afterAll, describe, expect, it } from "vitest";
+import { buildArtifact } from "../../src/driver/artifact.js";
+import { runGraphPasses } from "../../src/driver/pipeline.js";
+import { runArtifact } from "../../src/driver/run.js";
+import { compare } from "../../src/driver/verify.js";
+import { importOnnx } from "../../src/frontend/onnx/import.js";
+import { memoryModel } from "../../src/graph/memory.js";
+import { convInPlace, convSource, inPlaceConvs } from "../../src/graph/passes/conv-in-place.js";
+import { inferShapes } from "../../src/graph/passes/infer-shapes.js";
+import { loadTarget } from "../../src/target/load.js";
+import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
+
+let seed = 5;
+const rand = (n: number) => Array.from({ length: n }, () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
+const weight = (name: string, dims: number[]) => tensorProto(name, T.FLOAT, dims, { floatData: rand(dims.reduce((a, b) => a * b, 1)).map((v) => v * 0.3) });
+const pads = attr.ints("pads", [1, 1, 1, 1]);
+const C = 16;
+
+/**
+ * x → s (1×1 conv, 8 → 16 channels) → Relu → the convolution `first` (depthwise 3×3 or 1×1, 16 → 16)
+ * → the other one → y, their last result added to t, a 3×3 convolution of s. Whichever of s and t
+ * the order makes first, one of them is live while the chain runs, so its first step holds three
+ * tensors (that one, its input, its output) unless its output takes over its input; the second
+ * step's result is added to t in its epilogue and goes straight to the output. On maps of `hw`
+ * over 62, a channel's padded copy exceeds what the depthwise lowering copies otherwise: in place,
+ * it must copy anyway.
+ */
+function chain(first: "depthwise" | "pointwise", hw = 12) {
+  const dw = (i: string, o: string) => node("Conv", [i, "wd", "bd"], [o], [attr.i("group", C), pads]);
+  const pw = (i: string, o: string) => node("Conv", [i, "wp", "bp"], [o]);
+  return modelBytes({
+    inputs: [valueInfo("x", T.FLOAT, [1, 8, hw, hw])],
+    initializers: [weight("ws", [C, 8, 1, 1]), weight("wt", [C, C, 3, 3]), weight("wd", [C, 1, 3, 3]), weight("bd", [C]), weight("wp", [C, C, 1, 1]), weight("bp", [C])],
+    nodes: [
+      node("Conv", ["x", "ws"], ["s"]),
+      node("Conv", ["s", "wt"], ["t"], [pads]),
+      node("Relu", ["s"], ["r"]),
+      ...(first === "depthwise" ? [dw("r", "a"), pw("a", "b")] : [pw("r", "a"), dw("a", "b")]),
+      node("Add", ["b", "t"], ["y"]),
+    ],
+    outputs: [valueInfo("y", T.FLOAT)],
+  });
+}
+
+const work = tempDir("edgec-conv-in-place-");
+afterAll(() => work.cleanup());
+const graphOf = (name: string, bytes: Uint8Array) => inferShapes(importOnnx(work.write(name, bytes), {}).graph);
+
+describe("convInPlace", () => {
+  it("marks depthwise convolutions and 1×1 ones with as many outputs as inputs, whose output has their input's shape", () => {
+    const bytes = modelBytes({
+      inputs: [valueInfo("x", T.FLOAT, [1, 8, 12, 12])],
+      initializers: [weight("w1", [8, 8, 1, 1]), weight("w2", [8, 1, 3, 3]), weight("w3", [8, 1, 3, 3]), weight("w4", [16, 8, 1, 1]), weight("w5", [16, 16, 3, 3]), weight("w6", [16, 1, 3, 3])],
+      nodes: [
+        node("Relu", ["x"], ["r"]),
+        node("Conv", ["r", "w1"], ["pw"]),
+        node("Conv", ["pw", "w2"], ["dw"], [attr.i("group", 8), pads]),
+        node("Conv", ["dw", "w3"], ["strided"], [attr.i("group", 8), pads, attr.ints("strides", [2, 2])]),
+        node("Conv", ["dw", "w4"], ["wider"]),
+        node("Conv", ["wider", "w5"], ["full"], [pads]),
+        node("Conv", ["full", "w6"], ["y"], [attr.i("group", 16), pads]),
+      ],
+      outputs: [valueInfo("strided", T.FLOAT), valueInfo("y", T.FLOAT)],
+    });
+    const g = graphOf("kinds.onnx", bytes);
+    const marked = convInPlace(g);
+    // Not the stride-2 one, the 8 → 16 one or the 3×3 one; the last reads a computed tensor too.
+    expect(inPlaceConvs(g, marked).map((n) => marked.nodes.find((m) => m.name === n)!.outputs[0])).toEqual(["pw", "dw", "y"]);
+    expect(convInPlace(g, new Set([marked.nodes[2].name])).nodes.filter((n) => n.attrs.inPlace).map((n) => n.outputs[0])).toEqual(["dw"]);
+    // The graph it was given is left as it was.
+    expect(g.nodes.some((n) => n.attrs.inPlace)).toBe(false);
+  });
+
+  it("lets a marked convolution take over its input's buffer in the memory model, and only then", () => {
+    const g = graphOf("chain-model.onnx", chain("depthwise"));
+    const candidates = (m: ReturnType<typeof memoryModel>, out: string) => {
+      const k = m.kernels.findIndex((n) => n.outputs[0] === out);
+      return m.inPlace[k].map((b) => m.buffers[b].value);
+    };
+    expect(candidates(memoryModel(g), "a")).toEqual([]);
+    // The depthwise convolution reads r, the Relu's result.
+    expect(candidates(memoryModel(convInPlace(g)), "a")).toEqual(["r"]);
+  });
+
+  for (const [first, hw] of [["depthwise", 12], ["pointwise", 12], ["depthwise", 72]] as const) {
+    it(`${first} first on ${hw}×${hw} maps: kept where it lowers the peak, and the code matches onnxruntime on x86 and NEON`, async () => {
+      const file = work.write(`${first}-${hw}.onnx`, chain(first, hw));
+      const dumps: Record<string, string> = {};
+      const p = runGraphPasses(importOnnx(file, {}).graph, { inPlaceConvs: true, dumpAfter: ["conv-in-place"], dump: (t, s) => (dumps[t] = s) });
+      expect(p.schedule.rewrites).toEqual(["conv-in-place"]);
+      const tensor = C * hw * hw * 4;
+      expect(p.schedule.dpPeakBytes).toBe(3 * tensor);
+      expect(p.schedule.peakBytes).toBe(2 * tensor);
+      expect(p.schedule.optimal).toBe(true);
+      expect(p.memory.arenaBytes).toBe(2 * tensor);
+      expect(dumps["after:conv-in-place"]).toMatch(/inPlace/);
+      // Without the option (a GPU, or vectors under 4 lanes) nothing is marked.
+      expect(runGraphPasses(importOnnx(file, {}).graph, {}).schedule.peakBytes).toBe(3 * tensor);
+      const x = Float32Array.from(rand(8 * hw * hw));
+      for (const target of ["host", "rpi4"]) {
+        const dir = join(work.dir, `${first}-${hw}-${target}`);
+        const { compiled } = await buildArtifact(file, dir, { target: loadTarget(target) });
+        const g = compiled!.graph;
+        const conv = g.nodes.find((n) => (n.fused?.body ?? [n]).some((m) => m.attrs.inPlace))!;
+        expect(g.memory.inPlace[conv.outputs[0]], `${target}: the marked convolution writes over its input`).toBe(convSource(conv));
+        const session = await ort.InferenceSession.create(file);
+        const ref = (await session.run({ x: new ort.Tensor("float32", x, [1, 8, hw, hw]) })).y;
+        const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: [1, 8, hw, hw], data: x } });
+        const cmp = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
+        expect(cmp.pass, `${target}: max abs error ${cmp.maxAbs}`).toBe(true);
+      }
+    });
+  }
+});
