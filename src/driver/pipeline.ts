@@ -89,7 +89,7 @@ type GraphPass = {
    * only costs speed, so each place is tried without, and stays without when the peak does not
    * rise (see narrowed).
    */
-  each?: { places: (g: Graph, ran: Graph) => string[]; only: (g: Graph, names: Set<string>) => Graph };
+  each?: { places: (g: Graph, ran: Graph) => string[]; only: (g: Graph, names: Set<string>, o?: GraphPassOptions) => Graph };
   /**
    * other results to schedule beside run's: the lowest peak is kept, the earliest on a tie. One
    * named as a `rewrite` is a way to lower the peak at some cost in speed: it is measured against
@@ -101,8 +101,8 @@ type GraphPass = {
 /** What graph passes are told of the target (see cpuFusionsOn). */
 export interface GraphPassOptions {
   cpuFusions?: boolean;
-  /** whether kernels may convolve in place (convInPlace): CPU lowerings with vectors of 4 lanes or more */
-  inPlaceConvs?: boolean;
+  /** kernels may convolve in place (convInPlace): CPU lowerings with vectors of 4 lanes or more, for at most `threads` threads */
+  inPlaceConvs?: { threads: number };
 }
 
 /**
@@ -133,7 +133,12 @@ export const GRAPH_PASSES: GraphPass[] = [
       return [...(copied === ran ? [] : [{ graph: copied }]), ...(sameKernels(lean, copied) ? [] : [{ graph: lean, rewrite: "fuse (memory-first)" }])];
     },
   },
-  { name: "conv-in-place", run: (g, o) => (o?.inPlaceConvs ? convInPlace(g) : g), whenPeakDrops: true, each: { places: inPlaceConvs, only: convInPlace } },
+  {
+    name: "conv-in-place",
+    run: (g, o) => (o?.inPlaceConvs ? convInPlace(g, o.inPlaceConvs) : g),
+    whenPeakDrops: true,
+    each: { places: inPlaceConvs, only: (g, names, o) => convInPlace(g, { ...o!.inPlaceConvs!, only: names }) },
+  },
 ];
 
 /**
@@ -144,8 +149,13 @@ export const GRAPH_PASSES: GraphPass[] = [
  */
 export const cpuFusionsOn = (t: Target) => backendFor(t).device !== "gpu";
 
-/** Whether convolutions may run in place (convInPlace): where the CPU fusions are, with vectors of 4 float32 lanes or more, which the depthwise lowering's copy needs. */
-export const inPlaceConvsOn = (t: Target, cpuFusions: boolean) => cpuFusions && t.vectorBytes >= 16;
+/**
+ * Whether convolutions may run in place (convInPlace), and for how many threads: on a CPU backend
+ * where the CPU fusions are, with vectors of 4 float32 lanes or more, which the depthwise
+ * lowering's copy needs.
+ */
+export const inPlaceConvsOn = (t: Target, cpuFusions: boolean) =>
+  cpuFusions && backendFor(t).device === "cpu" && t.vectorBytes >= 16 ? { threads: Math.max(1, t.cores) } : undefined;
 
 /** What loop passes know of the device the kernels run on: float32 lanes per vector (1: none), and whether its dialect has slides (C's shuffles; OpenCL C's vectors do not). */
 export interface LoopShape {
@@ -268,7 +278,7 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
       if (now >= stop) break;
       const only = new Set([...kept].filter((x) => x !== place));
       if (!only.size) continue;
-      const graph = each.only(g, only);
+      const graph = each.only(g, only, opts);
       // Its share of what is left before the deadline ends its schedules by `stop`.
       const done = finish(graph, passes, [...before, [name, want(name) ? printGraph(graph) : ""]], Math.min(1, (stop - now) / Math.max(1, deadline - now)));
       const [s, b] = [done.g.schedule, best.g.schedule];

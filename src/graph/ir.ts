@@ -59,6 +59,9 @@ export interface Graph {
  */
 export const isAlias = (n: Node) => n.op === "View" || n.op === "ConcatView";
 
+/** The node whose lowering a kernel runs: itself, or a fused kernel's anchor. */
+export const anchorOf = (n: Node): Node => (n.fused ? n.fused.body.find((m) => m.name === n.fused!.anchor)! : n);
+
 export function withNodes(g: Graph, nodes: Node[], values = g.values): Graph {
   return { ...g, nodes, values };
 }

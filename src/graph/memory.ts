@@ -1,8 +1,7 @@
 import { DTYPES } from "../core/dtype.js";
 import { numel } from "../core/tensor.js";
 import { ELEMENTWISE_OPS } from "./ops/elementwise.js";
-import { attrNum, isAlias, type Graph, type Node } from "./ir.js";
-import { convOf, convSource } from "./passes/conv-in-place.js";
+import { anchorOf, attrNum, isAlias, type Graph, type Node } from "./ir.js";
 import { concatLayout } from "./ops/movement.js";
 
 /** Every arena buffer starts on a 64-byte boundary (a cache line, the widest vector load). */
@@ -44,14 +43,13 @@ const elementwise = (n: Node) => !!ELEMENTWISE_OPS[n.op];
 function overwritable(g: Graph, n: Node, v: string): boolean {
   const vs = g.values.get(v)!, os = g.values.get(n.outputs[0])!;
   if (!sameShape(vs.shape!, os.shape!) || DTYPES[vs.dtype].bytes !== DTYPES[os.dtype].bytes) return false;
-  if (!n.fused) return elementwise(n) || (attrNum(n, "inPlace", 0) === 1 && convSource(n) === v);
+  const conv = anchorOf(n);
+  const inPlace = conv.op === "Conv" && attrNum(conv, "inPlace", 0) === 1 && conv.inputs[0] === v;
+  if (!n.fused) return elementwise(n) || inPlace;
   const f = n.fused;
   const readers = f.body.filter((m) => m.inputs.includes(v));
   if (f.body.every(elementwise)) return true;
-  // A Conv marked by convInPlace reads v through its unary prologue; an epilogue reads it at the output's index.
-  const conv = convOf(n);
-  const prologue = (m: Node) => attrNum(conv!, "inPlace", 0) === 1 && convSource(n) === v && (m === conv || (elementwise(m) && !f.epilogue.includes(m.name)));
-  return readers.every((m) => (elementwise(m) && f.epilogue.includes(m.name)) || (conv !== undefined && prologue(m)));
+  return readers.every((m) => (elementwise(m) && f.epilogue.includes(m.name)) || (m === conv && inPlace));
 }
 
 export function memoryModel(g: Graph): MemoryModel {

@@ -7,9 +7,11 @@ import { runArtifact } from "../../src/driver/run.js";
 import { compare } from "../../src/driver/verify.js";
 import { importOnnx } from "../../src/frontend/onnx/import.js";
 import { memoryModel } from "../../src/graph/memory.js";
-import { convInPlace, convSource, inPlaceConvs } from "../../src/graph/passes/conv-in-place.js";
+import { anchorOf, type Graph } from "../../src/graph/ir.js";
+import { convInPlace, inPlaceConvs } from "../../src/graph/passes/conv-in-place.js";
 import { inferShapes } from "../../src/graph/passes/infer-shapes.js";
 import { loadTarget } from "../../src/target/load.js";
+import { expectLikeOrt } from "../helpers/against-ort.js";
 import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
 
 let seed = 5;
@@ -65,10 +67,10 @@ describe("convInPlace", () => {
       outputs: [valueInfo("strided", T.FLOAT), valueInfo("y", T.FLOAT)],
     });
     const g = graphOf("kinds.onnx", bytes);
-    const marked = convInPlace(g);
+    const marked = convInPlace(g, { threads: 1 });
     // Not the stride-2 one, the 8 → 16 one or the 3×3 one; the last reads a computed tensor too.
     expect(inPlaceConvs(g, marked).map((n) => marked.nodes.find((m) => m.name === n)!.outputs[0])).toEqual(["pw", "dw", "y"]);
-    expect(convInPlace(g, new Set([marked.nodes[2].name])).nodes.filter((n) => n.attrs.inPlace).map((n) => n.outputs[0])).toEqual(["dw"]);
+    expect(convInPlace(g, { threads: 1, only: new Set([marked.nodes[2].name]) }).nodes.filter((n) => n.attrs.inPlace).map((n) => n.outputs[0])).toEqual(["dw"]);
     // The graph it was given is left as it was.
     expect(g.nodes.some((n) => n.attrs.inPlace)).toBe(false);
   });
@@ -81,14 +83,60 @@ describe("convInPlace", () => {
     };
     expect(candidates(memoryModel(g), "a")).toEqual([]);
     // The depthwise convolution reads r, the Relu's result.
-    expect(candidates(memoryModel(convInPlace(g)), "a")).toEqual(["r"]);
+    expect(candidates(memoryModel(convInPlace(g, { threads: 1 })), "a")).toEqual(["r"]);
+  });
+
+  it("leaves kernels whose other members are not elementwise ops on its result, and depthwise ones with under two channels per thread", async () => {
+    // s's Relu, transposed, is added to the depthwise convolution of s: fused into its kernel, the
+    // Transpose would read s at other indices than the output's, after they were overwritten.
+    const transposed = modelBytes({
+      inputs: [valueInfo("x", T.FLOAT, [1, 8, 12, 12])],
+      initializers: [weight("ws", [C, 8, 1, 1]), weight("wt", [C, C, 3, 3]), weight("wd", [C, 1, 3, 3]), weight("wn", [C, C, 3, 3])],
+      nodes: [
+        node("Conv", ["x", "ws"], ["s"]),
+        node("Conv", ["s", "wt"], ["t"], [pads]),
+        node("Relu", ["s"], ["r"]),
+        node("Transpose", ["r"], ["q"], [attr.ints("perm", [0, 1, 3, 2])]),
+        node("Conv", ["s", "wd"], ["a0"], [attr.i("group", C), pads]),
+        node("Add", ["a0", "q"], ["a"]),
+        node("Conv", ["a", "wn"], ["b"], [pads]),
+        node("Add", ["b", "t"], ["y"]),
+      ],
+      outputs: [valueInfo("y", T.FLOAT)],
+    });
+    // A 1×1 convolution whose epilogue ends in a 3×3 stride-1 MaxPool (a banded pool: the map never reaches memory).
+    const pooled = modelBytes({
+      inputs: [valueInfo("x", T.FLOAT, [1, 8, 12, 12])],
+      initializers: [weight("ws", [C, 8, 1, 1]), weight("wt", [C, C, 3, 3]), weight("wp", [C, C, 1, 1]), weight("bp", [C]), weight("wn", [C, C, 3, 3])],
+      nodes: [
+        node("Conv", ["x", "ws"], ["s"]),
+        node("Conv", ["s", "wt"], ["t"], [pads]),
+        node("Conv", ["s", "wp", "bp"], ["a0"]),
+        node("MaxPool", ["a0"], ["a"], [attr.ints("kernel_shape", [3, 3]), pads]),
+        node("Conv", ["a", "wn"], ["b"], [pads]),
+        node("Add", ["b", "t"], ["y"]),
+      ],
+      outputs: [valueInfo("y", T.FLOAT)],
+    });
+    for (const [name, bytes] of [["transposed", transposed], ["pooled", pooled]] as const) {
+      const file = work.write(`${name}.onnx`, bytes);
+      const g = runGraphPasses(importOnnx(file, {}).graph, { cpuFusions: true, inPlaceConvs: { threads: 1 } });
+      const fused = g.nodes.find((n) => n.fused?.body.some((m) => m.op === (name === "pooled" ? "MaxPool" : "Transpose")))!;
+      expect(fused.fused!.body.some((m) => m.op === "Conv"), `${name}: the convolution's kernel`).toBe(true);
+      expect(g.nodes.some((n) => (n.fused?.body ?? [n]).some((m) => m.attrs.inPlace)), name).toBe(false);
+      await expectLikeOrt(file, join(work.dir, name), Float32Array.from(rand(8 * 12 * 12)), [1, 8, 12, 12], ["y"], { target: loadTarget("host") });
+    }
+    const two = graphOf("two-channels.onnx", chain("depthwise"));
+    const dw = (h: Graph) => inPlaceConvs(two, h).length;
+    expect(dw(convInPlace(two, { threads: 8 }))).toBe(2);
+    expect(dw(convInPlace(two, { threads: 9 }))).toBe(1);
   });
 
   for (const [first, hw] of [["depthwise", 12], ["pointwise", 12], ["depthwise", 72]] as const) {
     it(`${first} first on ${hw}×${hw} maps: kept where it lowers the peak, and the code matches onnxruntime on x86 and NEON`, async () => {
       const file = work.write(`${first}-${hw}.onnx`, chain(first, hw));
       const dumps: Record<string, string> = {};
-      const p = runGraphPasses(importOnnx(file, {}).graph, { inPlaceConvs: true, dumpAfter: ["conv-in-place"], dump: (t, s) => (dumps[t] = s) });
+      const p = runGraphPasses(importOnnx(file, {}).graph, { inPlaceConvs: { threads: 1 }, dumpAfter: ["conv-in-place"], dump: (t, s) => (dumps[t] = s) });
       expect(p.schedule.rewrites).toEqual(["conv-in-place"]);
       const tensor = C * hw * hw * 4;
       expect(p.schedule.dpPeakBytes).toBe(3 * tensor);
@@ -104,7 +152,7 @@ describe("convInPlace", () => {
         const { compiled } = await buildArtifact(file, dir, { target: loadTarget(target) });
         const g = compiled!.graph;
         const conv = g.nodes.find((n) => (n.fused?.body ?? [n]).some((m) => m.attrs.inPlace))!;
-        expect(g.memory.inPlace[conv.outputs[0]], `${target}: the marked convolution writes over its input`).toBe(convSource(conv));
+        expect(g.memory.inPlace[conv.outputs[0]], `${target}: the marked convolution writes over its input`).toBe(anchorOf(conv).inputs[0]);
         const session = await ort.InferenceSession.create(file);
         const ref = (await session.run({ x: new ort.Tensor("float32", x, [1, 8, hw, hw]) })).y;
         const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: [1, 8, hw, hw], data: x } });

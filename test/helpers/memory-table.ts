@@ -1,6 +1,7 @@
-import { runGraphPasses, type PlannedGraph } from "../../src/driver/pipeline.js";
+import { inPlaceConvsOn, runGraphPasses, type PlannedGraph } from "../../src/driver/pipeline.js";
 import { importOnnx } from "../../src/frontend/onnx/import.js";
 import { isAlias } from "../../src/graph/ir.js";
+import { loadTarget } from "../../src/target/load.js";
 import type { IrregularNet } from "./irregular.js";
 import { tempDir } from "./onnx-builder.js";
 
@@ -29,8 +30,8 @@ export function memoryRow(net: IrregularNet, scheduleTimeLimitMs?: number): Memo
   const dir = tempDir("edgec-memory-table-");
   try {
     const t0 = Date.now();
-    // As for a CPU target with vectors, whose kernels may convolve in place (convInPlace).
-    const g = runGraphPasses(importOnnx(dir.write(`${net.name}.onnx`, net.bytes)).graph, { scheduleTimeLimitMs, inPlaceConvs: true });
+    // Convolutions in place as a host build has them (convInPlace).
+    const g = runGraphPasses(importOnnx(dir.write(`${net.name}.onnx`, net.bytes)).graph, { scheduleTimeLimitMs, inPlaceConvs: inPlaceConvsOn(loadTarget("host"), true) });
     const s = g.schedule;
     return {
       name: net.name,
