@@ -25,11 +25,12 @@ const C = 16;
  * → the other one → y, their last result added to t, a 3×3 convolution of s. Whichever of s and t
  * the order makes first, one of them is live while the chain runs, so its first step holds three
  * tensors (that one, its input, its output) unless its output takes over its input; the second
- * step's result is added to t in its epilogue and goes straight to the output. On maps of `hw`
+ * step's result is added to t in its epilogue and goes straight to the output. With `silu` the
+ * first step's result goes through a SiLU (x·sigmoid(x)), fused into its kernel. On maps of `hw`
  * over 62, a channel's padded copy exceeds what the depthwise lowering copies otherwise: in place,
  * it must copy anyway.
  */
-function chain(first: "depthwise" | "pointwise", hw = 12) {
+function chain(first: "depthwise" | "pointwise", hw = 12, silu = false) {
   const dw = (i: string, o: string) => node("Conv", [i, "wd", "bd"], [o], [attr.i("group", C), pads]);
   const pw = (i: string, o: string) => node("Conv", [i, "wp", "bp"], [o]);
   return modelBytes({
@@ -39,7 +40,9 @@ function chain(first: "depthwise" | "pointwise", hw = 12) {
       node("Conv", ["x", "ws"], ["s"]),
       node("Conv", ["s", "wt"], ["t"], [pads]),
       node("Relu", ["s"], ["r"]),
-      ...(first === "depthwise" ? [dw("r", "a"), pw("a", "b")] : [pw("r", "a"), dw("a", "b")]),
+      ...(first === "depthwise" ? [dw("r", "a0")] : [pw("r", "a0")]),
+      ...(silu ? [node("Sigmoid", ["a0"], ["g"]), node("Mul", ["a0", "g"], ["a"])] : [node("Identity", ["a0"], ["a"])]),
+      ...(first === "depthwise" ? [pw("a", "b")] : [dw("a", "b")]),
       node("Add", ["b", "t"], ["y"]),
     ],
     outputs: [valueInfo("y", T.FLOAT)],
@@ -81,9 +84,9 @@ describe("convInPlace", () => {
       const k = m.kernels.findIndex((n) => n.outputs[0] === out);
       return m.inPlace[k].map((b) => m.buffers[b].value);
     };
-    expect(candidates(memoryModel(g), "a")).toEqual([]);
+    expect(candidates(memoryModel(g), "a0")).toEqual([]);
     // The depthwise convolution reads r, the Relu's result.
-    expect(candidates(memoryModel(convInPlace(g, { threads: 1 })), "a")).toEqual(["r"]);
+    expect(candidates(memoryModel(convInPlace(g, { threads: 1 })), "a0")).toEqual(["r"]);
   });
 
   it("leaves kernels whose other members are not elementwise ops on its result, and depthwise ones with under two channels per thread", async () => {
@@ -132,9 +135,9 @@ describe("convInPlace", () => {
     expect(dw(convInPlace(two, { threads: 9 }))).toBe(1);
   });
 
-  for (const [first, hw] of [["depthwise", 12], ["pointwise", 12], ["depthwise", 72]] as const) {
-    it(`${first} first on ${hw}×${hw} maps: kept where it lowers the peak, and the code matches onnxruntime on x86 and NEON`, async () => {
-      const file = work.write(`${first}-${hw}.onnx`, chain(first, hw));
+  for (const [first, hw, silu] of [["depthwise", 12, false], ["pointwise", 12, true], ["depthwise", 72, false], ["depthwise", 12, true]] as const) {
+    it(`${first} first on ${hw}×${hw} maps${silu ? ", through a SiLU" : ""}: kept where it lowers the peak, and the code matches onnxruntime on x86 and NEON`, async () => {
+      const file = work.write(`${first}-${hw}-${silu}.onnx`, chain(first, hw, silu));
       const dumps: Record<string, string> = {};
       const p = runGraphPasses(importOnnx(file, {}).graph, { inPlaceConvs: { threads: 1 }, dumpAfter: ["conv-in-place"], dump: (t, s) => (dumps[t] = s) });
       expect(p.schedule.rewrites).toEqual(["conv-in-place"]);
@@ -148,7 +151,7 @@ describe("convInPlace", () => {
       expect(runGraphPasses(importOnnx(file, {}).graph, {}).schedule.peakBytes).toBe(3 * tensor);
       const x = Float32Array.from(rand(8 * hw * hw));
       for (const target of ["host", "rpi4"]) {
-        const dir = join(work.dir, `${first}-${hw}-${target}`);
+        const dir = join(work.dir, `${first}-${hw}-${silu}-${target}`);
         const { compiled } = await buildArtifact(file, dir, { target: loadTarget(target) });
         const g = compiled!.graph;
         const conv = g.nodes.find((n) => (n.fused?.body ?? [n]).some((m) => m.attrs.inPlace))!;

@@ -34,19 +34,22 @@ export function inPlaceConvs(g: Graph, marked: Graph): string[] {
 
 /**
  * A kernel whose Conv (float32, 2-D, stride 1, constant weights and bias) is depthwise or 1×1 with
- * as many outputs as input channels, reads a computed tensor x of the kernel's output shape, and
- * whose other members are elementwise ops applied to its result (no banded pool or stitched
- * reduction), of which those that read x read it at the output's index. A depthwise one also has
- * more than one channel (a single one is lowered as a plain convolution, whose tiles gather past
- * their own pixels), rows at least 4 wide (its copy moves a vector of them at a time), and at
- * least two channels per thread: on a large map its copy, a padded channel per thread, is scratch
- * the convolution would not need otherwise, and must cost well under the tensor it saves.
+ * as many outputs as input channels, reads a computed tensor x of the kernel's output shape that
+ * the kernel does not compute itself, and whose other members are elementwise ops on its result (a
+ * SiLU's Sigmoid and Mul; no banded pool or stitched reduction), of which those that read x are
+ * its epilogue, which reads x at the output's index. A depthwise one also has more than one
+ * channel (a single one is lowered as a plain convolution, whose tiles gather past their own
+ * pixels), rows at least 4 wide (its copy moves a vector of them at a time), and at least two
+ * channels per thread: on a large map its copy, a padded channel per thread, is scratch the
+ * convolution would not need otherwise, and must cost well under the tensor it saves.
  */
 function fits(g: Graph, n: Node, threads: number): boolean {
   const conv = anchorOf(n);
   if (conv.op !== "Conv" || n.outputs.length !== 1) return false;
   const f = n.fused;
-  if (f && !f.body.every((m) => m === conv || (ELEMENTWISE_OPS[m.op] && f.epilogue.includes(m.name)))) return false;
+  const reads = (m: Node) => m.inputs.includes(conv.inputs[0]);
+  if (f && f.body.some((m) => m.outputs.includes(conv.inputs[0]))) return false;
+  if (f && !f.body.every((m) => m === conv || (ELEMENTWISE_OPS[m.op] && (!reads(m) || f.epilogue.includes(m.name))))) return false;
   const x = g.values.get(conv.inputs[0])!, w = g.values.get(conv.inputs[1])!, y = g.values.get(n.outputs[0])!;
   if (x.data || !w.data || conv.inputs.slice(2).some((b) => b && !g.values.get(b)!.data)) return false;
   if (x.shape?.length !== 4 || !w.shape || !y.shape || [x, w, y].some((t) => t.dtype !== "float32")) return false;
