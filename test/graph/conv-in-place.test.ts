@@ -130,9 +130,9 @@ describe("convInPlace", () => {
       await expectLikeOrt(file, join(work.dir, name), Float32Array.from(rand(8 * 12 * 12)), [1, 8, 12, 12], ["y"], { target: loadTarget("host") });
     }
     const two = graphOf("two-channels.onnx", chain("depthwise"));
-    const dw = (h: Graph) => inPlaceConvs(two, h).length;
-    expect(dw(convInPlace(two, { threads: 8 }))).toBe(2);
-    expect(dw(convInPlace(two, { threads: 9 }))).toBe(1);
+    const marked = (h: Graph) => inPlaceConvs(two, h).length;
+    expect(marked(convInPlace(two, { threads: 8 }))).toBe(2);
+    expect(marked(convInPlace(two, { threads: 9 }))).toBe(1);
   });
 
   for (const [first, hw, silu] of [["depthwise", 12, false], ["pointwise", 12, true], ["depthwise", 72, false], ["depthwise", 12, true]] as const) {
