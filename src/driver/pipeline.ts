@@ -17,9 +17,9 @@ import { poolSlices } from "../graph/passes/pool-slices.js";
 import { splitSlices } from "../graph/passes/split-slices.js";
 import { inferShapes } from "../graph/passes/infer-shapes.js";
 import { planMemory, type MemoryPlan } from "../graph/passes/plan-memory.js";
-import { convInPlace, inPlaceConvs } from "../graph/passes/conv-in-place.js";
+import { convInPlace, keepNeeded } from "../graph/passes/conv-in-place.js";
 import { rewriteConcat, rewrittenConcats } from "../graph/passes/rewrite-concat.js";
-import { DEFAULT_TIME_LIMIT_MS, scheduleMemory, type ScheduleInfo } from "../graph/passes/schedule-memory.js";
+import { DEFAULT_TIME_LIMIT_MS, scheduleMemory, type ScheduleInfo, type Scheduled } from "../graph/passes/schedule-memory.js";
 import { printGraph } from "../graph/print.js";
 import { verifyGraph } from "../graph/verify.js";
 import type { Kernel, Program } from "../loop/ir.js";
@@ -89,7 +89,12 @@ type GraphPass = {
    * only costs speed, so each place is tried without, and stays without when the peak does not
    * rise (see narrowed).
    */
-  each?: { places: (g: Graph, ran: Graph) => string[]; only: (g: Graph, names: Set<string>, o?: GraphPassOptions) => Graph };
+  each?: { places: (g: Graph, ran: Graph) => string[]; only: (g: Graph, names: Set<string>) => Graph };
+  /**
+   * a whenPeakDrops pass whose places the schedule of its result can judge without scheduling
+   * again: `prune` takes back those the peak does not need, keeping the peak and its proof
+   */
+  prune?: (g: Scheduled) => Scheduled;
   /**
    * other results to schedule beside run's: the lowest peak is kept, the earliest on a tie. One
    * named as a `rewrite` is a way to lower the peak at some cost in speed: it is measured against
@@ -133,12 +138,7 @@ export const GRAPH_PASSES: GraphPass[] = [
       return [...(copied === ran ? [] : [{ graph: copied }]), ...(sameKernels(lean, copied) ? [] : [{ graph: lean, rewrite: "fuse (memory-first)" }])];
     },
   },
-  {
-    name: "conv-in-place",
-    run: (g, o) => (o?.inPlaceConvs ? convInPlace(g, o.inPlaceConvs) : g),
-    whenPeakDrops: true,
-    each: { places: inPlaceConvs, only: (g, names, o) => convInPlace(g, { ...o!.inPlaceConvs!, only: names }) },
-  },
+  { name: "conv-in-place", run: (g, o) => (o?.inPlaceConvs ? convInPlace(g, o.inPlaceConvs) : g), whenPeakDrops: true, prune: keepNeeded },
 ];
 
 /**
@@ -218,7 +218,7 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
   if (want(infer.name)) opts.dump?.(`after:${infer.name}`, printGraph(g));
   if (want(fold.name)) opts.dump?.(`after:${fold.name}`, printGraph(g));
   // Dumps wait until the branch a whenPeakDrops pass opens is chosen.
-  type Done = { g: Graph & { schedule: ScheduleInfo }; dumps: [string, string][] };
+  type Done = { g: Scheduled; dumps: [string, string][] };
   // One time limit for all scheduling, split evenly between the branches the passes open.
   const deadline = Date.now() + (opts.scheduleTimeLimitMs ?? DEFAULT_TIME_LIMIT_MS);
   const finish = (g: Graph, passes: GraphPass[], before: [string, string][], share = 1): Done => {
@@ -231,7 +231,13 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
         const started = Date.now();
         const no = finish(g, passes.slice(i + 1), [], share / 2);
         const yes = finish(tried, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(tried) : ""]], share / (2 - share));
-        if (yes.g.schedule.peakBytes < no.g.schedule.peakBytes) return rewritten(p.each ? narrowed(p.each, g, tried, yes, passes.slice(i + 1), dumps, p.name, Date.now() - started) : yes, no, p.name);
+        if (yes.g.schedule.peakBytes < no.g.schedule.peakBytes) {
+          if (p.prune) {
+            const pruned = p.prune(yes.g);
+            return rewritten({ g: pruned, dumps: yes.dumps.map(([n, t]) => (n === p.name && want(n) ? [n, printGraph(pruned)] : [n, t])) }, no, p.name);
+          }
+          return rewritten(p.each ? narrowed(p.each, g, tried, yes, passes.slice(i + 1), dumps, p.name, Date.now() - started) : yes, no, p.name);
+        }
         const note = `// not applied: peak ${yes.g.schedule.peakBytes} bytes with it, ${no.g.schedule.peakBytes} without\n`;
         return { g: no.g, dumps: [...dumps, [p.name, note], ...no.dumps] };
       }
@@ -278,7 +284,7 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
       if (now >= stop) break;
       const only = new Set([...kept].filter((x) => x !== place));
       if (!only.size) continue;
-      const graph = each.only(g, only, opts);
+      const graph = each.only(g, only);
       // Its share of what is left before the deadline ends its schedules by `stop`.
       const done = finish(graph, passes, [...before, [name, want(name) ? printGraph(graph) : ""]], Math.min(1, (stop - now) / Math.max(1, deadline - now)));
       const [s, b] = [done.g.schedule, best.g.schedule];

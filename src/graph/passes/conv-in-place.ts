@@ -1,6 +1,8 @@
 import { ELEMENTWISE_OPS } from "../ops/elementwise.js";
 import { convGeometry } from "../ops/nn.js";
 import { anchorOf, attrNum, type Graph, type Node } from "../ir.js";
+import { memoryModel, simulate } from "../memory.js";
+import type { Scheduled } from "./schedule-memory.js";
 
 /**
  * In-place convolution (MCUNet's in-place depthwise convolution, Lin et al. 2020), a rewrite that
@@ -11,13 +13,13 @@ import { anchorOf, attrNum, type Graph, type Node } from "../ir.js";
  * per-thread scratch before it writes that channel, and a 1×1 convolution packs each tile of
  * pixels, all channels, before it stores the tile's outputs. The mark is the attribute `inPlace`
  * on the Conv (a fused kernel's anchor); memory.ts then lets the kernel take over its input's
- * buffer. The pipeline keeps it only where the peak drops (see GRAPH_PASSES), and of its places
- * (kernels, by name) only those the peak needs, as far as the tries fit in time.
+ * buffer. The pipeline keeps it only where the peak drops (see GRAPH_PASSES), and then only the
+ * marks the peak needs (keepNeeded).
  */
-export function convInPlace(g: Graph, o: { threads: number; only?: Set<string> }): Graph {
+export function convInPlace(g: Graph, o: { threads: number }): Graph {
   let changed = false;
   const nodes = g.nodes.map((n) => {
-    if ((o.only && !o.only.has(n.name)) || !fits(g, n, o.threads)) return n;
+    if (!fits(g, n, o.threads)) return n;
     changed = true;
     const mark = (c: Node): Node => ({ ...c, attrs: { ...c.attrs, inPlace: 1 } });
     if (!n.fused) return mark(n);
@@ -26,10 +28,32 @@ export function convInPlace(g: Graph, o: { threads: number; only?: Set<string> }
   return changed ? { ...g, nodes } : g;
 }
 
-/** The kernels of g that `marked` (convInPlace's result on g) marks, by name, in graph order. */
-export function inPlaceConvs(g: Graph, marked: Graph): string[] {
-  const was = new Map(g.nodes.map((n) => [n.name, n]));
-  return marked.nodes.filter((n) => was.get(n.name) !== n).map((n) => n.name);
+/**
+ * The scheduled graph with the marks its peak does not need taken back: those of kernels whose
+ * output did not take over an input, and of kernels whose step would stay within the peak with the
+ * input they took over kept apart. Unmarked, a kernel changes only its own step (its input still
+ * dies there), so the order keeps its peak; and as marks only ever lower the optimum, an order
+ * proven optimal stays so. Exact and without scheduling again, where trying each mark out would
+ * take a schedule per mark.
+ */
+export function keepNeeded(g: Scheduled): Scheduled {
+  const m = memoryModel(g);
+  const sim = simulate(m, m.kernels.map((_, k) => k));
+  const drop = new Set(
+    m.kernels.flatMap((n, k) => {
+      if (attrNum(anchorOf(n), "inPlace", 0) !== 1) return [];
+      const r = m.writes[k].length === 1 ? sim.reuse.get(m.writes[k][0]) : undefined;
+      return r === undefined || sim.curve[k] + m.buffers[r].bytes <= sim.peak ? [n] : [];
+    }),
+  );
+  if (!drop.size) return g;
+  const unmark = (c: Node): Node => ({ ...c, attrs: Object.fromEntries(Object.entries(c.attrs).filter(([key]) => key !== "inPlace")) });
+  const nodes = g.nodes.map((n) => (!drop.has(n) ? n : n.fused ? { ...n, fused: { ...n.fused, body: n.fused.body.map((b) => (b.name === n.fused!.anchor ? unmark(b) : b)) } } : unmark(n)));
+  const kept = { ...g, nodes };
+  const m2 = memoryModel(kept);
+  const after = simulate(m2, m2.kernels.map((_, k) => k));
+  if (after.peak !== g.schedule.peakBytes) throw new Error(`internal: taking back unneeded in-place marks moved the peak from ${g.schedule.peakBytes} to ${after.peak} bytes`);
+  return { ...kept, schedule: { ...g.schedule, curve: after.curve } };
 }
 
 /**

@@ -25,6 +25,9 @@ export interface ScheduleInfo {
   ms: number;
 }
 
+/** A graph in the order schedule-memory chose, with what it found. */
+export type Scheduled = Graph & { schedule: ScheduleInfo };
+
 /** How long the dynamic program may search, per graph, unless told otherwise. */
 export const DEFAULT_TIME_LIMIT_MS = 20_000;
 
@@ -314,7 +317,7 @@ const MAX_STATES = 4_000_000;
  * effect tightened from below as the search goes (SERENITY's soft budgeting, without guessing).
  * Past the time limit the heuristic order is used and reported as not proven optimal.
  */
-export function scheduleMemory(g: Graph, opts: ScheduleOptions = {}): Graph & { schedule: ScheduleInfo } {
+export function scheduleMemory(g: Graph, opts: ScheduleOptions = {}): Scheduled {
   const t0 = Date.now();
   const deadline = t0 + (opts.timeLimitMs ?? DEFAULT_TIME_LIMIT_MS);
   const m = memoryModel(g);
