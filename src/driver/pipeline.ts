@@ -92,9 +92,10 @@ type GraphPass = {
   each?: { places: (g: Graph, ran: Graph) => string[]; only: (g: Graph, names: Set<string>) => Graph };
   /**
    * a whenPeakDrops pass whose places the schedule of its result can judge without scheduling
-   * again: `prune` takes back those the peak does not need, keeping the peak and its proof
+   * again: `prune` takes back those the peak does not need, keeping the peak and its proof, and
+   * says whether any is left (when none is, the rewrite only led the search to a better order)
    */
-  prune?: (g: Scheduled) => Scheduled;
+  prune?: (g: Scheduled) => { g: Scheduled; left: boolean };
   /**
    * other results to schedule beside run's: the lowest peak is kept, the earliest on a tie. One
    * named as a `rewrite` is a way to lower the peak at some cost in speed: it is measured against
@@ -233,8 +234,11 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
         const yes = finish(tried, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(tried) : ""]], share / (2 - share));
         if (yes.g.schedule.peakBytes < no.g.schedule.peakBytes) {
           if (p.prune) {
-            const pruned = p.prune(yes.g);
-            return rewritten({ g: pruned, dumps: yes.dumps.map(([n, t]) => (n === p.name && want(n) ? [n, printGraph(pruned)] : [n, t])) }, no, p.name);
+            const { g: pruned, left } = p.prune(yes.g);
+            // The dumps show what is left: the pass's marks, and the scheduled graph with the schedule's summary.
+            const redump = ([n, t]: [string, string]): [string, string] =>
+              !want(n) || (n !== p.name && n !== "schedule-memory") ? [n, t] : [n, printGraph(pruned) + (n === p.name ? "" : t.slice(t.lastIndexOf("// peak")))];
+            return rewritten({ g: pruned, dumps: yes.dumps.map(redump) }, no, left ? p.name : undefined);
           }
           return rewritten(p.each ? narrowed(p.each, g, tried, yes, passes.slice(i + 1), dumps, p.name, Date.now() - started) : yes, no, p.name);
         }
@@ -295,10 +299,10 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
     }
     return best;
   };
-  /** A rewrite's result, measured against the schedule without it (the graph order and the DP before rewrites). */
-  const rewritten = (yes: Done, no: Done, name: string): Done => {
+  /** A rewrite's result (`name`; none when nothing of it is left), measured against the schedule without it (the graph order and the DP before rewrites). */
+  const rewritten = (yes: Done, no: Done, name: string | undefined): Done => {
     const before = no.g.schedule;
-    const schedule = { ...yes.g.schedule, topoPeakBytes: before.topoPeakBytes, ortPeakBytes: before.ortPeakBytes, topoCurve: before.topoCurve, dpPeakBytes: before.dpPeakBytes, rewrites: [name, ...yes.g.schedule.rewrites] };
+    const schedule = { ...yes.g.schedule, topoPeakBytes: before.topoPeakBytes, ortPeakBytes: before.ortPeakBytes, topoCurve: before.topoCurve, dpPeakBytes: before.dpPeakBytes, rewrites: [...(name ? [name] : []), ...yes.g.schedule.rewrites] };
     return { ...yes, g: { ...yes.g, schedule } };
   };
   const done = finish(g, rest, []);

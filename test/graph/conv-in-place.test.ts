@@ -6,10 +6,11 @@ import { runGraphPasses } from "../../src/driver/pipeline.js";
 import { runArtifact } from "../../src/driver/run.js";
 import { compare } from "../../src/driver/verify.js";
 import { importOnnx } from "../../src/frontend/onnx/import.js";
-import { memoryModel } from "../../src/graph/memory.js";
+import { memoryModel, simulate } from "../../src/graph/memory.js";
 import { anchorOf, type Graph } from "../../src/graph/ir.js";
-import { convInPlace } from "../../src/graph/passes/conv-in-place.js";
+import { convInPlace, keepNeeded } from "../../src/graph/passes/conv-in-place.js";
 import { inferShapes } from "../../src/graph/passes/infer-shapes.js";
+import { scheduleMemory } from "../../src/graph/passes/schedule-memory.js";
 import { loadTarget } from "../../src/target/load.js";
 import { expectLikeOrt } from "../helpers/against-ort.js";
 import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
@@ -133,6 +134,35 @@ describe("convInPlace", () => {
     const two = graphOf("two-channels.onnx", chain("depthwise"));
     expect(markedOutputs(convInPlace(two, { threads: 8 }))).toEqual(["a0", "b"]);
     expect(markedOutputs(convInPlace(two, { threads: 9 }))).toEqual(["b"]);
+  });
+
+  it("takes back a mark its step does not need: another input the kernel may overwrite (a residual) is free there", () => {
+    // y1 = depthwise(s) + u: the kernel may write over s (marked) or over u (its epilogue's), and s
+    // is read again later, so it writes over u either way.
+    const bytes = modelBytes({
+      inputs: [valueInfo("x", T.FLOAT, [1, 8, 12, 12])],
+      initializers: [weight("ws", [C, 8, 1, 1]), weight("wu", [C, 8, 1, 1]), weight("wd", [C, 1, 3, 3]), weight("bd", [C]), weight("wq", [C, C, 3, 3])],
+      nodes: [
+        node("Conv", ["x", "ws"], ["s"]),
+        node("Conv", ["x", "wu"], ["u"]),
+        node("Conv", ["s", "wd", "bd"], ["a"], [attr.i("group", C), pads]),
+        node("Add", ["a", "u"], ["y1"]),
+        node("MaxPool", ["y1"], ["p1"], [attr.ints("kernel_shape", [3, 3]), pads, attr.ints("strides", [2, 2])]),
+        node("Conv", ["s", "wq"], ["q"], [pads, attr.ints("strides", [2, 2])]),
+        node("Add", ["q", "p1"], ["z"]),
+      ],
+      outputs: [valueInfo("z", T.FLOAT)],
+    });
+    const fused: Graph = { ...runGraphPasses(importOnnx(work.write("residual.onnx", bytes), {}).graph, {}) };
+    const marked = convInPlace(fused, { threads: 1 });
+    expect(markedOutputs(marked)).toEqual(["y1"]);
+    const scheduled = scheduleMemory(marked);
+    const { g, left } = keepNeeded(scheduled);
+    expect(left).toBe(false);
+    expect(markedOutputs(g)).toEqual([]);
+    expect(g.schedule.peakBytes).toBe(scheduled.schedule.peakBytes);
+    const m = memoryModel(g);
+    expect(Math.max(...simulate(m, m.kernels.map((_, k) => k)).curve)).toBe(scheduled.schedule.peakBytes);
   });
 
   for (const [first, hw, silu] of [["depthwise", 12, false], ["pointwise", 12, true], ["depthwise", 72, false], ["depthwise", 12, true]] as const) {

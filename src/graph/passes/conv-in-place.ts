@@ -1,7 +1,7 @@
 import { ELEMENTWISE_OPS } from "../ops/elementwise.js";
 import { convGeometry } from "../ops/nn.js";
 import { anchorOf, attrNum, type Graph, type Node } from "../ir.js";
-import { memoryModel, simulate } from "../memory.js";
+import { memoryModel, reusedInput, simulate } from "../memory.js";
 import type { Scheduled } from "./schedule-memory.js";
 
 /**
@@ -29,31 +29,38 @@ export function convInPlace(g: Graph, o: { threads: number }): Graph {
 }
 
 /**
- * The scheduled graph with the marks its peak does not need taken back: those of kernels whose
- * output did not take over an input, and of kernels whose step would stay within the peak with the
- * input they took over kept apart. Unmarked, a kernel changes only its own step (its input still
- * dies there), so the order keeps its peak; and as marks only ever lower the optimum, an order
- * proven optimal stays so. Exact and without scheduling again, where trying each mark out would
- * take a schedule per mark.
+ * The scheduled graph with the marks its order's peak does not need taken back, and whether any is
+ * left. Unmarked, a kernel changes only its own step (its input dies there either way): the step
+ * stays as it is where another input it may overwrite is still free to take (a residual its
+ * epilogue adds), or its output took over nothing, and otherwise grows by the input it took over.
+ * So a mark comes off wherever its step stays within the peak: the order keeps its peak, and, as
+ * marks only ever lower the optimum, an order proven optimal stays so. Exact for the order, with
+ * no schedule per mark; another order might need fewer marks.
  */
-export function keepNeeded(g: Scheduled): Scheduled {
-  const m = memoryModel(g);
+export function keepNeeded(g: Scheduled): { g: Scheduled; left: boolean } {
+  const marked = (n: Node) => attrNum(anchorOf(n), "inPlace", 0) === 1;
+  const unmark = (c: Node): Node => ({ ...c, attrs: Object.fromEntries(Object.entries(c.attrs).filter(([key]) => key !== "inPlace")) });
+  const without = (drop: (n: Node) => boolean): Graph => ({
+    ...g,
+    nodes: g.nodes.map((n) => (!drop(n) ? n : n.fused ? { ...n, fused: { ...n.fused, body: n.fused.body.map((b) => (b.name === n.fused!.anchor ? unmark(b) : b)) } } : unmark(n))),
+  });
+  // Kernel k is step k: the graph's nodes are in the schedule's order, and memoryModel keeps it.
+  const m = memoryModel(g), bare = memoryModel(without(marked));
   const sim = simulate(m, m.kernels.map((_, k) => k));
   const drop = new Set(
-    m.kernels.flatMap((n, k) => {
-      if (attrNum(anchorOf(n), "inPlace", 0) !== 1) return [];
+    m.kernels.filter((n, k) => {
+      if (!marked(n) || reusedInput(bare, k, (j) => j < k) !== undefined) return marked(n);
       const r = m.writes[k].length === 1 ? sim.reuse.get(m.writes[k][0]) : undefined;
-      return r === undefined || sim.curve[k] + m.buffers[r].bytes <= sim.peak ? [n] : [];
+      return sim.curve[k] + (r === undefined ? 0 : m.buffers[r].bytes) <= sim.peak;
     }),
   );
-  if (!drop.size) return g;
-  const unmark = (c: Node): Node => ({ ...c, attrs: Object.fromEntries(Object.entries(c.attrs).filter(([key]) => key !== "inPlace")) });
-  const nodes = g.nodes.map((n) => (!drop.has(n) ? n : n.fused ? { ...n, fused: { ...n.fused, body: n.fused.body.map((b) => (b.name === n.fused!.anchor ? unmark(b) : b)) } } : unmark(n)));
-  const kept = { ...g, nodes };
+  const left = m.kernels.some((n) => marked(n) && !drop.has(n));
+  if (!drop.size) return { g, left };
+  const kept = without((n) => drop.has(n));
   const m2 = memoryModel(kept);
   const after = simulate(m2, m2.kernels.map((_, k) => k));
   if (after.peak !== g.schedule.peakBytes) throw new Error(`internal: taking back unneeded in-place marks moved the peak from ${g.schedule.peakBytes} to ${after.peak} bytes`);
-  return { ...kept, schedule: { ...g.schedule, curve: after.curve } };
+  return { g: { ...kept, schedule: { ...g.schedule, curve: after.curve } }, left };
 }
 
 /**
