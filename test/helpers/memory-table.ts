@@ -26,12 +26,14 @@ export interface MemoryRow {
   graph: PlannedGraph;
 }
 
+/** Convolutions in place as a host build has them (convInPlace). */
+const IN_PLACE = inPlaceConvsOn(loadTarget("host"), true);
+
 export function memoryRow(net: IrregularNet, scheduleTimeLimitMs?: number): MemoryRow {
   const dir = tempDir("edgec-memory-table-");
   try {
     const t0 = Date.now();
-    // Convolutions in place as a host build has them (convInPlace).
-    const g = runGraphPasses(importOnnx(dir.write(`${net.name}.onnx`, net.bytes)).graph, { scheduleTimeLimitMs, inPlaceConvs: inPlaceConvsOn(loadTarget("host"), true) });
+    const g = runGraphPasses(importOnnx(dir.write(`${net.name}.onnx`, net.bytes)).graph, { scheduleTimeLimitMs, inPlaceConvs: IN_PLACE });
     const s = g.schedule;
     return {
       name: net.name,
