@@ -34,6 +34,8 @@ export interface InspectInfo {
   ortPeakBytes: number;
   /** edgec's order before graph rewrites */
   dpPeakBytes: number;
+  /** true when that order is proven to have the lowest peak before rewrites (it has a share of the time limit) */
+  dpScheduleOptimal: boolean;
   /** true when the scheduler proved no order has a lower peak */
   scheduleOptimal: boolean;
   /** rewrites kept because they lowered the peak */
@@ -82,6 +84,7 @@ export function inspectModel(model: string, opts: PipelineOptions): InspectInfo 
     topoPeakBytes: g.schedule.topoPeakBytes,
     ortPeakBytes: g.schedule.ortPeakBytes,
     dpPeakBytes: g.schedule.dpPeakBytes,
+    dpScheduleOptimal: g.schedule.dpOptimal,
     scheduleOptimal: g.schedule.optimal,
     rewrites: g.schedule.rewrites,
     scheduleMs: g.schedule.ms,

@@ -91,9 +91,9 @@ type GraphPass = {
    */
   each?: { places: (g: Graph, ran: Graph) => string[]; only: (g: Graph, names: Set<string>) => Graph };
   /**
-   * a whenPeakDrops pass whose places the schedule of its result can judge without scheduling
-   * again: `prune` takes back those the peak does not need, keeping the peak and its proof, and
-   * says whether any is left (when none is, the rewrite only led the search to a better order)
+   * a rewrite whose places the schedule of its result can judge without scheduling again: `prune`
+   * takes back those the peak does not need, keeping the peak and its proof, and says whether any
+   * is left (when none is, the rewrite only led the search to a better order)
    */
   prune?: (g: Scheduled) => { g: Scheduled; left: boolean };
   /**
@@ -139,7 +139,19 @@ export const GRAPH_PASSES: GraphPass[] = [
       return [...(copied === ran ? [] : [{ graph: copied }]), ...(sameKernels(lean, copied) ? [] : [{ graph: lean, rewrite: "fuse (memory-first)" }])];
     },
   },
-  { name: "conv-in-place", run: (g, o) => (o?.inPlaceConvs ? convInPlace(g, o.inPlaceConvs) : g), whenPeakDrops: true, prune: keepNeeded },
+  // A 1×1 convolution in place that changes the channel count gives the planner a block whose size
+  // changes, which it may not fit in the lower bound where an order without one would: marks with
+  // them are an alternative of their own, kept only where the peak drops further.
+  {
+    name: "conv-in-place",
+    run: (g) => g,
+    alternatives: (g, _ran, o) => {
+      if (!o?.inPlaceConvs) return [];
+      const same = convInPlace(g, o.inPlaceConvs), all = convInPlace(g, { ...o.inPlaceConvs, channels: true });
+      return [...(same === g ? [] : [same]), ...(all === same ? [] : [all])].map((graph) => ({ graph, rewrite: "conv-in-place" }));
+    },
+    prune: keepNeeded,
+  },
 ];
 
 /**
@@ -233,13 +245,7 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
         const no = finish(g, passes.slice(i + 1), [], share / 2);
         const yes = finish(tried, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(tried) : ""]], share / (2 - share));
         if (yes.g.schedule.peakBytes < no.g.schedule.peakBytes) {
-          if (p.prune) {
-            const { g: pruned, left } = p.prune(yes.g);
-            // The dumps show what is left: the pass's marks, and the scheduled graph with the schedule's summary.
-            const redump = ([n, t]: [string, string]): [string, string] =>
-              !want(n) || (n !== p.name && n !== "schedule-memory") ? [n, t] : [n, printGraph(pruned) + (n === p.name ? "" : t.slice(t.lastIndexOf("// peak")))];
-            return rewritten({ g: pruned, dumps: yes.dumps.map(redump) }, no, left ? p.name : undefined);
-          }
+          if (p.prune) return pruned(p.prune, p.name, yes, no, p.name);
           return rewritten(p.each ? narrowed(p.each, g, tried, yes, passes.slice(i + 1), dumps, p.name, Date.now() - started) : yes, no, p.name);
         }
         const note = `// not applied: peak ${yes.g.schedule.peakBytes} bytes with it, ${no.g.schedule.peakBytes} without\n`;
@@ -258,7 +264,11 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
         const lowest = (bs: typeof branches) => bs.reduce((a, b) => (peak(b) < peak(a) ? b : a));
         const plain = lowest(branches.filter((b) => !b.rewrite));
         const best = lowest(branches);
-        return best.rewrite && peak(best) < peak(plain) ? rewritten(best.done, plain.done, best.rewrite) : plain.done;
+        if (best.rewrite && peak(best) < peak(plain)) return p.prune ? pruned(p.prune, p.name, best.done, plain.done, best.rewrite) : rewritten(best.done, plain.done, best.rewrite);
+        const tried = branches.filter((b) => b.rewrite);
+        if (!tried.length) return plain.done;
+        const note = `// ${tried[0].rewrite} not applied: peak ${peak(lowest(tried))} bytes with it, ${peak(plain)} without\n`;
+        return { ...plain.done, dumps: plain.done.dumps.map(([n, t]) => [n, n === p.name && want(n) ? t + note : t]) };
       }
       g = ran;
       dumps.push([p.name, want(p.name) ? printGraph(g) : ""]);
@@ -299,10 +309,18 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
     }
     return best;
   };
+  /** A rewrite's result with its places pruned (see GraphPass.prune), measured against the schedule without it. */
+  const pruned = (prune: NonNullable<GraphPass["prune"]>, pass: string, yes: Done, no: Done, name: string): Done => {
+    const { g, left } = prune(yes.g);
+    // The dumps show what is left: the pass's marks, and the scheduled graph with the schedule's summary.
+    const redump = ([n, t]: [string, string]): [string, string] =>
+      !want(n) || (n !== pass && n !== "schedule-memory") ? [n, t] : [n, printGraph(g) + (n === pass ? "" : t.slice(t.lastIndexOf("// peak")))];
+    return rewritten({ g, dumps: yes.dumps.map(redump) }, no, left ? name : undefined);
+  };
   /** A rewrite's result (`name`; none when nothing of it is left), measured against the schedule without it (the graph order and the DP before rewrites). */
   const rewritten = (yes: Done, no: Done, name: string | undefined): Done => {
     const before = no.g.schedule;
-    const schedule = { ...yes.g.schedule, topoPeakBytes: before.topoPeakBytes, ortPeakBytes: before.ortPeakBytes, topoCurve: before.topoCurve, dpPeakBytes: before.dpPeakBytes, rewrites: [...(name ? [name] : []), ...yes.g.schedule.rewrites] };
+    const schedule = { ...yes.g.schedule, topoPeakBytes: before.topoPeakBytes, ortPeakBytes: before.ortPeakBytes, topoCurve: before.topoCurve, dpPeakBytes: before.dpPeakBytes, dpOptimal: before.dpOptimal, rewrites: [...(name ? [name] : []), ...yes.g.schedule.rewrites] };
     return { ...yes, g: { ...yes.g, schedule } };
   };
   const done = finish(g, rest, []);

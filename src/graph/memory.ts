@@ -23,7 +23,7 @@ export interface MemoryModel {
   buffers: { value: string; bytes: number; producers: number[]; readers: number[] }[];
   /** per kernel: the buffers it writes */
   writes: number[][];
-  /** per kernel: for its single arena output, the input buffers it may overwrite when they die there */
+  /** per kernel: for its single arena output, the input buffers it may overwrite when they die there, those saving most first */
   inPlace: number[][];
   /** each ConcatView input: the ConcatView's output and the byte offset of its slice there */
   slices: Map<string, [string, number]>;
@@ -42,12 +42,13 @@ const elementwise = (n: Node) => !!ELEMENTWISE_OPS[n.op];
  */
 function overwritable(g: Graph, n: Node, v: string): boolean {
   const vs = g.values.get(v)!, os = g.values.get(n.outputs[0])!;
-  if (!sameShape(vs.shape!, os.shape!) || DTYPES[vs.dtype].bytes !== DTYPES[os.dtype].bytes) return false;
   const conv = anchorOf(n);
   const inPlace = conv.op === "Conv" && attrNum(conv, "inPlace", 0) === 1 && conv.inputs[0] === v;
+  const readers = n.fused ? n.fused.body.filter((m) => m.inputs.includes(v)) : [n];
+  // A 1×1 convolution in place may change the channel count: it alone reads its input then.
+  if (!sameShape(vs.shape!, os.shape!) || DTYPES[vs.dtype].bytes !== DTYPES[os.dtype].bytes) return inPlace && readers.every((m) => m === conv);
   if (!n.fused) return elementwise(n) || inPlace;
   const f = n.fused;
-  const readers = f.body.filter((m) => m.inputs.includes(v));
   if (f.body.every(elementwise)) return true;
   return readers.every((m) => (elementwise(m) && f.epilogue.includes(m.name)) || (m === conv && inPlace));
 }
@@ -120,9 +121,9 @@ export function memoryModel(g: Graph): MemoryModel {
     const cands = new Set<number>();
     for (const i of n.inputs) {
       const b = i && !slices.has(i) ? bufferOf.get(root(i)) : undefined;
-      if (b !== undefined && buffers[b].bytes === out.bytes && overwritable(g, n, i)) cands.add(b);
+      if (b !== undefined && overwritable(g, n, i)) cands.add(b);
     }
-    return [...cands];
+    return [...cands].sort((a, b) => Math.min(buffers[b].bytes, out.bytes) - Math.min(buffers[a].bytes, out.bytes));
   });
   return { kernels, preds, succs, buffers, writes, inPlace, slices };
 }
@@ -146,6 +147,26 @@ export function reusedInput(m: MemoryModel, k: number, done: (k: number) => bool
   return m.inPlace[k].find((b) => m.buffers[b].readers.every((r) => r === k || done(r)));
 }
 
+/**
+ * The bytes kernel k saves at its step by writing over input buffer r: the smaller of the two. A
+ * convolution in place that changes the channel count holds the larger one's memory while it runs.
+ */
+export const savedBy = (m: MemoryModel, k: number, r: number) => Math.min(m.buffers[r].bytes, m.buffers[m.writes[k][0]].bytes);
+
+/**
+ * Where kernel k's output may lie against the input buffer r it writes over, in bytes above r's
+ * offset: at r's offset; and, when their sizes differ (only a 1×1 convolution in place, of one
+ * image, changes the size: see convInPlace) by whole channels, with their ends aligned instead.
+ * Either way each output element lies only over input elements of its own pixel, which the kernel
+ * packs before it stores there; the choice lets the planner fit the smaller one at either end.
+ */
+export function alignments(g: Graph, m: MemoryModel, k: number, r: number): number[] {
+  const out = m.buffers[m.writes[k][0]], diff = m.buffers[r].bytes - out.bytes;
+  const v = g.values.get(out.value)!;
+  const channel = numel(v.shape!.slice(2)) * DTYPES[v.dtype].bytes;
+  return diff !== 0 && diff % channel === 0 ? [0, diff] : [0];
+}
+
 export function simulate(m: MemoryModel, order: number[]): Simulation {
   const pos = new Map(order.map((k, t) => [k, t]));
   const life = new Map<number, [number, number]>();
@@ -158,8 +179,8 @@ export function simulate(m: MemoryModel, order: number[]): Simulation {
     const r = reusedInput(m, k, (j) => pos.get(j)! < t);
     if (r !== undefined) reuse.set(m.writes[k][0], r);
     let live = 0;
-    for (const [b, [s, e]] of life) if (s <= t && t <= e && !(r === b)) live += m.buffers[b].bytes;
-    return live;
+    for (const [b, [s, e]] of life) if (s <= t && t <= e) live += m.buffers[b].bytes;
+    return r === undefined ? live : live - savedBy(m, k, r);
   });
   return { peak: Math.max(0, ...curve), curve, life, reuse };
 }

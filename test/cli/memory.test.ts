@@ -29,6 +29,8 @@ describe("memory in the CLI", () => {
     expect(j.lowerBoundBytes).toBe(j.peakBytes);
     expect(j.arenaBytes).toBeGreaterThanOrEqual(j.lowerBoundBytes);
     expect(j.scheduleOptimal).toBe(true);
+    expect(j.dpScheduleOptimal).toBe(true);
+    expect(j.dpPeakBytes).toBeGreaterThanOrEqual(j.peakBytes);
     expect(j.schedule).toHaveLength(j.kernels);
     expect(Math.max(...j.schedule.map((s: { liveBytes: number }) => s.liveBytes))).toBe(j.peakBytes);
     expect(Math.max(...j.topoCurve)).toBe(j.topoPeakBytes);

@@ -50,6 +50,28 @@ function chain(first: "depthwise" | "pointwise", hw = 12, silu = false) {
   });
 }
 
+/**
+ * x → s (1×1, 8 → cin) → Relu r → a (1×1, cin → cout) → b (depthwise) + t (3×3 of s, cin → cout)
+ * → y. Run t first and let r write over s: a's step holds r, a and t unless a writes over r, the
+ * smaller of the two then holding both (8 + 16 + 16 channels against 16 + 16 when widening, 16 + 8
+ * + 8 against 16 + 8 when narrowing).
+ */
+function changing(cin: number, cout: number, hw: number) {
+  return modelBytes({
+    inputs: [valueInfo("x", T.FLOAT, [1, 8, hw, hw])],
+    initializers: [weight("ws", [cin, 8, 1, 1]), weight("wt", [cout, cin, 3, 3]), weight("wa", [cout, cin, 1, 1]), weight("ba", [cout]), weight("wd", [cout, 1, 3, 3])],
+    nodes: [
+      node("Conv", ["x", "ws"], ["s"]),
+      node("Conv", ["s", "wt"], ["t"], [pads]),
+      node("Relu", ["s"], ["r"]),
+      node("Conv", ["r", "wa", "ba"], ["a"]),
+      node("Conv", ["a", "wd"], ["b"], [attr.i("group", cout), pads]),
+      node("Add", ["b", "t"], ["y"]),
+    ],
+    outputs: [valueInfo("y", T.FLOAT)],
+  });
+}
+
 const work = tempDir("edgec-conv-in-place-");
 afterAll(() => work.cleanup());
 const graphOf = (name: string, bytes: Uint8Array) => inferShapes(importOnnx(work.write(name, bytes), {}).graph);
@@ -57,7 +79,7 @@ const graphOf = (name: string, bytes: Uint8Array) => inferShapes(importOnnx(work
 const markedOutputs = (g: Graph) => g.nodes.filter((n) => (n.fused?.body ?? [n]).some((m) => m.attrs.inPlace)).map((n) => n.outputs[0]);
 
 describe("convInPlace", () => {
-  it("marks depthwise convolutions and 1×1 ones with as many outputs as inputs, whose output has their input's shape", () => {
+  it("marks depthwise convolutions and 1×1 ones of computed tensors whose output has their input's shape, and with `channels` the 1×1 ones changing the channel count", () => {
     const bytes = modelBytes({
       inputs: [valueInfo("x", T.FLOAT, [1, 8, 12, 12])],
       initializers: [weight("w1", [8, 8, 1, 1]), weight("w2", [8, 1, 3, 3]), weight("w3", [8, 1, 3, 3]), weight("w4", [16, 8, 1, 1]), weight("w5", [16, 16, 3, 3]), weight("w6", [16, 1, 3, 3])],
@@ -69,13 +91,15 @@ describe("convInPlace", () => {
         node("Conv", ["dw", "w4"], ["wider"]),
         node("Conv", ["wider", "w5"], ["full"], [pads]),
         node("Conv", ["full", "w6"], ["y"], [attr.i("group", 16), pads]),
+        node("Conv", ["x", "w1"], ["fromInput"]),
       ],
-      outputs: [valueInfo("strided", T.FLOAT), valueInfo("y", T.FLOAT)],
+      outputs: [valueInfo("strided", T.FLOAT), valueInfo("y", T.FLOAT), valueInfo("fromInput", T.FLOAT)],
     });
     const g = graphOf("kinds.onnx", bytes);
-    const marked = convInPlace(g, { threads: 1 });
-    // Not the stride-2 one, the 8 → 16 one or the 3×3 one; the last reads a computed tensor too.
-    expect(markedOutputs(marked)).toEqual(["pw", "dw", "y"]);
+    // Not the stride-2 one, the 3×3 one or the one of the graph's input (the caller's memory); the
+    // last reads a computed tensor too.
+    expect(markedOutputs(convInPlace(g, { threads: 1 }))).toEqual(["pw", "dw", "y"]);
+    expect(markedOutputs(convInPlace(g, { threads: 1, channels: true }))).toEqual(["pw", "dw", "wider", "y"]);
     // The graph it was given is left as it was.
     expect(g.nodes.some((n) => n.attrs.inPlace)).toBe(false);
   });
@@ -164,6 +188,35 @@ describe("convInPlace", () => {
     const m = memoryModel(g);
     expect(Math.max(...simulate(m, m.kernels.map((_, k) => k)).curve)).toBe(scheduled.schedule.peakBytes);
   });
+
+  for (const [cin, cout] of [[8, 16], [16, 8]] as const) {
+    it(`a 1×1 convolution from ${cin} to ${cout} channels writes over its input: kept where it lowers the peak, and the code matches onnxruntime on x86 and NEON`, async () => {
+      const hw = 20;
+      const file = work.write(`changing-${cin}-${cout}.onnx`, changing(cin, cout, hw));
+      const p = runGraphPasses(importOnnx(file, {}).graph, { inPlaceConvs: { threads: 1 } });
+      const u = hw * hw * 4;
+      expect(p.schedule.rewrites).toEqual(["conv-in-place"]);
+      expect(markedOutputs(p)).toEqual(["a"]);
+      expect(p.schedule.dpPeakBytes).toBe((cin + 2 * cout) * u);
+      expect(p.schedule.peakBytes).toBe((Math.max(cin, cout) + cout) * u);
+      expect(p.schedule.optimal).toBe(true);
+      expect(p.memory.arenaBytes).toBe(p.memory.lowerBoundBytes);
+      expect(p.memory.lowerBoundBytes).toBe(p.schedule.peakBytes);
+      const x = Float32Array.from(rand(8 * hw * hw));
+      for (const target of ["host", "rpi4"]) {
+        const dir = join(work.dir, `changing-${cin}-${cout}-${target}`);
+        const { compiled } = await buildArtifact(file, dir, { target: loadTarget(target) });
+        const mem = compiled!.graph.memory;
+        expect(mem.inPlace.a, `${target}: a writes over r`).toBe("r");
+        expect(mem.offsets.a).toBe(mem.offsets.r);
+        const session = await ort.InferenceSession.create(file);
+        const ref = (await session.run({ x: new ort.Tensor("float32", x, [1, 8, hw, hw]) })).y;
+        const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: [1, 8, hw, hw], data: x } });
+        const cmp = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
+        expect(cmp.pass, `${target}: max abs error ${cmp.maxAbs}`).toBe(true);
+      }
+    });
+  }
 
   for (const [first, hw, silu] of [["depthwise", 12, false], ["pointwise", 12, true], ["depthwise", 72, false], ["depthwise", 12, true]] as const) {
     it(`${first} first on ${hw}×${hw} maps${silu ? ", through a SiLU" : ""}: kept where it lowers the peak, and the code matches onnxruntime on x86 and NEON`, async () => {

@@ -1,5 +1,5 @@
 import type { Graph, Node } from "../ir.js";
-import { ARENA_ALIGN, memoryModel, simulate } from "../memory.js";
+import { alignments, ARENA_ALIGN, memoryModel, simulate } from "../memory.js";
 
 export interface MemoryPlan {
   /** byte offset in the arena of every intermediate value */
@@ -17,24 +17,55 @@ export interface MemoryPlan {
 
 type Strategy = "size" | "conflicts" | "breadth" | "area" | "lifetime" | "start";
 
+/** A run of a block's buffers of one size, and where it lies above the block's offset. */
+interface Part {
+  bytes: number;
+  life: [number, number];
+  at: number;
+}
+
+/**
+ * Buffers placed together: an in-place chain (each writing over the one before as it dies) or a
+ * kernel's scratch. A chain's buffers can differ in size (a 1×1 convolution in place changing the
+ * channel count), each run of one size a part (`values[i]` are part i's); its shapes are the ways
+ * the parts may lie against each other (see `alignments`). `bytes` is its largest part and `life`
+ * spans them all.
+ */
 interface Block {
-  values: string[];
+  values: string[][];
+  shapes: Part[][];
   bytes: number;
   life: [number, number];
 }
+
+/** Where a block is placed, and in which of its shapes. */
+interface Spot {
+  off: number;
+  shape: number;
+}
+
+/** A block's shapes at most: each change of size can double them. */
+const MAX_SHAPES = 8;
+
+const rectangle = (values: string[], bytes: number, life: [number, number]): Block => ({ values: [values], shapes: [[{ bytes, life: [...life], at: 0 }]], bytes, life: [...life] });
+const height = (parts: Part[]) => Math.max(...parts.map((p) => p.at + p.bytes));
+const top = (b: Block, s: Spot) => s.off + height(b.shapes[s.shape]);
 
 /**
  * Offsets in one arena for the graph's kernel order (static memory planning):
  * 1. lifetimes from the order: a buffer lives from the kernel writing it to its last reader (a
  *    View's readers read its input); an elementwise kernel whose input dies there writes over it,
- *    and the two become one block (in-place reuse, the rule the scheduler also counts with);
+ *    and the two become one block (in-place reuse, the rule the scheduler also counts with), as
+ *    does a convolution in place, whose output may differ in size (a block of two shapes);
  * 2. six placement orders (largest first, most conflicting first, by breadth: blocks live at the
  *    fullest steps first, by area, by lifetime, by start), each placed first fit and best fit;
  * 3. while the arena is above the lower bound (the most bytes live at once): a depth-first search
- *    for a placement in exactly the bound (see `byStart`); the greedy orders one time
- *    segment at a time, with a seeded search (see `improve`) in each, cutting the timeline where at
- *    most one block is live across the cut (that block keeps the offset its earlier segment gave
- *    it), since small segments are where the search finds the bound; then the search on the whole;
+ *    for a placement in exactly the bound (see `byStart`); a seeded search (see `improve`) on the
+ *    whole; then the greedy orders one time segment at a time, with that search in each, cutting
+ *    the timeline where at most one block is live across the cut (that block keeps the offset its
+ *    earlier segment gave it), since small segments are where the search finds the bound when the
+ *    whole is too large for it (swiftnet-1x12, its blocks of two sizes placed in the bound by the
+ *    search on the whole, took 1.4 s with the whole first, 6.8 s with it last);
  * 4. the smallest arena wins, and each slice of a ConcatView is placed inside it. Inputs and
  *    outputs live in the caller's buffers.
  * `scratch` (kernel → bytes) is memory a kernel needs only while it runs (packing panels, padded
@@ -50,7 +81,7 @@ export function planMemory(g: Graph, scratch = new Map<Node, number>()): Graph &
   m.kernels.forEach((n, t) => {
     const bytes = scratch.get(n);
     if (!bytes) return;
-    const block: Block = { values: [], bytes: Math.ceil(bytes / ARENA_ALIGN) * ARENA_ALIGN, life: [t, t] };
+    const block = rectangle([], Math.ceil(bytes / ARENA_ALIGN) * ARENA_ALIGN, [t, t]);
     blocks.push(block);
     transient.set(block, n);
     sim.curve[t] += block.bytes;
@@ -61,19 +92,31 @@ export function planMemory(g: Graph, scratch = new Map<Node, number>()): Graph &
     const life = sim.life.get(b)!;
     const block = from === undefined ? undefined : blockOf.get(from);
     if (block) {
-      block.values.push(buf.value);
+      const last = block.shapes[0].length - 1;
+      if (block.shapes[0][last].bytes === buf.bytes) {
+        block.values[last].push(buf.value);
+        for (const parts of block.shapes) parts[last].life[1] = Math.max(parts[last].life[1], life[1]);
+      } else {
+        const writer = m.buffers[b].producers[0];
+        block.values.push([buf.value]);
+        block.shapes = block.shapes
+          .flatMap((parts) => alignments(g, m, writer, from!).map((at) => [...parts, { bytes: buf.bytes, life: [...life] as [number, number], at: parts[last].at + at }]))
+          .map((parts) => parts.map((p) => ({ ...p, at: p.at - Math.min(...parts.map((q) => q.at)) })))
+          .slice(0, MAX_SHAPES);
+        block.bytes = Math.max(block.bytes, buf.bytes);
+      }
       block.life[1] = Math.max(block.life[1], life[1]);
       blockOf.set(b, block);
     } else {
-      const fresh: Block = { values: [buf.value], bytes: buf.bytes, life: [...life] };
+      const fresh = rectangle([buf.value], buf.bytes, life);
       blocks.push(fresh);
       blockOf.set(b, fresh);
     }
   }
-  // Cheapest first: the greedy orders, then the searches: depth-first in the bound, segments with
-  // search, the whole with search. Each search's work is capped, so large graphs stay fast.
+  // Cheapest first: the greedy orders, then the searches: depth-first in the bound, the whole with
+  // search, segments with search. Each search's work is capped, so large graphs stay fast.
   let best = solve(blocks, new Map(), sim.curve, bound, { left: 0 });
-  const searches = [() => byStart(blocks, bound, 100, { left: 4e7 }), () => bySegments(blocks, sim.curve, { left: 4e7 }), () => solve(blocks, new Map(), sim.curve, bound, { left: 4e7 })];
+  const searches = [() => byStart(blocks, bound, 100, { left: 4e7 }), () => solve(blocks, new Map(), sim.curve, bound, { left: 4e7 }), () => bySegments(blocks, sim.curve, { left: 4e7 })];
   for (const next of searches) {
     if (best.arena <= bound) break;
     const r = next();
@@ -81,9 +124,9 @@ export function planMemory(g: Graph, scratch = new Map<Node, number>()): Graph &
   }
   const offsets: Record<string, number> = {};
   const placed = new Map<Node, number>();
-  for (const [block, off] of best.at) {
-    for (const v of block.values) offsets[v] = off;
-    if (transient.has(block)) placed.set(transient.get(block)!, off);
+  for (const [block, spot] of best.at) {
+    block.shapes[spot.shape].forEach((p, i) => block.values[i].forEach((v) => (offsets[v] = spot.off + p.at)));
+    if (transient.has(block)) placed.set(transient.get(block)!, spot.off);
   }
   for (const [v, [of, at]] of m.slices) offsets[v] = offsets[of] + at;
   const inPlace: Record<string, string> = {};
@@ -91,17 +134,37 @@ export function planMemory(g: Graph, scratch = new Map<Node, number>()): Graph &
   return { ...g, memory: { offsets, arenaBytes: best.arena, lowerBoundBytes: bound, strategy: best.strategy, inPlace, scratch: placed } };
 }
 
-type Placement = { strategy: string; at: Map<Block, number>; arena: number };
+type Placement = { strategy: string; at: Map<Block, Spot>; arena: number };
 
 /** Seeded 32-bit integers (a linear congruential generator): the searches, and so the builds, are reproducible. */
 const seeded = (seed: number) => () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0);
 
-const overlaps = (a: Block, b: Block) => a.life[0] <= b.life[1] && b.life[0] <= a.life[1];
-const length = (b: Block) => b.life[1] - b.life[0] + 1;
-const area = (b: Block) => b.bytes * length(b);
+const overlaps = (a: { life: [number, number] }, b: { life: [number, number] }) => a.life[0] <= b.life[1] && b.life[0] <= a.life[1];
+const length = (b: { life: [number, number] }) => b.life[1] - b.life[0] + 1;
+const area = (b: Block) => b.shapes[0].reduce((s, p) => s + p.bytes * length(p), 0);
+
+/**
+ * The offsets at which a block in shape `parts` overlaps none of `placed` in the arena's first
+ * `limit` bytes, as runs [from, to] of offsets, lowest first; the last may have no end. A pair of
+ * parts alive at the same time rules out the offsets that put one over the other.
+ */
+function freeRuns(parts: Part[], placed: [Block, Spot][], limit = Infinity): [number, number][] {
+  const banned: [number, number][] = [[limit - height(parts), Infinity]];
+  for (const [p, spot] of placed)
+    for (const q of p.shapes[spot.shape]) for (const r of parts) if (overlaps(q, r)) banned.push([spot.off + q.at - r.at - r.bytes, spot.off + q.at + q.bytes - r.at]);
+  banned.sort((a, b) => a[0] - b[0]);
+  const runs: [number, number][] = [];
+  let from = 0;
+  for (const [lo, hi] of banned) {
+    if (from <= lo) runs.push([from, lo]);
+    from = Math.max(from, hi);
+  }
+  if (from < Infinity) runs.push([from, Infinity]);
+  return runs;
+}
 
 /** The best placement of `blocks` around blocks already `fixed` at their offsets. */
-function solve(blocks: Block[], fixed: Map<Block, number>, curve: number[], bound: number, work: { left: number }): Placement {
+function solve(blocks: Block[], fixed: Map<Block, Spot>, curve: number[], bound: number, work: { left: number }): Placement {
   const all = [...blocks, ...fixed.keys()];
   const conflicts = new Map(blocks.map((a) => [a, all.reduce((s, b) => s + (a !== b && overlaps(a, b) ? b.bytes : 0), 0)]));
   // Greedy by breadth (TFLite): the steps with the most live bytes first, each one's blocks largest first.
@@ -126,7 +189,7 @@ function solve(blocks: Block[], fixed: Map<Block, number>, curve: number[], boun
  */
 function bySegments(blocks: Block[], curve: number[], work: { left: number }): Placement {
   const cuts = curve.map((_, t) => t).filter((t) => t + 1 < curve.length && blocks.filter((b) => b.life[0] <= t && b.life[1] > t).length <= 1);
-  const at = new Map<Block, number>();
+  const at = new Map<Block, Spot>();
   let arena = 0;
   for (const [i, end] of [...cuts, curve.length - 1].entries()) {
     const from = i ? cuts[i - 1] + 1 : 0;
@@ -150,21 +213,18 @@ function byStart(blocks: Block[], target: number, tries: number, work: { left: n
   const order = [...blocks].sort((a, b) => a.life[0] - b.life[0] || b.bytes - a.bytes);
   // The blocks placed before each one that are alive where it starts.
   const before = order.map((b, i) => order.slice(0, i).flatMap((p, j) => (p.life[1] >= b.life[0] ? [j] : [])));
-  const off: number[] = [];
+  const spots: Spot[] = [];
   const next = seeded(12345);
   const rand = () => next() / 2 ** 32;
-  const choices = (i: number, noise: number): number[] => {
-    const b = order[i];
-    const live = before[i].map((j) => [off[j], off[j] + order[j].bytes]).sort((x, y) => x[0] - y[0]);
-    const found: [number, number][] = [];
-    let end = 0;
-    for (const [from, to] of [...live, [target, target]]) {
-      const gap = from - end;
-      if (gap >= b.bytes) found.push([end, gap + noise * rand()]);
-      if (gap > b.bytes) found.push([from - b.bytes, gap + noise * rand()]);
-      end = Math.max(end, to);
-    }
-    return found.sort((x, y) => x[1] - y[1] || x[0] - y[0]).map(([at]) => at);
+  const choices = (i: number, noise: number): Spot[] => {
+    const found: [Spot, number][] = [];
+    order[i].shapes.forEach((parts, shape) => {
+      for (const [from, to] of freeRuns(parts, before[i].map((j) => [order[j], spots[j]]), target)) {
+        found.push([{ off: from, shape }, to - from + noise * rand()]);
+        if (to > from) found.push([{ off: to, shape }, to - from + noise * rand()]);
+      }
+    });
+    return found.sort((x, y) => x[1] - y[1] || x[0].off - y[0].off).map(([spot]) => spot);
   };
   for (let t = 0; t < tries && work.left > 0; t++) {
     let left = work.left / (tries - t);
@@ -177,8 +237,8 @@ function byStart(blocks: Block[], target: number, tries: number, work: { left: n
         stack.pop();
         continue;
       }
-      off[stack.length - 1] = top.at[top.next++];
-      if (stack.length === order.length) return { strategy: `by start, depth-first (try ${t + 1})`, at: new Map(order.map((b, i) => [b, off[i]])), arena: target };
+      spots[stack.length - 1] = top.at[top.next++];
+      if (stack.length === order.length) return { strategy: `by start, depth-first (try ${t + 1})`, at: new Map(order.map((b, i) => [b, spots[i]])), arena: target };
       const cost = before[stack.length].length + 1;
       left -= cost;
       work.left -= cost;
@@ -189,23 +249,22 @@ function byStart(blocks: Block[], target: number, tries: number, work: { left: n
 }
 
 /**
- * Places blocks in the given order, each at an offset overlapping no placed block alive at the same
- * time: the lowest such offset (first fit) or the one in the tightest gap (best fit).
+ * Places blocks in the given order, each (in whichever of its shapes) at an offset overlapping no
+ * placed block alive at the same time: the lowest such offset (first fit) or the one in the
+ * tightest gap (best fit).
  */
-function place(order: Block[], fixed: Map<Block, number>, fit: "first-fit" | "best-fit"): { at: Map<Block, number>; arena: number } {
+function place(order: Block[], fixed: Map<Block, Spot>, fit: "first-fit" | "best-fit"): { at: Map<Block, Spot>; arena: number } {
   const at = new Map(fixed);
-  let arena = Math.max(0, ...[...fixed].map(([b, off]) => off + b.bytes));
+  let arena = Math.max(0, ...[...fixed].map(([b, spot]) => top(b, spot)));
   for (const block of order) {
-    const busy = [...at].filter(([p]) => overlaps(p, block)).sort((a, b) => a[1] - b[1]);
-    let off = -1, gapBest = Infinity, end = 0;
-    for (const [p, pOff] of busy) {
-      const gap = pOff - end;
-      if (gap >= block.bytes && (fit === "first-fit" ? off < 0 : gap < gapBest)) [off, gapBest] = [end, gap];
-      end = Math.max(end, pOff + p.bytes);
-    }
-    if (off < 0) off = end;
-    at.set(block, off);
-    arena = Math.max(arena, off + block.bytes);
+    const busy = [...at].filter(([p]) => overlaps(p, block));
+    // Each shape's runs: [offset, room to spare], the room unbounded above the placed blocks.
+    const runs = block.shapes.flatMap((parts, shape) => freeRuns(parts, busy).map(([from, to]) => ({ spot: { off: from, shape }, room: to - from })));
+    const lowest = runs.reduce((a, b) => (b.spot.off < a.spot.off ? b : a));
+    const tightest = runs.reduce((a, b) => (b.room < a.room ? b : a));
+    const spot = (fit === "first-fit" || tightest.room === Infinity ? lowest : tightest).spot;
+    at.set(block, spot);
+    arena = Math.max(arena, top(block, spot));
   }
   return { at, arena };
 }
@@ -217,8 +276,8 @@ function place(order: Block[], fixed: Map<Block, number>, fit: "first-fit" | "be
  * ends at the top of the arena earlier in the best order. The first two replace the best order only
  * when strictly better, a move also on a tie. Each try spends blocks² of the shared `work`.
  */
-function improve(start: Placement, blocks: Block[], fixed: Map<Block, number>, bound: number, work: { left: number }): Placement {
-  let order = blocks.filter((b) => start.at.has(b)).sort((a, b) => start.at.get(a)! - start.at.get(b)!);
+function improve(start: Placement, blocks: Block[], fixed: Map<Block, Spot>, bound: number, work: { left: number }): Placement {
+  let order = blocks.filter((b) => start.at.has(b)).sort((a, b) => start.at.get(a)!.off - start.at.get(b)!.off);
   let best = { ...start, strategy: `${start.strategy}, improved` };
   const next = seeded(12345);
   const rand = (n: number) => next() % n;
@@ -238,10 +297,10 @@ function improve(start: Placement, blocks: Block[], fixed: Map<Block, number>, b
         [next[k], next[j]] = [next[j], next[k]];
       }
     } else {
-      const top = order.filter((b) => best.at.get(b)! + b.bytes === best.arena);
-      if (!top.length) continue;
+      const highest = order.filter((b) => top(b, best.at.get(b)!) === best.arena);
+      if (!highest.length) continue;
       next = [...order];
-      const from = next.indexOf(top[rand(top.length)]);
+      const from = next.indexOf(highest[rand(highest.length)]);
       next.splice(rand(from + 1), 0, ...next.splice(from, 1));
     }
     for (const fit of ["first-fit", "best-fit"] as const) {

@@ -1,5 +1,5 @@
 import { isAlias, type Graph, type Node } from "../ir.js";
-import { memoryModel, onnxruntimeOrder, reusedInput, simulate, type MemoryModel } from "../memory.js";
+import { memoryModel, onnxruntimeOrder, reusedInput, savedBy, simulate, type MemoryModel } from "../memory.js";
 
 export interface ScheduleInfo {
   /** peak live arena bytes of the chosen order */
@@ -8,8 +8,10 @@ export interface ScheduleInfo {
   topoPeakBytes: number;
   /** the same in the order onnxruntime would run the graph in (its depth-first default order) */
   ortPeakBytes: number;
-  /** the scheduler's peak before any rewrite (the pipeline's whenPeakDrops passes) */
+  /** the scheduler's peak before any rewrite (the pipeline's whenPeakDrops passes and rewriting alternatives) */
   dpPeakBytes: number;
+  /** whether dpPeakBytes is proven optimal: that schedule has only its share of the time limit */
+  dpOptimal: boolean;
   /** rewrites kept because they lowered the peak */
   rewrites: string[];
   /** live arena bytes while each kernel runs, in the chosen order */
@@ -158,7 +160,7 @@ class Stepper {
     let live = s.live;
     // A ConcatView's buffer comes alive with the first of its slices' kernels.
     for (const b of m.writes[k]) if (!m.buffers[b].producers.some(done)) live += m.buffers[b].bytes;
-    const peak = Math.max(s.peak, reused === undefined ? live : live - m.buffers[reused].bytes);
+    const peak = Math.max(s.peak, reused === undefined ? live : live - savedBy(m, k, reused));
     const gone = (b: number) => m.buffers[b].readers.every((r) => r === k || done(r));
     for (const b of this.reads[k]) if (gone(b)) live -= m.buffers[b].bytes;
     for (const b of m.writes[k]) if (!m.buffers[b].readers.length) live -= m.buffers[b].bytes;
@@ -294,7 +296,8 @@ function dynamicProgram(st: Stepper, start: State, size: number, inPiece: (k: nu
     // and only its branch is kept. Moved to the front of any order from here, it raises no later
     // step: the live bytes it adds (outputs no other writer has started, less the inputs it is the
     // last to read) can only shrink as more kernels run, and a later kernel's step adds no more
-    // outputs and may overwrite any input it could before (candidates are all its output's size).
+    // outputs and saves at least as much by overwriting (it takes the free input saving most, and
+    // more kernels run only free more).
     const free = costs.find(([, peak, live]) => peak === s.peak && live <= s.live);
     for (const [k, peak, live] of free ? [free] : costs) {
       if (!seen.lower(st.with(s, k), peak)) continue;
@@ -359,7 +362,7 @@ export function scheduleMemory(g: Graph, opts: ScheduleOptions = {}): Scheduled 
   }
   const order = pieces.flatMap((p) => chosen.get(p)!);
   const { peak, curve } = simulate(m, order);
-  return { ...withOrder(g, m, order), schedule: { peakBytes: peak, topoPeakBytes: topo.peak, ortPeakBytes: simulate(m, ort).peak, dpPeakBytes: peak, rewrites: [], curve, topoCurve: topo.curve, optimal, pieces: pieces.length, states: counter.states, ms: Date.now() - t0 } };
+  return { ...withOrder(g, m, order), schedule: { peakBytes: peak, topoPeakBytes: topo.peak, ortPeakBytes: simulate(m, ort).peak, dpPeakBytes: peak, dpOptimal: optimal, rewrites: [], curve, topoCurve: topo.curve, optimal, pieces: pieces.length, states: counter.states, ms: Date.now() - t0 } };
 }
 
 /** The graph with its kernels in `order`; each View or ConcatView follows the last kernel (or graph input) it aliases. */
