@@ -7,7 +7,7 @@ import { cBackend } from "../codegen/c/index.js";
 import { DEFAULT_WORK_GROUP, openclBackend } from "../codegen/opencl/index.js";
 import { wasmBackend } from "../codegen/wasm/index.js";
 import { importOnnx, type Imported } from "../frontend/onnx/import.js";
-import type { Graph, Node } from "../graph/ir.js";
+import { anchorOf, attrNum, type Graph, type Node } from "../graph/ir.js";
 import { eliminateDeadNodes } from "../graph/passes/eliminate-dead-nodes.js";
 import { foldConstants } from "../graph/passes/fold-constants.js";
 import { eliminateIdentity } from "../graph/passes/eliminate-identity.js";
@@ -148,7 +148,8 @@ export const GRAPH_PASSES: GraphPass[] = [
     alternatives: (g, _ran, o) => {
       if (!o?.inPlaceConvs) return [];
       const same = convInPlace(g, o.inPlaceConvs), all = convInPlace(g, { ...o.inPlaceConvs, channels: true });
-      return [...(same === g ? [] : [same]), ...(all === same ? [] : [all])].map((graph) => ({ graph, rewrite: "conv-in-place" }));
+      const marks = (h: Graph) => h.nodes.filter((n) => attrNum(anchorOf(n), "inPlace", 0) === 1).length;
+      return [...(same === g ? [] : [same]), ...(marks(all) > marks(same) ? [all] : [])].map((graph) => ({ graph, rewrite: "conv-in-place" }));
     },
     prune: keepNeeded,
   },

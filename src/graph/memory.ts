@@ -114,14 +114,20 @@ export function memoryModel(g: Graph): MemoryModel {
   const succs = kernels.map(() => [] as number[]);
   preds.forEach((ps, k) => ps.forEach((p) => succs[p].push(k)));
   // A kernel writing a slice of a ConcatView writes where the slice is, never over an input; and an
-  // input read as a slice lies at an offset, so nothing is computed over it element for element.
+  // input that is not its whole buffer (a slice, or a View of one) lies at an offset, so nothing is
+  // computed over it element for element. Nor is an input of another size (a convolution in place
+  // changing the channel count) whose memory the kernel also reads through another value (a View
+  // its epilogue broadcasts), at other indices.
+  const bytesOf = (v: string) => aligned(numel(g.values.get(v)!.shape!) * DTYPES[g.values.get(v)!.dtype].bytes);
   const inPlace = kernels.map((n, k) => {
     if (writes[k].length !== 1 || n.outputs.length !== 1 || slices.has(n.outputs[0])) return [];
     const out = buffers[writes[k][0]];
     const cands = new Set<number>();
     for (const i of n.inputs) {
-      const b = i && !slices.has(i) ? bufferOf.get(root(i)) : undefined;
-      if (b !== undefined && overwritable(g, n, i)) cands.add(b);
+      const b = i ? bufferOf.get(root(i)) : undefined;
+      if (b === undefined || bytesOf(i) !== buffers[b].bytes || !overwritable(g, n, i)) continue;
+      if (buffers[b].bytes !== out.bytes && n.inputs.some((j) => j && j !== i && root(j) === root(i))) continue;
+      cands.add(b);
     }
     return [...cands].sort((a, b) => Math.min(buffers[b].bytes, out.bytes) - Math.min(buffers[a].bytes, out.bytes));
   });

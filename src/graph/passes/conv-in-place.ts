@@ -98,5 +98,8 @@ function fits(g: Graph, n: Node, threads: number): "same" | "channels" | undefin
   const depthwise = C > 1 && group === C && w.shape[0] === C && w.shape[1] === 1 && W >= 4 && C >= 2 * threads;
   const pointwise = group === 1 && geo.kernel.every((k) => k === 1) && [...geo.padsBegin, ...geo.padsEnd].every((p) => p === 0);
   if (depthwise || (pointwise && w.shape[0] === C)) return "same";
-  return pointwise && N === 1 && !f?.body.some((m) => m !== conv && reads(m)) ? "channels" : undefined;
+  // Nothing else may read x's memory, under its name or a View's: an epilogue can broadcast a View.
+  const viewed = new Map(g.nodes.filter((m) => m.op === "View").map((m) => [m.outputs[0], m.inputs[0]]));
+  const root = (v: string): string => (viewed.has(v) ? root(viewed.get(v)!) : v);
+  return pointwise && N === 1 && !f?.body.some((m) => m !== conv && m.inputs.some((v) => v && root(v) === root(x.name))) ? "channels" : undefined;
 }
