@@ -7,7 +7,7 @@ import { cBackend } from "../codegen/c/index.js";
 import { DEFAULT_WORK_GROUP, openclBackend } from "../codegen/opencl/index.js";
 import { wasmBackend } from "../codegen/wasm/index.js";
 import { importOnnx, type Imported } from "../frontend/onnx/import.js";
-import { anchorOf, attrNum, type Graph, type Node } from "../graph/ir.js";
+import type { Graph, Node } from "../graph/ir.js";
 import { eliminateDeadNodes } from "../graph/passes/eliminate-dead-nodes.js";
 import { foldConstants } from "../graph/passes/fold-constants.js";
 import { eliminateIdentity } from "../graph/passes/eliminate-identity.js";
@@ -17,7 +17,7 @@ import { poolSlices } from "../graph/passes/pool-slices.js";
 import { splitSlices } from "../graph/passes/split-slices.js";
 import { inferShapes } from "../graph/passes/infer-shapes.js";
 import { planMemory, type MemoryPlan } from "../graph/passes/plan-memory.js";
-import { convInPlace, keepNeeded } from "../graph/passes/conv-in-place.js";
+import { convInPlace, keepNeeded, marked } from "../graph/passes/conv-in-place.js";
 import { rewriteConcat, rewrittenConcats } from "../graph/passes/rewrite-concat.js";
 import { DEFAULT_TIME_LIMIT_MS, scheduleMemory, type ScheduleInfo, type Scheduled } from "../graph/passes/schedule-memory.js";
 import { printGraph } from "../graph/print.js";
@@ -148,7 +148,7 @@ export const GRAPH_PASSES: GraphPass[] = [
     alternatives: (g, _ran, o) => {
       if (!o?.inPlaceConvs) return [];
       const same = convInPlace(g, o.inPlaceConvs), all = convInPlace(g, { ...o.inPlaceConvs, channels: true });
-      const marks = (h: Graph) => h.nodes.filter((n) => attrNum(anchorOf(n), "inPlace", 0) === 1).length;
+      const marks = (h: Graph) => h.nodes.filter(marked).length;
       return [...(same === g ? [] : [same]), ...(marks(all) > marks(same) ? [all] : [])].map((graph) => ({ graph, rewrite: "conv-in-place" }));
     },
     prune: keepNeeded,

@@ -1,7 +1,7 @@
 import { DTYPES } from "../core/dtype.js";
 import { numel } from "../core/tensor.js";
 import { ELEMENTWISE_OPS } from "./ops/elementwise.js";
-import { anchorOf, attrNum, isAlias, type Graph, type Node } from "./ir.js";
+import { anchorOf, attrNum, isAlias, type Graph, type Node, type Value } from "./ir.js";
 import { concatLayout } from "./ops/movement.js";
 
 /** Every arena buffer starts on a 64-byte boundary (a cache line, the widest vector load). */
@@ -30,6 +30,8 @@ export interface MemoryModel {
 }
 
 const aligned = (b: number) => Math.max(ARENA_ALIGN, Math.ceil(b / ARENA_ALIGN) * ARENA_ALIGN);
+/** A value's bytes in the arena. */
+const arenaBytes = (v: Value) => aligned(numel(v.shape!) * DTYPES[v.dtype].bytes);
 const sameShape = (a: number[], b: number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
 const elementwise = (n: Node) => !!ELEMENTWISE_OPS[n.op];
 
@@ -86,7 +88,7 @@ export function memoryModel(g: Graph): MemoryModel {
             const v = g.values.get(r)!;
             b = buffers.length;
             bufferOf.set(r, b);
-            buffers.push({ value: r, bytes: aligned(numel(v.shape!) * DTYPES[v.dtype].bytes), producers: [], readers: [] });
+            buffers.push({ value: r, bytes: arenaBytes(v), producers: [], readers: [] });
           }
           buffers[b].producers.push(k);
           return b;
@@ -118,14 +120,13 @@ export function memoryModel(g: Graph): MemoryModel {
   // computed over it element for element. Nor is an input of another size (a convolution in place
   // changing the channel count) whose memory the kernel also reads through another value (a View
   // its epilogue broadcasts), at other indices.
-  const bytesOf = (v: string) => aligned(numel(g.values.get(v)!.shape!) * DTYPES[g.values.get(v)!.dtype].bytes);
   const inPlace = kernels.map((n, k) => {
     if (writes[k].length !== 1 || n.outputs.length !== 1 || slices.has(n.outputs[0])) return [];
     const out = buffers[writes[k][0]];
     const cands = new Set<number>();
     for (const i of n.inputs) {
       const b = i ? bufferOf.get(root(i)) : undefined;
-      if (b === undefined || bytesOf(i) !== buffers[b].bytes || !overwritable(g, n, i)) continue;
+      if (b === undefined || arenaBytes(g.values.get(i)!) !== buffers[b].bytes || !overwritable(g, n, i)) continue;
       if (buffers[b].bytes !== out.bytes && n.inputs.some((j) => j && j !== i && root(j) === root(i))) continue;
       cands.add(b);
     }

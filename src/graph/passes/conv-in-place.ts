@@ -19,9 +19,11 @@ import type { Scheduled } from "./schedule-memory.js";
  * that change the channel count.
  */
 export function convInPlace(g: Graph, o: { threads: number; channels?: boolean }): Graph {
+  const viewed = new Map(g.nodes.filter((m) => m.op === "View").map((m) => [m.outputs[0], m.inputs[0]]));
+  const root = (v: string): string => (viewed.has(v) ? root(viewed.get(v)!) : v);
   let changed = false;
   const nodes = g.nodes.map((n) => {
-    const kind = fits(g, n, o.threads);
+    const kind = fits(g, n, o.threads, root);
     if (!kind || (kind === "channels" && !o.channels)) return n;
     changed = true;
     const mark = (c: Node): Node => ({ ...c, attrs: { ...c.attrs, inPlace: 1 } });
@@ -41,8 +43,10 @@ export function convInPlace(g: Graph, o: { threads: number; channels?: boolean }
  * optimal stays so. Exact for the order, with no schedule per mark; another order might need fewer
  * marks.
  */
+/** Whether kernel n's convolution is marked to run in place. */
+export const marked = (n: Node) => attrNum(anchorOf(n), "inPlace", 0) === 1;
+
 export function keepNeeded(g: Scheduled): { g: Scheduled; left: boolean } {
-  const marked = (n: Node) => attrNum(anchorOf(n), "inPlace", 0) === 1;
   const unmark = (c: Node): Node => ({ ...c, attrs: Object.fromEntries(Object.entries(c.attrs).filter(([key]) => key !== "inPlace")) });
   const without = (drop: (n: Node) => boolean): Graph => ({
     ...g,
@@ -80,7 +84,7 @@ export function keepNeeded(g: Scheduled): { g: Scheduled; left: boolean } {
  * large map its copy, a padded channel per thread, is scratch the convolution would not need
  * otherwise, and must cost well under the tensor it saves.
  */
-function fits(g: Graph, n: Node, threads: number): "same" | "channels" | undefined {
+function fits(g: Graph, n: Node, threads: number, root: (v: string) => string): "same" | "channels" | undefined {
   const conv = anchorOf(n);
   if (conv.op !== "Conv" || n.outputs.length !== 1) return undefined;
   const f = n.fused;
@@ -98,8 +102,6 @@ function fits(g: Graph, n: Node, threads: number): "same" | "channels" | undefin
   const depthwise = C > 1 && group === C && w.shape[0] === C && w.shape[1] === 1 && W >= 4 && C >= 2 * threads;
   const pointwise = group === 1 && geo.kernel.every((k) => k === 1) && [...geo.padsBegin, ...geo.padsEnd].every((p) => p === 0);
   if (depthwise || (pointwise && w.shape[0] === C)) return "same";
-  // Nothing else may read x's memory, under its name or a View's: an epilogue can broadcast a View.
-  const viewed = new Map(g.nodes.filter((m) => m.op === "View").map((m) => [m.outputs[0], m.inputs[0]]));
-  const root = (v: string): string => (viewed.has(v) ? root(viewed.get(v)!) : v);
+  // Nothing else may read x's memory, under its name or a View's (`root`): an epilogue can broadcast a View.
   return pointwise && N === 1 && !f?.body.some((m) => m !== conv && m.inputs.some((v) => v && root(v) === root(x.name))) ? "channels" : undefined;
 }
