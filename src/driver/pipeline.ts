@@ -196,8 +196,13 @@ export function backendFor(t: Target): Backend<unknown> {
   return BACKENDS[t.backend];
 }
 
+/** Branches passed over that runGraphPasses plans, at most, when the chosen one's plan misses its lower bound. */
+const MAX_REPLANS = 3;
+
 const kernelKey = (g: Graph) => g.nodes.map((n) => `${n.op} ${n.name}(${n.inputs.join(",")})->${n.outputs.join(",")}[${n.fused?.body.map((m) => m.name).join(",") ?? ""}]`).join(";");
 const sameKernels = (a: Graph, b: Graph) => a.nodes.length === b.nodes.length && kernelKey(a) === kernelKey(b);
+/** The kernels in their order, with the convolutions marked in place: what planning a scheduled graph depends on. */
+const markedKey = (g: Graph) => `${kernelKey(g)}|${g.nodes.filter(marked).map((n) => n.name).join(",")}`;
 
 const signature = (g: Graph) =>
   `${g.nodes.length}:${[...g.values.values()].filter((v) => v.shape).length}:${[...g.values.values()].filter((v) => v.data).length}`;
@@ -231,8 +236,11 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
   g = inferAndFold(g);
   if (want(infer.name)) opts.dump?.(`after:${infer.name}`, printGraph(g));
   if (want(fold.name)) opts.dump?.(`after:${fold.name}`, printGraph(g));
-  // Dumps wait until the branch a whenPeakDrops pass opens is chosen.
-  type Done = { g: Scheduled; dumps: [string, string][] };
+  // Dumps wait until the branch a whenPeakDrops pass opens is chosen. `passed` are the branches
+  // chosen against, kept for when the chosen one's plan misses its lower bound (see the end).
+  type Done = { g: Scheduled; dumps: [string, string][]; passed?: Done[] };
+  /** d, with `over` and the branches they passed over added to those it passed over. */
+  const passing = (d: Done, over: Done[]): Done => ({ ...d, passed: [...(d.passed ?? []), ...over.flatMap((o) => [{ g: o.g, dumps: o.dumps }, ...(o.passed ?? [])])] });
   // One time limit for all scheduling, split evenly between the branches the passes open.
   const deadline = Date.now() + (opts.scheduleTimeLimitMs ?? DEFAULT_TIME_LIMIT_MS);
   const finish = (g: Graph, passes: GraphPass[], before: [string, string][], share = 1): Done => {
@@ -250,7 +258,7 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
           return rewritten(p.each ? narrowed(p.each, g, tried, yes, passes.slice(i + 1), dumps, p.name, Date.now() - started) : yes, no, p.name);
         }
         const note = `// not applied: peak ${yes.g.schedule.peakBytes} bytes with it, ${no.g.schedule.peakBytes} without\n`;
-        return { g: no.g, dumps: [...dumps, [p.name, note], ...no.dumps] };
+        return passing({ ...no, dumps: [...dumps, [p.name, note], ...no.dumps] }, [yes]);
       }
       const ran = p.run(g, opts);
       const others = p.alternatives?.(g, ran, opts) ?? [];
@@ -265,11 +273,13 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
         const lowest = (bs: typeof branches) => bs.reduce((a, b) => (peak(b) < peak(a) ? b : a));
         const plain = lowest(branches.filter((b) => !b.rewrite));
         const best = lowest(branches);
-        if (best.rewrite && peak(best) < peak(plain)) return p.prune ? pruned(p.prune, p.name, best.done, plain.done, best.rewrite) : rewritten(best.done, plain.done, best.rewrite);
+        const rest = (...chosen: (typeof branches)[number][]) => branches.filter((b) => !chosen.includes(b)).map((b) => b.done);
+        if (best.rewrite && peak(best) < peak(plain))
+          return passing(p.prune ? pruned(p.prune, p.name, best.done, plain.done, best.rewrite) : rewritten(best.done, plain.done, best.rewrite), rest(best, plain));
         const tried = branches.filter((b) => b.rewrite);
-        if (!tried.length) return plain.done;
+        if (!tried.length) return passing(plain.done, rest(plain));
         const note = `// ${tried[0].rewrite} not applied: peak ${peak(lowest(tried))} bytes with it, ${peak(plain)} without\n`;
-        return { ...plain.done, dumps: plain.done.dumps.map(([n, t]) => [n, n === p.name && want(n) ? t + note : t]) };
+        return passing({ ...plain.done, dumps: plain.done.dumps.map(([n, t]) => [n, n === p.name && want(n) ? t + note : t]) }, rest(plain));
       }
       g = ran;
       dumps.push([p.name, want(p.name) ? printGraph(g) : ""]);
@@ -321,12 +331,32 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
   /** A rewrite's result (`name`; none when nothing of it is left), measured against the schedule without it (the graph order and the DP before rewrites). */
   const rewritten = (yes: Done, no: Done, name: string | undefined): Done => {
     const before = no.g.schedule;
-    const schedule = { ...yes.g.schedule, topoPeakBytes: before.topoPeakBytes, ortPeakBytes: before.ortPeakBytes, topoCurve: before.topoCurve, dpPeakBytes: before.dpPeakBytes, dpOptimal: before.dpOptimal, rewrites: [...(name ? [name] : []), ...yes.g.schedule.rewrites] };
-    return { ...yes, g: { ...yes.g, schedule } };
+    const tagged = (d: Done): Done => ({ ...d, g: { ...d.g, schedule: { ...d.g.schedule, rewrites: [...(name ? [name] : []), ...d.g.schedule.rewrites] } } });
+    const schedule = { ...tagged(yes).g.schedule, topoPeakBytes: before.topoPeakBytes, ortPeakBytes: before.ortPeakBytes, topoCurve: before.topoCurve, dpPeakBytes: before.dpPeakBytes, dpOptimal: before.dpOptimal };
+    return passing({ ...yes, g: { ...yes.g, schedule }, passed: yes.passed?.map(tagged) }, [no]);
   };
-  const done = finish(g, rest, []);
+  const chosen = finish(g, rest, []);
+  // The lowest peak stands for the smallest arena, which the plan reaches at the lower bound. Where
+  // it does not (a block of two sizes, from a convolution in place changing the channel count, can
+  // fit no placement in the bound: swiftnet-2x10-14 of seed 1019, 272 KiB against 256), the
+  // branches passed over with a peak no higher than that arena are planned too, lowest peak first
+  // (at most MAX_REPLANS), and one needing less memory, or as much in its own bound, is taken.
+  let done = chosen;
+  let memory = planMemory(chosen.g).memory;
+  const seen = new Set([markedKey(chosen.g)]);
+  const passed = [...(chosen.passed ?? [])].sort((a, b) => a.g.schedule.peakBytes - b.g.schedule.peakBytes);
+  for (let i = 0, replans = 0; i < passed.length && replans < MAX_REPLANS && memory.arenaBytes > memory.lowerBoundBytes; i++) {
+    const d = passed[i];
+    if (d.g.schedule.peakBytes > memory.arenaBytes || seen.has(markedKey(d.g))) continue;
+    seen.add(markedKey(d.g));
+    replans++;
+    const m = planMemory(d.g).memory;
+    if (m.arenaBytes < memory.arenaBytes || (m.arenaBytes === memory.arenaBytes && m.arenaBytes <= m.lowerBoundBytes)) [done, memory] = [d, m];
+  }
+  const s = chosen.g.schedule;
+  const schedule = done === chosen ? s : { ...done.g.schedule, topoPeakBytes: s.topoPeakBytes, ortPeakBytes: s.ortPeakBytes, topoCurve: s.topoCurve, dpPeakBytes: s.dpPeakBytes, dpOptimal: s.dpOptimal };
   for (const [name, text] of done.dumps) if (want(name)) opts.dump?.(`after:${name}`, text);
-  const planned = { ...planMemory(done.g), schedule: done.g.schedule };
+  const planned = { ...done.g, memory, schedule };
   const mem = planned.memory;
   if (want("plan-memory")) opts.dump?.("after:plan-memory", printGraph(planned) + `// arena ${mem.arenaBytes} bytes, lower bound ${mem.lowerBoundBytes} (placed by ${mem.strategy}), ${Object.keys(mem.inPlace).length} in place\n`);
   return planned;
