@@ -680,39 +680,62 @@ function pooledConv(c: LowerCtx, { pre, spec, grid }: ConvPlan): Stmt[] {
   Q ||= PH;
   const BR = rowsFor(Q), bands = Math.ceil(PH / Q), elems = sliceElems(M * BR * OW);
   const band = c.shared!(whole ? N * M * OH * OW : threads * elems);
-  const [i, n, q0, r0, slice] = ["band", "n", "q0", "r0", "slice"].map((v) => names.next(v));
+  const [i, n, q0, r0, slice, fslice] = ["band", "n", "q0", "r0", "slice", "fslice"].map((v) => names.next(v));
+  // Each thread folds (see fold) a band's pooled rows of a channel, or a pooled row of a block of
+  // `block` channels of a whole map, into rows of `width` of a region of its own: stores to the
+  // buffer the loads read would keep the fold from vectorizing.
+  const L = c.cpu!.lanes, width = OW + L;
+  const block = [8, 4, 2, 1].find((d) => M % d === 0)!;
+  const foldedElems = sliceElems((whole ? block : Q) * width);
+  const folded = c.shared!(threads * foldedElems).buf;
+  const rowAt = (slot: Expr): Expr => add(vr(fslice), mul(slot, int(width)));
+  const bindFolded = let_(fslice, "int32", mul(threadId, int(foldedElems)));
   // Row r of the map is row r − r0 of the band: written (r·OW + col) − r0·OW, so that a flat pixel
   // index split into row and column folds back into one (see build.ts) and a vector stays affine.
   const at = (b: Expr, m: Expr, row: Expr, col: Expr) =>
     whole ? add(mul(add(mul(b, int(M)), m), int(OH * OW)), add(mul(row, int(OW)), col)) : add(vr(slice), add(mul(m, int(BR * OW)), sub(add(mul(row, int(OW)), col), mul(vr(r0), int(OW)))));
   const sink: Ref = { buf: band.buf, dtype: "float32", shape: [N, M, OH, OW], put: (idx, val) => ({ k: "store", buf: band.buf, idx: at(idx[0], idx[1], idx[2], idx[3]), val }) };
   const clamp = (e: Expr, hi: number) => min(max(e, int(0)), int(hi));
-  /** Pooled row oq of channel m of image b, from the map's rows in scratch. */
-  const poolRow = (b: Expr, m: Expr, oq: Expr): Stmt[] => {
+  /**
+   * Pooled rows from the map's rows in scratch, in two passes (max is separable): each row's window
+   * rows folded column by column into a row of scratch (its `slot`, see rowAt), in whole vectors;
+   * then, once every row of the set is folded, each output's columns from its folded row. Per
+   * vector of outputs that is KH + KW loads, not KH·KW strided ones. The folding ends before the
+   * strided loads begin: a load that straddles stores still in flight waits for them (no store
+   * forwarding), which made a row folded and read back at once slower than the single pass.
+   */
+  const fold = (slot: Expr, b: Expr, m: Expr, oq: Expr): Stmt[] => {
     const rows = Array.from({ length: KH }, () => names.next("row"));
+    const tap = (kh: number, col: Expr): Expr => ({ k: "load", buf: band.buf, idx: at(b, m, vr(rows[kh]), col), dtype: "float32" });
+    // A strided vector load of a row's last outputs reads a lane past its end, and drops it.
+    const tail = nest(names, [L], ([l]) => [{ k: "store", buf: folded, idx: add(rowAt(slot), add(int(OW), l)), val: cst(0) }], false);
+    // A row's last vector may overlap the one before (its elements done twice, alike) rather than end in scalar code.
+    return [...rows.map((r, kh) => let_(r, "int32", clamp(add(mul(oq, int(sh)), int(kh - ph)), OH - 1))), ...tail, ...vectorRun(names, OW, L, (col) => {
+      const acc = names.next("acc");
+      const body: Stmt[] = [let_(acc, "float32", tap(0, col))];
+      for (let kh = 1; kh < KH; kh++) body.push(set(acc, max(vr(acc, "float32"), tap(kh, col))));
+      body.push({ k: "store", buf: folded, idx: add(rowAt(slot), col), val: vr(acc, "float32") });
+      return [{ k: "block", body }];
+    }, true)];
+  };
+  const [lo, hi] = interior(OW, PW, KW, sw, pw, 1);
+  const poolFolded = (slot: Expr, b: Expr, m: Expr, oq: Expr): Stmt[] => {
     const pixel = (ow: Expr, edge: boolean): Stmt[] => {
       const acc = names.next("acc");
       const body: Stmt[] = [let_(acc, "float32", cst(-Infinity))];
-      for (let kh = 0; kh < KH; kh++)
-        for (let kw = 0; kw < KW; kw++) {
-          const iw = add(mul(ow, int(sw)), int(kw - pw));
-          const v: Expr = { k: "load", buf: band.buf, idx: at(b, m, vr(rows[kh]), edge ? clamp(iw, OW - 1) : iw), dtype: "float32" };
-          body.push(set(acc, max(vr(acc, "float32"), v)));
-        }
+      for (let kw = 0; kw < KW; kw++) {
+        const iw = add(mul(ow, int(sw)), int(kw - pw));
+        body.push(set(acc, max(vr(acc, "float32"), { k: "load", buf: folded, idx: add(rowAt(slot), edge ? clamp(iw, OW - 1) : iw), dtype: "float32" })));
+      }
       body.push(store(y, [b, m, oq, ow], vr(acc, "float32")));
       return [{ k: "block", body }];
     };
-    const [lo, hi] = interior(OW, PW, KW, sw, pw, 1);
     const edge = (from: number, to: number): Stmt[] => {
       if (to <= from) return [];
       const ow = names.next("ow");
       return [{ k: "for", v: ow, n: to - from, body: pixel(add(int(from), vr(ow)), true) }];
     };
-    return [
-      ...rows.map((r, kh) => let_(r, "int32", clamp(add(mul(oq, int(sh)), int(kh - ph)), OH - 1))),
-      // A row's last vector may overlap the one before (its outputs stored twice, alike) rather than end in scalar code.
-      ...edge(0, lo), ...vectorRun(names, hi - lo, c.cpu!.lanes, (ow) => pixel(add(ow, int(lo)), false), true), ...edge(hi, PW),
-    ];
+    return [...edge(0, lo), ...vectorRun(names, hi - lo, L, (ow) => pixel(add(ow, int(lo)), false), true), ...edge(hi, PW)];
   };
   if (whole) {
     // Rows outermost and split between threads like the plain product's columns, so that each
@@ -721,7 +744,10 @@ function pooledConv(c: LowerCtx, { pre, spec, grid }: ConvPlan): Stmt[] {
     // is the map's elements, so that maps of 128K elements and more are pooled in parallel on the
     // default parallelMinWork (a serial pool read half of SqueezeNet's 55×55 maps from the other
     // core's cache; pooling its 31×31 maps at 64×64 in parallel made it slower).
-    const pooling = nest(names, [N, PH, M], ([b, oq, m]) => poolRow(b, m, oq)).map((s) => (s.k === "for" ? { ...s, work: N * M * OH * OW } : s));
+    const pooling = nest(names, [N, PH, M / block], ([b, oq, mb]) => {
+      const m = (j: Expr) => add(mul(mb, int(block)), j);
+      return [bindFolded, ...nest(names, [block], ([j]) => fold(j, b, m(j), oq), false), ...nest(names, [block], ([j]) => poolFolded(j, b, m(j), oq), false)];
+    }).map((s) => (s.k === "for" ? { ...s, work: N * M * OH * OW } : s));
     return [...pre, ...gemmKernel(c, { ...spec, y: through(sink) }), ...pooling];
   }
 
@@ -741,9 +767,12 @@ function pooledConv(c: LowerCtx, { pre, spec, grid }: ConvPlan): Stmt[] {
     grid: spec.grid && { ...spec.grid, at: (_, r, row, col) => spec.grid!.at(nb, r, add(row, vr(r0)), col) },
     post: spec.post && ((_, r, j, v) => spec.post!(nb, r, add(j, off), v)),
   };
-  const pooling = nest(names, [M, Q], ([m, q]) => {
-    const oq = add(vr(q0), q);
-    return PH % Q ? [if_(lt(oq, int(PH)), poolRow(vr(n), m, oq))] : poolRow(vr(n), m, oq);
+  const pooling = nest(names, [M], ([m]) => {
+    const rows = (f: typeof fold) => nest(names, [Q], ([q]) => {
+      const oq = add(vr(q0), q);
+      return PH % Q ? [if_(lt(oq, int(PH)), f(q, vr(n), m, oq))] : f(q, vr(n), m, oq);
+    }, false);
+    return [...rows(fold), ...rows(poolFolded)];
   }, false);
   return [
     ...pre,
@@ -754,6 +783,7 @@ function pooledConv(c: LowerCtx, { pre, spec, grid }: ConvPlan): Stmt[] {
         let_(q0, "int32", mul(mod(vr(i), int(bands)), int(Q))),
         let_(r0, "int32", clamp(sub(mul(vr(q0), int(sh)), int(ph)), OH - BR)),
         let_(slice, "int32", mul(threadId, int(elems))),
+        bindFolded,
         ...gemmKernel(c, product),
         ...pooling,
       ],
