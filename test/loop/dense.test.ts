@@ -15,8 +15,8 @@ import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../h
  * also take the vector path where one exists (the C holds vector loads), on the host and on rpi4
  * (NEON), with one thread and with two.
  */
-let seed = 7;
-const rand = (n: number) => Float32Array.from({ length: n }, () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
+const generator = (seed: number) => (n: number) => Float32Array.from({ length: n }, () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
+const rand = generator(7);
 const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
 interface Case {
@@ -46,6 +46,10 @@ interface Case {
   slides?: (lanes: number) => boolean;
   /** whether, with vectors of this many lanes, a window op spreads each channel onto its grid and packs the grid's outputs into rows (AVX-512 only) */
   packs?: (lanes: number) => boolean;
+  /** whether a max pool folds its window rows into scratch rows (zeroed past the map's width), then takes the columns from them */
+  separable?: boolean;
+  /** a generator of its own for its data, leaving the shared one's sequence, and so the other cases' data, as it was */
+  seed?: number;
 }
 
 const CASES: Case[] = [
@@ -97,7 +101,10 @@ const CASES: Case[] = [
   { name: "depthwise 3x3 stride 1, dilation 2, asymmetric pads on a 10x9 map", packs: (lanes) => lanes === 16, op: "Conv", x: [1, 3, 10, 9], w: [3, 1, 3, 3], attrs: [attr.i("group", 3), attr.ints("pads", [2, 1, 1, 2]), attr.ints("dilations", [2, 2])] },
   // Padding reads as −∞: the spread vectors' other lanes take it.
   { name: "max pool 3x3 stride 1, pads 1 on a 9x7 map", packs: (lanes) => lanes === 16, op: "MaxPool", x: [1, 5, 9, 7], attrs: [attr.ints("kernel_shape", [3, 3]), attr.ints("pads", [1, 1, 1, 1])] },
-  { name: "max pool 2x2 stride 2 on a 9x8 map (stride phases: not packed)", packs: () => false, op: "MaxPool", x: [1, 3, 9, 8], attrs: [attr.ints("kernel_shape", [2, 2]), attr.ints("strides", [2, 2])] },
+  { name: "max pool 2x2 stride 2 on a 9x8 map (stride phases: not packed)", packs: () => false, separable: false, op: "MaxPool", x: [1, 3, 9, 8], attrs: [attr.ints("kernel_shape", [2, 2]), attr.ints("strides", [2, 2])] },
+  // Maps too large for a padded copy: rows folded, then columns, with no copy; the last window hangs off the map.
+  { name: "max pool 3x3 stride 2, pads 1, ceil mode, on two 75x77 maps (separable)", separable: true, seed: 1, op: "MaxPool", x: [2, 3, 75, 77], attrs: [attr.ints("kernel_shape", [3, 3]), attr.ints("strides", [2, 2]), attr.ints("pads", [1, 1, 1, 1]), attr.i("ceil_mode", 1)] },
+  { name: "max pool 5x5 stride 1, pads 2 on a 70x90 map (separable)", separable: true, seed: 2, op: "MaxPool", x: [1, 5, 70, 90], attrs: [attr.ints("kernel_shape", [5, 5]), attr.ints("pads", [2, 2, 2, 2])] },
   { name: "depthwise 5x5 stride 2", op: "Conv", x: [2, 4, 17, 18], w: [4, 1, 5, 5], attrs: [attr.i("group", 4), attr.ints("pads", [2, 2, 2, 2]), attr.ints("strides", [2, 2])] },
   { name: "depthwise 3x3 stride 2 on a 14x14 map, 12 channels (stride phases, 4 channels copied at a time)", op: "Conv", x: [1, 12, 14, 14], w: [12, 1, 3, 3], bias: [12], attrs: [attr.i("group", 12), attr.ints("pads", [1, 1, 1, 1]), attr.ints("strides", [2, 2])] },
   { name: "depthwise 3x3 stride 2, dilation 2, asymmetric pads, 7 channels (one copied at a time)", op: "Conv", x: [1, 7, 15, 13], w: [7, 1, 3, 3], attrs: [attr.i("group", 7), attr.ints("pads", [2, 1, 1, 2]), attr.ints("strides", [2, 2]), attr.ints("dilations", [2, 2])] },
@@ -106,7 +113,7 @@ const CASES: Case[] = [
   { name: "Gemm, transB, bias row", op: "Gemm", x: [5, 33], w: [70, 33], bias: [70], attrs: [attr.i("transB", 1), attr.f("alpha", 0.5)] },
 ];
 
-function model(c: Case) {
+function model(c: Case, rand: (n: number) => Float32Array) {
   const ins = [valueInfo("x", T.FLOAT, c.x), ...(c.runtime ? [valueInfo("w", T.FLOAT, c.w)] : [])];
   const inits = [
     ...(c.runtime || !c.w ? [] : [tensorProto("w", T.FLOAT, c.w, { floatData: Array.from(rand(numel(c.w))) })]),
@@ -120,6 +127,8 @@ function model(c: Case) {
   });
 }
 
+const dataOf = (c: Case) => (c.seed === undefined ? rand : generator(c.seed));
+
 const work = tempDir("edgec-dense-");
 afterAll(() => work.cleanup());
 
@@ -128,7 +137,8 @@ const threaded = (name: string) => ({ ...loadTarget(name), parallelMinWork: 0 })
 
 describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName) => {
   it.concurrent.for(CASES)("$name", async (c, { expect: ex }) => {
-    const file = work.write(`${targetName}-${c.name.replace(/\W+/g, "_")}.onnx`, model(c));
+    const rand = dataOf(c);
+    const file = work.write(`${targetName}-${c.name.replace(/\W+/g, "_")}.onnx`, model(c, rand));
     const feeds: Record<string, Float32Array> = { x: rand(numel(c.x)), ...(c.runtime ? { w: rand(numel(c.w!)) } : {}) };
     const session = await ort.InferenceSession.create(file);
     const ref = (await session.run(Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, new ort.Tensor("float32", v, k === "x" ? c.x : c.w!)]))))["y"];
@@ -151,6 +161,7 @@ describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName)
       ex(/^\s+edgec_vstore\d+\(scratch_\w+ \+ .*, edgec_vspread\d+\(/m.test(source), "spreads each channel onto its grid").toBe(packs);
       ex(/^\s+edgec_vpack\d+\(/m.test(source), "packs the grid's outputs into rows").toBe(packs);
     }
+    if (c.separable !== undefined) ex(/^\s+edgec_vstore\d+\(scratch_k\d+ \+ .*, edgec_splat\d+\(0\.0f\)\);$/m.test(source), "folds its window rows into scratch").toBe(c.separable);
     if (c.winograd !== undefined) ex(/\bp_\w*_winograd\b/.test(source), "runs by Winograd's transform").toBe(c.winograd);
     if (c.transposed) ex(/\bp_\w*_packed\b/.test(source) && !/\bp_\w*_rows\b/.test(source), "runs transposed").toBe(c.transposed.includes(targetName));
     if (c.transposed) ex(/^\s+edgec_vscatter\d+\(/m.test(source), "scatters a transposed product's whole tiles from its registers").toBe(c.transposed.includes(targetName));
@@ -166,7 +177,8 @@ describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName)
 describe("GPU products tiled through local memory, on the opencl target (PoCL)", () => {
   // Every case but the depthwise and pooling ones is a product large enough to tile (8×8 work-groups here).
   it.for(CASES)("$name: the tiled kernels and their untiled forms both match onnxruntime", async (c, { expect: ex }) => {
-    const file = work.write(`opencl-${c.name.replace(/\W+/g, "_")}.onnx`, model(c));
+    const rand = dataOf(c);
+    const file = work.write(`opencl-${c.name.replace(/\W+/g, "_")}.onnx`, model(c, rand));
     const feeds: Record<string, Float32Array> = { x: rand(numel(c.x)), ...(c.runtime ? { w: rand(numel(c.w!)) } : {}) };
     const session = await ort.InferenceSession.create(file);
     const ref = (await session.run(Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, new ort.Tensor("float32", v, k === "x" ? c.x : c.w!)]))))["y"];

@@ -151,6 +151,15 @@ export function poolGeometry(n: Node, x: number[]): Window {
   return slidingWindow(n, x.slice(2), kernel, attrNum(n, "ceil_mode", 0) !== 0);
 }
 
+/**
+ * Whether every window of an undilated pool holds at least one element of the map (`size`, its
+ * spatial dims): none lies wholly in the padding, so a tap outside the map may read the nearest
+ * element of it instead (the window holds that element too), which a max ignores.
+ */
+export const windowsInMap = (geo: Window, size: number[]) =>
+  geo.dilations.every((d) => d === 1) &&
+  size.every((d, a) => geo.kernel[a] - 1 - geo.padsBegin[a] >= 0 && (geo.out[a] - 1) * geo.strides[a] - geo.padsBegin[a] <= d - 1);
+
 /** Gemm: A [M, K] (or [K, M] with transA), B [K, N] (or [N, K] with transB). */
 export function gemmDims(n: Node, a: number[], b: number[]): { M: number; N: number; K: number } {
   if (a.length !== 2 || b.length !== 2) opFail(n, `A [${a.join("x")}] and B [${b.join("x")}] must be matrices`);

@@ -1,7 +1,7 @@
 import { numel, toNumbers } from "../../core/tensor.js";
 import { attrInts, attrNum, attrStr, consumers, type Graph, type Node } from "../ir.js";
 import { ELEMENTWISE_OPS } from "../ops/elementwise.js";
-import { poolGeometry, type Window } from "../ops/nn.js";
+import { poolGeometry, windowsInMap } from "../ops/nn.js";
 import { reduceAxes } from "../ops/reduce.js";
 
 /**
@@ -90,10 +90,6 @@ const MAX_SHARING = 2;
 
 export const isElementwise = (n: Node) => !!ELEMENTWISE_OPS[n.op];
 export const isIndexOnly = (n: Node) => !!INDEX_OPS[n.op]?.(n);
-
-/** Whether every window of a pool holds at least one element of the map (none lies wholly in the padding). */
-const overlapsMap = (geo: Window, size: number[]) =>
-  size.every((d, a) => geo.kernel[a] - 1 - geo.padsBegin[a] >= 0 && (geo.out[a] - 1) * geo.strides[a] - geo.padsBegin[a] <= d - 1);
 
 export interface FusionOptions {
   /** false: every Concat copies (a CPU/GPU split copies whole tensors between devices, not slices) */
@@ -225,7 +221,7 @@ export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision
   const bandable = (n: Node, v: string, p: Node): boolean =>
     n.op === "Conv" && p.inputs[0] === v && BANDED_POOLS.has(p.op) && attrNum(n, "group", 1) === 1 && g.values.get(n.inputs[0])!.shape!.length === 4 &&
     [...n.inputs, ...n.outputs, ...p.inputs].every(f32) && p.outputs.filter(Boolean).length === 1 && attrInts(p, "dilations", [1, 1]).every((d) => d === 1) &&
-    overlapsMap(poolGeometry(p, g.values.get(v)!.shape!), g.values.get(v)!.shape!.slice(2));
+    windowsInMap(poolGeometry(p, g.values.get(v)!.shape!), g.values.get(v)!.shape!.slice(2));
   const roots = g.nodes.filter((n) => !viewSet.has(n.name) && !n.outputs.every((o) => !o || inlined.has(o)));
   for (const n of roots) {
     if (taken.has(n.name) || n.outputs.filter(Boolean).length !== 1) continue;
