@@ -241,6 +241,11 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
   type Done = { g: Scheduled; dumps: [string, string][]; passed?: Done[] };
   /** d, with `over` and the branches they passed over added to those it passed over. */
   const passing = (d: Done, over: Done[]): Done => ({ ...d, passed: [...(d.passed ?? []), ...over.flatMap((o) => [{ g: o.g, dumps: o.dumps }, ...(o.passed ?? [])])] });
+  /** d and the branches it passed over, each with rewrite `name` among its rewrites (none: as they are). */
+  const tagged = (d: Done, name: string | undefined): Done =>
+    !name ? d : { ...d, g: { ...d.g, schedule: { ...d.g.schedule, rewrites: [name, ...d.g.schedule.rewrites] } }, passed: d.passed?.map((o) => tagged(o, name)) };
+  /** d and the branches it passed over, each with the dumps of the passes before it first. */
+  const after = (before: [string, string][], d: Done): Done => ({ ...d, dumps: [...before, ...d.dumps], passed: d.passed?.map((o) => after(before, o)) });
   // One time limit for all scheduling, split evenly between the branches the passes open.
   const deadline = Date.now() + (opts.scheduleTimeLimitMs ?? DEFAULT_TIME_LIMIT_MS);
   const finish = (g: Graph, passes: GraphPass[], before: [string, string][], share = 1): Done => {
@@ -251,14 +256,15 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
         const tried = p.run(g, opts);
         if (tried === g) continue;
         const started = Date.now();
-        const no = finish(g, passes.slice(i + 1), [], share / 2);
+        const bare = finish(g, passes.slice(i + 1), [], share / 2);
         const yes = finish(tried, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(tried) : ""]], share / (2 - share));
+        const note = `// not applied: peak ${yes.g.schedule.peakBytes} bytes with it, ${bare.g.schedule.peakBytes} without\n`;
+        const no = after([...dumps, [p.name, note]], bare);
         if (yes.g.schedule.peakBytes < no.g.schedule.peakBytes) {
           if (p.prune) return pruned(p.prune, p.name, yes, no, p.name);
           return rewritten(p.each ? narrowed(p.each, g, tried, yes, passes.slice(i + 1), dumps, p.name, Date.now() - started) : yes, no, p.name);
         }
-        const note = `// not applied: peak ${yes.g.schedule.peakBytes} bytes with it, ${no.g.schedule.peakBytes} without\n`;
-        return passing({ ...no, dumps: [...dumps, [p.name, note], ...no.dumps] }, [yes]);
+        return passing(no, [tagged(yes, p.name)]);
       }
       const ran = p.run(g, opts);
       const others = p.alternatives?.(g, ran, opts) ?? [];
@@ -273,7 +279,7 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
         const lowest = (bs: typeof branches) => bs.reduce((a, b) => (peak(b) < peak(a) ? b : a));
         const plain = lowest(branches.filter((b) => !b.rewrite));
         const best = lowest(branches);
-        const rest = (...chosen: (typeof branches)[number][]) => branches.filter((b) => !chosen.includes(b)).map((b) => b.done);
+        const rest = (...chosen: (typeof branches)[number][]) => branches.filter((b) => !chosen.includes(b)).map((b) => tagged(b.done, b.rewrite));
         if (best.rewrite && peak(best) < peak(plain))
           return passing(p.prune ? pruned(p.prune, p.name, best.done, plain.done, best.rewrite) : rewritten(best.done, plain.done, best.rewrite), rest(best, plain));
         const tried = branches.filter((b) => b.rewrite);
@@ -326,26 +332,29 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
     // The dumps show what is left: the pass's marks, and the scheduled graph with the schedule's summary.
     const redump = ([n, t]: [string, string]): [string, string] =>
       !want(n) || (n !== pass && n !== "schedule-memory") ? [n, t] : [n, printGraph(g) + (n === pass ? "" : t.slice(t.lastIndexOf("// peak")))];
-    return rewritten({ g, dumps: yes.dumps.map(redump) }, no, left ? name : undefined);
+    return rewritten({ g, dumps: yes.dumps.map(redump), passed: yes.passed }, no, left ? name : undefined);
   };
   /** A rewrite's result (`name`; none when nothing of it is left), measured against the schedule without it (the graph order and the DP before rewrites). */
   const rewritten = (yes: Done, no: Done, name: string | undefined): Done => {
     const before = no.g.schedule;
-    const tagged = (d: Done): Done => ({ ...d, g: { ...d.g, schedule: { ...d.g.schedule, rewrites: [...(name ? [name] : []), ...d.g.schedule.rewrites] } } });
-    const schedule = { ...tagged(yes).g.schedule, topoPeakBytes: before.topoPeakBytes, ortPeakBytes: before.ortPeakBytes, topoCurve: before.topoCurve, dpPeakBytes: before.dpPeakBytes, dpOptimal: before.dpOptimal };
-    return passing({ ...yes, g: { ...yes.g, schedule }, passed: yes.passed?.map(tagged) }, [no]);
+    const mine = tagged(yes, name);
+    const schedule = { ...mine.g.schedule, topoPeakBytes: before.topoPeakBytes, ortPeakBytes: before.ortPeakBytes, topoCurve: before.topoCurve, dpPeakBytes: before.dpPeakBytes, dpOptimal: before.dpOptimal };
+    return passing({ ...mine, g: { ...mine.g, schedule } }, [no]);
   };
   const chosen = finish(g, rest, []);
   // The lowest peak stands for the smallest arena, which the plan reaches at the lower bound. Where
   // it does not (a block of two sizes, from a convolution in place changing the channel count, can
   // fit no placement in the bound: swiftnet-2x10-14 of seed 1019, 272 KiB against 256), the
   // branches passed over with a peak no higher than that arena are planned too, lowest peak first
-  // (at most MAX_REPLANS), and one needing less memory, or as much in its own bound, is taken.
+  // (at most MAX_REPLANS, and none past the scheduling time limit: a plan that misses its bound
+  // searches for seconds), and one needing less memory, or as much in its own bound, is taken. A
+  // branch passed over keeps all its marks of convolutions in place: keepNeeded prunes only the
+  // chosen branch's, so one taken may run more of them in place than its peak needs.
   let done = chosen;
   let memory = planMemory(chosen.g).memory;
   const seen = new Set([markedKey(chosen.g)]);
   const passed = [...(chosen.passed ?? [])].sort((a, b) => a.g.schedule.peakBytes - b.g.schedule.peakBytes);
-  for (let i = 0, replans = 0; i < passed.length && replans < MAX_REPLANS && memory.arenaBytes > memory.lowerBoundBytes; i++) {
+  for (let i = 0, replans = 0; i < passed.length && replans < MAX_REPLANS && Date.now() < deadline && memory.arenaBytes > memory.lowerBoundBytes; i++) {
     const d = passed[i];
     if (d.g.schedule.peakBytes > memory.arenaBytes || seen.has(markedKey(d.g))) continue;
     seen.add(markedKey(d.g));
