@@ -534,7 +534,7 @@ function depthwise(c: LowerCtx): Stmt[] {
  * is separable): `fold(slot, oq, tap)` folds pooled row oq's window rows column by column, in
  * whole vectors, into the scratch row `rowAt(slot)` (the map's width and a vector of slack: a
  * strided vector load of a row's last outputs reads a lane past its end, and drops it); `pool(slot,
- * put)` then takes each output's columns from that row. Per vector of outputs that is KH + KW
+ * put, overlap)` then takes each output's columns from that row. Per vector of outputs that is KH + KW
  * loads, not KH·KW strided ones. A tap outside the map reads the nearest row or column of it (the
  * caller checks windowsInMap). The caller folds a set of rows before it pools any: a load that
  * straddles stores still in flight waits for them (no store forwarding), and SqueezeNet 1.1's first
@@ -586,7 +586,8 @@ function separableMax(c: LowerCtx, geo: Window, [H, W]: [number, number], folded
  * wide and stride at most 2: separable (see separableMax), each thread folding a block of up to
  * POOL_ROWS pooled rows of a channel into its scratch before it pools them, straight from the
  * input, with no copy. A 3×3 stride-2 pool of a 64×111×111 map (SqueezeNet 1.1's first, unfused):
- * 0.092 ms in windowOp's strided loads, onnxruntime 0.041.
+ * 0.099 ms in windowOp's strided loads, 0.062 so (onnxruntime's NCHWc pool 0.040; profiling
+ * builds, one thread).
  */
 function separableMaxPool(c: LowerCtx, geo: Window): Stmt[] | undefined {
   const { ins: [x], outs: [y], names } = c;
