@@ -14,9 +14,9 @@ import type { Scheduled } from "./schedule-memory.js";
  * pixels of each output channel (NCHW, one image), so where the output overlaps the input, whole
  * channels apart (see `alignments` in memory.ts), they lie over input at pixels packed already.
  * The mark is the attribute `inPlace` on the Conv (a fused kernel's anchor); memory.ts then lets
- * the kernel take over its input's buffer. The pipeline keeps it only where the peak drops (see GRAPH_PASSES), and then only the
- * marks the peak needs (keepNeeded). Only with `channels` does it mark the 1×1 convolutions
- * that change the channel count.
+ * the kernel take over its input's buffer. The pipeline keeps it only where the peak drops (see
+ * GRAPH_PASSES), and then only the marks the peak needs (keepNeeded). Only with `channels` does it
+ * mark the 1×1 convolutions that change the channel count.
  */
 export function convInPlace(g: Graph, o: { threads: number; channels?: boolean }): Graph {
   const viewed = new Map(g.nodes.filter((m) => m.op === "View").map((m) => [m.outputs[0], m.inputs[0]]));
@@ -33,6 +33,9 @@ export function convInPlace(g: Graph, o: { threads: number; channels?: boolean }
   return changed ? { ...g, nodes } : g;
 }
 
+/** Whether kernel n's convolution is marked to run in place. */
+export const marked = (n: Node) => attrNum(anchorOf(n), "inPlace", 0) === 1;
+
 /**
  * The scheduled graph with the marks its order's peak does not need taken back, and whether any is
  * left. Unmarked, a kernel changes only its own step (its input dies there either way): the step
@@ -43,9 +46,6 @@ export function convInPlace(g: Graph, o: { threads: number; channels?: boolean }
  * optimal stays so. Exact for the order, with no schedule per mark; another order might need fewer
  * marks.
  */
-/** Whether kernel n's convolution is marked to run in place. */
-export const marked = (n: Node) => attrNum(anchorOf(n), "inPlace", 0) === 1;
-
 export function keepNeeded(g: Scheduled): { g: Scheduled; left: boolean } {
   const unmark = (c: Node): Node => ({ ...c, attrs: Object.fromEntries(Object.entries(c.attrs).filter(([key]) => key !== "inPlace")) });
   const without = (drop: (n: Node) => boolean): Graph => ({

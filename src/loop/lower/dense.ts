@@ -528,15 +528,14 @@ function depthwise(c: LowerCtx): Stmt[] {
   }, 0);
 }
 
-/** 2-D max pooling: taps outside the input never win, as if they were −∞. */
 /**
  * A max pool's two passes over a map of `size` rows and columns, for one pooled row at a time (max
  * is separable): `fold(slot, oq, tap)` folds pooled row oq's window rows column by column, in
  * whole vectors, into the scratch row `rowAt(slot)` (the map's width and a vector of slack: a
- * strided vector load of a row's last outputs reads a lane past its end, and drops it); `pool(slot,
- * put, overlap)` then takes each output's columns from that row. Per vector of outputs that is KH + KW
- * loads, not KH·KW strided ones. A tap outside the map reads the nearest row or column of it (the
- * caller checks windowsInMap). The caller folds a set of rows before it pools any: a load that
+ * strided vector load of a row's last outputs reads a lane past its end, and drops it);
+ * `pool(slot, put, overlap)` then takes each output's columns from that row. Per vector of outputs
+ * that is KH + KW loads, not KH·KW strided ones. A tap outside the map reads the nearest row or
+ * column of it (the caller checks windowsInMap). The caller folds a set of rows before it pools any: a load that
  * straddles stores still in flight waits for them (no store forwarding), and SqueezeNet 1.1's first
  * convolution and pool, folding each row and pooling it at once, took 0.337 ms against 0.279 in
  * one pass (0.265 folding first; profiling builds, one thread).
@@ -619,6 +618,7 @@ function separableMaxPool(c: LowerCtx, geo: Window): Stmt[] | undefined {
 /** Pooled rows a standalone separable max pool folds before it pools them (see separableMaxPool). */
 const POOL_ROWS = 8;
 
+/** 2-D max pooling: taps outside the input never win, as if they were −∞. */
 const maxPool: Lowering = (c) => {
   const { node, ins: [x], outs } = c;
   if (!c.cpu || outs[1]?.buf || !isF32(x, outs[0]) || x!.shape.length !== 4) return NN_LOWERINGS.MaxPool(c);
