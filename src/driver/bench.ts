@@ -85,8 +85,11 @@ export interface BenchResult {
  * and reports only its call's median and minimum, so edgec's median is the median of per-round
  * medians, while onnxruntime keeps one session and reports every run, so its median is over all
  * runs. Each round's harness first runs the model untimed for WARMUP_MS, and so does onnxruntime
- * once, so that both time warm code: WebAssembly engines start on baseline code and swap in
- * optimized code compiled in the background (V8 needs some ten runs of a small model).
+ * before each of its rounds, so that both time warm code, caches and threads after the other
+ * engine's round: WebAssembly engines start on baseline code and swap in optimized code compiled
+ * in the background (V8 needs some ten runs of a small model), and onnxruntime's five runs right
+ * after an edgec round took 1.04–1.5× as long as after its own warm-up (squeezenet1_1 and
+ * squeezenet1_1_c10_64, one and two threads), which made every ratio look better than it was.
  */
 const ROUND = 5;
 const WARMUP_MS = 500;
@@ -304,7 +307,7 @@ export async function benchModel(model: string, o: BenchOptions): Promise<BenchR
       medians.push(last.medianMs!);
       mins.push(last.minMs!);
       maxRssKb = Math.max(maxRssKb, last.maxRssKb!);
-      if (ort) ortMs.push(...(await ort.request({ op: "run", runs: perRound }, "times")).ms);
+      if (ort) ortMs.push(...(await ort.request({ op: "run", runs: perRound, warmupMs: WARMUP_MS }, "times")).ms);
       if (unfused) {
         unfusedLast = await edgec(perRound, unfused);
         unfusedMedians.push(unfusedLast.medianMs!);

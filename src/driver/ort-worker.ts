@@ -13,7 +13,8 @@ import type { Tensor } from "../core/tensor.js";
 export type OrtRequest =
   /** untimed: `warmup` runs, then more until `warmupMs` have passed */
   | { op: "load"; engine: OrtEngine; model: string; threads: number; warmup: number; warmupMs: number; inputs: Record<string, Tensor> }
-  | { op: "run"; runs: number }
+  /** untimed runs until `warmupMs` have passed, then `runs` timed ones */
+  | { op: "run"; runs: number; warmupMs: number }
   | { op: "exit" };
 
 export type OrtReply =
@@ -74,8 +75,9 @@ async function load(r: Extract<OrtRequest, { op: "load" }>): Promise<OrtReply> {
   return { op: "loaded", outputs, nodeRssKb };
 }
 
-async function run(runs: number): Promise<OrtReply> {
+async function run(runs: number, warmupMs: number): Promise<OrtReply> {
   const ms: number[] = [];
+  for (const start = performance.now(); performance.now() - start < warmupMs; ) await session.run(feeds);
   for (let i = 0; i < runs; i++) {
     const t0 = performance.now();
     await session.run(feeds);
@@ -87,7 +89,7 @@ async function run(runs: number): Promise<OrtReply> {
 process.on("message", async (r: OrtRequest) => {
   try {
     if (r.op === "load") await reply(await load(r));
-    else if (r.op === "run") await reply(await run(r.runs));
+    else if (r.op === "run") await reply(await run(r.runs, r.warmupMs));
     else {
       await reply({ op: "done", maxRssKb: peakRssKb() });
       process.exit(0);
