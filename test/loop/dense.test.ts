@@ -48,6 +48,8 @@ interface Case {
   packs?: (lanes: number) => boolean;
   /** whether a max pool folds its window rows into scratch rows (zeroed past the map's width), then takes the columns from them */
   separable?: boolean;
+  /** whether the ragged last tile multiplies fewer vectors of columns than the others (it has fewer accumulators) */
+  narrowLast?: boolean;
   /** a generator of its own for its data, leaving the shared one's sequence, and so the other cases' data, as it was */
   seed?: number;
 }
@@ -55,11 +57,11 @@ interface Case {
 const CASES: Case[] = [
   { name: "1x1 conv, ragged tile, tail panel", op: "Conv", x: [1, 13, 7, 9], w: [19, 13, 1, 1], bias: [19] },
   { name: "3x3 conv, pads, stride 2", op: "Conv", x: [2, 5, 11, 10], w: [10, 5, 3, 3], attrs: [attr.ints("pads", [1, 0, 2, 1]), attr.ints("strides", [2, 2])] },
-  { name: "3x3 conv, stride 1, pads (padded copy, dropped grid columns)", phases: true, op: "Conv", x: [2, 5, 11, 10], w: [7, 5, 3, 3], bias: [7], attrs: [attr.ints("pads", [1, 1, 1, 1])] },
+  // Same-size outputs read the input as it is (no padded copy): the taps past a row's ends and the
+  // rows above and below the map are zeroed in the tile, the first and last channels' are gathered.
+  { name: "3x3 conv, stride 1, same pads, batch 2 (read flat)", phases: () => false, op: "Conv", x: [2, 5, 11, 10], w: [7, 5, 3, 3], bias: [7], attrs: [attr.ints("pads", [1, 1, 1, 1])] },
   { name: "3x3 conv, stride 1, asymmetric pads, ragged last tile", phases: true, op: "Conv", x: [1, 3, 9, 13], w: [11, 3, 3, 3], attrs: [attr.ints("pads", [0, 2, 2, 1])], masked: (lanes) => lanes <= 4 },
-  // A grid of 17 columns, 13 of them outputs: with 16 lanes, the vector from a row's last (dropped)
-  // column holds all 13 outputs of the next row and 2 of its dropped columns.
-  { name: "5x5 conv, pads 2, vectors that span a grid row", phases: true, op: "Conv", x: [1, 4, 12, 13], w: [6, 4, 5, 5], attrs: [attr.ints("pads", [2, 2, 2, 2])], masked: () => true, registers: () => true },
+  { name: "5x5 conv, pads 2 (read flat, two columns zeroed at each end of a row)", phases: () => false, op: "Conv", x: [1, 4, 12, 13], w: [6, 4, 5, 5], attrs: [attr.ints("pads", [2, 2, 2, 2])] },
   // 14 grid columns: narrower than a 16-lane vector, which goes column by column.
   { name: "7x7 conv, stride 2, pads 3 (four phases)", phases: true, op: "Conv", x: [1, 3, 23, 21], w: [9, 3, 7, 7], bias: [9], attrs: [attr.ints("pads", [3, 3, 3, 3]), attr.ints("strides", [2, 2])], masked: (lanes) => lanes <= 14 },
   // 18 output columns: with 16 lanes, most vectors of taps span two output rows. On rpi4 the taps make it a phase-grid product.
@@ -111,6 +113,13 @@ const CASES: Case[] = [
   { name: "MatMul, constant B, ragged columns", op: "MatMul", x: [3, 7, 21], w: [21, 45] },
   { name: "MatMul, batched runtime B", op: "MatMul", x: [2, 3, 9, 16], w: [3, 16, 11], runtime: true },
   { name: "Gemm, transB, bias row", op: "Gemm", x: [5, 33], w: [70, 33], bias: [70], attrs: [attr.i("transB", 1), attr.f("alpha", 0.5)] },
+  // Outputs narrower than the input: the phase grid.
+  { name: "3x3 conv, stride 1, pads that narrow the map (padded copy, dropped grid columns)", phases: true, seed: 3, op: "Conv", x: [2, 5, 11, 11], w: [7, 5, 3, 3], bias: [7], attrs: [attr.ints("pads", [1, 1, 1, 0])] },
+  // A grid of 17 columns, 13 of them outputs: with 16 lanes, the vector from a row's last (dropped)
+  // column holds all 13 outputs of the next row and 2 of its dropped columns.
+  // 196 pixels: six whole tiles of 2 vectors and 4 columns, which take one vector (on rpi4, 24 tiles of 2 and 4 columns).
+  { name: "1x1 conv on a 14x14 map (a last tile of one vector)", narrowLast: true, seed: 5, op: "Conv", x: [1, 24, 14, 14], w: [8, 24, 1, 1], bias: [8] },
+  { name: "5x5 conv, pads 2 and 1, vectors that span a grid row", phases: true, seed: 4, op: "Conv", x: [1, 4, 12, 14], w: [6, 4, 5, 5], attrs: [attr.ints("pads", [2, 2, 2, 1])], masked: () => true, registers: () => true },
 ];
 
 function model(c: Case, rand: (n: number) => Float32Array) {
@@ -162,6 +171,10 @@ describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName)
       ex(/^\s+edgec_vpack\d+\(/m.test(source), "packs the grid's outputs into rows").toBe(packs);
     }
     if (c.separable !== undefined) ex(/^\s+edgec_vstore\d+\(scratch_k\d+ \+ .*, edgec_splat\d+\(0\.0f\)\);$/m.test(source), "folds its window rows into scratch").toBe(c.separable);
+    if (c.narrowLast !== undefined) {
+      const count = (v: number) => [...source.matchAll(new RegExp(`edgec_f32x\\d+ acc\\d+_${v}\\d* = `, "g"))].length;
+      ex(count(1) < count(0), "the last tile has fewer accumulators").toBe(c.narrowLast);
+    }
     if (c.winograd !== undefined) ex(/\bp_\w*_winograd\b/.test(source), "runs by Winograd's transform").toBe(c.winograd);
     if (c.transposed) ex(/\bp_\w*_packed\b/.test(source) && !/\bp_\w*_rows\b/.test(source), "runs transposed").toBe(c.transposed.includes(targetName));
     if (c.transposed) ex(/^\s+edgec_vscatter\d+\(/m.test(source), "scatters a transposed product's whole tiles from its registers").toBe(c.transposed.includes(targetName));

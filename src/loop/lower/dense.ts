@@ -2,7 +2,7 @@ import { numel, toNumbers, type Tensor } from "../../core/tensor.js";
 import { attrNum } from "../../graph/ir.js";
 import { convGeometry, gemmDims, matmulShape, poolGeometry, windowsInMap, type Window } from "../../graph/ops/nn.js";
 import {
-  add, and, cast, cst, div, flat, ge, int, le, let_, load, loadBroadcast, loadFlat, lt, max, min, mod, mul, nest, select, set, splat, store, sub, threadId, unflat, vr,
+  add, and, cast, cst, div, flat, ge, gt, int, le, let_, load, loadBroadcast, loadFlat, lt, max, min, mod, mul, nest, select, set, splat, store, sub, threadId, unflat, vr,
   vstore, if_, type Names, type Ref,
 } from "../build.js";
 import { lanesIn, mapVectorStores, touched, withMask, type Expr, type Stmt } from "../ir.js";
@@ -685,6 +685,76 @@ function shiftedConv(c: LowerCtx): ConvPlan {
 }
 
 /**
+ * A stride-1 convolution whose output has its input's size ("same" padding), read from the input as
+ * it is: tap (kh, kw) of the output pixel at flat index p is element p + (kh − ph)·W + (kw − pw) of
+ * its channel, so a tile's columns read consecutive elements, vector loads, with neither the phase
+ * grid's padded copy nor its dropped columns. A lane whose tap lies outside the map has read a
+ * neighbouring row or channel instead, and is zeroed after the copies: per tap column, the few
+ * columns at each row's ends; per tap row, the rows above the first or below the last. Only loads
+ * that would leave the tensor (the first channel's top rows, the last's bottom ones) are gathered
+ * with bounds checks. The rest is gemmConv's product, whose columns are the output's pixels.
+ */
+function flatConv(c: LowerCtx): ConvPlan {
+  const plan = gemmConv(c);
+  const { ins: [x, w], names } = c;
+  const geo = convGeometry(c.node, x!.shape, w!.shape);
+  const [N, C, H, W] = x!.shape;
+  const [KH, KW] = geo.kernel, [ph, pw] = geo.padsBegin;
+  const P = H * W, L = c.cpu!.lanes, nt = ntOf(c, P), total = N * C * P;
+  const tap = (ci: Expr, kh: Expr | number, kw: Expr | number) => add(mul(add(mul(ci, int(KH)), typeof kh === "number" ? int(kh) : kh), int(KW)), typeof kw === "number" ? int(kw) : kw);
+  plan.spec.packB = ([n], j0, put, full) => {
+    /** Zeros into tile columns from ≤ j < to of row k (clamped to the tile), a masked vector store each. */
+    const zeros = (k: Expr, from: Expr, to: Expr): Stmt[] => nest(names, [nt / L], ([jv]) => {
+      const l = names.next("l"), base = mul(jv, int(L));
+      const lanes = { from: max(int(0), min(int(L), sub(from, base))), to: max(int(0), min(int(L), sub(to, base))) };
+      return [if_(lt(lanes.from, lanes.to), withMask(vectorizeLanes([put(k, add(base, vr(l)), cst(0))], l, int(0), L)!, lanes))];
+    }, false);
+    const copies = nest(names, [C, KH, KW], ([ci, kh, kw]) => {
+      const from = add(add(mul(add(mul(n, int(C)), ci), int(P)), j0), add(mul(sub(kh, int(ph)), int(W)), sub(kw, int(pw))));
+      const at = (j: Expr) => ({ k: "load", buf: x!.buf, idx: add(from, j), dtype: "float32" }) as Expr;
+      const jv = names.next("jv"), l = names.next("l");
+      const j = add(mul(vr(jv), int(L)), vr(l));
+      const vector: Stmt[] = [{ k: "for", v: jv, n: nt / L, body: vectorizeLanes([put(tap(ci, kh, kw), j, at(j))], l, int(0), L)! }];
+      const scalar = nest(names, [nt], ([jj]) => [put(tap(ci, kh, kw), jj, select(and(ge(add(from, jj), int(0)), lt(add(from, jj), int(total))), at(jj), cst(0)))], false);
+      return [if_(and(ge(from, int(0)), le(add(from, int(nt)), int(total))), vector, scalar)];
+    }, false);
+    const fixes: Stmt[] = [];
+    // Row starts that may lie within reach of the tile, relative to its first column.
+    const starts = Math.ceil((nt + KW) / W) + 1;
+    for (let kw = 0; kw < KW; kw++) {
+      const d = kw - pw;
+      if (d === 0) continue;
+      for (let r = 0; r < starts; r++)
+        for (let t = 0; t < Math.abs(d); t++) {
+          const s = sub(mul(add(div(j0, int(W)), int(r)), int(W)), j0);
+          const pos = d < 0 ? add(s, int(t)) : sub(s, int(1 + t));
+          fixes.push(if_(and(ge(pos, int(0)), lt(pos, int(nt))), nest(names, [C, KH], ([ci, kh]) => [put(tap(ci, kh, kw), pos, cst(0))], false)));
+        }
+    }
+    for (let kh = 0; kh < KH; kh++) {
+      const d = kh - ph;
+      if (d === 0) continue;
+      // Columns whose tap row is above the first row (p < −d·W) or below the last (p ≥ (H − d)·W).
+      const [from, to] = d < 0 ? [int(0), sub(int(-d * W), j0)] : [sub(int((H - d) * W), j0), int(nt)];
+      const reaches = d < 0 ? lt(j0, int(-d * W)) : gt(add(j0, int(nt)), int((H - d) * W));
+      fixes.push(if_(reaches, nest(names, [C, KW], ([ci, kw]) => zeros(tap(ci, kh, kw), from, to), false)));
+    }
+    // A ragged tile's columns past the last are zero, as gemmConv's packing leaves them.
+    if (!full) fixes.push(...nest(names, [C * KH * KW], ([k]) => zeros(k, sub(int(P), j0), int(nt)), false));
+    return [...copies, ...fixes];
+  };
+  return plan;
+}
+
+/** Whether a convolution can read its input as it is on its output's pixels (see flatConv). */
+const readsFlat = (c: LowerCtx): boolean => {
+  const [x, w] = c.ins;
+  const geo = convGeometry(c.node, x!.shape, w!.shape);
+  return !x!.at && c.cpu!.lanes > 1 && geo.strides.every((s) => s === 1) && geo.dilations.every((d) => d === 1)
+    && geo.out[0] === x!.shape[2] && geo.out[1] === x!.shape[3];
+};
+
+/**
  * The phase grid for every convolution but a plain 1×1 one (which reads its input as it is), while
  * its dropped columns are at most a third and it has at least 4 vectors' worth of taps per output
  * or rows at least 4 vectors wide: the dropped columns' work, and the stores of vectors that
@@ -712,7 +782,8 @@ const conv: Lowering = (c) => {
       // are stored, never the transposed product, which would copy all of the input first.
       const inPlace = attrNum(node, "inPlace", 0) === 1;
       const shifted = !!c.shared && !inPlace && shifts(c);
-      const plan = c.shared && !inPlace && transposes(c, shifted) ? transposedConv(c) : shifted ? shiftedConv(c) : gemmConv(c);
+      const flat = shifted && readsFlat(c);
+      const plan = c.shared && !inPlace && transposes(c, shifted && !flat) ? transposedConv(c) : flat ? flatConv(c) : shifted ? shiftedConv(c) : gemmConv(c);
       if (inPlace && (!isPointwise(convGeometry(node, x!.shape, w!.shape)) || plan.pre.length || c.pooled)) throw new Error(`internal: Conv '${node.name}' is marked in place but is not a plain 1×1 product`);
       return c.pooled ? pooledConv(c, plan) : [...plan.pre, ...gemmKernel(c, { ...plan.spec, inPlace })];
     }

@@ -167,6 +167,9 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
   const NT = L * nv;
   const tiles = Math.ceil(s.cols / NT);
   const ragged = s.cols % NT !== 0;
+  // The ragged last tile multiplies only the vectors that hold columns: a 14×14 map's 196 pixels
+  // leave 4 columns past six tiles of 32, one vector's work instead of two.
+  const nvLast = ragged ? Math.ceil((s.cols % NT) / L) : nv;
   const panels = Math.floor(s.rows / MR), tail = s.rows % MR;
   if (s.packA && s.batch.some((d) => d !== 1)) throw new Error(`internal: ${c.node.name}: A packed at run time needs a batch of one`);
   if (s.inPlace && (!s.packB || s.packA || s.bConst)) throw new Error(`internal: ${c.node.name}: a product in place must pack its columns, tile by tile`);
@@ -185,9 +188,12 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
   // epilogue stay plain vector code.
   const split = (j0: Expr, f: (full: boolean) => Stmt[]): Stmt[] => (ragged ? [if_(le(add(j0, int(NT)), int(s.cols)), f(true), f(false))] : f(true));
 
-  /** The mr×NT accumulators of rows row0.. and the tile at j0 over one stretch of the depth, then the epilogue (or the next stretch). */
-  const microKernel = (b: Expr[], j0: Expr, row0: Expr, mr: number, d: Stretch): Stmt[] => {
-    const accs = accumulators(c.names, mr, nv);
+  /**
+   * The mr×NT accumulators of rows row0.. and the tile at j0 over one stretch of the depth, then the
+   * epilogue (or the next stretch); in the `last`, ragged tile only its first nvLast vectors.
+   */
+  const microKernel = (b: Expr[], j0: Expr, row0: Expr, mr: number, d: Stretch, last = false): Stmt[] => {
+    const accs = accumulators(c.names, mr, last ? nvLast : nv);
     const row = (r: number) => add(row0, int(r));
     const each = (f: (n: string, r: number, v: number) => Stmt): Stmt[] => accs.flatMap((rs, r) => rs.map((n, v) => f(n, r, v)));
     const out = each((n, r) => vlet(n, splat(s.init ? s.init(b, row(r)) : cst(0), L), L));
@@ -285,7 +291,10 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
       // Through a stack tile, so the epilogue is a loop over columns that vectorizes.
       const tile = c.names.next("tile");
       out.push({ k: "local", name: tile, dtype: "float32", n: mr * NT });
-      accs.forEach((rs, r) => rs.forEach((n, v) => out.push(vstore(tile, int(r * NT + v * L), vvar(n, L), L))));
+      accs.forEach((rs, r) => {
+        rs.forEach((n, v) => out.push(vstore(tile, int(r * NT + v * L), vvar(n, L), L)));
+        for (let v = rs.length; v < nv; v++) out.push(vstore(tile, int(r * NT + v * L), splat(cst(0), L), L));
+      });
       const r = c.names.next("r"), jv = c.names.next("jv"), l = c.names.next("l");
       const rv = vr(r), lv = vr(l);
       const j = add(j0, add(mul(vr(jv), int(L)), lv));
@@ -334,7 +343,7 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
       out.push({ k: "for", v: r, n: mr, body: [{ k: "for", v: jv, n: nv, body: lanes }] });
       return out;
     };
-    const epilogue = split(j0, writeOut);
+    const epilogue = last ? writeOut(false) : split(j0, writeOut);
     out.push(...(d.suspend ? [if_(d.suspend.when, each((n, r, v) => vstore(carry!.buf, d.suspend!.to(r, v), vvar(n, L), L)), epilogue)] : epilogue));
     return [{ k: "block", body: out }];
   };
@@ -356,8 +365,11 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
       const packB = s.packB;
       const whole: Stretch = { k0: int(0), n: s.depth, bAt: (k, v) => add(base, add(mul(k, int(NT)), int(v * L))) };
       const body = [...(slice ? [let_(slice, "int32", mul(threadId, int(sliceElems(s.depth * NT))))] : []), ...(packB ? split(j0, (full) => packB(b, j0, put, full)) : [])];
-      if (panels) body.push(...nest(c.names, [panels], ([rt]) => microKernel(b, j0, mul(rt, int(MR)), MR, whole), false));
-      if (tail) body.push(...microKernel(b, j0, int(panels * MR), tail, whole));
+      const kernels = (last: boolean): Stmt[] => [
+        ...(panels ? nest(c.names, [panels], ([rt]) => microKernel(b, j0, mul(rt, int(MR)), MR, whole, last), false) : []),
+        ...(tail ? microKernel(b, j0, int(panels * MR), tail, whole, last) : []),
+      ];
+      body.push(...(nvLast < nv ? split(j0, (full) => kernels(!full)) : kernels(false)));
       return body;
     }, !s.serial), work)];
   }
