@@ -48,6 +48,8 @@ interface Case {
   packs?: (lanes: number) => boolean;
   /** whether a max pool folds its window rows into scratch rows (zeroed past the map's width), then takes the columns from them */
   separable?: boolean;
+  /** whether, with vectors of this many lanes, a same-size convolution packs its taps from the input as it is, in vectors (no padded copy) */
+  flat?: (lanes: number) => boolean;
   /** whether the ragged last tile multiplies fewer vectors of columns than the others (it has fewer accumulators) */
   narrowLast?: boolean;
   /** a generator of its own for its data, leaving the shared one's sequence, and so the other cases' data, as it was */
@@ -59,9 +61,10 @@ const CASES: Case[] = [
   { name: "3x3 conv, pads, stride 2", op: "Conv", x: [2, 5, 11, 10], w: [10, 5, 3, 3], attrs: [attr.ints("pads", [1, 0, 2, 1]), attr.ints("strides", [2, 2])] },
   // Same-size outputs read the input as it is (no padded copy): the taps past a row's ends and the
   // rows above and below the map are zeroed in the tile, the first and last channels' are gathered.
-  { name: "3x3 conv, stride 1, same pads, batch 2 (read flat)", phases: () => false, op: "Conv", x: [2, 5, 11, 10], w: [7, 5, 3, 3], bias: [7], attrs: [attr.ints("pads", [1, 1, 1, 1])] },
+  // With 16 lanes the first has too few taps for either (im2col).
+  { name: "3x3 conv, stride 1, same pads, batch 2 (read flat)", phases: () => false, flat: (lanes) => lanes <= 4, op: "Conv", x: [2, 5, 11, 10], w: [7, 5, 3, 3], bias: [7], attrs: [attr.ints("pads", [1, 1, 1, 1])] },
   { name: "3x3 conv, stride 1, asymmetric pads, ragged last tile", phases: true, op: "Conv", x: [1, 3, 9, 13], w: [11, 3, 3, 3], attrs: [attr.ints("pads", [0, 2, 2, 1])], masked: (lanes) => lanes <= 4 },
-  { name: "5x5 conv, pads 2 (read flat, two columns zeroed at each end of a row)", phases: () => false, op: "Conv", x: [1, 4, 12, 13], w: [6, 4, 5, 5], attrs: [attr.ints("pads", [2, 2, 2, 2])] },
+  { name: "5x5 conv, pads 2 (read flat, two columns zeroed at each end of a row)", phases: () => false, flat: () => true, op: "Conv", x: [1, 4, 12, 13], w: [6, 4, 5, 5], attrs: [attr.ints("pads", [2, 2, 2, 2])] },
   // 14 grid columns: narrower than a 16-lane vector, which goes column by column.
   { name: "7x7 conv, stride 2, pads 3 (four phases)", phases: true, op: "Conv", x: [1, 3, 23, 21], w: [9, 3, 7, 7], bias: [9], attrs: [attr.ints("pads", [3, 3, 3, 3]), attr.ints("strides", [2, 2])], masked: (lanes) => lanes <= 14 },
   // 18 output columns: with 16 lanes, most vectors of taps span two output rows. On rpi4 the taps make it a phase-grid product.
@@ -72,8 +75,9 @@ const CASES: Case[] = [
   { name: "3x3 conv on a small map, many rows, deep (rows outer, depth blocks)", op: "Conv", x: [1, 40, 6, 14], w: [75, 40, 3, 3], bias: [75], attrs: [attr.ints("pads", [1, 1, 1, 1])], blocked: ["host"], transposed: [] },
   // 17 output channels would leave a transposed product's tiles emptier than the 4×3 map does the plain one's.
   { name: "3x3 conv on a tiny map, many rows, deep (rows outer on 4 lanes too)", op: "Conv", x: [1, 40, 3, 4], w: [17, 40, 3, 3], attrs: [attr.ints("pads", [1, 1, 1, 1])], blocked: ["host", "rpi4"], transposed: [] },
-  // Small maps, many channels and taps: pixels as rows, a tail panel of one pixel; a padded copy or the input itself.
-  { name: "3x3 conv on a 7x7 map, many channels (transposed, padded copy)", winograd: false, op: "Conv", x: [1, 64, 7, 7], w: [128, 64, 3, 3], bias: [128], attrs: [attr.ints("pads", [1, 1, 1, 1])], transposed: ["host", "rpi4"] },
+  // Small maps, many channels and taps: pixels as rows, a tail panel of one pixel, packed flat (a
+  // same-size output), from a padded copy, or from the input itself.
+  { name: "3x3 conv on a 7x7 map, many channels (transposed, read flat)", flat: () => true, winograd: false, op: "Conv", x: [1, 64, 7, 7], w: [128, 64, 3, 3], bias: [128], attrs: [attr.ints("pads", [1, 1, 1, 1])], transposed: ["host", "rpi4"] },
   { name: "1x1 conv on a 7x7 map (transposed, the input read as it is)", op: "Conv", x: [1, 256, 7, 7], w: [256, 256, 1, 1], transposed: ["host", "rpi4"] },
   // 200 channels: whole tiles scattered from the registers, and on host a ragged last tile through the stack.
   { name: "1x1 conv on a 3x3 map, 200 channels (transposed, a ragged tile of channels)", op: "Conv", x: [1, 96, 3, 3], w: [200, 96, 1, 1], bias: [200], transposed: ["host", "rpi4"] },
@@ -119,6 +123,7 @@ const CASES: Case[] = [
   // column holds all 13 outputs of the next row and 2 of its dropped columns.
   // 196 pixels: six whole tiles of 2 vectors and 4 columns, which take one vector (on rpi4, 24 tiles of 2 and 4 columns).
   { name: "1x1 conv on a 14x14 map (a last tile of one vector)", narrowLast: true, seed: 5, op: "Conv", x: [1, 24, 14, 14], w: [8, 24, 1, 1], bias: [8] },
+  { name: "3x3 conv on a 7x8 map to 7x7, many channels (transposed, padded copy)", seed: 6, winograd: false, op: "Conv", x: [1, 64, 7, 8], w: [128, 64, 3, 3], bias: [128], attrs: [attr.ints("pads", [1, 1, 1, 0])], transposed: ["host", "rpi4"] },
   { name: "5x5 conv, pads 2 and 1, vectors that span a grid row", phases: true, seed: 4, op: "Conv", x: [1, 4, 12, 14], w: [6, 4, 5, 5], attrs: [attr.ints("pads", [2, 2, 2, 1])], masked: () => true, registers: () => true },
 ];
 
@@ -171,6 +176,7 @@ describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName)
       ex(/^\s+edgec_vpack\d+\(/m.test(source), "packs the grid's outputs into rows").toBe(packs);
     }
     if (c.separable !== undefined) ex(/^\s+edgec_vstore\d+\(scratch_k\d+ \+ .*, edgec_splat\d+\(0\.0f\)\);$/m.test(source), "folds its window rows into scratch").toBe(c.separable);
+    if (c.flat) ex(/edgec_vload\d+\(in_x \+ /.test(source), "packs its taps from the input in vectors").toBe(c.flat(loadTarget(targetName).vectorBytes / 4));
     if (c.narrowLast !== undefined) {
       const count = (v: number) => [...source.matchAll(new RegExp(`edgec_f32x\\d+ acc\\d+_${v}\\d* = `, "g"))].length;
       ex(count(1) < count(0), "the last tile has fewer accumulators").toBe(c.narrowLast);

@@ -190,7 +190,9 @@ function transposedConv(c: LowerCtx): ConvPlan {
   // or from the input itself when none falls outside it: a tap is then one load at a pixel's offset
   // plus the tap's, with no bounds checks.
   const Hp = (OH - 1) * sh + (KH - 1) * dh + 1, Wp = (OW - 1) * sw + (KW - 1) * dw + 1;
-  const copy = ph > 0 || pw > 0 || Hp > H || Wp > W || !!x!.at;
+  // A same-size convolution packs its panels flat (see flatConv), with no padded copy.
+  const flat = readsFlat(c);
+  const copy = !flat && (ph > 0 || pw > 0 || Hp > H || Wp > W || !!x!.at);
   const [HS, WS] = copy ? [Hp, Wp] : [H, W];
   const src: Ref = copy ? c.shared!(C * Hp * Wp) : x!;
   const pre = !copy ? [] : nest(names, [C, Hp, Wp], ([ci, i, j]) => {
@@ -205,7 +207,7 @@ function transposedConv(c: LowerCtx): ConvPlan {
     depth: K,
     a: () => cst(0),
     bConst: (k, j) => weights[j * K + k],
-    packA: (row0, h, put) => {
+    packA: flat ? (row0, h, put) => flatTaps(c, int(0), row0, h, put, true) : (row0, h, put) => {
       // Each pixel's top-left tap, once per panel.
       const off = names.next("off");
       const corner: Stmt[] = [
@@ -696,54 +698,66 @@ function shiftedConv(c: LowerCtx): ConvPlan {
  */
 function flatConv(c: LowerCtx): ConvPlan {
   const plan = gemmConv(c);
+  const nt = ntOf(c, c.ins[0]!.shape[2] * c.ins[0]!.shape[3]);
+  plan.spec.packB = ([n], j0, put, full) => flatTaps(c, n, j0, nt, put, full);
+  return plan;
+}
+
+/**
+ * Every tap of output pixels j0 .. j0+width−1 of image n of a convolution that reads its input
+ * flat (see flatConv), through put(tap, j, value): vector copies, masked past `width`, then the
+ * lanes whose tap lies outside the map zeroed; past the last pixel too unless `full`.
+ */
+function flatTaps(c: LowerCtx, n: Expr, j0: Expr, width: number, put: (k: Expr, j: Expr, v: Expr) => Stmt, full: boolean): Stmt[] {
   const { ins: [x, w], names } = c;
   const geo = convGeometry(c.node, x!.shape, w!.shape);
   const [N, C, H, W] = x!.shape;
   const [KH, KW] = geo.kernel, [ph, pw] = geo.padsBegin;
-  const P = H * W, L = c.cpu!.lanes, nt = ntOf(c, P), total = N * C * P;
+  const P = H * W, L = c.cpu!.lanes, nv = Math.ceil(width / L), total = N * C * P;
   const tap = (ci: Expr, kh: Expr | number, kw: Expr | number) => add(mul(add(mul(ci, int(KH)), typeof kh === "number" ? int(kh) : kh), int(KW)), typeof kw === "number" ? int(kw) : kw);
-  plan.spec.packB = ([n], j0, put, full) => {
-    /** Zeros into tile columns from ≤ j < to of row k (clamped to the tile), a masked vector store each. */
-    const zeros = (k: Expr, from: Expr, to: Expr): Stmt[] => nest(names, [nt / L], ([jv]) => {
-      const l = names.next("l"), base = mul(jv, int(L));
-      const lanes = { from: max(int(0), min(int(L), sub(from, base))), to: max(int(0), min(int(L), sub(to, base))) };
-      return [if_(lt(lanes.from, lanes.to), withMask(vectorizeLanes([put(k, add(base, vr(l)), cst(0))], l, int(0), L)!, lanes))];
-    }, false);
-    const copies = nest(names, [C, KH, KW], ([ci, kh, kw]) => {
-      const from = add(add(mul(add(mul(n, int(C)), ci), int(P)), j0), add(mul(sub(kh, int(ph)), int(W)), sub(kw, int(pw))));
-      const at = (j: Expr) => ({ k: "load", buf: x!.buf, idx: add(from, j), dtype: "float32" }) as Expr;
-      const jv = names.next("jv"), l = names.next("l");
-      const j = add(mul(vr(jv), int(L)), vr(l));
-      const vector: Stmt[] = [{ k: "for", v: jv, n: nt / L, body: vectorizeLanes([put(tap(ci, kh, kw), j, at(j))], l, int(0), L)! }];
-      const scalar = nest(names, [nt], ([jj]) => [put(tap(ci, kh, kw), jj, select(and(ge(add(from, jj), int(0)), lt(add(from, jj), int(total))), at(jj), cst(0)))], false);
-      return [if_(and(ge(from, int(0)), le(add(from, int(nt)), int(total))), vector, scalar)];
-    }, false);
-    const fixes: Stmt[] = [];
-    // Row starts that may lie within reach of the tile, relative to its first column.
-    const starts = Math.ceil((nt + KW) / W) + 1;
-    for (let kw = 0; kw < KW; kw++) {
-      const d = kw - pw;
-      if (d === 0) continue;
-      for (let r = 0; r < starts; r++)
-        for (let t = 0; t < Math.abs(d); t++) {
-          const s = sub(mul(add(div(j0, int(W)), int(r)), int(W)), j0);
-          const pos = d < 0 ? add(s, int(t)) : sub(s, int(1 + t));
-          fixes.push(if_(and(ge(pos, int(0)), lt(pos, int(nt))), nest(names, [C, KH], ([ci, kh]) => [put(tap(ci, kh, kw), pos, cst(0))], false)));
-        }
-    }
-    for (let kh = 0; kh < KH; kh++) {
-      const d = kh - ph;
-      if (d === 0) continue;
-      // Columns whose tap row is above the first row (p < −d·W) or below the last (p ≥ (H − d)·W).
-      const [from, to] = d < 0 ? [int(0), sub(int(-d * W), j0)] : [sub(int((H - d) * W), j0), int(nt)];
-      const reaches = d < 0 ? lt(j0, int(-d * W)) : gt(add(j0, int(nt)), int((H - d) * W));
-      fixes.push(if_(reaches, nest(names, [C, KW], ([ci, kw]) => zeros(tap(ci, kh, kw), from, to), false)));
-    }
-    // A ragged tile's columns past the last are zero, as gemmConv's packing leaves them.
-    if (!full) fixes.push(...nest(names, [C * KH * KW], ([k]) => zeros(k, sub(int(P), j0), int(nt)), false));
-    return [...copies, ...fixes];
+  /** Lanes from..to of vector jv, clamped to the vector and to `width`. */
+  const lanesOf = (jv: Expr, from: Expr, to: Expr) => {
+    const base = mul(jv, int(L)), clamp = (e: Expr) => max(int(0), min(int(L), sub(e, base)));
+    return { from: clamp(from), to: clamp(width % L ? min(to, int(width)) : to) };
   };
-  return plan;
+  /** Zeros into columns from ≤ j < to of tap k, a masked vector store each. */
+  const zeros = (k: Expr, from: Expr, to: Expr): Stmt[] => nest(names, [nv], ([jv]) => {
+    const l = names.next("l"), lanes = lanesOf(jv, from, to);
+    return [if_(lt(lanes.from, lanes.to), withMask(vectorizeLanes([put(k, add(mul(jv, int(L)), vr(l)), cst(0))], l, int(0), L)!, lanes))];
+  }, false);
+  const copies = nest(names, [C, KH, KW], ([ci, kh, kw]) => {
+    const from = add(add(mul(add(mul(n, int(C)), ci), int(P)), j0), add(mul(sub(kh, int(ph)), int(W)), sub(kw, int(pw))));
+    const at = (j: Expr) => ({ k: "load", buf: x!.buf, idx: add(from, j), dtype: "float32" }) as Expr;
+    const jv = names.next("jv"), l = names.next("l");
+    const copy = vectorizeLanes([put(tap(ci, kh, kw), add(mul(vr(jv), int(L)), vr(l)), at(add(mul(vr(jv), int(L)), vr(l))))], l, int(0), L)!;
+    const vector: Stmt[] = [{ k: "for", v: jv, n: nv, body: width % L ? withMask(copy, lanesOf(vr(jv), int(0), int(width))) : copy }];
+    const scalar = nest(names, [width], ([j]) => [put(tap(ci, kh, kw), j, select(and(ge(add(from, j), int(0)), lt(add(from, j), int(total))), at(j), cst(0)))], false);
+    return [if_(and(ge(from, int(0)), le(add(from, int(nv * L)), int(total))), vector, scalar)];
+  }, false);
+  const fixes: Stmt[] = [];
+  // Row starts that may lie within reach of the columns, relative to the first.
+  const starts = Math.ceil((width + KW) / W) + 1;
+  for (let kw = 0; kw < KW; kw++) {
+    const d = kw - pw;
+    if (d === 0) continue;
+    for (let r = 0; r < starts; r++)
+      for (let t = 0; t < Math.abs(d); t++) {
+        const s = sub(mul(add(div(j0, int(W)), int(r)), int(W)), j0);
+        const pos = d < 0 ? add(s, int(t)) : sub(s, int(1 + t));
+        fixes.push(if_(and(ge(pos, int(0)), lt(pos, int(width))), nest(names, [C, KH], ([ci, kh]) => [put(tap(ci, kh, kw), pos, cst(0))], false)));
+      }
+  }
+  for (let kh = 0; kh < KH; kh++) {
+    const d = kh - ph;
+    if (d === 0) continue;
+    // Columns whose tap row is above the first row (p < −d·W) or below the last (p ≥ (H − d)·W).
+    const [from, to] = d < 0 ? [int(0), sub(int(-d * W), j0)] : [sub(int((H - d) * W), j0), int(width)];
+    const reaches = d < 0 ? lt(j0, int(-d * W)) : gt(add(j0, int(width)), int((H - d) * W));
+    fixes.push(if_(reaches, nest(names, [C, KW], ([ci, kw]) => zeros(tap(ci, kh, kw), from, to), false)));
+  }
+  // A ragged tile's columns past the last are zero, as gemmConv's packing leaves them.
+  if (!full) fixes.push(...nest(names, [C * KH * KW], ([k]) => zeros(k, sub(int(P), j0), int(width)), false));
+  return [...copies, ...fixes];
 }
 
 /** Whether a convolution can read its input as it is on its output's pixels (see flatConv). */
