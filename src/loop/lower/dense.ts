@@ -740,12 +740,11 @@ function flatTaps(c: LowerCtx, n: Expr, j0: Expr, width: number, put: (k: Expr, 
   for (let kw = 0; kw < KW; kw++) {
     const d = kw - pw;
     if (d === 0) continue;
-    for (let r = 0; r < starts; r++)
-      for (let t = 0; t < Math.abs(d); t++) {
-        const s = sub(mul(add(div(j0, int(W)), int(r)), int(W)), j0);
-        const pos = d < 0 ? add(s, int(t)) : sub(s, int(1 + t));
-        fixes.push(if_(and(ge(pos, int(0)), lt(pos, int(width))), nest(names, [C, KH], ([ci, kh]) => [put(tap(ci, kh, kw), pos, cst(0))], false)));
-      }
+    fixes.push(...nest(names, [starts, Math.abs(d)], ([r, t]) => {
+      const s = sub(mul(add(div(j0, int(W)), r), int(W)), j0);
+      const pos = d < 0 ? add(s, t) : sub(s, add(t, int(1)));
+      return [if_(and(ge(pos, int(0)), lt(pos, int(width))), nest(names, [C, KH], ([ci, kh]) => [put(tap(ci, kh, kw), pos, cst(0))], false))];
+    }, false));
   }
   for (let kh = 0; kh < KH; kh++) {
     const d = kh - ph;

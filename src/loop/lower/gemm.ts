@@ -190,10 +190,11 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
 
   /**
    * The mr×NT accumulators of rows row0.. and the tile at j0 over one stretch of the depth, then the
-   * epilogue (or the next stretch); in the `last`, ragged tile only its first nvLast vectors.
+   * epilogue (or the next stretch); `tile` says when the caller knows it is a full one or the last,
+   * ragged one, which takes only its first nvLast vectors.
    */
-  const microKernel = (b: Expr[], j0: Expr, row0: Expr, mr: number, d: Stretch, last = false): Stmt[] => {
-    const accs = accumulators(c.names, mr, last ? nvLast : nv);
+  const microKernel = (b: Expr[], j0: Expr, row0: Expr, mr: number, d: Stretch, tile?: "full" | "last"): Stmt[] => {
+    const accs = accumulators(c.names, mr, tile === "last" ? nvLast : nv);
     const row = (r: number) => add(row0, int(r));
     const each = (f: (n: string, r: number, v: number) => Stmt): Stmt[] => accs.flatMap((rs, r) => rs.map((n, v) => f(n, r, v)));
     const out = each((n, r) => vlet(n, splat(s.init ? s.init(b, row(r)) : cst(0), L), L));
@@ -343,7 +344,7 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
       out.push({ k: "for", v: r, n: mr, body: [{ k: "for", v: jv, n: nv, body: lanes }] });
       return out;
     };
-    const epilogue = last ? writeOut(false) : split(j0, writeOut);
+    const epilogue = tile ? writeOut(tile === "full") : split(j0, writeOut);
     out.push(...(d.suspend ? [if_(d.suspend.when, each((n, r, v) => vstore(carry!.buf, d.suspend!.to(r, v), vvar(n, L), L)), epilogue)] : epilogue));
     return [{ k: "block", body: out }];
   };
@@ -365,11 +366,11 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
       const packB = s.packB;
       const whole: Stretch = { k0: int(0), n: s.depth, bAt: (k, v) => add(base, add(mul(k, int(NT)), int(v * L))) };
       const body = [...(slice ? [let_(slice, "int32", mul(threadId, int(sliceElems(s.depth * NT))))] : []), ...(packB ? split(j0, (full) => packB(b, j0, put, full)) : [])];
-      const kernels = (last: boolean): Stmt[] => [
-        ...(panels ? nest(c.names, [panels], ([rt]) => microKernel(b, j0, mul(rt, int(MR)), MR, whole, last), false) : []),
-        ...(tail ? microKernel(b, j0, int(panels * MR), tail, whole, last) : []),
+      const kernels = (tile?: "full" | "last"): Stmt[] => [
+        ...(panels ? nest(c.names, [panels], ([rt]) => microKernel(b, j0, mul(rt, int(MR)), MR, whole, tile), false) : []),
+        ...(tail ? microKernel(b, j0, int(panels * MR), tail, whole, tile) : []),
       ];
-      body.push(...(nvLast < nv ? split(j0, (full) => kernels(!full)) : kernels(false)));
+      body.push(...(nvLast < nv ? split(j0, (full) => kernels(full ? "full" : "last")) : kernels()));
       return body;
     }, !s.serial), work)];
   }
