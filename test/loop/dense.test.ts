@@ -117,13 +117,13 @@ const CASES: Case[] = [
   { name: "MatMul, constant B, ragged columns", op: "MatMul", x: [3, 7, 21], w: [21, 45] },
   { name: "MatMul, batched runtime B", op: "MatMul", x: [2, 3, 9, 16], w: [3, 16, 11], runtime: true },
   { name: "Gemm, transB, bias row", op: "Gemm", x: [5, 33], w: [70, 33], bias: [70], attrs: [attr.i("transB", 1), attr.f("alpha", 0.5)] },
-  // Outputs narrower than the input: the phase grid.
-  { name: "3x3 conv, stride 1, pads that narrow the map (padded copy, dropped grid columns)", phases: true, seed: 3, op: "Conv", x: [2, 5, 11, 11], w: [7, 5, 3, 3], bias: [7], attrs: [attr.ints("pads", [1, 1, 1, 0])] },
-  // A grid of 17 columns, 13 of them outputs: with 16 lanes, the vector from a row's last (dropped)
-  // column holds all 13 outputs of the next row and 2 of its dropped columns.
   // 196 pixels: six whole tiles of 2 vectors and 4 columns, which take one vector (on rpi4, 24 tiles of 2 and 4 columns).
   { name: "1x1 conv on a 14x14 map (a last tile of one vector)", narrowLast: true, seed: 5, op: "Conv", x: [1, 24, 14, 14], w: [8, 24, 1, 1], bias: [8] },
+  // Outputs narrower than the input: the phase grid.
+  { name: "3x3 conv, stride 1, pads that narrow the map (padded copy, dropped grid columns)", phases: true, seed: 3, op: "Conv", x: [2, 5, 11, 11], w: [7, 5, 3, 3], bias: [7], attrs: [attr.ints("pads", [1, 1, 1, 0])] },
   { name: "3x3 conv on a 7x8 map to 7x7, many channels (transposed, padded copy)", seed: 6, winograd: false, op: "Conv", x: [1, 64, 7, 8], w: [128, 64, 3, 3], bias: [128], attrs: [attr.ints("pads", [1, 1, 1, 0])], transposed: ["host", "rpi4"] },
+  // A grid of 17 columns, 13 of them outputs: with 16 lanes, the vector from a row's last (dropped)
+  // column holds all 13 outputs of the next row and 2 of its dropped columns.
   { name: "5x5 conv, pads 2 and 1, vectors that span a grid row", phases: true, seed: 4, op: "Conv", x: [1, 4, 12, 14], w: [6, 4, 5, 5], attrs: [attr.ints("pads", [2, 2, 2, 1])], masked: () => true, registers: () => true },
 ];
 

@@ -714,7 +714,7 @@ function flatTaps(c: LowerCtx, n: Expr, j0: Expr, width: number, put: (k: Expr, 
   const [N, C, H, W] = x!.shape;
   const [KH, KW] = geo.kernel, [ph, pw] = geo.padsBegin;
   const P = H * W, L = c.cpu!.lanes, nv = Math.ceil(width / L), total = N * C * P;
-  const tap = (ci: Expr, kh: Expr | number, kw: Expr | number) => add(mul(add(mul(ci, int(KH)), typeof kh === "number" ? int(kh) : kh), int(KW)), typeof kw === "number" ? int(kw) : kw);
+  const tap = (ci: Expr, kh: Expr, kw: Expr) => add(mul(add(mul(ci, int(KH)), kh), int(KW)), kw);
   /** Lanes from..to of vector jv, clamped to the vector and to `width`. */
   const lanesOf = (jv: Expr, from: Expr, to: Expr) => {
     const base = mul(jv, int(L)), clamp = (e: Expr) => max(int(0), min(int(L), sub(e, base)));
@@ -743,7 +743,7 @@ function flatTaps(c: LowerCtx, n: Expr, j0: Expr, width: number, put: (k: Expr, 
     fixes.push(...nest(names, [starts, Math.abs(d)], ([r, t]) => {
       const s = sub(mul(add(div(j0, int(W)), r), int(W)), j0);
       const pos = d < 0 ? add(s, t) : sub(s, add(t, int(1)));
-      return [if_(and(ge(pos, int(0)), lt(pos, int(width))), nest(names, [C, KH], ([ci, kh]) => [put(tap(ci, kh, kw), pos, cst(0))], false))];
+      return [if_(and(ge(pos, int(0)), lt(pos, int(width))), nest(names, [C, KH], ([ci, kh]) => [put(tap(ci, kh, int(kw)), pos, cst(0))], false))];
     }, false));
   }
   for (let kh = 0; kh < KH; kh++) {
@@ -752,7 +752,7 @@ function flatTaps(c: LowerCtx, n: Expr, j0: Expr, width: number, put: (k: Expr, 
     // Columns whose tap row is above the first row (p < −d·W) or below the last (p ≥ (H − d)·W).
     const [from, to] = d < 0 ? [int(0), sub(int(-d * W), j0)] : [sub(int((H - d) * W), j0), int(width)];
     const reaches = d < 0 ? lt(j0, int(-d * W)) : gt(add(j0, int(width)), int((H - d) * W));
-    fixes.push(if_(reaches, nest(names, [C, KW], ([ci, kw]) => zeros(tap(ci, kh, kw), from, to), false)));
+    fixes.push(if_(reaches, nest(names, [C, KW], ([ci, kw]) => zeros(tap(ci, int(kh), kw), from, to), false)));
   }
   // A ragged tile's columns past the last are zero, as gemmConv's packing leaves them.
   if (!full) fixes.push(...nest(names, [C * KH * KW], ([k]) => zeros(k, sub(int(P), j0), int(width)), false));
