@@ -1,5 +1,5 @@
 import type { DType } from "../core/dtype.js";
-import { lanesIn, type BinOp, type Expr, type Stmt, type UnOp } from "../loop/ir.js";
+import { lanesIn, THREAD_ID, touched, type BinOp, type Expr, type Stmt, type UnOp } from "../loop/ir.js";
 
 /**
  * The C-family renderer shared by every backend: statements and expressions of the loop IR printed
@@ -16,6 +16,18 @@ export interface Dialect {
   parallelFor: string;
   /** the least work (see `work`) of a loop that gets parallelFor: the target's parallelMinWork */
   parallelMinWork: number;
+  /**
+   * Loops that would get parallelFor become functions of a range of their iterations instead, run
+   * by the statement `parallelRun(n, call)` (C with OpenMP: on each thread for its share, or once
+   * over all of them without a parallel region on one thread). `buffer` declares a buffer the loop
+   * reads (or, `writes`, stores to) as a parameter; `define` takes a function's parameters and body
+   * and returns its name.
+   */
+  outline?: {
+    buffer(name: string, writes: boolean): string;
+    define(params: string[], body: string): string;
+    run(n: number, call: string): string;
+  };
   /** work-groups (see Stmt "grid"): the qualifier of group memory and a barrier statement; absent, a dialect without them */
   group?: { memory: string; barrier: string };
   /** float32 vectors: the type, a load from and a store to a pointer expression, a broadcast */
@@ -82,14 +94,59 @@ function work(ss: Stmt[]): number {
 
 const loopWork = (s: Stmt & { k: "for" }) => s.work ?? s.n * work(s.body);
 
-export function renderStmts(stmts: Stmt[], d: Dialect, indent = "  "): string {
+const fail = (v: string): never => {
+  throw new Error(`internal: a parallel loop reads '${v}', bound where its function cannot see the type`);
+};
+
+/** Variables a statement list reads that it does not bind itself. */
+function freeVars(ss: Stmt[]): Set<string> {
+  const used = new Set<string>(), bound = new Set<string>(), assigned = new Set<string>();
+  const ex = (e: Expr): void => {
+    if (e.k === "var") used.add(e.name);
+    else if (e.k === "load") ex(e.idx);
+    else if (e.k === "bin" || e.k === "slide") (ex(e.a), ex(e.b));
+    else if (e.k === "un" || e.k === "cast" || e.k === "splat") ex(e.a);
+    else if (e.k === "select") (ex(e.c), ex(e.a), ex(e.b));
+  };
+  const st = (xs: Stmt[]): void => {
+    for (const x of xs) {
+      if (x.k === "for") (bound.add(x.v), st(x.body));
+      else if (x.k === "grid" || x.k === "block") st(x.body);
+      else if (x.k === "store") (ex(x.idx), ex(x.val), x.mask && (ex(x.mask.from), ex(x.mask.to)));
+      else if (x.k === "let") (bound.add(x.name), ex(x.val));
+      else if (x.k === "set") (assigned.add(x.name), ex(x.val));
+      else if (x.k === "if") (ex(x.c), st(x.then), st(x.else ?? []));
+    }
+  };
+  st(ss);
+  for (const a of assigned) if (!bound.has(a)) throw new Error(`internal: a parallel loop assigns '${a}', bound outside it`);
+  for (const b of bound) used.delete(b);
+  return used;
+}
+
+/**
+ * `scope`: the C type of each variable bound so far (names are unique in a kernel), which a loop
+ * made into a function of its own (Dialect.outline) passes it as parameters.
+ */
+export function renderStmts(stmts: Stmt[], d: Dialect, indent = "  ", scope = new Map<string, string>()): string {
   let out = "";
   for (const s of stmts) {
     switch (s.k) {
-      case "for":
-        if (s.parallel && d.parallelFor && s.n > 1 && loopWork(s) >= d.parallelMinWork) out += `${indent}${d.parallelFor}\n`;
-        out += `${indent}for (${d.type("int32")} ${s.v} = 0; ${s.v} < ${s.n}; ++${s.v}) {\n${renderStmts(s.body, d, indent + "  ")}${indent}}\n`;
+      case "for": {
+        scope.set(s.v, d.type("int32"));
+        const loop = (from: string, to: string, ind: string) => `${ind}for (${d.type("int32")} ${s.v} = ${from}; ${s.v} < ${to}; ++${s.v}) {\n${renderStmts(s.body, d, ind + "  ", scope)}${ind}}\n`;
+        if (!(s.parallel && d.parallelFor && s.n > 1 && loopWork(s) >= d.parallelMinWork)) out += loop("0", String(s.n), indent);
+        else if (!d.outline) out += `${indent}${d.parallelFor}\n${loop("0", String(s.n), indent)}`;
+        else {
+          const { reads, writes } = touched([s]);
+          const buffers = [...new Set([...reads, ...writes])];
+          const scalars = [...freeVars(s.body)].filter((v) => v !== s.v && v !== THREAD_ID);
+          const params = [...buffers.map((b) => d.outline!.buffer(b, writes.has(b))), ...scalars.map((v) => `${scope.get(v) ?? fail(v)} ${v}`)];
+          const fn = d.outline.define([`${d.type("int32")} edgec_lo`, `${d.type("int32")} edgec_hi`, ...params], loop("edgec_lo", "edgec_hi", "  "));
+          out += `${indent}${d.outline.run(s.n, `${fn}(${["edgec_lo", "edgec_hi", ...buffers, ...scalars].join(", ")})`)}\n`;
+        }
         break;
+      }
       case "store":
         if (s.mask) {
           if (!s.lanes || !d.vector.storeLanes) throw new Error("internal: a masked store reached a dialect without them");
@@ -111,9 +168,12 @@ export function renderStmts(stmts: Stmt[], d: Dialect, indent = "  "): string {
           ? `${indent}${d.vector.store(`${s.buf} + ${renderExpr(s.idx, d)}`, renderExpr(s.val, d), s.lanes)};\n`
           : `${indent}${s.buf}[${renderExpr(s.idx, d)}] = ${renderExpr(s.val, d)};\n`;
         break;
-      case "let":
-        out += `${indent}${s.lanes ? d.vector.type(s.lanes) : d.type(s.dtype)} ${s.name} = ${renderExpr(s.val, d)};\n`;
+      case "let": {
+        const type = s.lanes ? d.vector.type(s.lanes) : d.type(s.dtype);
+        scope.set(s.name, type);
+        out += `${indent}${type} ${s.name} = ${renderExpr(s.val, d)};\n`;
         break;
+      }
       case "set":
         out += `${indent}${s.name} = ${renderExpr(s.val, d)};\n`;
         break;
@@ -125,14 +185,14 @@ export function renderStmts(stmts: Stmt[], d: Dialect, indent = "  "): string {
         break;
       case "grid":
         // The grid's indices are bound by whoever launches it (the OpenCL backend's work-item ids).
-        out += renderStmts(s.body, d, indent);
+        out += renderStmts(s.body, d, indent, scope);
         break;
       case "block":
-        out += `${indent}{\n${renderStmts(s.body, d, indent + "  ")}${indent}}\n`;
+        out += `${indent}{\n${renderStmts(s.body, d, indent + "  ", scope)}${indent}}\n`;
         break;
       case "if":
-        out += `${indent}if (${renderExpr(s.c, d)}) {\n${renderStmts(s.then, d, indent + "  ")}${indent}}`;
-        out += s.else?.length ? ` else {\n${renderStmts(s.else, d, indent + "  ")}${indent}}\n` : "\n";
+        out += `${indent}if (${renderExpr(s.c, d)}) {\n${renderStmts(s.then, d, indent + "  ", scope)}${indent}}`;
+        out += s.else?.length ? ` else {\n${renderStmts(s.else, d, indent + "  ", scope)}${indent}}\n` : "\n";
         break;
     }
   }

@@ -146,6 +146,10 @@ const dataOf = (c: Case) => (c.seed === undefined ? rand : generator(c.seed));
 const work = tempDir("edgec-dense-");
 afterAll(() => work.cleanup());
 
+/** A loop split between threads: a function of a range of its iterations (with OpenMP), or one under the pragma. */
+const PARALLEL_LOOP = /^\s+(EDGEC_PARALLEL_RUN\(|EDGEC_PARALLEL_FOR$)/gm;
+const splits = (source: string) => (source.match(PARALLEL_LOOP) ?? []).length > 0;
+
 /** The target with every parallel loop split between threads, however small, so two threads run these small cases' parallel code. */
 const threaded = (name: string) => ({ ...loadTarget(name), parallelMinWork: 0 });
 
@@ -159,7 +163,7 @@ describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName)
     const dir = join(work.dir, `${targetName}-${c.name.replace(/\W+/g, "_")}`);
     await buildArtifact(file, dir, { target: threaded(targetName) });
     const source = readFileSync(join(dir, "model.c"), "utf8");
-    ex(/^\s+EDGEC_PARALLEL_FOR$/m.test(source), "splits a loop between threads").toBe(true);
+    ex(splits(source), "splits a loop between threads").toBe(true);
     for (const [, n] of source.matchAll(/\(EDGEC_TID \* (\d+)\)/g)) ex(+n! % 16, `a thread's slice of scratch (${n} floats) is whole cache lines`).toBe(0);
     ex(/edgec_vload\d+\(\w+ \+ /.test(source)).toBe(true);
     if (typeof c.phases === "function") ex(source.includes("scratch_shared"), "packs from the padded copy").toBe(c.phases(loadTarget(targetName).vectorBytes / 4));
@@ -379,10 +383,33 @@ describe("parallel loops", () => {
     const pragmas = async (parallelMinWork: number) => {
       const dir = join(work.dir, `small-${parallelMinWork}`);
       await buildArtifact(file, dir, { target: { ...loadTarget("host"), parallelMinWork } });
-      return (readFileSync(join(dir, "model.c"), "utf8").match(/^\s+EDGEC_PARALLEL_FOR$/gm) ?? []).length;
+      return (readFileSync(join(dir, "model.c"), "utf8").match(PARALLEL_LOOP) ?? []).length;
     };
     expect(await pragmas(loadTarget("host").parallelMinWork)).toBe(0);
     expect(await pragmas(0)).toBeGreaterThan(0);
+  });
+
+  it("run, with OpenMP, as functions of a range of their iterations: on each thread for its share, or once outside any parallel region on one thread (a region costs about 1.5 µs even there)", async () => {
+    const file = work.write("ranges.onnx", modelBytes({
+      inputs: [valueInfo("x", T.FLOAT, [1, 8, 10, 10])],
+      initializers: [tensorProto("w", T.FLOAT, [8, 8, 3, 3], { floatData: Array.from(rand(8 * 8 * 9)) })],
+      nodes: [node("Conv", ["x", "w"], ["y"], [attr.ints("pads", [1, 1, 1, 1])])],
+      outputs: [valueInfo("y", T.FLOAT)],
+    }));
+    const source = async (target: string) => {
+      const dir = join(work.dir, `ranges-${target}`);
+      await buildArtifact(file, dir, { target: { ...loadTarget(target), parallelMinWork: 0 } });
+      return readFileSync(join(dir, "model.c"), "utf8");
+    };
+    const host = await source("host");
+    const runs = [...host.matchAll(/^\s+EDGEC_PARALLEL_RUN\((\d+), (\w+)\(edgec_lo, edgec_hi(?:, \w+)*\)\);$/gm)];
+    expect(runs.length).toBeGreaterThan(0);
+    expect(host).not.toMatch(/^\s+EDGEC_PARALLEL_FOR$/m);
+    for (const [, , fn] of runs) expect(host).toMatch(new RegExp(`^static void ${fn}\\(int32_t edgec_lo, int32_t edgec_hi, [^)]*\\) \\{\\n  for \\(int32_t (\\w+) = edgec_lo; \\1 < edgec_hi; \\+\\+\\1\\) \\{$`, "m"));
+    // Without -fopenmp (WebAssembly) the loops stay where they are.
+    const wasm = await source("wasm32");
+    expect(wasm).not.toMatch(/^\s+EDGEC_PARALLEL_RUN\(/m);
+    expect(wasm).toMatch(/^\s+EDGEC_PARALLEL_FOR$/m);
   });
 
   it("count a product's multiply-adds, half a unit each: 64 by 64 channels on 125 pixels split at the default, 16 by 64 do not", async () => {
@@ -395,7 +422,7 @@ describe("parallel loops", () => {
       }));
       const dir = join(work.dir, `pointwise-${out}`);
       await buildArtifact(file, dir, { target: loadTarget("host") });
-      return /^\s+EDGEC_PARALLEL_FOR$/m.test(readFileSync(join(dir, "model.c"), "utf8"));
+      return splits(readFileSync(join(dir, "model.c"), "utf8"));
     };
     expect(await split(64)).toBe(true);
     expect(await split(16)).toBe(false);

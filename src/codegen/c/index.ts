@@ -170,22 +170,34 @@ export function view(p: Program, cfg: CConfig, slot?: Slot) {
   // one function: the same speed in less code, which a WebAssembly download or a microcontroller's
   // flash pays for.
   const byCode = new Map<string, string>();
-  const dialect = { ...C_DIALECT, parallelMinWork: cfg.target.parallelMinWork };
+  // With OpenMP, each parallel loop is a function of a range of its iterations (see
+  // EDGEC_PARALLEL_RUN): a parallel region costs about 1.5 µs even on one thread (libgomp wakes a
+  // futex in each; x86-64, 2 vCPUs), so on one thread the function runs once, outside any region.
+  const outlined = cfg.target.cflags.includes("-fopenmp");
   const kernels = p.kernels.map((k) => {
-    const params = k.params.map((n) => {
-      const b = p.buffers.get(n)!;
-      return `${k.writes.includes(n) ? "" : "const "}${DTYPES[b.dtype].c} *${n}`;
-    });
+    const pointer = (n: string, writes: boolean) => {
+      const b = p.buffers.get(n);
+      if (!b) throw new Error(`internal: '${k.name}' reads '${n}' in a parallel loop, which is not a buffer of the program`);
+      return `${writes ? "" : "const "}${DTYPES[b.dtype].c} *${n}`;
+    };
+    const params = k.params.map((n) => pointer(n, k.writes.includes(n)));
+    // The loops' functions are EDGEC_LOOPi until the kernel's own name is known (see below).
+    const loops: string[] = [];
+    const outline = { buffer: pointer, define: (ps: string[], body: string) => (loops.push(`(${ps.join(", ")}) {\n${body}}`), `EDGEC_LOOP${loops.length - 1}`), run: (n: number, call: string) => `EDGEC_PARALLEL_RUN(${n}, ${call});` };
+    const dialect = { ...C_DIALECT, parallelMinWork: cfg.target.parallelMinWork, ...(outlined && { outline }) };
     const body = renderStmts(k.body, dialect).trimEnd();
+    const text = [...loops.map((l, i) => `EDGEC_LOOP${i}${l}`), body].join("\n");
     const position = new Map(k.params.map((n, i) => [n, i]));
-    const code = k.params.length ? body.replace(new RegExp(`\\b(${k.params.join("|")})\\b`, "g"), (n) => `\0${position.get(n)}`) : body;
+    const code = k.params.length ? text.replace(new RegExp(`\\b(${k.params.join("|")})\\b`, "g"), (n) => `\0${position.get(n)}`) : text;
     const key = `${params.map((q, i) => q.replace(/\S+$/, `${i}`)).join(",")}\n${code}`;
     const shared = byCode.get(key);
     if (!shared) byCode.set(key, k.name);
+    const named = (t: string) => t.replace(/\bEDGEC_LOOP(\d+)\b/g, `${k.name}_loop$1`);
     return {
       comment: `${k.op} ${k.node.replace(/\*\//g, "* /")}`,
+      loops: loops.map((l, i) => `static void ${k.name}_loop${i}${named(l)}`),
       signature: `static void ${k.name}(${params.join(", ") || "void"})`,
-      body,
+      body: named(body),
       call: `${shared ?? k.name}(${k.params.map((n) => argument(p.buffers.get(n)!)).join(", ")});`,
       shared: shared !== undefined,
     };
