@@ -17,9 +17,9 @@ export interface Dialect {
   /** the least work (see `work`) of a loop that gets parallelFor: the target's parallelMinWork */
   parallelMinWork: number;
   /**
-   * Loops that would get parallelFor become functions of a range of their iterations instead, run
-   * by the statement `parallelRun(n, call)` (C with OpenMP: on each thread for its share, or once
-   * over all of them without a parallel region on one thread). `buffer` declares a buffer the loop
+   * Loops that would get parallelFor become functions of a range of their iterations and the
+   * thread's index instead, run by the statement `parallelRun(n, call)` (C with OpenMP: on each
+   * thread for its share, or once over all of them without a parallel region on one thread). `buffer` declares a buffer the loop
    * reads (or, `writes`, stores to) as a parameter; `define` takes a function's parameters and body
    * and returns its name.
    */
@@ -142,8 +142,12 @@ export function renderStmts(stmts: Stmt[], d: Dialect, indent = "  ", scope = ne
           const buffers = [...new Set([...reads, ...writes])];
           const scalars = [...freeVars(s.body)].filter((v) => v !== s.v && v !== THREAD_ID);
           const params = [...buffers.map((b) => d.outline!.buffer(b, writes.has(b))), ...scalars.map((v) => `${scope.get(v) ?? fail(v)} ${v}`)];
-          const fn = d.outline.define([`${d.type("int32")} edgec_lo`, `${d.type("int32")} edgec_hi`, ...params], loop("edgec_lo", "edgec_hi", "  "));
-          out += `${indent}${d.outline.run(s.n, `${fn}(${["edgec_lo", "edgec_hi", ...buffers, ...scalars].join(", ")})`)}\n`;
+          // The thread's index comes from the caller: run on one thread, outside any region, it is 0
+          // even when the application calls the model from a parallel region of its own.
+          const text = loop("edgec_lo", "edgec_hi", "  "), tid = new RegExp(`\\b${THREAD_ID}\\b`, "g");
+          const range = ["edgec_lo", "edgec_hi", ...(tid.test(text) ? ["edgec_tid"] : [])];
+          const fn = d.outline.define([...range.map((v) => `${d.type("int32")} ${v}`), ...params], text.replace(tid, "edgec_tid"));
+          out += `${indent}${d.outline.run(s.n, `${fn}(${[...range, ...buffers, ...scalars].join(", ")})`)}\n`;
         }
         break;
       }

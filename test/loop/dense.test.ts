@@ -164,11 +164,11 @@ describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName)
     await buildArtifact(file, dir, { target: threaded(targetName) });
     const source = readFileSync(join(dir, "model.c"), "utf8");
     ex(splits(source), "splits a loop between threads").toBe(true);
-    for (const [, n] of source.matchAll(/\(EDGEC_TID \* (\d+)\)/g)) ex(+n! % 16, `a thread's slice of scratch (${n} floats) is whole cache lines`).toBe(0);
+    for (const [, n] of source.matchAll(/\((?:EDGEC_TID|edgec_tid) \* (\d+)\)/g)) ex(+n! % 16, `a thread's slice of scratch (${n} floats) is whole cache lines`).toBe(0);
     ex(/edgec_vload\d+\(\w+ \+ /.test(source)).toBe(true);
     if (typeof c.phases === "function") ex(source.includes("scratch_shared"), "packs from the padded copy").toBe(c.phases(loadTarget(targetName).vectorBytes / 4));
     else if (targetName === "rpi4" && c.phases !== undefined) ex(source.includes("scratch_shared"), "packs from the padded copy").toBe(c.phases);
-    if (c.blocked) ex(/int32_t carry\d+ = \(EDGEC_TID \* \d+\);/.test(source), "carries accumulators between depth blocks").toBe(c.blocked.includes(targetName));
+    if (c.blocked) ex(/int32_t carry\d+ = \((?:EDGEC_TID|edgec_tid) \* \d+\);/.test(source), "carries accumulators between depth blocks").toBe(c.blocked.includes(targetName));
     // A ragged tile's last vector is masked too, with literal bounds; a grid row's run has computed ones.
     if (c.masked) ex(/edgec_vstore\d+m\(\w+, (?!.*, \d+, \d+\);$)/m.test(source), "stores runs of a vector's lanes").toBe(c.masked(loadTarget(targetName).vectorBytes / 4));
     if (c.registers) ex(/\bfloat tile\d+\[/.test(source), "stores through a stack tile").toBe(!c.registers(loadTarget(targetName).vectorBytes / 4));
@@ -405,6 +405,10 @@ describe("parallel loops", () => {
     const runs = [...host.matchAll(/^\s+EDGEC_PARALLEL_RUN\((\d+), (\w+)\(edgec_lo, edgec_hi(?:, \w+)*\)\);$/gm)];
     expect(runs.length).toBeGreaterThan(0);
     expect(host).not.toMatch(/^\s+EDGEC_PARALLEL_FOR$/m);
+    // A thread's slice of scratch is found from the index the call hands in: 0 on one thread, even
+    // under a parallel region of the application's own.
+    expect(host).toMatch(/^\s+int32_t slice\d+ = \(edgec_tid \* \d+\);$/m);
+    expect(host).not.toMatch(/\(EDGEC_TID \* \d+\)/);
     for (const [, , fn] of runs) expect(host).toMatch(new RegExp(`^static void ${fn}\\(int32_t edgec_lo, int32_t edgec_hi, [^)]*\\) \\{\\n  for \\(int32_t (\\w+) = edgec_lo; \\1 < edgec_hi; \\+\\+\\1\\) \\{$`, "m"));
     // Without -fopenmp (WebAssembly) the loops stay where they are.
     const wasm = await source("wasm32");

@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { $ } from "zx";
 import { DTYPES } from "../../core/dtype.js";
 import { numel, shapeStr, toNumbers, type Tensor } from "../../core/tensor.js";
-import type { Buffer, Program } from "../../loop/ir.js";
+import { THREAD_ID, type Buffer, type Program } from "../../loop/ir.js";
 import type { Target } from "../../target/schema.js";
 import type { Backend, CompileOptions, Files, SharedRender } from "../backend.js";
 import { renderStmts } from "../c-like.js";
@@ -185,7 +185,9 @@ export function view(p: Program, cfg: CConfig, slot?: Slot) {
     const loops: string[] = [];
     const outline = { buffer: pointer, define: (ps: string[], body: string) => (loops.push(`(${ps.join(", ")}) {\n${body}}`), `EDGEC_LOOP${loops.length - 1}`), run: (n: number, call: string) => `EDGEC_PARALLEL_RUN(${n}, ${call});` };
     const dialect = { ...C_DIALECT, parallelMinWork: cfg.target.parallelMinWork, ...(outlined && { outline }) };
-    const body = renderStmts(k.body, dialect).trimEnd();
+    // Outside the loops' functions the kernel runs on the caller's thread, as thread 0.
+    const rendered = renderStmts(k.body, dialect).trimEnd();
+    const body = outlined ? rendered.replace(new RegExp(`\\b${THREAD_ID}\\b`, "g"), "0") : rendered;
     const text = [...loops.map((l, i) => `EDGEC_LOOP${i}${l}`), body].join("\n");
     const position = new Map(k.params.map((n, i) => [n, i]));
     const code = k.params.length ? text.replace(new RegExp(`\\b(${k.params.join("|")})\\b`, "g"), (n) => `\0${position.get(n)}`) : text;
