@@ -1,5 +1,5 @@
 import type { DType } from "../core/dtype.js";
-import { lanesIn, THREAD_ID, touched, type BinOp, type Expr, type Stmt, type UnOp } from "../loop/ir.js";
+import { freeVars, lanesIn, THREAD_ID, touched, type BinOp, type Expr, type Stmt, type UnOp } from "../loop/ir.js";
 
 /**
  * The C-family renderer shared by every backend: statements and expressions of the loop IR printed
@@ -18,10 +18,10 @@ export interface Dialect {
   parallelMinWork: number;
   /**
    * Loops that would get parallelFor become functions of a range of their iterations and the
-   * thread's index instead, run by the statement `parallelRun(n, call)` (C with OpenMP: on each
-   * thread for its share, or once over all of them without a parallel region on one thread). `buffer` declares a buffer the loop
-   * reads (or, `writes`, stores to) as a parameter; `define` takes a function's parameters and body
-   * and returns its name.
+   * thread's index instead, run by the statement `run(n, call)` (C with OpenMP: on each thread for
+   * its share, or once over all of them without a parallel region on one thread). `buffer`
+   * declares a buffer the loop reads (or, `writes`, stores to) as a parameter; `define` takes a
+   * function's parameters and body and returns its name.
    */
   outline?: {
     buffer(name: string, writes: boolean): string;
@@ -98,32 +98,6 @@ const fail = (v: string): never => {
   throw new Error(`internal: a parallel loop reads '${v}', bound where its function cannot see the type`);
 };
 
-/** Variables a statement list reads that it does not bind itself. */
-function freeVars(ss: Stmt[]): Set<string> {
-  const used = new Set<string>(), bound = new Set<string>(), assigned = new Set<string>();
-  const ex = (e: Expr): void => {
-    if (e.k === "var") used.add(e.name);
-    else if (e.k === "load") ex(e.idx);
-    else if (e.k === "bin" || e.k === "slide") (ex(e.a), ex(e.b));
-    else if (e.k === "un" || e.k === "cast" || e.k === "splat") ex(e.a);
-    else if (e.k === "select") (ex(e.c), ex(e.a), ex(e.b));
-  };
-  const st = (xs: Stmt[]): void => {
-    for (const x of xs) {
-      if (x.k === "for") (bound.add(x.v), st(x.body));
-      else if (x.k === "grid" || x.k === "block") st(x.body);
-      else if (x.k === "store") (ex(x.idx), ex(x.val), x.mask && (ex(x.mask.from), ex(x.mask.to)));
-      else if (x.k === "let") (bound.add(x.name), ex(x.val));
-      else if (x.k === "set") (assigned.add(x.name), ex(x.val));
-      else if (x.k === "if") (ex(x.c), st(x.then), st(x.else ?? []));
-    }
-  };
-  st(ss);
-  for (const a of assigned) if (!bound.has(a)) throw new Error(`internal: a parallel loop assigns '${a}', bound outside it`);
-  for (const b of bound) used.delete(b);
-  return used;
-}
-
 /**
  * `scope`: the C type of each variable bound so far (names are unique in a kernel), which a loop
  * made into a function of its own (Dialect.outline) passes it as parameters.
@@ -144,9 +118,9 @@ export function renderStmts(stmts: Stmt[], d: Dialect, indent = "  ", scope = ne
           const params = [...buffers.map((b) => d.outline!.buffer(b, writes.has(b))), ...scalars.map((v) => `${scope.get(v) ?? fail(v)} ${v}`)];
           // The thread's index comes from the caller: run on one thread, outside any region, it is 0
           // even when the application calls the model from a parallel region of its own.
-          const text = loop("edgec_lo", "edgec_hi", "  "), tid = new RegExp(`\\b${THREAD_ID}\\b`, "g");
-          const range = ["edgec_lo", "edgec_hi", ...(tid.test(text) ? ["edgec_tid"] : [])];
-          const fn = d.outline.define([...range.map((v) => `${d.type("int32")} ${v}`), ...params], text.replace(tid, "edgec_tid"));
+          const text = loop("edgec_lo", "edgec_hi", "  "), tid = text.replace(new RegExp(`\\b${THREAD_ID}\\b`, "g"), "edgec_tid");
+          const range = ["edgec_lo", "edgec_hi", ...(tid === text ? [] : ["edgec_tid"])];
+          const fn = d.outline.define([...range.map((v) => `${d.type("int32")} ${v}`), ...params], tid);
           out += `${indent}${d.outline.run(s.n, `${fn}(${[...range, ...buffers, ...scalars].join(", ")})`)}\n`;
         }
         break;

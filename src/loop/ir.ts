@@ -139,28 +139,41 @@ export interface Program {
   arenaBytes: number;
 }
 
+/** e and every expression inside it. */
+function eachExpr(e: Expr, f: (e: Expr) => void): void {
+  f(e);
+  if (e.k === "load") eachExpr(e.idx, f);
+  else if (e.k === "bin" || e.k === "slide") (eachExpr(e.a, f), eachExpr(e.b, f));
+  else if (e.k === "un" || e.k === "cast" || e.k === "splat") eachExpr(e.a, f);
+  else if (e.k === "select") (eachExpr(e.c, f), eachExpr(e.a, f), eachExpr(e.b, f));
+}
+
+/** Every expression `ss` evaluates, and every statement it holds (nested ones included). */
+function eachIn(ss: Stmt[], f: (e: Expr) => void, g: (s: Stmt) => void = () => {}): void {
+  for (const s of ss) {
+    g(s);
+    if (s.k === "for" || s.k === "grid" || s.k === "block") eachIn(s.body, f, g);
+    else if (s.k === "store") [s.idx, s.val, ...(s.mask ? [s.mask.from, s.mask.to] : [])].forEach((e) => eachExpr(e, f));
+    else if (s.k === "let" || s.k === "set") eachExpr(s.val, f);
+    else if (s.k === "if") (eachExpr(s.c, f), eachIn(s.then, f, g), eachIn(s.else ?? [], f, g));
+  }
+}
+
 /** Buffers a kernel body loads from and stores to, in first-use order (stack locals excluded). */
 export function touched(body: Stmt[]): { reads: Set<string>; writes: Set<string> } {
   const reads = new Set<string>();
   const writes = new Set<string>();
-  const ex = (e: Expr): void => {
-    if (e.k === "load") (reads.add(e.buf), ex(e.idx));
-    else if (e.k === "bin" || e.k === "slide") (ex(e.a), ex(e.b));
-    else if (e.k === "un" || e.k === "cast" || e.k === "splat") ex(e.a);
-    else if (e.k === "select") (ex(e.c), ex(e.a), ex(e.b));
-  };
-  const st = (ss: Stmt[]): void => {
-    for (const s of ss) {
-      if (s.k === "for" || s.k === "grid") st(s.body);
-      else if (s.k === "store") (writes.add(s.buf), ex(s.idx), ex(s.val), s.mask && (ex(s.mask.from), ex(s.mask.to)));
-      else if (s.k === "let" || s.k === "set") ex(s.val);
-      else if (s.k === "block") st(s.body);
-      else if (s.k === "local") locals.add(s.name);
-      else if (s.k === "if") (ex(s.c), st(s.then), st(s.else ?? []));
-    }
-  };
   const locals = new Set<string>();
-  st(body);
+  eachIn(body, (e) => e.k === "load" && reads.add(e.buf), (s) => (s.k === "store" ? writes.add(s.buf) : s.k === "local" && locals.add(s.name)));
   for (const l of locals) (reads.delete(l), writes.delete(l));
   return { reads, writes };
+}
+
+/** Variables `ss` reads that it does not bind itself; it may assign only variables it binds. */
+export function freeVars(ss: Stmt[]): Set<string> {
+  const used = new Set<string>(), bound = new Set<string>(), assigned = new Set<string>();
+  eachIn(ss, (e) => e.k === "var" && used.add(e.name), (s) => (s.k === "for" ? bound.add(s.v) : s.k === "let" ? bound.add(s.name) : s.k === "set" && assigned.add(s.name)));
+  for (const a of assigned) if (!bound.has(a)) throw new Error(`internal: a parallel loop assigns '${a}', bound outside it`);
+  for (const b of bound) used.delete(b);
+  return used;
 }

@@ -177,7 +177,7 @@ export function view(p: Program, cfg: CConfig, slot?: Slot) {
   const kernels = p.kernels.map((k) => {
     const pointer = (n: string, writes: boolean) => {
       const b = p.buffers.get(n);
-      if (!b) throw new Error(`internal: '${k.name}' reads '${n}' in a parallel loop, which is not a buffer of the program`);
+      if (!b) throw new Error(`internal: '${k.name}' uses '${n}' in a parallel loop, which is not a buffer of the program`);
       return `${writes ? "" : "const "}${DTYPES[b.dtype].c} *${n}`;
     };
     const params = k.params.map((n) => pointer(n, k.writes.includes(n)));
