@@ -18,15 +18,15 @@ export interface Dialect {
   parallelMinWork: number;
   /**
    * Loops that would get parallelFor become functions of a range of their iterations and the
-   * thread's index instead, run by the statement `run(n, call)` (C with OpenMP: on each thread for
-   * its share, or once over all of them without a parallel region on one thread). `buffer`
-   * declares a buffer the loop reads (or, `writes`, stores to) as a parameter; `define` takes a
-   * function's parameters and body and returns its name.
+   * thread's index instead (C with threads: run by the artifact's thread pool on each thread for
+   * its share, or called once over all of them on one thread). `buffer` declares a buffer the loop
+   * reads (or, `writes`, stores to); `loop` takes the count of iterations, what the function uses
+   * from the kernel (each declaration and the name the kernel knows it by), its body over
+   * edgec_lo..edgec_hi, and whether the body reads edgec_tid, and returns the statement that runs it.
    */
   outline?: {
     buffer(name: string, writes: boolean): string;
-    define(params: string[], body: string): string;
-    run(n: number, call: string): string;
+    loop(n: number, params: { decl: string; name: string }[], body: string, tid: boolean): string;
   };
   /** work-groups (see Stmt "grid"): the qualifier of group memory and a barrier statement; absent, a dialect without them */
   group?: { memory: string; barrier: string };
@@ -108,20 +108,19 @@ export function renderStmts(stmts: Stmt[], d: Dialect, indent = "  ", scope = ne
     switch (s.k) {
       case "for": {
         scope.set(s.v, d.type("int32"));
-        const loop = (from: string, to: string, ind: string) => `${ind}for (${d.type("int32")} ${s.v} = ${from}; ${s.v} < ${to}; ++${s.v}) {\n${renderStmts(s.body, d, ind + "  ", scope)}${ind}}\n`;
+        const loop = (from: string, to: string, ind: string, inner = d) => `${ind}for (${d.type("int32")} ${s.v} = ${from}; ${s.v} < ${to}; ++${s.v}) {\n${renderStmts(s.body, inner, ind + "  ", scope)}${ind}}\n`;
         if (!(s.parallel && d.parallelFor && s.n > 1 && loopWork(s) >= d.parallelMinWork)) out += loop("0", String(s.n), indent);
         else if (!d.outline) out += `${indent}${d.parallelFor}\n${loop("0", String(s.n), indent)}`;
         else {
           const { reads, writes } = touched([s]);
           const buffers = [...new Set([...reads, ...writes])];
           const scalars = [...freeVars(s.body)].filter((v) => v !== s.v && v !== THREAD_ID);
-          const params = [...buffers.map((b) => d.outline!.buffer(b, writes.has(b))), ...scalars.map((v) => `${scope.get(v) ?? fail(v)} ${v}`)];
-          // The thread's index comes from the caller: run on one thread, outside any region, it is 0
-          // even when the application calls the model from a parallel region of its own.
-          const text = loop("edgec_lo", "edgec_hi", "  "), tid = text.replace(new RegExp(`\\b${THREAD_ID}\\b`, "g"), "edgec_tid");
-          const range = ["edgec_lo", "edgec_hi", ...(tid === text ? [] : ["edgec_tid"])];
-          const fn = d.outline.define([...range.map((v) => `${d.type("int32")} ${v}`), ...params], tid);
-          out += `${indent}${d.outline.run(s.n, `${fn}(${[...range, ...buffers, ...scalars].join(", ")})`)}\n`;
+          const params = [...buffers.map((b) => ({ decl: d.outline!.buffer(b, writes.has(b)), name: b })), ...scalars.map((v) => ({ decl: `${scope.get(v) ?? fail(v)} ${v}`, name: v }))];
+          // Loops inside it run on its thread (a pool's thread cannot wait for the pool). The thread's
+          // index comes from the caller: run on one thread it is 0, even when the application calls
+          // the model from threads of its own.
+          const text = loop("edgec_lo", "edgec_hi", "  ", { ...d, parallelFor: "" }), tid = text.replace(new RegExp(`\\b${THREAD_ID}\\b`, "g"), "edgec_tid");
+          out += `${indent}${d.outline.loop(s.n, params, tid, tid !== text)}\n`;
         }
         break;
       }

@@ -99,8 +99,8 @@ function lowerFused(n: Node, refOf: Resolve, names: Names, extra: Extra, partial
       store(y, idx, stitch.finish(vr(acc, "float32"), count)),
     ];
   }, false);
-  // This thread's partials start at `base`: bound once in each parallel loop (finding the thread is
-  // a call under OpenMP), and at the top for stores outside them.
+  // This thread's partials start at `base`: bound once in each parallel loop, and at the top for
+  // stores outside them.
   const bind = let_(base, "int32", mul(threadId, int(sliceElems(reduced))));
   const hoisted = inParallelLoops(body, bind, base);
   return [...init, ...(readsOutsideParallelLoops(body, base) ? [bind] : []), ...hoisted, ...finish];

@@ -146,8 +146,8 @@ const dataOf = (c: Case) => (c.seed === undefined ? rand : generator(c.seed));
 const work = tempDir("edgec-dense-");
 afterAll(() => work.cleanup());
 
-/** A loop split between threads: a function of a range of its iterations (with OpenMP), or one under the pragma. */
-const PARALLEL_LOOP = /^\s+(EDGEC_PARALLEL_RUN\(|EDGEC_PARALLEL_FOR$)/gm;
+/** A loop split between threads: a function of a range of its iterations (with threads), or one marked where a target has none. */
+const PARALLEL_LOOP = /\bEDGEC_PARALLEL_RUN\(\d+|^\s+EDGEC_PARALLEL_FOR$/gm;
 const splits = (source: string) => (source.match(PARALLEL_LOOP) ?? []).length > 0;
 
 /** The target with every parallel loop split between threads, however small, so two threads run these small cases' parallel code. */
@@ -389,7 +389,7 @@ describe("parallel loops", () => {
     expect(await pragmas(0)).toBeGreaterThan(0);
   });
 
-  it("run, with OpenMP, as functions of a range of their iterations: on each thread for its share, or once outside any parallel region on one thread (a region costs about 1.5 µs even there)", async () => {
+  it("run, with threads, as functions of a range of their iterations and of a struct of what they use: the pool runs them on each thread for its share, one thread calls them once", async () => {
     const file = work.write("ranges.onnx", modelBytes({
       inputs: [valueInfo("x", T.FLOAT, [1, 8, 10, 10])],
       initializers: [tensorProto("w", T.FLOAT, [8, 8, 3, 3], { floatData: Array.from(rand(8 * 8 * 9)) })],
@@ -402,17 +402,23 @@ describe("parallel loops", () => {
       return readFileSync(join(dir, "model.c"), "utf8");
     };
     const host = await source("host");
-    const runs = [...host.matchAll(/^\s+EDGEC_PARALLEL_RUN\((\d+), (\w+)\(edgec_lo, edgec_hi(?:, \w+)*\)\);$/gm)];
+    const runs = [...host.matchAll(/^\s+\{ const struct (\w+) edgec_args = \{ ([\w, ]+) \}; EDGEC_PARALLEL_RUN\((\d+), (\w+), &edgec_args\); \}$/gm)];
     expect(runs.length).toBeGreaterThan(0);
     expect(host).not.toMatch(/^\s+EDGEC_PARALLEL_FOR$/m);
     // A thread's slice of scratch is found from the index the call hands in: 0 on one thread, even
-    // under a parallel region of the application's own.
+    // when the application calls the model from threads of its own.
     expect(host).toMatch(/^\s+int32_t slice\d+ = \(edgec_tid \* \d+\);$/m);
     expect(host).not.toMatch(/\(EDGEC_TID \* \d+\)/);
-    for (const [, , fn] of runs) expect(host).toMatch(new RegExp(`^static void ${fn}\\(int32_t edgec_lo, int32_t edgec_hi, [^)]*\\) \\{\\n  for \\(int32_t (\\w+) = edgec_lo; \\1 < edgec_hi; \\+\\+\\1\\) \\{$`, "m"));
-    // Without -fopenmp (WebAssembly) the loops stay where they are.
+    for (const [, struct, args, , fn] of runs) {
+      expect(fn).toBe(struct);
+      const names = args.split(", ");
+      const members = names.map((n) => `  (?:const )?\\w+ \\*?${n};\\n`).join("");
+      const unpack = names.map((n) => `  (?:const )?\\w+ \\*?${n} = edgec_a->${n};\\n`).join("");
+      expect(host).toMatch(new RegExp(`^struct ${fn} \\{\\n${members}\\};\\nstatic void ${fn}\\(const void \\*edgec_args, int32_t edgec_lo, int32_t edgec_hi, int32_t edgec_tid\\) \\{\\n  const struct ${fn} \\*edgec_a = edgec_args;\\n${unpack}(?:  \\(void\\)edgec_tid;\\n)?  for \\(int32_t (\\w+) = edgec_lo; \\1 < edgec_hi; \\+\\+\\1\\) \\{$`, "m"));
+    }
+    // Without -pthread (WebAssembly) the loops stay where they are.
     const wasm = await source("wasm32");
-    expect(wasm).not.toMatch(/^\s+EDGEC_PARALLEL_RUN\(/m);
+    expect(wasm).not.toMatch(/\bEDGEC_PARALLEL_RUN\(\d+/);
     expect(wasm).toMatch(/^\s+EDGEC_PARALLEL_FOR$/m);
   });
 

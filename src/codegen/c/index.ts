@@ -170,10 +170,11 @@ export function view(p: Program, cfg: CConfig, slot?: Slot) {
   // one function: the same speed in less code, which a WebAssembly download or a microcontroller's
   // flash pays for.
   const byCode = new Map<string, string>();
-  // With OpenMP, each parallel loop is a function of a range of its iterations (see
-  // EDGEC_PARALLEL_RUN): a parallel region costs about 1.5 µs even on one thread (libgomp wakes a
-  // futex in each; x86-64, 2 vCPUs), so on one thread the function runs once, outside any region.
-  const outlined = cfg.target.cflags.includes("-fopenmp");
+  // With threads (-pthread), each parallel loop is a function of a range of its iterations that the
+  // artifact's pool runs (see EDGEC_PARALLEL_RUN): no parallel region on one thread, and on more a
+  // wake-up of spinning threads instead of an OpenMP region (libgomp: 1.5 µs on one thread, 3.9 on
+  // two; x86-64, 2 vCPUs).
+  const outlined = cfg.target.cflags.includes("-pthread");
   const kernels = p.kernels.map((k) => {
     const pointer = (n: string, writes: boolean) => {
       const b = p.buffers.get(n);
@@ -183,12 +184,24 @@ export function view(p: Program, cfg: CConfig, slot?: Slot) {
     const params = k.params.map((n) => pointer(n, k.writes.includes(n)));
     // The loops' functions are EDGEC_LOOPi until the kernel's own name is known (see below).
     const loops: string[] = [];
-    const outline = { buffer: pointer, define: (ps: string[], body: string) => (loops.push(`(${ps.join(", ")}) {\n${body}}`), `EDGEC_LOOP${loops.length - 1}`), run: (n: number, call: string) => `EDGEC_PARALLEL_RUN(${n}, ${call});` };
+    // A loop's function takes what it uses from the kernel in a struct of the same name.
+    const outline = {
+      buffer: pointer,
+      loop: (n: number, ps: { decl: string; name: string }[], body: string, tid: boolean) => {
+        const fn = `EDGEC_LOOP${loops.length}`;
+        const unpack = [ps.length ? `  const struct ${fn} *edgec_a = edgec_args;\n` : "  (void)edgec_args;\n", ...ps.map((q) => `  ${q.decl} = edgec_a->${q.name};\n`), tid ? "" : "  (void)edgec_tid;\n"];
+        const struct = ps.length ? `struct ${fn} {\n${ps.map((q) => `  ${q.decl};\n`).join("")}};\n` : "";
+        loops.push(`${struct}static void ${fn}(const void *edgec_args, int32_t edgec_lo, int32_t edgec_hi, int32_t edgec_tid) {\n${unpack.join("")}${body}}`);
+        return ps.length
+          ? `{ const struct ${fn} edgec_args = { ${ps.map((q) => q.name).join(", ")} }; EDGEC_PARALLEL_RUN(${n}, ${fn}, &edgec_args); }`
+          : `EDGEC_PARALLEL_RUN(${n}, ${fn}, NULL);`;
+      },
+    };
     const dialect = { ...C_DIALECT, parallelMinWork: cfg.target.parallelMinWork, ...(outlined && { outline }) };
     // Outside the loops' functions the kernel runs on the caller's thread, as thread 0.
     const rendered = renderStmts(k.body, dialect).trimEnd();
     const body = outlined ? rendered.replace(new RegExp(`\\b${THREAD_ID}\\b`, "g"), "0") : rendered;
-    const text = [...loops.map((l, i) => `EDGEC_LOOP${i}${l}`), body].join("\n");
+    const text = [...loops, body].join("\n");
     const position = new Map(k.params.map((n, i) => [n, i]));
     const code = k.params.length ? text.replace(new RegExp(`\\b(${k.params.join("|")})\\b`, "g"), (n) => `\0${position.get(n)}`) : text;
     const key = `${params.map((q, i) => q.replace(/\S+$/, `${i}`)).join(",")}\n${code}`;
@@ -197,7 +210,7 @@ export function view(p: Program, cfg: CConfig, slot?: Slot) {
     const named = (t: string) => t.replace(/\bEDGEC_LOOP(\d+)\b/g, `${k.name}_loop$1`);
     return {
       comment: `${k.op} ${k.node.replace(/\*\//g, "* /")}`,
-      loops: loops.map((l, i) => `static void ${k.name}_loop${i}${named(l)}`),
+      loops: loops.map(named),
       signature: `static void ${k.name}(${params.join(", ") || "void"})`,
       body: named(body),
       call: `${shared ?? k.name}(${k.params.map((n) => argument(p.buffers.get(n)!)).join(", ")});`,

@@ -353,13 +353,13 @@ export function gemmKernel(c: LowerCtx, s: GemmSpec): Stmt[] {
   // statements undercount what a thread saves, and left dscnn_kws's 1×1 convolutions (64 by 64
   // channels, 125 pixels, 5 µs each; 512K multiply-adds) to one thread of two. At a whole unit
   // each, tiny_transformer_encoder's products of 128K–256K ran no faster on two threads and 1.12×
-  // as long on one (a parallel region costs about 0.25 µs even with one thread).
+  // as long on one (then measured with an OpenMP region on one thread too, since gone).
   const work = (s.batch.reduce((a, d) => a * d, 1) * s.rows * s.cols * s.depth) / 2;
   if (!rowsOuter) {
     return [...aPre, ...withWork(nest(c.names, [...s.batch, tiles], (idx) => {
       const b = idx.slice(0, -1), jt = idx[idx.length - 1];
       const j0 = mul(jt, int(NT));
-      // This thread's slice of scratch, looked up once per tile (it is a call under OpenMP).
+      // This thread's slice of scratch, found once per tile.
       const slice = s.bConst ? undefined : c.names.next("slice");
       const base = slice ? vr(slice) : mul(jt, int(s.depth * NT));
       const put = (k: Expr, j: Expr, v: Expr): Stmt => ({ k: "store", buf: packed.buf, idx: add(base, add(mul(k, int(NT)), j)), val: v });
