@@ -18,7 +18,7 @@ export interface Dialect {
   parallelMinWork: number;
   /**
    * Loops that would get parallelFor become functions of a range of their iterations and the
-   * thread's index instead (C with threads: run by the artifact's thread pool on each thread for
+   * thread's index instead (C with threads: run by the model's thread pool on each thread for
    * its share, or called once over all of them on one thread). `buffer` declares a buffer the loop
    * reads (or, `writes`, stores to); `loop` takes the count of iterations, what the function uses
    * from the kernel (each declaration and the name the kernel knows it by), its body over

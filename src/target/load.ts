@@ -20,6 +20,8 @@ export function parseTarget(json: unknown, file: string): Target {
   if (!json || typeof json !== "object") throw new EdgecError(`${file}: a target must be a JSON object`);
   const t = { ...TARGET_DEFAULTS, ...(json as object) } as Target;
   for (const k of REQUIRED) if (typeof t[k] !== "string") throw new EdgecError(`${file}: target field '${k}' is missing or not a string`);
+  // The generated C has its own thread pool: a target written for OpenMP would silently run on one thread.
+  if (t.cflags.includes("-fopenmp")) throw new EdgecError(`${file}: -fopenmp in cflags: edgec's generated C brings its own thread pool; use -pthread for threads`);
   const resolved = resolveNative(t);
   sources.set(resolved, file);
   return resolved;

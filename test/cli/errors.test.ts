@@ -95,6 +95,12 @@ describe("edgec build on a bad model", () => {
     expectNoLeftovers(work.dir, "out");
   });
 
+  test("a target file written for OpenMP: the generated C has its own thread pool", async () => {
+    const target = work.write("omp.json", JSON.stringify({ name: "omp", description: "OpenMP", triple: "x86_64-linux-gnu", arch: "x86_64", cflags: ["-O2", "-fopenmp"] }));
+    expectOneError(await edgec("build", files.relu, "-o", "out", "--target", target), /omp\.json: -fopenmp in cflags: edgec's generated C brings its own thread pool; use -pthread for threads/);
+    expectNoLeftovers(work.dir, "out");
+  });
+
   test("a usage error has the same one-line form", async () => {
     expectOneError(await edgec("build", files.relu), /required option '-o, --output <dir>' not specified/);
   });

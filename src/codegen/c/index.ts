@@ -171,7 +171,7 @@ export function view(p: Program, cfg: CConfig, slot?: Slot) {
   // flash pays for.
   const byCode = new Map<string, string>();
   // With threads (-pthread), each parallel loop is a function of a range of its iterations that the
-  // artifact's pool runs (see EDGEC_PARALLEL_RUN): no parallel region on one thread, and on more a
+  // model's pool runs (see EDGEC_PARALLEL_RUN): no parallel region on one thread, and on more a
   // wake-up of spinning threads instead of an OpenMP region (libgomp: 1.5 µs on one thread, 3.9 on
   // two; x86-64, 2 vCPUs).
   const outlined = cfg.target.cflags.includes("-pthread");
