@@ -27,29 +27,28 @@ const APP = `#define _POSIX_C_SOURCE 200809L
 #include <unistd.h>
 #include "model.h"
 
-static int tasks(void) {
+/* the program's threads, by id, into ids; returns how many */
+static int tasks(long *ids, int max) {
   DIR *d = opendir("/proc/self/task");
   struct dirent *e;
   int n = 0;
-  while ((e = readdir(d)) != NULL) n += e->d_name[0] != '.';
+  if (!d) return -1;
+  while ((e = readdir(d)) != NULL) if (e->d_name[0] != '.' && n < max) ids[n++] = atol(e->d_name);
   closedir(d);
   return n;
 }
 
-/* the state (R running, S sleeping...) of the thread made last */
-static char newest_state(void) {
-  DIR *d = opendir("/proc/self/task");
-  struct dirent *e;
-  long newest = 0;
-  char path[64], line[256], *p;
+/* clock ticks the thread has run (user and system) */
+static long ticks(long id) {
+  char path[64], line[512], *p = NULL;
+  unsigned long user = 0, sys = 0;
   FILE *f;
-  while ((e = readdir(d)) != NULL) if (atol(e->d_name) > newest) newest = atol(e->d_name);
-  closedir(d);
-  snprintf(path, sizeof path, "/proc/self/task/%ld/stat", newest);
-  f = fopen(path, "r");
-  if (!f || !fgets(line, sizeof line, f) || !(p = strrchr(line, ')'))) return '?';
+  snprintf(path, sizeof path, "/proc/self/task/%ld/stat", id);
+  if (!(f = fopen(path, "r"))) return -1;
+  if (fgets(line, sizeof line, f)) p = strrchr(line, ')');
   fclose(f);
-  return p[2];
+  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &user, &sys) != 2) return -1;
+  return (long)(user + sys);
 }
 
 int main(void) {
@@ -58,14 +57,27 @@ int main(void) {
   net_inputs in = { x };
   net_outputs out = { y }, ref = { first };
   size_t i;
-  /* threads made since the start */
-  const int before = tasks();
+  long start[16], two[16], three[16], third = 0;
+  /* threads made since the start (a sanitizer has its own) */
+  const int before = tasks(start, 16);
+  int n2, n3, j, k;
   alarm(60); /* a loop waiting for a thread that never comes would never end */
   for (i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = (float)((i * 7919) % 113) / 56.0f - 1.0f;
   net_set_threads(1);
   if (net_run(&in, &ref) != 0) return 1;
-  printf("threads made by a run on one thread: %d\\n", tasks() - before);
+  printf("threads made by a run on one thread: %d\\n", tasks(two, 16) - before);
   printf("set 3: %d, set 9: %d\\n", net_set_threads(3), net_set_threads(9));
+  /* the pool's third thread: the one a first run on three makes */
+  net_set_threads(2);
+  net_run(&in, &out);
+  n2 = tasks(two, 16);
+  net_set_threads(3);
+  net_run(&in, &out);
+  n3 = tasks(three, 16);
+  for (k = 0; k < n3; k++) {
+    for (j = 0; j < n2 && two[j] != three[k]; j++) continue;
+    if (j == n2) third = three[k];
+  }
   for (i = 0; i < 120; i++) {
     net_set_threads(1 + (int)(i % 3));
     /* long enough for the pool's threads to stop spinning and sleep */
@@ -77,11 +89,12 @@ int main(void) {
       return 1;
     }
   }
-  printf("threads made by runs on up to three: %d\\n", tasks() - before);
-  /* a thread the count leaves out sleeps, where the others spin between loops */
+  printf("threads made by runs on up to three: %d\\n", tasks(three, 16) - before);
+  /* a thread the count leaves out sleeps, where one that takes part spins between loops */
   net_set_threads(2);
-  for (i = 0; i < 50; i++) net_run(&in, &out);
-  printf("the third thread after runs on two: %c\\n", newest_state());
+  k = (int)ticks(third);
+  for (i = 0; i < 20000; i++) net_run(&in, &out);
+  printf("ticks of the third thread in runs on two: %ld\\n", ticks(third) - k);
   /* a child of fork() has only the thread that forked: its runs make a pool of their own */
   fflush(stdout);
   pid_t child = fork();
@@ -121,7 +134,10 @@ describe("the thread pool", () => {
       expect(r.code, r.stdout + r.stderr).toBe(0);
       expect(r.stderr).not.toMatch(/ThreadSanitizer/);
       // ThreadSanitizer starts a thread of its own with the first one the program makes.
-      expect(r.stdout).toBe(`threads made by a run on one thread: 0\nset 3: 3, set 9: 4\nthreads made by runs on up to three: ${sanitizer.length ? 3 : 2}\nthe third thread after runs on two: S\nchild: 0\n`);
+      const third = /^ticks of the third thread in runs on two: (\d+)$/m.exec(r.stdout);
+      expect(third, "ticks of the third thread").not.toBeNull();
+      expect(r.stdout.replace(third![0], "ticks")).toBe(`threads made by a run on one thread: 0\nset 3: 3, set 9: 4\nthreads made by runs on up to three: ${sanitizer.length ? 3 : 2}\nticks\nchild: 0\n`);
+      expect(Number(third![1]), "clock ticks the thread a lower count leaves out ran").toBeLessThanOrEqual(2);
     }
   });
 });

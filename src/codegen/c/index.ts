@@ -234,7 +234,8 @@ export function view(p: Program, cfg: CConfig, slot?: Slot) {
     noInputs: p.inputs.length ? [] : [{}],
     noOutputs: p.outputs.length ? [] : [{}],
     arenaBytes: p.arenaBytes,
-    maxThreads: Math.max(1, cfg.target.cores),
+    // The pool keeps a loop's thread count in 10 bits.
+    maxThreads: Math.min(1023, Math.max(1, cfg.target.cores)),
     arenaDecl,
     vectorPrelude: cVectorPrelude(Math.max(1, cfg.target.vectorBytes / 4)),
     weightBytes: weights.reduce((s, b) => s + numel(b.shape) * DTYPES[b.dtype].bytes, 0),
