@@ -110,6 +110,69 @@ int main(void) {
 }
 `;
 
+/**
+ * The pool's split of one loop, driven directly (the program includes model.c): every iteration runs
+ * exactly once, in 3,000 loops on 2 and 3 threads racing for the last chunks; when thread 1 is slow
+ * (2 ms an iteration), the others take most of its share; when the other threads are asleep as a
+ * loop begins, the caller takes from their shares before they wake.
+ */
+const SPLIT = `#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+#include "model.c"
+
+#define N 97
+static int runs[N], by[N], slow;
+
+static void count(const void *args, int32_t lo, int32_t hi, int32_t tid) {
+  const struct timespec ms = { 0, 2000000 };
+  int32_t i;
+  (void)args;
+  for (i = lo; i < hi; i++) {
+    if (slow && tid == 1) nanosleep(&ms, NULL);
+    __atomic_fetch_add(&runs[i], 1, __ATOMIC_RELAXED);
+    by[i] = tid;
+  }
+}
+
+int main(void) {
+  const struct timespec nap = { 0, 20000000 };
+  int threads, i, k, taken;
+  int32_t lo, hi;
+  alarm(60);
+  for (threads = 2; threads <= 3; threads++) {
+    net_set_threads(threads);
+    memset(runs, 0, sizeof runs);
+    for (k = 0; k < 3000; k++) edgec_pool_run(N, count, NULL);
+    for (i = 0; i < N; i++) if (runs[i] != 3000) {
+      printf("%d threads: iteration %d ran %d times in 3000 loops\\n", threads, i, runs[i]);
+      return 1;
+    }
+    slow = 1;
+    memset(runs, 0, sizeof runs);
+    edgec_pool_run(N, count, NULL);
+    slow = 0;
+    for (i = 0; i < N; i++) if (runs[i] != 1) return 1;
+    edgec_share(N, 1, threads, &lo, &hi);
+    for (taken = 0, i = lo; i < hi; i++) taken += by[i] != 1;
+    printf("%d threads: %d of %d\\n", threads, taken, hi - lo);
+    /* the other threads asleep when the loop begins: the caller, done with its share at once, sets
+     * up theirs and takes from them */
+    edgec_share(N, 0, threads, &lo, &hi);
+    for (taken = 0, k = 0; k < 20; k++) {
+      nanosleep(&nap, NULL);
+      memset(runs, 0, sizeof runs);
+      edgec_pool_run(N, count, NULL);
+      for (i = 0; i < N; i++) if (runs[i] != 1) return 1;
+      for (i = 0; i < N; i++) taken += (i < lo || i >= hi) && by[i] == 0;
+    }
+    printf("%d threads asleep: %d\\n", threads, taken);
+  }
+  return 0;
+}
+`;
+
 describe("the thread pool", () => {
   it("makes its threads once, at the first run on more than one, and gives one thread's results on 1, 2 and 3 threads, sleeping and woken, race-free under ThreadSanitizer", async () => {
     const file = work.write("net.onnx", modelBytes({
@@ -138,6 +201,24 @@ describe("the thread pool", () => {
       expect(third, "ticks of the third thread").not.toBeNull();
       expect(r.stdout.replace(third![0], "ticks")).toBe(`threads made by a run on one thread: 0\nset 3: 3, set 9: 4\nthreads made by runs on up to three: ${sanitizer.length ? 3 : 2}\nticks\nchild: 0\n`);
       expect(Number(third![1]), "clock ticks the thread a lower count leaves out ran").toBeLessThanOrEqual(2);
+    }
+    writeFileSync(join(dir, "split.c"), SPLIT);
+    for (const sanitizer of [[], ["-fsanitize=thread", "-g"]]) {
+      const exe = join(dir, sanitizer.length ? "split-tsan" : "split");
+      const cc = await run("gcc", ["-std=c99", "-O2", "-march=native", "-pthread", "-Wall", "-Wextra", "-Werror", ...sanitizer, "-o", exe, join(dir, "split.c"), "-lm"], { cwd: dir });
+      expect(cc.code, cc.stderr).toBe(0);
+      const r = await run(exe, [], { cwd: dir, env: { ...process.env, TSAN_OPTIONS: "halt_on_error=1 exitcode=66" } });
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(r.stderr).not.toMatch(/ThreadSanitizer/);
+      // Thread 1 sleeps 2 ms an iteration of its share (48 and 32) and takes a quarter of it first: the
+      // others, done with theirs, take most of the rest.
+      const taken = [...r.stdout.matchAll(/^(\d) threads: (\d+) of (\d+)$/gm)].map((m) => [Number(m[1]), Number(m[2]), Number(m[3])]);
+      expect(taken.map(([t, , share]) => [t, share])).toEqual([[2, 48], [3, 32]]);
+      for (const [, n, share] of taken) expect(n, "iterations of the slow thread's share that others ran").toBeGreaterThanOrEqual(share / 2);
+      // Waking takes tens of microseconds; the caller's share, a fraction of one.
+      const asleep = [...r.stdout.matchAll(/^(\d) threads asleep: (\d+)$/gm)].map((m) => Number(m[2]));
+      expect(asleep.length).toBe(2);
+      for (const n of asleep) expect(n, "iterations of sleeping threads' shares the caller ran, in 20 loops").toBeGreaterThan(0);
     }
   });
 });

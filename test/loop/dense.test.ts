@@ -87,6 +87,8 @@ const CASES: Case[] = [
   // 3×3 stride 1 with 48 or more input channels and 32 or more 2×2 blocks: Winograd.
   { name: "3x3 conv, Winograd, 13x13 map (the last blocks half outside), bias, a tail panel", winograd: true, op: "Conv", x: [1, 48, 13, 13], w: [44, 48, 3, 3], bias: [44], attrs: [attr.ints("pads", [1, 1, 1, 1])] },
   { name: "3x3 conv, Winograd, no padding, a ragged last tile", winograd: true, op: "Conv", x: [1, 48, 18, 12], w: [32, 48, 3, 3] },
+  // 7 tiles of 32 blocks on 2 threads (AVX-512 on 2 cores), 27 of 8 on 4 (rpi4): the tiles left over are split by output channels, the tail panel's in the last share.
+  { name: "3x3 conv, Winograd, 28x28 map, tiles that do not divide among the threads, a tail panel", winograd: true, op: "Conv", x: [1, 48, 28, 28], w: [36, 48, 3, 3], bias: [36], attrs: [attr.ints("pads", [1, 1, 1, 1])] },
   { name: "3x3 conv, Winograd, asymmetric pads", winograd: true, op: "Conv", x: [1, 56, 11, 14], w: [40, 56, 3, 3], bias: [40], attrs: [attr.ints("pads", [0, 2, 1, 1])] },
   { name: "3x3 conv, 32 input channels (not Winograd: the transforms would cost what it saves)", winograd: false, op: "Conv", x: [1, 32, 14, 14], w: [64, 32, 3, 3], attrs: [attr.ints("pads", [1, 1, 1, 1])] },
   { name: "5x5 conv on a narrow map (general lowering: too many dropped columns)", phases: false, op: "Conv", x: [1, 2, 8, 6], w: [4, 2, 5, 5], attrs: [attr.ints("pads", [2, 2, 2, 2])] },
