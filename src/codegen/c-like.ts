@@ -22,11 +22,12 @@ export interface Dialect {
    * its share, or called once over all of them on one thread). `buffer` declares a buffer the loop
    * reads (or, `writes`, stores to); `loop` takes the count of iterations, what the function uses
    * from the kernel (each declaration and the name the kernel knows it by), its body over
-   * edgec_lo..edgec_hi, and whether the body reads edgec_tid, and returns the statement that runs it.
+   * edgec_lo..edgec_hi, whether the body reads edgec_tid, and whether its split is fixed (Stmt
+   * "for"), and returns the statement that runs it.
    */
   outline?: {
     buffer(name: string, writes: boolean): string;
-    loop(n: number, params: { decl: string; name: string }[], body: string, tid: boolean): string;
+    loop(n: number, params: { decl: string; name: string }[], body: string, tid: boolean, fixed: boolean): string;
   };
   /** work-groups (see Stmt "grid"): the qualifier of group memory and a barrier statement; absent, a dialect without them */
   group?: { memory: string; barrier: string };
@@ -120,7 +121,7 @@ export function renderStmts(stmts: Stmt[], d: Dialect, indent = "  ", scope = ne
           // index comes from the caller: run on one thread it is 0, even when the application calls
           // the model from threads of its own.
           const text = loop("edgec_lo", "edgec_hi", "  ", { ...d, parallelFor: "" }), tid = text.replace(new RegExp(`\\b${THREAD_ID}\\b`, "g"), "edgec_tid");
-          out += `${indent}${d.outline.loop(s.n, params, tid, tid !== text)}\n`;
+          out += `${indent}${d.outline.loop(s.n, params, tid, tid !== text, !!s.fixed)}\n`;
         }
         break;
       }

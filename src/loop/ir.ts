@@ -47,7 +47,12 @@ export type Expr =
   | { k: "slide"; a: Expr; b: Expr; by: number; dtype: DType; lanes: number };
 
 export type Stmt =
-  | { k: "for"; v: string; n: number; body: Stmt[]; parallel?: boolean; work?: number }
+  /**
+   * `fixed`: a parallel loop whose iterations go to threads as OpenMP's schedule(static) gives
+   * them, none taken by a thread done early (it folds into per-thread partial results, whose
+   * combined sum must not depend on which thread ran what)
+   */
+  | { k: "for"; v: string; n: number; body: Stmt[]; parallel?: boolean; work?: number; fixed?: boolean }
   | { k: "store"; buf: string; idx: Expr; val: Expr; lanes?: number; mask?: LaneRange; stride?: number; pack?: number }
   | { k: "let"; name: string; dtype: DType; val: Expr; lanes?: number }
   | { k: "set"; name: string; val: Expr }

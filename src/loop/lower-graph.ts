@@ -126,7 +126,7 @@ function inParallelLoops(ss: Stmt[], s: Stmt, v: string): Stmt[] {
   return ss.map((x): Stmt => {
     if (x.k === "for" && x.parallel && x.n === 1 && x.body.length === 1 && x.body[0].k === "for")
       return { ...x, parallel: false, body: inParallelLoops([{ ...x.body[0], parallel: true, ...(x.work !== undefined && { work: x.work }) }], s, v) };
-    if (x.k === "for") return x.parallel ? (mentionsVar(x.body, v) ? { ...x, body: [s, ...x.body] } : x) : { ...x, body: inParallelLoops(x.body, s, v) };
+    if (x.k === "for") return x.parallel ? (mentionsVar(x.body, v) ? { ...x, body: [s, ...x.body], fixed: true } : x) : { ...x, body: inParallelLoops(x.body, s, v) };
     if (x.k === "block") return { ...x, body: inParallelLoops(x.body, s, v) };
     if (x.k === "if") return { ...x, then: inParallelLoops(x.then, s, v), else: x.else && inParallelLoops(x.else, s, v) };
     return x;

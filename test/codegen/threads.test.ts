@@ -114,7 +114,9 @@ int main(void) {
  * The pool's split of one loop, driven directly (the program includes model.c): every iteration runs
  * exactly once, in 3,000 loops on 2 and 3 threads racing for the last chunks; when thread 1 is slow
  * (2 ms an iteration), the others take most of its share; when the other threads are asleep as a
- * loop begins, the caller takes from their shares before they wake.
+ * loop begins, the caller takes from their shares before they wake; a fixed loop's iterations run
+ * on the threads whose shares they are; and a thread's share is not lost when its part's tag comes
+ * round again (after 65,535 loops it was left out of, or 65,535 fixed ones).
  */
 const SPLIT = `#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -136,6 +138,10 @@ static void count(const void *args, int32_t lo, int32_t hi, int32_t tid) {
   }
 }
 
+static void nothing(const void *args, int32_t lo, int32_t hi, int32_t tid) {
+  (void)args, (void)lo, (void)hi, (void)tid;
+}
+
 int main(void) {
   const struct timespec nap = { 0, 20000000 };
   int threads, i, k, taken;
@@ -144,14 +150,14 @@ int main(void) {
   for (threads = 2; threads <= 3; threads++) {
     net_set_threads(threads);
     memset(runs, 0, sizeof runs);
-    for (k = 0; k < 3000; k++) edgec_pool_run(N, count, NULL);
+    for (k = 0; k < 3000; k++) edgec_pool_run(N, count, NULL, 1);
     for (i = 0; i < N; i++) if (runs[i] != 3000) {
       printf("%d threads: iteration %d ran %d times in 3000 loops\\n", threads, i, runs[i]);
       return 1;
     }
     slow = 1;
     memset(runs, 0, sizeof runs);
-    edgec_pool_run(N, count, NULL);
+    edgec_pool_run(N, count, NULL, 1);
     slow = 0;
     for (i = 0; i < N; i++) if (runs[i] != 1) return 1;
     edgec_share(N, 1, threads, &lo, &hi);
@@ -163,11 +169,41 @@ int main(void) {
     for (taken = 0, k = 0; k < 20; k++) {
       nanosleep(&nap, NULL);
       memset(runs, 0, sizeof runs);
-      edgec_pool_run(N, count, NULL);
+      edgec_pool_run(N, count, NULL, 1);
       for (i = 0; i < N; i++) if (runs[i] != 1) return 1;
       for (i = 0; i < N; i++) taken += (i < lo || i >= hi) && by[i] == 0;
     }
     printf("%d threads asleep: %d\\n", threads, taken);
+    /* a fixed loop: each thread its share, however slow */
+    slow = 1;
+    edgec_pool_run(N, count, NULL, 0);
+    slow = 0;
+    for (i = 0; i < N; i++) {
+      for (k = 0; k < threads; k++) {
+        edgec_share(N, k, threads, &lo, &hi);
+        if (i >= lo && i < hi) break;
+      }
+      if (by[i] != k) {
+        printf("fixed loop on %d threads: iteration %d ran on thread %d\\n", threads, i, by[i]);
+        return 1;
+      }
+    }
+  }
+  /* 65,536 loops apart (the parts' tags come round again): a thread let back in after 65,535 loops
+   * on fewer still runs its share, and so do the threads of 65,535 fixed loops (whose parts nobody
+   * takes from) */
+  for (k = 0; k < 2; k++) {
+    net_set_threads(3);
+    edgec_pool_run(N, count, NULL, 1);
+    net_set_threads(2);
+    for (i = 0; i < 65535; i++) edgec_pool_run(N, nothing, NULL, !k);
+    net_set_threads(3);
+    memset(runs, 0, sizeof runs);
+    edgec_pool_run(N, count, NULL, 1);
+    for (i = 0; i < N; i++) if (runs[i] != 1) {
+      printf("%s: iteration %d ran %d times\\n", k ? "after fixed loops" : "let back in", i, runs[i]);
+      return 1;
+    }
   }
   return 0;
 }

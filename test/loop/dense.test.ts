@@ -391,7 +391,7 @@ describe("parallel loops", () => {
     expect(await pragmas(0)).toBeGreaterThan(0);
   });
 
-  it("run, with threads, as functions of a range of their iterations and of a struct of what they use: the pool runs them on each thread for its share, one thread calls them once", async () => {
+  it("run, with threads, as functions of a range of their iterations and of a struct of what they use: the pool's threads run them by chunks of their shares, one thread calls them once", async () => {
     const file = work.write("ranges.onnx", modelBytes({
       inputs: [valueInfo("x", T.FLOAT, [1, 8, 10, 10])],
       initializers: [tensorProto("w", T.FLOAT, [8, 8, 3, 3], { floatData: Array.from(rand(8 * 8 * 9)) })],

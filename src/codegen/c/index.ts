@@ -187,14 +187,15 @@ export function view(p: Program, cfg: CConfig, slot?: Slot) {
     // A loop's function takes what it uses from the kernel in a struct of the same name.
     const outline = {
       buffer: pointer,
-      loop: (n: number, ps: { decl: string; name: string }[], body: string, tid: boolean) => {
+      loop: (n: number, ps: { decl: string; name: string }[], body: string, tid: boolean, fixed: boolean) => {
         const fn = `EDGEC_LOOP${loops.length}`;
         const unpack = [ps.length ? `  const struct ${fn} *edgec_a = edgec_args;\n` : "  (void)edgec_args;\n", ...ps.map((q) => `  ${q.decl} = edgec_a->${q.name};\n`), tid ? "" : "  (void)edgec_tid;\n"];
         const struct = ps.length ? `struct ${fn} {\n${ps.map((q) => `  ${q.decl};\n`).join("")}};\n` : "";
         loops.push(`${struct}static void ${fn}(const void *edgec_args, int32_t edgec_lo, int32_t edgec_hi, int32_t edgec_tid) {\n${unpack.join("")}${body}}`);
+        const run = fixed ? "EDGEC_PARALLEL_RUN_FIXED" : "EDGEC_PARALLEL_RUN";
         return ps.length
-          ? `{ const struct ${fn} edgec_args = { ${ps.map((q) => q.name).join(", ")} }; EDGEC_PARALLEL_RUN(${n}, ${fn}, &edgec_args); }`
-          : `EDGEC_PARALLEL_RUN(${n}, ${fn}, NULL);`;
+          ? `{ const struct ${fn} edgec_args = { ${ps.map((q) => q.name).join(", ")} }; ${run}(${n}, ${fn}, &edgec_args); }`
+          : `${run}(${n}, ${fn}, NULL);`;
       },
     };
     const dialect = { ...C_DIALECT, parallelMinWork: cfg.target.parallelMinWork, ...(outlined && { outline }) };

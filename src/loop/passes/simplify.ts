@@ -44,7 +44,7 @@ function stmts(ss: Stmt[], env: Map<string, Expr>): Stmt[] {
         if (s.n === 1) {
           const inner = stmts(s.body, new Map(env).set(s.v, int(0)));
           // The parallel axis, and the work it states, move inward rather than disappearing with its loop.
-          if (s.parallel && inner.length === 1 && inner[0].k === "for") inner[0] = { ...inner[0], parallel: true, ...(s.work !== undefined && { work: s.work }) };
+          if (s.parallel && inner.length === 1 && inner[0].k === "for") inner[0] = { ...inner[0], parallel: true, ...(s.work !== undefined && { work: s.work }), ...(s.fixed && { fixed: true }) };
           out.push(...inner);
           break;
         }

@@ -103,7 +103,7 @@ function split(s: Extract<Stmt, { k: "for" }>, from: number, width: number, slid
       }];
   } else {
     const vec = vectorizeLanes(s.body, s.v, base, width);
-    if (vec) loop = [{ k: "for", v, n: Math.floor(left / width), body: vec, parallel: s.parallel && from === 0, ...(from === 0 && s.work !== undefined && { work: s.work }) }];
+    if (vec) loop = [{ k: "for", v, n: Math.floor(left / width), body: vec, parallel: s.parallel && from === 0, ...(from === 0 && s.work !== undefined && { work: s.work }), ...(from === 0 && s.fixed && { fixed: true }) }];
   }
   if (!loop) return width === 4 ? split(s, from, 2, slides) : split(s, from, width / 2, slides);
   return [...loop, ...split(s, from + Math.floor(left / width) * width, width / 2, slides)];
