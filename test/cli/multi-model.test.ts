@@ -1,4 +1,5 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import ort from "onnxruntime-node";
@@ -228,13 +229,18 @@ describe("edgec build, run and verify with several models", () => {
     const built = await edgec("build", MODELS[0].file, MODELS[1].file, "--names", "kws,tfm", "-o", "cli");
     expect(built.code, built.stderr).toBe(0);
     expect(built.stdout).toMatch(/2 models sharing an arena of \d+ B and a weights zone of \d+ B\n {2}kws: .*\n {2}tfm: /);
-    // The library's static data is the arena, the zone and a few words, not one set per model.
+    // The library's static data is the arena, the zone, the thread pool of each model with parallel
+    // loops (its locks, and a cache line per thread) and a few words, not one arena or zone per model.
     const nm = await runOk("nm", ["-S", "--defined-only", join(work.dir, "cli", "libmodels.a")]);
     const data = [...nm.matchAll(/^[0-9a-f]+ ([0-9a-f]+) [bBdD] (\w+)$/gm)].map((x) => [x[2], parseInt(x[1], 16)] as const);
     const bytes = Object.fromEntries(data);
     expect(bytes.edgec_arena).toBe(manifest.arenaBytes);
     expect(bytes.edgec_zone).toBe(manifest.weightsZoneBytes);
-    expect(data.reduce((s, [, n]) => s + n, 0)).toBeLessThan(manifest.arenaBytes + manifest.weightsZoneBytes! + 256);
+    const sum = (xs: (readonly [string, number])[]) => xs.reduce((s, [, n]) => s + n, 0);
+    const inPool = (n: string) => /^edgec_(pool|parts)/.test(n);
+    const pool = data.filter(([n]) => inPool(n));
+    expect(sum(pool)).toBeLessThanOrEqual(2 * (256 + 64 * availableParallelism()));
+    expect(sum(data.filter(([n]) => !inPool(n) && !/^edgec_(arena|zone)$/.test(n)))).toBeLessThan(128);
 
     const input = join(work.dir, "tfm-input.pb");
     writeFileSync(input, readFileSync(join(MODELS[1].data, "test_data_set_0", "input_0.pb")));
