@@ -263,6 +263,8 @@ interface WindowFold {
   head: (n: Expr, ch: Expr) => Stmt[];
   init: Expr;
   step: (acc: Expr, x: Expr, kh: number, kw: number) => Expr;
+  /** a second accumulator's start and how the two end as one, where the fold allows two (a sum) */
+  pair?: { init: Expr; combine: (a: Expr, b: Expr) => Expr };
 }
 
 /** The most outputs a window op computes on its padded grid at once, in a stack array. */
@@ -380,12 +382,17 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold, pad: number): Stmt
   const slice = padded ? names.next("slice") : "";
   const offset = (kh: number, kw: number) => (((kh * dh) % sh) * sw + ((kw * dw) % sw)) * phaseElems + Math.floor((kh * dh) / sh) * Wq + Math.floor((kw * dw) / sw);
   const tapAt = (base: Expr, kh: number, kw: number, q: Expr): Expr => ({ k: "load", buf: scratch!.buf, idx: add(add(base, q), int(offset(kh, kw))), dtype: "float32" });
+  // The taps of an output without bounds checks go into two accumulators in turn where the fold
+  // allows (a depthwise sum), so that a vector of outputs is two chains of dependent multiply-adds
+  // instead of one of KH·KW: a 5×5 window on a 7×7 map has four vectors of outputs, too few chains
+  // to keep the FMA units busy.
+  const pair = fold.pair && KH * KW >= 8 ? fold.pair : undefined;
   // Slides (slideTaps) pay where unaligned vectors span cache lines (8 lanes and more; NEON's 4
   // load as fast), where the vectors they load are aligned (across rows, not along them), and while
-  // those vectors, the taps and an accumulator fit in registers: MNASNet's 5×5 windows, 4 vectors
+  // those vectors, the taps and the accumulators fit in registers: MNASNet's 5×5 windows, 4 vectors
   // loaded on 7×7 maps, ran 1.4× faster, 6 on 14×14 maps 1.13× slower (min of 8 interleaved runs).
   const loaded = new Set(Array.from({ length: KH * KW }, (_, i) => offset(Math.floor(i / KW), i % KW)).flatMap((t) => (t % L ? [Math.floor(t / L), Math.floor(t / L) + 1] : [t / L])));
-  const slides = wide && L >= 8 && KH * KW + loaded.size + 2 <= c.cpu!.registers;
+  const slides = wide && L >= 8 && KH * KW + loaded.size + (pair ? 3 : 2) <= c.cpu!.registers;
   // Phases no tap reads (dilation a multiple of the stride) are not copied.
   const copy = (n: Expr, ch: Expr, base: Expr): Stmt[] => {
     const out: Stmt[] = [];
@@ -420,6 +427,17 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold, pad: number): Stmt
     }
     return out;
   };
+  const foldTaps = (acc: string, tap: (kh: number, kw: number) => Expr): Stmt[] => {
+    const other = pair ? names.next("acc") : acc;
+    const out: Stmt[] = [let_(acc, "float32", fold.init), ...(pair ? [let_(other, "float32", pair.init)] : [])];
+    for (let kh = 0; kh < KH; kh++)
+      for (let kw = 0; kw < KW; kw++) {
+        const into = (kh * KW + kw) % 2 ? other : acc;
+        out.push(set(into, fold.step(vr(into, "float32"), tap(kh, kw), kh, kw)));
+      }
+    if (pair) out.push(set(acc, pair.combine(vr(acc, "float32"), vr(other, "float32"))));
+    return out;
+  };
   const compute = (n: Expr, ch: Expr, base: Expr): Stmt[] => {
     const row = (oh: Expr, checkRows: boolean): Stmt[] => {
       const cols = (from: number, to: number, checkCols: boolean): Stmt[] => {
@@ -430,6 +448,7 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold, pad: number): Stmt
       };
       const pixel = (ow: Expr, checkCols: boolean): Stmt[] => {
         const acc = names.next("acc");
+        if (padded) return [{ k: "block", body: [...foldTaps(acc, (kh, kw) => tapAt(base, kh, kw, add(mul(oh, int(Wq)), ow))), store(y, [n, ch, oh, ow], vr(acc, "float32"))] }];
         const body: Stmt[] = [let_(acc, "float32", fold.init)];
         for (let kh = 0; kh < KH; kh++)
           for (let kw = 0; kw < KW; kw++) {
@@ -438,7 +457,7 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold, pad: number): Stmt
             const conds: Expr[] = [];
             if (checkRows) conds.push(ge(ih, int(0)), lt(ih, int(H)));
             if (checkCols) conds.push(ge(iw, int(0)), lt(iw, int(W)));
-            const v = padded ? tapAt(base, kh, kw, add(mul(oh, int(Wq)), ow)) : f32(load(x!, [n, ch, ih, iw]));
+            const v = f32(load(x!, [n, ch, ih, iw]));
             const st = set(acc, fold.step(vr(acc, "float32"), v, kh, kw));
             body.push(conds.length ? if_(conds.reduce((a2, b2) => and(a2, b2)), [st]) : st);
           }
@@ -451,11 +470,7 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold, pad: number): Stmt
       const grid = names.next("grid");
       const sums = vectorRun(names, Q, L, (q) => {
         const acc = names.next("acc");
-        const body: Stmt[] = [let_(acc, "float32", fold.init)];
-        for (let kh = 0; kh < KH; kh++)
-          for (let kw = 0; kw < KW; kw++)
-            body.push(set(acc, fold.step(vr(acc, "float32"), tapAt(base, kh, kw, q), kh, kw)));
-        body.push({ k: "store", buf: grid, idx: q, val: vr(acc, "float32") });
+        const body = [...foldTaps(acc, (kh, kw) => tapAt(base, kh, kw, q)), { k: "store", buf: grid, idx: q, val: vr(acc, "float32") } as Stmt];
         return [{ k: "block", body }];
       }, true);
       const i = names.next("oh");
@@ -481,9 +496,7 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold, pad: number): Stmt
         for (let l = 0; l < L; l++) if ((q0 + l) % Wq < OW) mask |= 1 << l;
         const before = Math.floor(q0 / Wq) * OW + Math.min(q0 % Wq, OW);
         const l = names.next("l"), acc = names.next("acc");
-        const body: Stmt[] = [let_(acc, "float32", fold.init)];
-        for (let kh = 0; kh < KH; kh++)
-          for (let kw = 0; kw < KW; kw++) body.push(set(acc, fold.step(vr(acc, "float32"), tapAt(base, kh, kw, add(int(q0), vr(l))), kh, kw)));
+        const body = foldTaps(acc, (kh, kw) => tapAt(base, kh, kw, add(int(q0), vr(l))));
         // The outputs as one run from the first stored: an index past the row is the next row's.
         body.push(store(y, [n, ch, int(0), add(int(before), vr(l))], vr(acc, "float32")));
         const vec = vectorizeLanes(body, l, int(0), L);
@@ -527,6 +540,7 @@ function depthwise(c: LowerCtx): Stmt[] {
     ],
     init: vr(bias, "float32"),
     step: (acc, v, kh, kw) => add(acc, mul(v, vr(taps[kh * KW + kw], "float32"))),
+    pair: { init: cst(0), combine: add },
   }, 0);
 }
 
