@@ -382,15 +382,17 @@ function windowOp(c: LowerCtx, geo: Window, fold: WindowFold, pad: number): Stmt
   const slice = padded ? names.next("slice") : "";
   const offset = (kh: number, kw: number) => (((kh * dh) % sh) * sw + ((kw * dw) % sw)) * phaseElems + Math.floor((kh * dh) / sh) * Wq + Math.floor((kw * dw) / sw);
   const tapAt = (base: Expr, kh: number, kw: number, q: Expr): Expr => ({ k: "load", buf: scratch!.buf, idx: add(add(base, q), int(offset(kh, kw))), dtype: "float32" });
-  // The taps of an output without bounds checks go into two accumulators in turn where the fold
+  // The taps of an output on the padded copy go into two accumulators in turn where the fold
   // allows (a depthwise sum), so that a vector of outputs is two chains of dependent multiply-adds
-  // instead of one of KH·KW: a 5×5 window on a 7×7 map has four vectors of outputs, too few chains
+  // instead of one of KH·KW: a 5×5 window on a 7×7 map has five vectors of outputs, too few chains
   // to keep the FMA units busy.
   const pair = fold.pair && KH * KW >= 8 ? fold.pair : undefined;
   // Slides (slideTaps) pay where unaligned vectors span cache lines (8 lanes and more; NEON's 4
   // load as fast), where the vectors they load are aligned (across rows, not along them), and while
   // those vectors, the taps and the accumulators fit in registers: MNASNet's 5×5 windows, 4 vectors
-  // loaded on 7×7 maps, ran 1.4× faster, 6 on 14×14 maps 1.13× slower (min of 8 interleaved runs).
+  // loaded on 7×7 maps, ran 1.4× faster, 6 on 14×14 maps 1.13× slower (min of 8 interleaved runs,
+  // one accumulator; with two, the 7×7 ones fill AVX-512's 32 registers and took 0.053 ms each
+  // against 0.067 with one).
   const loaded = new Set(Array.from({ length: KH * KW }, (_, i) => offset(Math.floor(i / KW), i % KW)).flatMap((t) => (t % L ? [Math.floor(t / L), Math.floor(t / L) + 1] : [t / L])));
   const slides = wide && L >= 8 && KH * KW + loaded.size + (pair ? 3 : 2) <= c.cpu!.registers;
   // Phases no tap reads (dilation a multiple of the stride) are not copied.
