@@ -46,6 +46,8 @@ interface Case {
   slides?: (lanes: number) => boolean;
   /** whether, with vectors of this many lanes, a window op spreads each channel onto its grid and packs the grid's outputs into rows (AVX-512 only) */
   packs?: (lanes: number) => boolean;
+  /** whether a window op sums its taps into two accumulators in turn (a depthwise window of 8 taps or more on its padded copy) */
+  pairs?: boolean;
   /** whether a max pool folds its window rows into scratch rows (zeroed past the map's width), then takes the columns from them */
   separable?: boolean;
   /** whether, with vectors of this many lanes, a same-size convolution packs its taps from the input as it is, in vectors (no padded copy) */
@@ -103,12 +105,12 @@ const CASES: Case[] = [
   { name: "conv, dilation, no padding", op: "Conv", x: [1, 3, 12, 12], w: [9, 3, 3, 2], bias: [9], attrs: [attr.ints("dilations", [2, 3])] },
   { name: "depthwise 3x3 stride 1", op: "Conv", x: [1, 6, 20, 37], w: [6, 1, 3, 3], bias: [6], attrs: [attr.i("group", 6), attr.ints("pads", [1, 1, 1, 1])] },
   { name: "depthwise 3x3 stride 1, narrow map (half and quarter vectors)", op: "Conv", x: [1, 5, 9, 14], w: [5, 1, 3, 3], bias: [5], attrs: [attr.i("group", 5), attr.ints("pads", [1, 1, 1, 1])] },
-  { name: "depthwise 5x5 stride 1 on a 7x7 map (padded copy, vectors across rows)", slides: (lanes) => lanes === 16, op: "Conv", x: [1, 6, 7, 7], w: [6, 1, 5, 5], bias: [6], attrs: [attr.i("group", 6), attr.ints("pads", [2, 2, 2, 2])] },
+  { name: "depthwise 5x5 stride 1 on a 7x7 map (padded copy, vectors across rows)", slides: (lanes) => lanes === 16, pairs: true, op: "Conv", x: [1, 6, 7, 7], w: [6, 1, 5, 5], bias: [6], attrs: [attr.i("group", 6), attr.ints("pads", [2, 2, 2, 2])] },
   // Rows 5 wide on a grid 7 wide: each vector of outputs packs the lanes of 2–3 rows (dscnn_kws's layers).
-  { name: "depthwise 3x3 stride 1 on a 25x5 map (spread onto the grid, packed out of it)", packs: (lanes) => lanes === 16, op: "Conv", x: [1, 16, 25, 5], w: [16, 1, 3, 3], bias: [16], attrs: [attr.i("group", 16), attr.ints("pads", [1, 1, 1, 1])] },
+  { name: "depthwise 3x3 stride 1 on a 25x5 map (spread onto the grid, packed out of it)", packs: (lanes) => lanes === 16, pairs: true, op: "Conv", x: [1, 16, 25, 5], w: [16, 1, 3, 3], bias: [16], attrs: [attr.i("group", 16), attr.ints("pads", [1, 1, 1, 1])] },
   { name: "depthwise 3x3 stride 1, dilation 2, asymmetric pads on a 10x9 map", packs: (lanes) => lanes === 16, op: "Conv", x: [1, 3, 10, 9], w: [3, 1, 3, 3], attrs: [attr.i("group", 3), attr.ints("pads", [2, 1, 1, 2]), attr.ints("dilations", [2, 2])] },
   // Padding reads as −∞: the spread vectors' other lanes take it.
-  { name: "max pool 3x3 stride 1, pads 1 on a 9x7 map", packs: (lanes) => lanes === 16, op: "MaxPool", x: [1, 5, 9, 7], attrs: [attr.ints("kernel_shape", [3, 3]), attr.ints("pads", [1, 1, 1, 1])] },
+  { name: "max pool 3x3 stride 1, pads 1 on a 9x7 map", packs: (lanes) => lanes === 16, pairs: false, op: "MaxPool", x: [1, 5, 9, 7], attrs: [attr.ints("kernel_shape", [3, 3]), attr.ints("pads", [1, 1, 1, 1])] },
   { name: "max pool 2x2 stride 2 on a 9x8 map (stride phases: not packed)", packs: () => false, separable: false, op: "MaxPool", x: [1, 3, 9, 8], attrs: [attr.ints("kernel_shape", [2, 2]), attr.ints("strides", [2, 2])] },
   // Maps too large for a padded copy: rows folded, then columns, with no copy; the last window hangs off the map.
   { name: "max pool 3x3 stride 2, pads 1, ceil mode, on two 75x77 maps (separable)", separable: true, seed: 1, op: "MaxPool", x: [2, 3, 75, 77], attrs: [attr.ints("kernel_shape", [3, 3]), attr.ints("strides", [2, 2]), attr.ints("pads", [1, 1, 1, 1]), attr.i("ceil_mode", 1)] },
@@ -181,6 +183,7 @@ describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName)
       ex(/^\s+edgec_vstore\d+\(scratch_\w+ \+ .*, edgec_vspread\d+\(/m.test(source), "spreads each channel onto its grid").toBe(packs);
       ex(/^\s+edgec_vpack\d+\(/m.test(source), "packs the grid's outputs into rows").toBe(packs);
     }
+    if (c.pairs !== undefined) ex(/\bacc\d+ = \(acc\d+ \+ acc\d+\);/.test(source), "sums its taps into two accumulators").toBe(c.pairs);
     if (c.separable !== undefined) ex(/^\s+edgec_vstore\d+\(scratch_k\d+ \+ .*, edgec_splat\d+\(0\.0f\)\);$/m.test(source), "folds its window rows into scratch").toBe(c.separable);
     if (c.flat) ex(/edgec_vload\d+\(in_x \+ /.test(source), "packs its taps from the input in vectors").toBe(c.flat(loadTarget(targetName).vectorBytes / 4));
     if (c.narrowLast !== undefined) {
