@@ -19,6 +19,7 @@ import { inferShapes } from "../graph/passes/infer-shapes.js";
 import { planMemory, type MemoryPlan } from "../graph/passes/plan-memory.js";
 import { convInPlace, keepNeeded, marked } from "../graph/passes/conv-in-place.js";
 import { rewriteConcat, rewrittenConcats } from "../graph/passes/rewrite-concat.js";
+import { madeIn, reassociateSums, sumTrees } from "../graph/passes/reassociate-sums.js";
 import { DEFAULT_TIME_LIMIT_MS, scheduleMemory, type ScheduleInfo, type Scheduled } from "../graph/passes/schedule-memory.js";
 import { printGraph } from "../graph/print.js";
 import { verifyGraph } from "../graph/verify.js";
@@ -102,6 +103,12 @@ type GraphPass = {
    * the best of the others, as a whenPeakDrops pass is.
    */
   alternatives?: (g: Graph, ran: Graph, opts?: GraphPassOptions) => { graph: Graph; rewrite?: string }[];
+  /**
+   * a rewrite guided by the order the rest of the pipeline schedules g in (without it, then with
+   * it, while the peak keeps dropping, at most MAX_REORDERS times), on graphs it `applies` to; kept
+   * only when the peak drops
+   */
+  fromSchedule?: { applies: (g: Graph) => boolean; run: (g: Graph, scheduled: Scheduled) => Graph };
 };
 
 /** What graph passes are told of the target (see cpuFusionsOn). */
@@ -124,6 +131,7 @@ export const GRAPH_PASSES: GraphPass[] = [
   { name: "fold-batchnorm", run: foldBatchnorm, fusion: true },
   { name: "pool-slices", run: poolSlices, fusion: true },
   { name: "split-slices", run: splitSlices, fusion: true },
+  { name: "reassociate-sums", run: (g) => g, fromSchedule: { applies: (g) => sumTrees(g).length > 0, run: (g, s) => reassociateSums(g, madeIn(s)) } },
   { name: "rewrite-concat", run: (g) => rewriteConcat(g), whenPeakDrops: true, each: { places: rewrittenConcats, only: rewriteConcat } },
   // A concat view's buffer is live whole from its first slice on, which can raise the peak above
   // copying the slices in (see select-fusion): fusion without them is scheduled too. So is fusion
@@ -196,6 +204,9 @@ export function backendFor(t: Target): Backend<unknown> {
   return BACKENDS[t.backend];
 }
 
+/** Schedules a fromSchedule pass's rewrite is tried on, at most (each from the one before). */
+const MAX_REORDERS = 3;
+
 /** Branches passed over that runGraphPasses plans, at most, when the chosen one's plan misses its lower bound. */
 const MAX_REPLANS = 3;
 
@@ -226,7 +237,7 @@ function inferAndFold(g: Graph): Graph {
  */
 export function unfusedGraph(g: Graph): Graph {
   g = inferAndFold(g);
-  for (const p of rest) if (!p.fusion && !p.whenPeakDrops) g = p.run(g);
+  for (const p of rest) if (!p.fusion && !p.whenPeakDrops && !p.fromSchedule) g = p.run(g);
   verifyGraph(g);
   return g;
 }
@@ -252,6 +263,26 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
     const dumps = [...before];
     for (const [i, p] of passes.entries()) {
       if (p.fusion && opts.fuse === false) continue;
+      if (p.fromSchedule && !p.fromSchedule.applies(g)) {
+        dumps.push([p.name, want(p.name) ? printGraph(g) + "// nothing to reorder\n" : ""]);
+        continue;
+      }
+      if (p.fromSchedule) {
+        const bare = finish(g, passes.slice(i + 1), [], share / 2);
+        const tries: Done[] = [];
+        let best = bare;
+        for (let graph = g; tries.length < MAX_REORDERS; ) {
+          const tried = p.fromSchedule.run(graph, best.g);
+          if (tried === graph) break;
+          const yes = finish(tried, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(tried) : ""]], share / 2);
+          tries.push(yes);
+          if (yes.g.schedule.peakBytes >= best.g.schedule.peakBytes) break;
+          [best, graph] = [yes, tried];
+        }
+        const no = after([...dumps, [p.name, `// not applied: peak ${bare.g.schedule.peakBytes} bytes without it${tries.length ? `, ${Math.min(...tries.map((t) => t.g.schedule.peakBytes))} with it` : ""}\n`]], bare);
+        const over = tries.filter((t) => t !== best).map((t) => tagged(t, p.name));
+        return best === bare ? passing(no, over) : passing(rewritten(best, no, p.name), over);
+      }
       if (p.whenPeakDrops) {
         const tried = p.run(g, opts);
         if (tried === g) continue;
