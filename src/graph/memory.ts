@@ -45,14 +45,37 @@ const elementwise = (n: Node) => !!ELEMENTWISE_OPS[n.op];
 function overwritable(g: Graph, n: Node, v: string): boolean {
   const vs = g.values.get(v)!, os = g.values.get(n.outputs[0])!;
   const conv = anchorOf(n);
-  const inPlace = conv.op === "Conv" && attrNum(conv, "inPlace", 0) === 1 && conv.inputs[0] === v;
+  const source = conv.op === "Conv" && attrNum(conv, "inPlace", 0) === 1 ? convSource(g, n) : undefined;
+  const inPlace = source?.value === v;
+  const ownReader = (m: Node) => inPlace && (m === conv || source.prologue.includes(m));
   const readers = n.fused ? n.fused.body.filter((m) => m.inputs.includes(v)) : [n];
   // A 1×1 convolution in place may change the channel count: it alone reads its input then.
-  if (!sameShape(vs.shape!, os.shape!) || DTYPES[vs.dtype].bytes !== DTYPES[os.dtype].bytes) return inPlace && readers.every((m) => m === conv);
+  if (!sameShape(vs.shape!, os.shape!) || DTYPES[vs.dtype].bytes !== DTYPES[os.dtype].bytes) return readers.every(ownReader);
   if (!n.fused) return elementwise(n) || inPlace;
   const f = n.fused;
   if (f.body.every(elementwise)) return true;
-  return readers.every((m) => (elementwise(m) && f.epilogue.includes(m.name)) || (m === conv && inPlace));
+  return readers.every((m) => (elementwise(m) && f.epilogue.includes(m.name)) || ownReader(m));
+}
+
+/**
+ * Where the convolution of kernel n reads its input from: the value in memory (`value`) and the
+ * elementwise ops inlined between it and the Conv (`prologue`, nearest the Conv first), each of one
+ * computed input of its own shape and read only by the next. Undefined when the kernel computes
+ * the input any other way.
+ */
+export function convSource(g: Graph, n: Node): { value: string; prologue: Node[] } | undefined {
+  const conv = anchorOf(n);
+  const body = n.fused?.body ?? [];
+  const prologue: Node[] = [];
+  for (let v = conv.inputs[0], next = conv; ; ) {
+    const p = body.find((m) => m.outputs.includes(v));
+    if (!p) return { value: v, prologue };
+    const from = p.inputs.filter((i) => i && !g.values.get(i)?.data);
+    if (!elementwise(p) || from.length !== 1 || !sameShape(g.values.get(from[0])!.shape!, g.values.get(v)!.shape!)) return undefined;
+    if (g.values.get(from[0])!.dtype !== g.values.get(v)!.dtype || body.some((m) => m !== next && m.inputs.includes(v))) return undefined;
+    prologue.push(p);
+    [v, next] = [from[0], p];
+  }
 }
 
 export function memoryModel(g: Graph): MemoryModel {

@@ -12,6 +12,7 @@ import { fuse } from "../../src/graph/passes/fuse.js";
 import { inferShapes } from "../../src/graph/passes/infer-shapes.js";
 import { memoryModel } from "../../src/graph/memory.js";
 import { loadTarget } from "../../src/target/load.js";
+import { expectLikeOrt } from "../helpers/against-ort.js";
 import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
 
 let seed = 5;
@@ -93,6 +94,46 @@ describe("fuse with memoryFirst", () => {
     const cmp = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
     expect(cmp.pass, `max abs error ${cmp.maxAbs}`).toBe(true);
   });
+
+  for (const second of ["pointwise", "depthwise"] as const) {
+    it(`inlines a Relu into the Conv that reads it, which may still run in place over the Relu's input (${second}), on x86 and NEON`, async () => {
+      // s is read by two pre-activation convolutions (Relu → Conv, as a DARTS cell's preprocessing
+      // reads the cell before it): a 1×1 one (16 → 4 channels), and the second, a 1×1 one or a
+      // depthwise 3×3 one followed by a 1×1 one (16 → 4). A stored Relu of s holds s and itself at
+      // once; inlined, each Conv reads s, the second writing over it.
+      const hw = 10, u = hw * hw * 4;
+      const file = work.write(`preact-${second}.onnx`, modelBytes({
+        inputs: [valueInfo("x", T.FLOAT, [1, 8, hw, hw])],
+        initializers: [weight("ws", [16, 8, 1, 1]), weight("wa", [4, 16, 1, 1]), weight("ba", [4]), weight("wb", [4, 16, 1, 1]), weight("wd", [16, 1, 3, 3])],
+        nodes: [
+          node("Conv", ["x", "ws"], ["s"]),
+          node("Relu", ["s"], ["r1"]),
+          node("Conv", ["r1", "wa", "ba"], ["a"]),
+          node("Relu", ["s"], ["r2"]),
+          ...(second === "pointwise"
+            ? [node("Conv", ["r2", "wb"], ["b"])]
+            : [node("Conv", ["r2", "wd"], ["d"], [attr.i("group", 16), pad1[0]]), node("Conv", ["d", "wb"], ["b"])]),
+          node("Add", ["a", "b"], ["y"]),
+        ],
+        outputs: [valueInfo("y", T.FLOAT)],
+      }));
+      const p = runGraphPasses(importOnnx(file).graph, { inPlaceConvs: { threads: 2 } });
+      expect(p.schedule.rewrites).toEqual(["fuse (memory-first)", "conv-in-place"]);
+      expect(p.nodes.filter((n) => n.op === "Relu")).toEqual([]);
+      // Both Convs that read s compute their Relu themselves.
+      expect(p.nodes.filter((n) => n.fused?.body.map((m) => m.op).join() === "Relu,Conv" && n.inputs.includes("s"))).toHaveLength(2);
+      // Before the rewrites: s, its Relu and the first Conv's result.
+      expect(p.schedule.dpPeakBytes).toBe(36 * u);
+      expect(p.schedule.peakBytes).toBe(20 * u);
+      expect(p.memory.arenaBytes).toBe(20 * u);
+      // The second Conv writes over s, which it reads through its Relu (and the 1×1 after a depthwise one over its result).
+      expect(Object.values(p.memory.inPlace).sort()).toEqual(second === "pointwise" ? ["s"] : ["d", "s"]);
+      for (const target of ["host", "rpi4"]) {
+        const dir = join(work.dir, `preact-${second}-${target}`);
+        await expectLikeOrt(file, dir, Float32Array.from(rand(8 * hw * hw)), [1, 8, hw, hw], ["y"], { target: loadTarget(target) });
+      }
+    });
+  }
 
   it("is not kept where it does not lower the peak: a two-input residual Add stays a Conv epilogue", () => {
     const bytes = modelBytes({

@@ -1,7 +1,7 @@
 import { ELEMENTWISE_OPS } from "../ops/elementwise.js";
 import { convGeometry } from "../ops/nn.js";
 import { anchorOf, attrNum, type Graph, type Node } from "../ir.js";
-import { memoryModel, reusedInput, savedBy, simulate } from "../memory.js";
+import { convSource, memoryModel, reusedInput, savedBy, simulate } from "../memory.js";
 import type { Scheduled } from "./schedule-memory.js";
 
 /**
@@ -75,23 +75,26 @@ export function keepNeeded(g: Scheduled): { g: Scheduled; left: boolean } {
  * Which kind of convolution in place kernel n can run, if any: "same" for a depthwise or 1×1 Conv
  * whose output has its input's shape, "channels" for a 1×1 one of one image changing the channel
  * count. Either way the Conv (float32, 2-D, stride 1, constant weights and bias) reads a computed
- * tensor x (not the graph's input) that the kernel does not compute itself, and the kernel's other
- * members are elementwise ops on its result (a SiLU's Sigmoid and Mul; no banded pool or stitched
- * reduction), of which those that read x are its epilogue, which reads x at the output's index
- * (none may when the channels change). A depthwise one also has more than one channel (a single
- * one is lowered as a plain convolution, whose tiles gather past their own pixels), rows at least
- * 4 wide (its copy moves a vector of them at a time), and at least two channels per thread: on a
- * large map its copy, a padded channel per thread, is scratch the convolution would not need
- * otherwise, and must cost well under the tensor it saves.
+ * tensor x (not the graph's input) that the kernel does not compute itself, or only through
+ * elementwise ops inlined before it (convSource: the copy or packing computes them), and the
+ * kernel's other members are elementwise ops on its result (a SiLU's Sigmoid and Mul; no banded
+ * pool or stitched reduction), of which those that read x are its epilogue, which reads x at the
+ * output's index (none may when the channels change). A depthwise one also has more than one
+ * channel (a single one is lowered as a plain convolution, whose tiles gather past their own
+ * pixels), rows at least 4 wide (its copy moves a vector of them at a time), and at least two
+ * channels per thread: on a large map its copy, a padded channel per thread, is scratch the
+ * convolution would not need otherwise, and must cost well under the tensor it saves.
  */
 function fits(g: Graph, n: Node, threads: number, root: (v: string) => string): "same" | "channels" | undefined {
   const conv = anchorOf(n);
   if (conv.op !== "Conv" || n.outputs.length !== 1) return undefined;
   const f = n.fused;
-  const reads = (m: Node) => m.inputs.includes(conv.inputs[0]);
-  if (f && f.body.some((m) => m.outputs.includes(conv.inputs[0]))) return undefined;
-  if (f && !f.body.every((m) => m === conv || (ELEMENTWISE_OPS[m.op] && (!reads(m) || f.epilogue.includes(m.name))))) return undefined;
-  const x = g.values.get(conv.inputs[0])!, w = g.values.get(conv.inputs[1])!, y = g.values.get(n.outputs[0])!;
+  const source = convSource(g, n);
+  if (!source) return undefined;
+  const own = (m: Node) => m === conv || source.prologue.includes(m);
+  const reads = (m: Node) => m.inputs.includes(source.value);
+  if (f && !f.body.every((m) => own(m) || (ELEMENTWISE_OPS[m.op] && (!reads(m) || f.epilogue.includes(m.name))))) return undefined;
+  const x = g.values.get(source.value)!, w = g.values.get(conv.inputs[1])!, y = g.values.get(n.outputs[0])!;
   if (x.data || g.inputs.includes(x.name) || !w.data || conv.inputs.slice(2).some((b) => b && !g.values.get(b)!.data)) return undefined;
   if (x.shape?.length !== 4 || !w.shape || !y.shape || [x, w, y].some((t) => t.dtype !== "float32")) return undefined;
   if (y.shape.length !== 4 || !x.shape.every((d, i) => i === 1 || d === y.shape![i])) return undefined;
@@ -103,5 +106,5 @@ function fits(g: Graph, n: Node, threads: number, root: (v: string) => string): 
   const pointwise = group === 1 && geo.kernel.every((k) => k === 1) && [...geo.padsBegin, ...geo.padsEnd].every((p) => p === 0);
   if (depthwise || (pointwise && w.shape[0] === C)) return "same";
   // Nothing else may read x's memory, under its name or a View's (`root`): an epilogue can broadcast a View.
-  return pointwise && N === 1 && !f?.body.some((m) => m !== conv && m.inputs.some((v) => v && root(v) === root(x.name))) ? "channels" : undefined;
+  return pointwise && N === 1 && !f?.body.some((m) => !own(m) && m.inputs.some((v) => v && root(v) === root(x.name))) ? "channels" : undefined;
 }

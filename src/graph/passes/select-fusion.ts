@@ -103,7 +103,11 @@ export interface FusionOptions {
    * of an Add chain) are never inlined into their readers, and no epilogue reads a
    * computed tensor besides its kernel's result: the scheduler can then run each join as soon as
    * its inputs exist and free them one by one. A Concat stays inlined: stored, it would need all
-   * its inputs at once all the same, and its own buffer besides.
+   * its inputs at once all the same, and its own buffer besides. And an elementwise op of stored
+   * tensors read by a Conv (the Relu of a pre-activation block, whose input other nodes read too)
+   * is inlined into it at up to MAX_COST.few ops per element, so it is never stored: the convolution's
+   * lowering computes it where it copies or packs its input, once or a few times per element, and
+   * may still run in place over the tensor it is computed from (conv-in-place).
    */
   memoryFirst?: boolean;
 }
@@ -166,7 +170,9 @@ export function selectFusion(g: Graph, opts: FusionOptions = {}): FusionDecision
       if (opts.memoryFirst && isElementwise(n) && stored(n, inlined).size >= 2) continue;
       if (!readers.length || readers.length > MAX_SHARING || readers.some((r) => aliases.has(r.name))) continue;
       const c = own + n.inputs.reduce((s, i) => s + (inlined.has(i) ? cost.get(i)! : 0), 0);
-      const limit = Math.min(...readers.map((r) => MAX_COST[reads(r.op)]));
+      // For memory, an op of stored tensors inlined into the Conv reading it (a prologue, see memoryFirst).
+      const prologue = (r: Node) => opts.memoryFirst && r.op === "Conv" && r.inputs[0] === out && !r.inputs.slice(1).includes(out) && !n.inputs.some((i) => inlined.has(i));
+      const limit = Math.min(...readers.map((r) => (prologue(r) ? MAX_COST.few : MAX_COST[reads(r.op)])));
       if (c > limit) continue;
       inlined.add(out);
       cost.set(out, c);
