@@ -40,7 +40,8 @@ const elementwise = (n: Node) => !!ELEMENTWISE_OPS[n.op];
  * element at the same flat index only, read before that element is stored. True for plain
  * elementwise kernels, for groups made only of elementwise ops, and for a value read only by the
  * epilogue of a fused kernel (a residual Add on a Conv or MatMul result); and for the input of a
- * Conv that convInPlace marked, whose lowering reads what it overwrites before it stores there.
+ * Conv that convInPlace marked, or the tensor it reads through inlined elementwise ops
+ * (convSource), whose lowering reads what it overwrites before it stores there.
  */
 function overwritable(g: Graph, n: Node, v: string): boolean {
   const vs = g.values.get(v)!, os = g.values.get(n.outputs[0])!;
@@ -49,7 +50,7 @@ function overwritable(g: Graph, n: Node, v: string): boolean {
   const inPlace = source?.value === v;
   const ownReader = (m: Node) => inPlace && (m === conv || source.prologue.includes(m));
   const readers = n.fused ? n.fused.body.filter((m) => m.inputs.includes(v)) : [n];
-  // A 1×1 convolution in place may change the channel count: it alone reads its input then.
+  // A 1×1 convolution in place may change the channel count: only it (and its prologue) reads its input then.
   if (!sameShape(vs.shape!, os.shape!) || DTYPES[vs.dtype].bytes !== DTYPES[os.dtype].bytes) return readers.every(ownReader);
   if (!n.fused) return elementwise(n) || inPlace;
   const f = n.fused;
@@ -60,8 +61,8 @@ function overwritable(g: Graph, n: Node, v: string): boolean {
 /**
  * Where the convolution of kernel n reads its input from: the value in memory (`value`) and the
  * elementwise ops inlined between it and the Conv (`prologue`, nearest the Conv first), each of one
- * computed input of its own shape and read only by the next. Undefined when the kernel computes
- * the input any other way.
+ * input that is not a constant, of its own shape and dtype, and read only by the next. Undefined
+ * when the kernel computes the input any other way.
  */
 export function convSource(g: Graph, n: Node): { value: string; prologue: Node[] } | undefined {
   const conv = anchorOf(n);

@@ -10,8 +10,9 @@ import { ELEMENTWISE_OPS } from "../ops/elementwise.js";
  * product does), so the terms may be added in the order they are made instead. `made(v)` is the
  * step of a schedule at which value v exists (undefined: not known); each tree of three terms or
  * more (sumTrees) whose order differs from it becomes a chain with its terms in that order, made first added
- * first, where its root was. A term that is an elementwise op of one computed value and constants
- * (a weighted sum's Mul) counts as made when that value is: fused into the sum, it runs there.
+ * first, where its root was. A term that is an elementwise op of one value that is not a constant
+ * (a weighted sum's Mul), or a chain of such ops, counts as made when that value is: fused into the
+ * sum, it runs there.
  * The pipeline schedules the result and keeps it only when the peak drops (see
  * GraphPass.fromSchedule).
  */

@@ -105,9 +105,10 @@ export interface FusionOptions {
    * its inputs exist and free them one by one. A Concat stays inlined: stored, it would need all
    * its inputs at once all the same, and its own buffer besides. And an elementwise op of stored
    * tensors read by a Conv (the Relu of a pre-activation block, whose input other nodes read too)
-   * is inlined into it at up to MAX_COST.few ops per element, so it is never stored: the convolution's
-   * lowering computes it where it copies or packs its input, once or a few times per element, and
-   * may still run in place over the tensor it is computed from (conv-in-place).
+   * is inlined into it, so it is never stored: the convolution's lowering computes it where it
+   * reads its input, once per element where it copies or packs it (a depthwise convolution's
+   * padded copy, a 1×1 one's tiles), once per tap where it gathers (im2col), and may still run in
+   * place over the tensor it is computed from (conv-in-place).
    */
   memoryFirst?: boolean;
 }
