@@ -6,7 +6,7 @@ import { EdgecError } from "../core/diag.js";
 import type { Tensor } from "../core/tensor.js";
 import { npyBytes, readTensorFile, tensorToProto } from "../frontend/onnx/tensor-io.js";
 import { buildArtifact, buildSharedArtifact, modelNames, readManifest } from "../driver/artifact.js";
-import type { PipelineOptions } from "../driver/pipeline.js";
+import type { Optimize, PipelineOptions } from "../driver/pipeline.js";
 import { pickModel, runArtifact } from "../driver/run.js";
 import { verifyModel, verifyModels } from "../driver/verify.js";
 import { specializeInputs } from "../driver/inputs.js";
@@ -53,7 +53,7 @@ const whole = (what: string, min: number) => (v: string) => {
  * forDevice). `several`: an artifact of several models, which the GPU backend cannot build yet, so
  * placement defaults to the target's own backend.
  */
-function pipelineOptions(o: { memoryBudget?: number; scheduleTimeLimit?: number; target?: string; device?: DeviceKind; placement?: DeviceKind; costs?: string; objective?: PipelineOptions["objective"]; inputShape?: Record<string, number[]>; name?: string; dumpIr?: string[]; stopAfter?: string; weights?: string; fuse?: boolean }, here = false, several = false): PipelineOptions {
+function pipelineOptions(o: { optimize?: Optimize; memoryBudget?: number; scheduleTimeLimit?: number; target?: string; device?: DeviceKind; placement?: DeviceKind; costs?: string; objective?: PipelineOptions["objective"]; inputShape?: Record<string, number[]>; name?: string; dumpIr?: string[]; stopAfter?: string; weights?: string; fuse?: boolean }, here = false, several = false): PipelineOptions {
   const target = loadTarget(o.target ?? "host");
   // A target with an OpenCL GPU places each kernel where it runs fastest unless told otherwise.
   const placement = o.placement ?? o.device ?? (o.costs || (!several && target.devices.some((d) => d.kind === "gpu" && d.api === "opencl")) ? "auto" : undefined);
@@ -72,6 +72,7 @@ function pipelineOptions(o: { memoryBudget?: number; scheduleTimeLimit?: number;
     dump: (title, text) => process.stdout.write(`// ----- ${title} -----\n${text}`),
     stopAfter: o.stopAfter as PipelineOptions["stopAfter"],
     memoryBudget: o.memoryBudget,
+    optimize: o.optimize,
     scheduleTimeLimitMs: o.scheduleTimeLimit === undefined ? undefined : o.scheduleTimeLimit * 1000,
   };
 }
@@ -85,6 +86,8 @@ export function parseBytes(what: string) {
   };
 }
 
+const optimizeOpt = () =>
+  new Option("--optimize <goal>", "the graph rewrites that lower peak memory: speed takes those that slow no kernel, memory also fuses for memory at some cost in speed (default: speed, or memory where speed's build is over --memory-budget)").choices(["speed", "memory"]);
 const scheduleOpt = () => new Option("--schedule-time-limit <seconds>", "stop the memory scheduler after this long and use the best order found").argParser(num("--schedule-time-limit"));
 const targetOpt = () => new Option("-t, --target <name>", "target name, alias or JSON file (see `edgec targets`)").default("host");
 const placementOpt = () => new Option("--placement <where>", "run the kernels on the target's CPU, on its OpenCL GPU, or each where the cost model (or --costs) predicts the fastest run; default: auto on targets with an OpenCL GPU; run, verify, bench and conformance use this machine's OpenCL").choices(["cpu", "gpu", "auto"]);
@@ -134,6 +137,7 @@ export function program(): Command {
     .addOption(deviceOpt())
     .requiredOption("-o, --output <dir>", "artifact directory to create")
     .addOption(shapeOpt())
+    .addOption(optimizeOpt())
     .option("--no-fuse", "no fusion: one kernel per ONNX node")
     .option("--memory-budget <bytes>", "fail unless the activation memory (arena and kernel scratch) fits, e.g. 512K or 2M", parseBytes("--memory-budget"))
     .addOption(scheduleOpt())
@@ -170,6 +174,7 @@ export function program(): Command {
     .requiredOption("--output-dir <dir>", "where output_<i>.pb (or .npy) files go")
     .addOption(new Option("--format <fmt>", "output file format").choices(["pb", "npy"]).default("pb"))
     .addOption(shapeOpt())
+    .addOption(optimizeOpt())
     .option("--no-fuse", "no fusion: one kernel per ONNX node")
     .option("--model <name>", "the model to run in an artifact of several")
     .action(async (what: string, o) => {
@@ -206,6 +211,7 @@ export function program(): Command {
     .addOption(objectiveOpt())
     .addOption(deviceOpt())
     .addOption(shapeOpt())
+    .addOption(optimizeOpt())
     .option("--no-fuse", "no fusion: one kernel per ONNX node")
     .addOption(namesOpt())
     .option("--rtol <x>", "relative tolerance", num("--rtol"), 1e-3)
@@ -239,6 +245,7 @@ export function program(): Command {
     .addOption(objectiveOpt())
     .addOption(deviceOpt())
     .addOption(shapeOpt())
+    .addOption(optimizeOpt())
     .option("--no-fuse", "no fusion: one kernel per ONNX node")
     .option("--json", "machine-readable output")
     .option("--memory-plot <file.svg>", "write the live-memory curve per kernel (edgec's order and the graph's own) as an SVG chart")
@@ -259,6 +266,7 @@ export function program(): Command {
     .addOption(objectiveOpt())
     .addOption(deviceOpt())
     .addOption(shapeOpt())
+    .addOption(optimizeOpt())
     .option("--threads <n>", "threads the model runs on (default: the target's cores)", whole("--threads", 1))
     .option("--runs <n>", "timed runs (rounds of 5)", whole("--runs", 1), 20)
     .option("--warmup <n>", "untimed runs first", whole("--warmup", 0), 3)
@@ -281,6 +289,7 @@ export function program(): Command {
     .option("--host <user@host[:port]>", "measure on this device over SSH (the system ssh client) instead of on this machine")
     .option("--runs <n>", "timed runs of each build (medians)", whole("--runs", 2), 20)
     .addOption(shapeOpt())
+    .addOption(optimizeOpt())
     .option("--no-fuse", "no fusion: one kernel per ONNX node")
     .option("-F, --ssh-config <file>", "ssh configuration file instead of ~/.ssh/config")
     .option("--ssh-option <opt>", "extra ssh option, e.g. ProxyJump=bastion (repeatable)", (v: string, a: string[] = []) => [...a, v])

@@ -52,7 +52,7 @@ const bindKey = (bind: Record<string, Tensor> = {}) =>
 function cacheKey(models: string[], opts: PipelineOptions, perModel?: unknown): string {
   const h = createHash("sha256");
   for (const m of models) h.update(readFileSync(m));
-  const o = { v: VERSION, target: opts.target, shapes: opts.inputShapes, bind: bindKey(opts.bind), name: opts.name, weights: opts.weights, fuse: opts.fuse, cpuFusions: opts.cpuFusions, stop: opts.stopAfter, cflags: opts.extraCflags, budget: opts.memoryBudget, scheduleMs: opts.scheduleTimeLimitMs, placement: opts.placement, costs: opts.costs, objective: opts.objective, profile: opts.profile, perModel };
+  const o = { v: VERSION, target: opts.target, shapes: opts.inputShapes, bind: bindKey(opts.bind), name: opts.name, weights: opts.weights, fuse: opts.fuse, cpuFusions: opts.cpuFusions, stop: opts.stopAfter, cflags: opts.extraCflags, budget: opts.memoryBudget, scheduleMs: opts.scheduleTimeLimitMs, placement: opts.placement, costs: opts.costs, objective: opts.objective, optimize: opts.optimize, profile: opts.profile, perModel };
   return h.update(JSON.stringify(o)).update(compilerHash()).digest("hex");
 }
 

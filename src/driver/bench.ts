@@ -41,6 +41,8 @@ export interface BenchResult {
   model: string;
   target: string;
   threads: number;
+  /** the CPUs edgec (and onnxruntime) ran on, as taskset's list; unset: any */
+  cpus?: string;
   runs: number;
   /** per inference; in streams of `stream` inferences when set (--objective throughput) */
   medianMs: number;
@@ -67,6 +69,8 @@ export interface BenchResult {
   ortEngine?: OrtEngine;
   ortMedianMs?: number;
   ortMinMs?: number;
+  /** the CPUs the onnxruntime process could run on, as Linux lists them ("0", "0-1") */
+  ortCpus?: string;
   /** peak RSS of the onnxruntime process, Node itself included (ortNodeRssKb of it before onnxruntime loaded) */
   ortMaxRssKb?: number;
   ortNodeRssKb?: number;
@@ -222,14 +226,28 @@ async function measurePeak(t: Target): Promise<number> {
 /** onnxruntime-web for WebAssembly targets (its wasm backend, in Node), onnxruntime-node for the rest. */
 export const ortEngine = (t: Target): OrtEngine => (t.backend === "wasm" ? "onnxruntime-web" : "onnxruntime-node");
 
+/**
+ * The CPUs a run on fewer threads than this machine has CPUs is held to, edgec's and onnxruntime's
+ * alike (the first `threads`, with taskset; none where it is missing): the cores of a virtual
+ * machine can differ in speed, and each process would land on any of them. On the 2-vCPU
+ * development machine, squeezenet1_1_c10_64's harness on one thread took 0.256–0.259 ms on CPU 0
+ * and 0.222–0.226 on CPU 1, three alternating runs each (2026-12-07).
+ */
+function pinFor(threads: number): string | undefined {
+  if (threads >= cpus().length || process.platform !== "linux" || !existsSync("/usr/bin/taskset")) return undefined;
+  return threads === 1 ? "0" : `0-${threads - 1}`;
+}
+
 /** A forked ort-worker: one request at a time, its reply or its death. */
 class OrtProcess {
   private readonly child: ChildProcess;
   private stderr = "";
 
-  constructor() {
+  /** `cpus`: the CPUs it may run on, as taskset's list */
+  constructor(cpus?: string) {
     const worker = join(dirname(fileURLToPath(import.meta.url)), "ort-worker.js");
-    this.child = fork(worker, [], { serialization: "advanced", stdio: ["ignore", "ignore", "pipe", "ipc"] });
+    const pin = cpus ? { execPath: "taskset", execArgv: ["-c", cpus, process.execPath, ...process.execArgv] } : {};
+    this.child = fork(worker, [], { serialization: "advanced", stdio: ["ignore", "ignore", "pipe", "ipc"], ...pin });
     this.child.stderr!.on("data", (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-2000)));
   }
 
@@ -274,6 +292,7 @@ class OrtProcess {
 export async function benchModel(model: string, o: BenchOptions): Promise<BenchResult> {
   if (!existsSync(model)) throw new EdgecError(`${model}: no such file`);
   const threads = o.threads ?? (o.target.cores || cpus().length);
+  const pinned = pinFor(threads);
   const inputs = randomInputs(model, o.inputShapes);
   const spec = specializeInputs(model, inputs, o.inputShapes);
   const macs = countMacs(unfusedGraph(importOnnx(model, { inputShapes: spec.inputShapes, bind: spec.bind }).graph));
@@ -283,14 +302,14 @@ export async function benchModel(model: string, o: BenchOptions): Promise<BenchR
     const { dir, manifest } = await buildArtifact(model, o.buildDir ?? join(tmp!, "artifact"), { ...o, inputShapes: spec.inputShapes, bind: spec.bind });
     const peak = await peakGflops(o.target);
     let ortOut: Record<string, Tensor> | undefined;
-    let nodeRssKb: number | undefined;
+    let nodeRssKb: number | undefined, ortCpus: string | undefined;
     if (o.compareOrt) {
-      ort = new OrtProcess();
-      ({ outputs: ortOut, nodeRssKb } = await ort.request({ op: "load", engine: ortEngine(o.target), model, threads, warmup: o.warmup, warmupMs: WARMUP_MS, inputs }, "loaded"));
+      ort = new OrtProcess(pinned);
+      ({ outputs: ortOut, nodeRssKb, cpus: ortCpus } = await ort.request({ op: "load", engine: ortEngine(o.target), model, threads, warmup: o.warmup, warmupMs: WARMUP_MS, inputs }, "loaded"));
     }
     // A pipeline's throughput shows only in a stream: time each inference of streams of STREAM.
     const stream = o.objective === "throughput" ? STREAM : undefined;
-    const edgec = (runs: number, at = dir) => runArtifact(at, spec.runInputs, runs, { threads, warmupMs: WARMUP_MS, stream });
+    const edgec = (runs: number, at = dir) => runArtifact(at, spec.runInputs, runs, { threads, warmupMs: WARMUP_MS, stream, cpus: pinned });
     const unfused = o.compareUnfused
       ? (await buildArtifact(model, `${o.buildDir ?? join(tmp!, "artifact")}-unfused`, { ...o, fuse: false, inputShapes: spec.inputShapes, bind: spec.bind })).dir
       : undefined;
@@ -320,6 +339,7 @@ export async function benchModel(model: string, o: BenchOptions): Promise<BenchR
       model,
       target: o.target.name,
       threads,
+      cpus: pinned,
       runs: rounds * perRound,
       medianMs,
       minMs: Math.min(...mins),
@@ -351,7 +371,7 @@ export async function benchModel(model: string, o: BenchOptions): Promise<BenchR
         ortOut[spec.name] ? compare(spec.name, last.outputs[i], ortOut[spec.name], BENCH_TOLERANCE) : { name: spec.name, maxAbs: Infinity, maxRel: Infinity, pass: false, why: "onnxruntime has no such output" },
       );
       const ortMedianMs = median(ortMs);
-      Object.assign(result, { ortEngine: ortEngine(o.target), ortMedianMs, ortMinMs: Math.min(...ortMs), ortMaxRssKb, ortNodeRssKb: nodeRssKb, ratio: medianMs / ortMedianMs, agree: checks.every((c) => c.pass), checks });
+      Object.assign(result, { ortEngine: ortEngine(o.target), ortMedianMs, ortMinMs: Math.min(...ortMs), ortMaxRssKb, ortNodeRssKb: nodeRssKb, ortCpus, ratio: medianMs / ortMedianMs, agree: checks.every((c) => c.pass), checks });
     }
     return result;
   } finally {
@@ -369,7 +389,7 @@ const ms = (x: number) => x.toFixed(x < 10 ? 3 : 2);
 
 export function formatBench(r: BenchResult): string {
   const lines = [
-    `model        ${r.model} on ${r.target}, ${r.threads} thread${r.threads === 1 ? "" : "s"}, ${r.runs} runs`,
+    `model        ${r.model} on ${r.target}, ${r.threads} thread${r.threads === 1 ? "" : "s"}${r.cpus ? ` on CPU ${r.cpus}` : ""}, ${r.runs} runs`,
     ...(r.device ? [`device       OpenCL ${r.device}${r.device.includes("(not a GPU)") ? ": a CPU emulating the GPU, so this is not a GPU's latency" : ""}`] : []),
     `edgec        median ${ms(r.medianMs)} ms, min ${ms(r.minMs)} ms${r.stream ? ` per inference in streams of ${r.stream} (run_stream)` : ""}, peak RSS ${mib(r.maxRssKb)} MiB`,
     ...(r.unfusedMedianMs !== undefined ? [`unfused      median ${ms(r.unfusedMedianMs)} ms (--no-fuse): fused / unfused ${r.fusedRatio!.toFixed(2)}`] : []),

@@ -4,7 +4,7 @@ import { bytesMoved, countMacs } from "../graph/cost.js";
 import { isAlias } from "../graph/ir.js";
 import { checkCosts, fileSha256 } from "./costs.js";
 import { partitionDevices, type Placement } from "../graph/passes/partition-devices.js";
-import { cpuFusionsOn, inPlaceConvsOn, measuredLine, predictedLine, runGraphPasses, unfusedGraph, type PipelineOptions } from "./pipeline.js";
+import { cpuFusionsOn, inPlaceConvsOn, measuredLine, predictedLine, runGraphPasses, unfusedGraph, type Optimize, type PipelineOptions } from "./pipeline.js";
 
 export interface InspectInfo {
   model: string;
@@ -38,6 +38,8 @@ export interface InspectInfo {
   dpScheduleOptimal: boolean;
   /** true when the scheduler proved no order has a lower peak */
   scheduleOptimal: boolean;
+  /** which rewrites could lower the peak: "speed" (those that slow no kernel) or "memory" (see Optimize) */
+  optimize: Optimize;
   /** rewrites kept because they lowered the peak */
   rewrites: string[];
   scheduleMs: number;
@@ -59,7 +61,8 @@ export function inspectModel(model: string, opts: PipelineOptions): InspectInfo 
   const imported = importOnnx(model, { inputShapes: opts.inputShapes, bind: opts.bind });
   const unfused = unfusedGraph(imported.graph);
   const cpuFusions = opts.cpuFusions ?? cpuFusionsOn(opts.target);
-  const g = runGraphPasses(imported.graph, { fuse: opts.fuse, scheduleTimeLimitMs: opts.scheduleTimeLimitMs, cpuFusions, inPlaceConvs: inPlaceConvsOn(opts.target, cpuFusions) });
+  const optimize = opts.optimize ?? "speed";
+  const g = runGraphPasses(imported.graph, { fuse: opts.fuse, scheduleTimeLimitMs: opts.scheduleTimeLimitMs, cpuFusions, inPlaceConvs: inPlaceConvsOn(opts.target, cpuFusions), optimize });
   const ops: Record<string, number> = {};
   for (const n of imported.graph.nodes) ops[n.op] = (ops[n.op] ?? 0) + 1;
   const consts = [...g.values.values()].filter((v) => v.data && g.nodes.some((n) => n.inputs.includes(v.name)));
@@ -86,6 +89,7 @@ export function inspectModel(model: string, opts: PipelineOptions): InspectInfo 
     dpPeakBytes: g.schedule.dpPeakBytes,
     dpScheduleOptimal: g.schedule.dpOptimal,
     scheduleOptimal: g.schedule.optimal,
+    optimize,
     rewrites: g.schedule.rewrites,
     scheduleMs: g.schedule.ms,
     arenaBytes: g.memory.arenaBytes,
@@ -108,7 +112,7 @@ export function formatInspect(i: InspectInfo): string {
     `ops        ${Object.entries(i.ops).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}×${v}`).join(", ")}`,
     `parameters ${fmt(i.parameters)}`,
     `MACs       ${fmt(i.macs)}`,
-    `memory     peak ${fmt(i.peakBytes)}B live (${i.scheduleOptimal ? "optimal order" : "order not proven optimal"}${i.rewrites.length ? `, with ${i.rewrites.join(", ")}` : ""}; graph order ${fmt(i.topoPeakBytes)}B, onnxruntime's order ${fmt(i.ortPeakBytes)}B), scheduled in ${i.scheduleMs} ms`,
+    `memory     peak ${fmt(i.peakBytes)}B live (${i.scheduleOptimal ? "optimal order" : "order not proven optimal"}${i.rewrites.length ? `, with ${i.rewrites.join(", ")}` : ""}, optimized for ${i.optimize}; graph order ${fmt(i.topoPeakBytes)}B, onnxruntime's order ${fmt(i.ortPeakBytes)}B), scheduled in ${i.scheduleMs} ms`,
     `arena      ${fmt(i.arenaBytes)}B (lower bound ${fmt(i.lowerBoundBytes)}B)`,
     `weights    ${fmt(i.weightBytes)}B`,
     ...(i.placement ? [`placement  ${i.placement.onGpu.length} of ${i.kernels} kernels on the GPU, ${i.placement.transfers.length} copies (${fmt(i.placement.transfers.reduce((s, x) => s + x.bytes, 0))}B); predicted ${predictedLine(i.placement)}, ${measuredLine(i.placement)}`] : []),

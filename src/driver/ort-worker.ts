@@ -18,8 +18,8 @@ export type OrtRequest =
   | { op: "exit" };
 
 export type OrtReply =
-  /** outputs of the last warm-up run; nodeRssKb: the peak RSS of this process before onnxruntime loaded */
-  | { op: "loaded"; outputs: Record<string, Tensor>; nodeRssKb: number }
+  /** outputs of the last warm-up run; nodeRssKb: the peak RSS of this process before onnxruntime loaded; cpus: the CPUs it may run on (Linux) */
+  | { op: "loaded"; outputs: Record<string, Tensor>; nodeRssKb: number; cpus?: string }
   | { op: "times"; ms: number[] }
   | { op: "done"; maxRssKb: number }
   | { op: "error"; message: string; exitCode: number };
@@ -46,9 +46,11 @@ async function importEngine(engine: OrtEngine): Promise<Ort> {
  * process would report edgec's size. VmHWM belongs to this process's own address space.
  */
 function peakRssKb(): number {
-  const hwm = process.platform === "linux" ? /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync("/proc/self/status", "utf8")) : null;
-  return hwm ? Number(hwm[1]) : process.resourceUsage().maxRSS;
+  const hwm = status(/^VmHWM:\s+(\d+) kB$/m);
+  return hwm ? Number(hwm) : process.resourceUsage().maxRSS;
 }
+
+const status = (field: RegExp): string | undefined => (process.platform === "linux" ? field.exec(readFileSync("/proc/self/status", "utf8"))?.[1] : undefined);
 
 const reply = (r: OrtReply) => new Promise<void>((done) => process.send!(r, () => done()));
 
@@ -72,7 +74,7 @@ async function load(r: Extract<OrtRequest, { op: "load" }>): Promise<OrtReply> {
   const start = performance.now();
   for (let i = 0; i < Math.max(1, r.warmup) || performance.now() - start < r.warmupMs; i++) out = await session.run(feeds);
   const outputs = Object.fromEntries(Object.entries(out).map(([name, t]) => [name, { dtype: t.type as DType, shape: [...t.dims], data: t.data as TypedArray }]));
-  return { op: "loaded", outputs, nodeRssKb };
+  return { op: "loaded", outputs, nodeRssKb, cpus: status(/^Cpus_allowed_list:\s+(\S+)$/m) };
 }
 
 async function run(runs: number, warmupMs: number): Promise<OrtReply> {

@@ -69,7 +69,19 @@ export interface PipelineOptions {
   profile?: boolean;
   /** what placement "auto" minimises: one inference's latency (default), or the time between results of a stream (a two-stage CPU/GPU pipeline) */
   objective?: Objective;
+  /** which rewrites may lower the peak (see Optimize); unset: speed, or memory where speed's build does not fit memoryBudget */
+  optimize?: Optimize;
 }
+
+/**
+ * What the graph rewrites that lower the peak of live memory may cost. "speed": only those that
+ * make no kernel slower (the kernel order, sums reassociated, concats rewritten, convolutions in
+ * place). "memory": fusion for memory too (memoryFirst in select-fusion), whose copied concats and
+ * operators recomputed inside convolutions cost time: SqueezeNet 1.1 needs 968,000 bytes with it
+ * and 1,161,600 without, and took 1.05× as long on one thread and 1.06× on two (profiling builds,
+ * medians of 9 alternating rounds, x86-64 with AVX-512).
+ */
+export type Optimize = "speed" | "memory";
 
 /** Above this many weight bytes the C source would be too large to compile comfortably. */
 export const EMBED_LIMIT = 16 * 1024 * 1024;
@@ -116,6 +128,8 @@ export interface GraphPassOptions {
   cpuFusions?: boolean;
   /** kernels may convolve in place (convInPlace): CPU lowerings with vectors of 4 lanes or more, for at most `threads` threads */
   inPlaceConvs?: { threads: number };
+  /** "memory": fusion for memory is tried too (see Optimize) */
+  optimize?: Optimize;
 }
 
 /**
@@ -135,15 +149,15 @@ export const GRAPH_PASSES: GraphPass[] = [
   { name: "rewrite-concat", run: (g) => rewriteConcat(g), whenPeakDrops: true, each: { places: rewrittenConcats, only: rewriteConcat } },
   // A concat view's buffer is live whole from its first slice on, which can raise the peak above
   // copying the slices in (see select-fusion): fusion without them is scheduled too. So is fusion
-  // for memory (memoryFirst, with the Concats copied for the same reason), kept only when it
-  // lowers the peak.
+  // for memory when optimizing for memory (memoryFirst, with the Concats copied for the same
+  // reason), kept only when it lowers the peak.
   {
     name: "fuse",
     run: (g, o) => fuse(g, { concatViews: o?.cpuFusions, stitchReductions: o?.cpuFusions }),
     fusion: true,
     alternatives: (g, ran, o) => {
       const copied = ran.nodes.some((n) => n.op === "ConcatView") ? fuse(g, { concatViews: false, stitchReductions: o?.cpuFusions }) : ran;
-      const lean = fuse(g, { concatViews: false, stitchReductions: o?.cpuFusions, memoryFirst: true });
+      const lean = o?.optimize === "memory" ? fuse(g, { concatViews: false, stitchReductions: o?.cpuFusions, memoryFirst: true }) : copied;
       return [...(copied === ran ? [] : [{ graph: copied }]), ...(sameKernels(lean, copied) ? [] : [{ graph: lean, rewrite: "fuse (memory-first)" }])];
     },
   },
@@ -415,9 +429,11 @@ export interface Compiled {
   config: unknown;
 }
 
+class OverBudget extends EdgecError {}
+
 function overBudget(model: string, g: PlannedGraph, needed: number, budget: number): EdgecError {
   const s = g.schedule;
-  return new EdgecError(
+  return new OverBudget(
     `${basename(model)}: needs ${needed} bytes of activation memory, over the budget of ${budget} (--memory-budget): ` +
       `its smallest peak of live tensors is ${s.peakBytes} bytes${s.optimal ? " (proven: no kernel order needs less)" : " (best order found; not proven optimal)"}, ` +
       `in an arena of ${g.memory.arenaBytes} bytes${needed > g.memory.arenaBytes ? ` (${needed} with the kernels' scratch)` : ""}; in the graph's own order the peak would be ${s.topoPeakBytes} bytes`,
@@ -487,8 +503,21 @@ export function formatPlacement(p: Placement): string {
 
 export const sanitizeName = (n: string) => n.replace(/[^A-Za-z0-9_]/g, "_").replace(/^(?=\d)/, "m");
 
-/** Model file → graph → loop → source files, in memory. */
+/**
+ * Model file → graph → loop → source files, in memory. Under a memory budget with no goal given, a
+ * build optimized for speed that does not fit is made again optimized for memory.
+ */
 export function compileModel(model: string, opts: PipelineOptions): Compiled {
+  if (opts.optimize || opts.memoryBudget === undefined) return compileFor(model, opts);
+  try {
+    return compileFor(model, { ...opts, optimize: "speed" });
+  } catch (e) {
+    if (!(e instanceof OverBudget)) throw e;
+    return compileFor(model, { ...opts, optimize: "memory" });
+  }
+}
+
+function compileFor(model: string, opts: PipelineOptions): Compiled {
   const backend = backendFor(opts.target);
   const imported = importOnnx(model, { inputShapes: opts.inputShapes, bind: opts.bind });
   const cpuFusions = opts.cpuFusions ?? cpuFusionsOn(opts.target);

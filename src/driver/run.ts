@@ -56,6 +56,8 @@ export interface RunOptions {
   warmupMs?: number;
   /** each run a stream of this many inferences of the given inputs (the harness's --stream, NAME_run_stream); times are per inference */
   stream?: number;
+  /** the CPUs the harness may run on, as taskset's list ("0", "0-3") */
+  cpus?: string;
 }
 
 type ModelIo = Pick<Manifest, "name" | "inputs" | "outputs">;
@@ -103,7 +105,8 @@ export async function runArtifact(dir: string, given: Record<string, Tensor>, ru
     const model = m.models ? ["--model", picked.name] : [];
     const warmup = opts.warmupMs ? ["--warmup-ms", String(opts.warmupMs)] : [];
     const stream = opts.stream ? ["--stream", String(opts.stream)] : [];
-    const cmd = [...emulator, join(dir, m.runProgram), ...threads, ...model, ...warmup, ...stream, io, io, String(runs)];
+    const pin = opts.cpus ? ["taskset", "-c", opts.cpus] : [];
+    const cmd = [...pin, ...emulator, join(dir, m.runProgram), ...threads, ...model, ...warmup, ...stream, io, io, String(runs)];
     const r = await $({ nothrow: true, quiet: true })`${cmd}`;
     if (r.exitCode !== 0) throw new EdgecError(`running ${dir}/${m.runProgram} failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().split("\n").slice(0, 20).join("\n")}`, 3);
     const outputs = picked.outputs.map((spec, i) => {

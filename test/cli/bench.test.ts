@@ -1,4 +1,5 @@
 import { statSync } from "node:fs";
+import { cpus } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, test } from "vitest";
@@ -77,6 +78,8 @@ describe("edgec bench", () => {
     expect(j.minMs).toBeLessThanOrEqual(j.medianMs);
     expect(j.runs).toBeGreaterThanOrEqual(3);
     expect(j.threads).toBe(1);
+    // On fewer threads than the machine has CPUs, the run is held to the first.
+    expect(j.cpus).toBe(cpus().length > 1 ? "0" : undefined);
     expect(j.maxRssKb).toBeGreaterThan(0);
     expect(j.peakGflops).toBeGreaterThan(0);
     expect(j.flops).toBe(2 * j.macs);
@@ -96,6 +99,8 @@ describe("edgec bench", () => {
     expect(j.ratio).toBeCloseTo(j.medianMs / j.ortMedianMs!, 10);
     expect(j.ortMaxRssKb).toBeGreaterThan(j.ortNodeRssKb!);
     expect(j.ortEngine).toBe("onnxruntime-node");
+    // onnxruntime ran on the CPU edgec did.
+    expect(j.ortCpus).toBe(j.cpus ?? `0-${cpus().length - 1}`);
     expect(j.wasmBytes).toBeUndefined();
     expect(j.unfusedMedianMs).toBeUndefined();
   });

@@ -40,8 +40,13 @@ describe("memory in the CLI", () => {
     expect((await edgec("inspect", MODEL)).stdout).toMatch(/^memory +peak .*optimal order/m);
   });
 
-  it("build --memory-budget fails below the arena, naming the smallest peak, and builds at it", async () => {
-    const j = JSON.parse((await edgec("inspect", MODEL, "--json")).stdout);
+  it("build --memory-budget fails below the arena, naming the smallest peak (optimized for memory), and builds at it", async () => {
+    const j = JSON.parse((await edgec("inspect", MODEL, "--json", "--optimize", "memory")).stdout);
+    expect(j.optimize).toBe("memory");
+    const fast = JSON.parse((await edgec("inspect", MODEL, "--json")).stdout);
+    expect(fast.optimize).toBe("speed");
+    expect(fast.rewrites).not.toContain("fuse (memory-first)");
+    expect(j.peakBytes).toBeLessThan(fast.peakBytes);
     const low = await edgec("build", MODEL, "-o", "tight", "--memory-budget", `${Math.floor(j.peakBytes / 2048)}K`);
     expect(low.code).toBe(2);
     expect(low.stderr).toMatch(new RegExp(`over the budget of ${Math.floor(j.peakBytes / 2048) * 1024} \\(--memory-budget\\): its smallest peak of live tensors is ${j.peakBytes} bytes \\(proven`));

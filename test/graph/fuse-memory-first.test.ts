@@ -81,15 +81,27 @@ describe("fuse with memoryFirst", () => {
 
   it("is kept by the pipeline when it lowers the peak, and the C it makes matches onnxruntime", async () => {
     const file = join(work.dir, "sum3.onnx");
-    const p = runGraphPasses(importOnnx(file).graph, {});
+    // Optimized for speed (the default), the pipeline does not try it.
+    const fast = runGraphPasses(importOnnx(file).graph, {});
+    expect(fast.schedule.rewrites).toEqual([]);
+    const p = runGraphPasses(importOnnx(file).graph, { optimize: "memory" });
     expect(p.schedule.rewrites).toEqual(["fuse (memory-first)"]);
+    expect(p.schedule.peakBytes).toBeLessThan(fast.schedule.peakBytes);
     expect(p.schedule.peakBytes).toBeLessThan(p.schedule.dpPeakBytes);
     expect(p.schedule.dpPeakBytes).toBeLessThanOrEqual(p.schedule.topoPeakBytes);
     const x = Float32Array.from(rand(8 * 144));
     const session = await ort.InferenceSession.create(file);
     const ref = (await session.run({ x: new ort.Tensor("float32", x, [1, 8, 12, 12]) })).y;
     const dir = join(work.dir, "sum3");
-    await buildArtifact(file, dir, { target: loadTarget("host") });
+    const host = loadTarget("host");
+    const { manifest } = await buildArtifact(file, dir, { target: host, optimize: "memory" });
+    const speed = (await buildArtifact(file, join(work.dir, "sum3-speed"), { target: host, stopAfter: "codegen" })).manifest;
+    expect(manifest.arenaBytes).toBeLessThan(speed.arenaBytes);
+    // A budget only the build for memory fits: taken when no goal is given, refused for speed.
+    const budget = manifest.arenaBytes;
+    const fitted = await buildArtifact(file, join(work.dir, "sum3-budget"), { target: host, memoryBudget: budget, stopAfter: "codegen" });
+    expect(fitted.manifest.arenaBytes).toBe(budget);
+    await expect(buildArtifact(file, join(work.dir, "sum3-fast"), { target: host, memoryBudget: budget, optimize: "speed", stopAfter: "codegen" })).rejects.toThrow(/over the budget/);
     const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: [1, 8, 12, 12], data: x } });
     const cmp = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
     expect(cmp.pass, `max abs error ${cmp.maxAbs}`).toBe(true);
@@ -117,7 +129,7 @@ describe("fuse with memoryFirst", () => {
         ],
         outputs: [valueInfo("y", T.FLOAT)],
       }));
-      const p = runGraphPasses(importOnnx(file).graph, { inPlaceConvs: { threads: 2 } });
+      const p = runGraphPasses(importOnnx(file).graph, { inPlaceConvs: { threads: 2 }, optimize: "memory" });
       expect(p.schedule.rewrites).toEqual(["fuse (memory-first)", "conv-in-place"]);
       expect(p.nodes.filter((n) => n.op === "Relu")).toEqual([]);
       // Both Convs that read s compute their Relu themselves.
@@ -130,7 +142,7 @@ describe("fuse with memoryFirst", () => {
       expect(Object.values(p.memory.inPlace).sort()).toEqual(second === "pointwise" ? ["s"] : ["d", "s"]);
       for (const target of ["host", "rpi4"]) {
         const dir = join(work.dir, `preact-${second}-${target}`);
-        await expectLikeOrt(file, dir, Float32Array.from(rand(8 * hw * hw)), [1, 8, hw, hw], ["y"], { target: loadTarget(target) });
+        await expectLikeOrt(file, dir, Float32Array.from(rand(8 * hw * hw)), [1, 8, hw, hw], ["y"], { target: loadTarget(target), optimize: "memory" });
       }
     });
   }
@@ -145,7 +157,7 @@ describe("fuse with memoryFirst", () => {
     const g2 = foldBatchnorm(inferShapes(importOnnx(work.write("residual.onnx", bytes)).graph));
     const lean = fuse(g2, { memoryFirst: true });
     expect(lean.nodes.some((n) => n.fused?.body.some((m) => m.op === "Add" && n.fused!.epilogue.includes(m.name)))).toBe(false);
-    const p = runGraphPasses(importOnnx(join(work.dir, "residual.onnx")).graph, {});
+    const p = runGraphPasses(importOnnx(join(work.dir, "residual.onnx")).graph, { optimize: "memory" });
     expect(p.schedule.rewrites).toEqual([]);
     expect(p.nodes.some((n) => n.fused?.body.some((m) => m.op === "Add" && n.fused!.epilogue.includes(m.name)))).toBe(true);
   });

@@ -35,7 +35,7 @@ export function memoryRow(net: IrregularNet, scheduleTimeLimitMs?: number): Memo
   const dir = tempDir("edgec-memory-table-");
   try {
     const t0 = Date.now();
-    const g = runGraphPasses(importOnnx(dir.write(`${net.name}.onnx`, net.bytes)).graph, { scheduleTimeLimitMs, inPlaceConvs: IN_PLACE });
+    const g = runGraphPasses(importOnnx(dir.write(`${net.name}.onnx`, net.bytes)).graph, { scheduleTimeLimitMs, inPlaceConvs: IN_PLACE, optimize: "memory" });
     const s = g.schedule;
     return {
       name: net.name,
