@@ -87,7 +87,7 @@ export function parseBytes(what: string) {
 }
 
 const optimizeOpt = () =>
-  new Option("--optimize <goal>", "the graph rewrites that lower peak memory: speed takes those that slow no kernel, memory also fuses for memory at some cost in speed (default: speed, or memory where speed's build is over --memory-budget)").choices(["speed", "memory"]);
+  new Option("--optimize <goal>", "the graph rewrites that lower peak memory: speed takes those that cost no measurable time, memory also fuses for memory at some cost in speed (default: speed, or memory where speed's build is over --memory-budget)").choices(["speed", "memory"]);
 const scheduleOpt = () => new Option("--schedule-time-limit <seconds>", "stop the memory scheduler after this long and use the best order found").argParser(num("--schedule-time-limit"));
 const targetOpt = () => new Option("-t, --target <name>", "target name, alias or JSON file (see `edgec targets`)").default("host");
 const placementOpt = () => new Option("--placement <where>", "run the kernels on the target's CPU, on its OpenCL GPU, or each where the cost model (or --costs) predicts the fastest run; default: auto on targets with an OpenCL GPU; run, verify, bench and conformance use this machine's OpenCL").choices(["cpu", "gpu", "auto"]);
@@ -151,14 +151,14 @@ export function program(): Command {
         if (o.names) throw new EdgecError("--names names several models; name one with --name");
         const r = await buildArtifact(models[0], o.output, pipelineOptions(o));
         const m = r.manifest;
-        console.log(`built ${r.dir} for ${m.target}: ${m.kernels} kernels, arena ${m.arenaBytes} B, weights ${m.weightBytes} B${r.skipped ? ` (${r.skipped})` : ""}`);
+        console.log(`built ${r.dir} for ${m.target}: ${m.kernels} kernels, arena ${m.arenaBytes} B, weights ${m.weightBytes} B${m.optimize === "memory" ? ", optimized for memory" : ""}${r.skipped ? ` (${r.skipped})` : ""}`);
         return;
       }
       const names = modelNames(models, o.names);
       const r = await buildSharedArtifact(models.map((file, i) => ({ file, name: names[i] })), o.output, pipelineOptions(o, false, true));
       const m = r.manifest;
       console.log(`built ${r.dir} for ${m.target}: ${m.models!.length} models sharing an arena of ${m.arenaBytes} B and a weights zone of ${m.weightsZoneBytes} B${r.skipped ? ` (${r.skipped})` : ""}`);
-      for (const e of m.models!) console.log(`  ${e.name}: ${e.kernels} kernels, arena ${e.arenaBytes} B, weights ${e.weightBytes} B`);
+      for (const e of m.models!) console.log(`  ${e.name}: ${e.kernels} kernels, arena ${e.arenaBytes} B, weights ${e.weightBytes} B${e.optimize === "memory" ? ", optimized for memory" : ""}`);
     });
 
   cli

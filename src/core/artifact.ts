@@ -19,6 +19,8 @@ export interface ModelEntry {
   arenaBytes: number;
   weightBytes: number;
   kernels: number;
+  /** which graph rewrites lowered its peak (see Optimize in driver/pipeline.ts) */
+  optimize: "speed" | "memory";
   /** its section of weightsFile, read into the weights zone when it runs */
   weights: { offset: number; bytes: number };
 }
@@ -46,6 +48,8 @@ export interface Manifest {
   weightsZoneBytes?: number;
   models?: ModelEntry[];
   kernels: number;
+  /** which graph rewrites lowered the peak: "speed" (those that cost no measurable time) or "memory" (also fusion for memory); an artifact of several models: the first's */
+  optimize: "speed" | "memory";
   files: string[];
   /** the `run` harness, when the toolchain was present */
   runProgram?: string;

@@ -200,7 +200,7 @@ export async function buildSharedArtifact(models: ModelSpec[], outDir: string, o
   const config = backend.configure(opts.target, { name: SHARED_LIBRARY, version: VERSION, source, extraCflags: opts.extraCflags, weights: "file" });
   const r = backend.renderShared(parts.map((c) => ({ program: c.program, config: c.config })), config);
   const entries: ModelEntry[] = parts.map(({ manifest: m }, i) => ({
-    name: m.name, model: m.model, inputs: m.inputs, outputs: m.outputs, arenaBytes: m.arenaBytes, weightBytes: m.weightBytes, kernels: m.kernels, weights: r.sections[i],
+    name: m.name, model: m.model, inputs: m.inputs, outputs: m.outputs, arenaBytes: m.arenaBytes, weightBytes: m.weightBytes, kernels: m.kernels, optimize: m.optimize, weights: r.sections[i],
   }));
   const first = parts[0].manifest;
   const manifest: Manifest = {

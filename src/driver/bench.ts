@@ -15,7 +15,7 @@ import { specializeInputs } from "./inputs.js";
 import { countMacs } from "../graph/cost.js";
 import type { OrtEngine, OrtReply, OrtRequest } from "./ort-worker.js";
 import { unfusedGraph, type PipelineOptions } from "./pipeline.js";
-import { runArtifact, type RunResult } from "./run.js";
+import { allowedCpus, cpuList, runArtifact, TASKSET, type RunResult } from "./run.js";
 import { compare, type OutputCheck } from "./verify.js";
 import { VERSION } from "./version.js";
 
@@ -192,15 +192,15 @@ const peaks = new Map<string, Promise<number>>();
 
 /**
  * The machine's single-thread float32 peak in GFLOP/s (see PEAK_C), measured with the target's compiler and
- * flags at its vector width (run under its emulator when foreign); memoized per target.
+ * flags at its vector width (run under its emulator when foreign; on the first of `cpus` when given, taskset's list); memoized per target and CPUs.
  */
-export function peakGflops(t: Target): Promise<number> {
-  const key = JSON.stringify([t.cc, t.cflags, t.ldflags, t.vectorBytes, t.emulator]);
-  if (!peaks.has(key)) peaks.set(key, measurePeak(t));
+export function peakGflops(t: Target, cpus?: string): Promise<number> {
+  const key = JSON.stringify([t.cc, t.cflags, t.ldflags, t.vectorBytes, t.emulator, cpus]);
+  if (!peaks.has(key)) peaks.set(key, measurePeak(t, cpus));
   return peaks.get(key)!;
 }
 
-async function measurePeak(t: Target): Promise<number> {
+async function measurePeak(t: Target, cpus?: string): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), "edgec-peak-"));
   try {
     writeFileSync(join(dir, "peak.c"), PEAK_C);
@@ -213,7 +213,8 @@ async function measurePeak(t: Target): Promise<number> {
     if (c.exitCode !== 0) throw new EdgecError(`compiling the peak probe with ${t.cc} failed: ${(c.stderr || c.stdout).trim().split("\n").slice(0, 5).join("\n")}`, 3);
     // The probe is one long call: V8 would time its baseline code, never swapped for optimized
     // code mid-call, so it compiles optimized code only.
-    const probe = wasm ? [...t.emulator, "--no-liftoff", join(dir, "run")] : [...t.emulator, join(dir, "peak")];
+    const pin = cpus ? [TASKSET, "-c", cpus.split(/[,-]/)[0]] : [];
+    const probe = [...pin, ...(wasm ? [...t.emulator, "--no-liftoff", join(dir, "run")] : [...t.emulator, join(dir, "peak")])];
     const r = await $({ nothrow: true, quiet: true })`${probe}`;
     const m = /gflops=([\d.]+)/.exec(r.stdout);
     if (r.exitCode !== 0 || !m) throw new EdgecError(`the peak probe failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim()}`, 3);
@@ -227,15 +228,16 @@ async function measurePeak(t: Target): Promise<number> {
 export const ortEngine = (t: Target): OrtEngine => (t.backend === "wasm" ? "onnxruntime-web" : "onnxruntime-node");
 
 /**
- * The CPUs a run on fewer threads than this machine has CPUs is held to, edgec's and onnxruntime's
- * alike (the first `threads`, with taskset; none where it is missing): the cores of a virtual
- * machine can differ in speed, and each process would land on any of them. On the 2-vCPU
- * development machine, squeezenet1_1_c10_64's harness on one thread took 0.256–0.259 ms on CPU 0
- * and 0.222–0.226 on CPU 1, three alternating runs each (2026-12-07).
+ * The CPUs a run on fewer threads than this process may use is held to, edgec's, onnxruntime's and
+ * the peak probe's alike (the first `threads` of them, with taskset; none where it is missing): the
+ * cores of a virtual machine can differ in speed, and each process would land on any of them. On
+ * the 2-vCPU development machine, squeezenet1_1_c10_64's harness on one thread took 0.256–0.259 ms
+ * on CPU 0 and 0.222–0.226 on CPU 1, three alternating runs each (2026-12-07).
  */
 function pinFor(threads: number): string | undefined {
-  if (threads >= cpus().length || process.platform !== "linux" || !existsSync("/usr/bin/taskset")) return undefined;
-  return threads === 1 ? "0" : `0-${threads - 1}`;
+  const allowed = allowedCpus();
+  if (threads >= allowed.length || !existsSync(TASKSET)) return undefined;
+  return cpuList(allowed.slice(0, threads));
 }
 
 /** A forked ort-worker: one request at a time, its reply or its death. */
@@ -246,7 +248,7 @@ class OrtProcess {
   /** `cpus`: the CPUs it may run on, as taskset's list */
   constructor(cpus?: string) {
     const worker = join(dirname(fileURLToPath(import.meta.url)), "ort-worker.js");
-    const pin = cpus ? { execPath: "taskset", execArgv: ["-c", cpus, process.execPath, ...process.execArgv] } : {};
+    const pin = cpus ? { execPath: TASKSET, execArgv: ["-c", cpus, process.execPath, ...process.execArgv] } : {};
     this.child = fork(worker, [], { serialization: "advanced", stdio: ["ignore", "ignore", "pipe", "ipc"], ...pin });
     this.child.stderr!.on("data", (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-2000)));
   }
@@ -300,7 +302,7 @@ export async function benchModel(model: string, o: BenchOptions): Promise<BenchR
   let ort: OrtProcess | undefined;
   try {
     const { dir, manifest } = await buildArtifact(model, o.buildDir ?? join(tmp!, "artifact"), { ...o, inputShapes: spec.inputShapes, bind: spec.bind });
-    const peak = await peakGflops(o.target);
+    const peak = await peakGflops(o.target, pinned);
     let ortOut: Record<string, Tensor> | undefined;
     let nodeRssKb: number | undefined, ortCpus: string | undefined;
     if (o.compareOrt) {
@@ -389,7 +391,7 @@ const ms = (x: number) => x.toFixed(x < 10 ? 3 : 2);
 
 export function formatBench(r: BenchResult): string {
   const lines = [
-    `model        ${r.model} on ${r.target}, ${r.threads} thread${r.threads === 1 ? "" : "s"}${r.cpus ? ` on CPU ${r.cpus}` : ""}, ${r.runs} runs`,
+    `model        ${r.model} on ${r.target}, ${r.threads} thread${r.threads === 1 ? "" : "s"}${r.cpus ? ` on CPU${r.threads === 1 ? "" : "s"} ${r.cpus}` : ""}, ${r.runs} runs`,
     ...(r.device ? [`device       OpenCL ${r.device}${r.device.includes("(not a GPU)") ? ": a CPU emulating the GPU, so this is not a GPU's latency" : ""}`] : []),
     `edgec        median ${ms(r.medianMs)} ms, min ${ms(r.minMs)} ms${r.stream ? ` per inference in streams of ${r.stream} (run_stream)` : ""}, peak RSS ${mib(r.maxRssKb)} MiB`,
     ...(r.unfusedMedianMs !== undefined ? [`unfused      median ${ms(r.unfusedMedianMs)} ms (--no-fuse): fused / unfused ${r.fusedRatio!.toFixed(2)}`] : []),

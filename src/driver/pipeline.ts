@@ -69,14 +69,14 @@ export interface PipelineOptions {
   profile?: boolean;
   /** what placement "auto" minimises: one inference's latency (default), or the time between results of a stream (a two-stage CPU/GPU pipeline) */
   objective?: Objective;
-  /** which rewrites may lower the peak (see Optimize); unset: speed, or memory where speed's build does not fit memoryBudget */
+  /** which rewrites may lower the peak (see Optimize); unset: speed, or, in compileModel, memory where speed's build does not fit memoryBudget (inspect takes speed) */
   optimize?: Optimize;
 }
 
 /**
  * What the graph rewrites that lower the peak of live memory may cost. "speed": only those that
- * make no kernel slower (the kernel order, sums reassociated, concats rewritten, convolutions in
- * place). "memory": fusion for memory too (memoryFirst in select-fusion), whose copied concats and
+ * cost no measurable time (the kernel order, sums reassociated, concats rewritten, convolutions in
+ * place: within 2% of the time without them, see README). "memory": fusion for memory too (memoryFirst in select-fusion), whose copied concats and
  * operators recomputed inside convolutions cost time: SqueezeNet 1.1 needs 968,000 bytes with it
  * and 1,161,600 without, and took 1.05× as long on one thread and 1.06× on two (profiling builds,
  * medians of 9 alternating rounds, x86-64 with AVX-512).
@@ -157,8 +157,8 @@ export const GRAPH_PASSES: GraphPass[] = [
     fusion: true,
     alternatives: (g, ran, o) => {
       const copied = ran.nodes.some((n) => n.op === "ConcatView") ? fuse(g, { concatViews: false, stitchReductions: o?.cpuFusions }) : ran;
-      const lean = o?.optimize === "memory" ? fuse(g, { concatViews: false, stitchReductions: o?.cpuFusions, memoryFirst: true }) : copied;
-      return [...(copied === ran ? [] : [{ graph: copied }]), ...(sameKernels(lean, copied) ? [] : [{ graph: lean, rewrite: "fuse (memory-first)" }])];
+      const lean = o?.optimize === "memory" ? fuse(g, { concatViews: false, stitchReductions: o?.cpuFusions, memoryFirst: true }) : undefined;
+      return [...(copied === ran ? [] : [{ graph: copied }]), ...(!lean || sameKernels(lean, copied) ? [] : [{ graph: lean, rewrite: "fuse (memory-first)" }])];
     },
   },
   // A 1×1 convolution in place that changes the channel count gives the planner a block whose size
@@ -431,11 +431,12 @@ export interface Compiled {
 
 class OverBudget extends EdgecError {}
 
-function overBudget(model: string, g: PlannedGraph, needed: number, budget: number): EdgecError {
+function overBudget(model: string, g: PlannedGraph, needed: number, budget: number, optimize: Optimize | undefined): EdgecError {
   const s = g.schedule;
+  const goal = optimize === "speed" ? " optimized for speed (--optimize memory may need less)" : "";
   return new OverBudget(
     `${basename(model)}: needs ${needed} bytes of activation memory, over the budget of ${budget} (--memory-budget): ` +
-      `its smallest peak of live tensors is ${s.peakBytes} bytes${s.optimal ? " (proven: no kernel order needs less)" : " (best order found; not proven optimal)"}, ` +
+      `its smallest peak of live tensors${goal} is ${s.peakBytes} bytes${s.optimal ? " (proven: no kernel order needs less)" : " (best order found; not proven optimal)"}, ` +
       `in an arena of ${g.memory.arenaBytes} bytes${needed > g.memory.arenaBytes ? ` (${needed} with the kernels' scratch)` : ""}; in the graph's own order the peak would be ${s.topoPeakBytes} bytes`,
   );
 }
@@ -505,19 +506,24 @@ export const sanitizeName = (n: string) => n.replace(/[^A-Za-z0-9_]/g, "_").repl
 
 /**
  * Model file → graph → loop → source files, in memory. Under a memory budget with no goal given, a
- * build optimized for speed that does not fit is made again optimized for memory.
+ * build optimized for speed that does not fit is made again optimized for memory (with a schedule
+ * time limit of its own; without fusion the two are the same build).
  */
 export function compileModel(model: string, opts: PipelineOptions): Compiled {
-  if (opts.optimize || opts.memoryBudget === undefined) return compileFor(model, opts);
+  if (opts.optimize || opts.memoryBudget === undefined || opts.fuse === false) return compileFor(model, { ...opts, optimize: opts.optimize ?? "speed" });
+  // The dumps are the build's that is kept.
+  const held: [string, string][] = [];
   try {
-    return compileFor(model, { ...opts, optimize: "speed" });
+    const fast = compileFor(model, { ...opts, optimize: "speed", dump: (title, text) => held.push([title, text]) });
+    for (const [title, text] of held) opts.dump?.(title, text);
+    return fast;
   } catch (e) {
     if (!(e instanceof OverBudget)) throw e;
     return compileFor(model, { ...opts, optimize: "memory" });
   }
 }
 
-function compileFor(model: string, opts: PipelineOptions): Compiled {
+function compileFor(model: string, opts: PipelineOptions & { optimize: Optimize }): Compiled {
   const backend = backendFor(opts.target);
   const imported = importOnnx(model, { inputShapes: opts.inputShapes, bind: opts.bind });
   const cpuFusions = opts.cpuFusions ?? cpuFusionsOn(opts.target);
@@ -568,7 +574,7 @@ function compileFor(model: string, opts: PipelineOptions): Compiled {
   let program = lowerFor(backend.device);
   if (program.kernels.some((k) => k.body.some((s) => s.k === "grid"))) program = withUntiled(program, lowerFor("gpu", false));
   if (backend.device === "gpu") program = placeKernels(program, () => lowerFor("cpu"), { ...opts, place });
-  if (opts.memoryBudget !== undefined && program.arenaBytes > opts.memoryBudget) throw overBudget(model, graph, program.arenaBytes, opts.memoryBudget);
+  if (opts.memoryBudget !== undefined && program.arenaBytes > opts.memoryBudget) throw overBudget(model, graph, program.arenaBytes, opts.memoryBudget, opts.optimize);
   const weightBytes = [...program.buffers.values()].filter((b) => b.kind === "weight").reduce((s, b) => s + b.data!.data.byteLength, 0);
   const weights = opts.weights === "file" || (opts.weights !== "embed" && weightBytes > EMBED_LIMIT) ? "file" : "embed";
   const config = backend.configure(opts.target, { name, version: VERSION, source: `${basename(model)} (sha256 ${sha256.slice(0, 16)})`, extraCflags: opts.extraCflags, weights, profile: opts.profile, pipeline: stages && { first: stages.first } });
@@ -593,6 +599,7 @@ function compileFor(model: string, opts: PipelineOptions): Compiled {
     weightBytes,
     weightsFile: weights === "file" ? "weights.bin" : undefined,
     kernels: program.kernels.length,
+    optimize: opts.optimize,
     files: Object.keys(files).sort(),
     profile: opts.profile ? program.kernels.map((k) => ({ node: k.node, device: backend.device === "gpu" && k.device !== "cpu" ? "gpu" : "cpu" })) : undefined,
   };

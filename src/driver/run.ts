@@ -47,6 +47,31 @@ export function parseHarness(stdout: string): HarnessOutput {
   };
 }
 
+/** util-linux's taskset, which holds a command to a list of CPUs */
+export const TASKSET = "/usr/bin/taskset";
+
+/** The CPUs this process may run on (Linux; empty elsewhere), from /proc/self/status's Cpus_allowed_list ("0-3,8"). */
+export function allowedCpus(): number[] {
+  if (process.platform !== "linux") return [];
+  const list = /^Cpus_allowed_list:\s+(\S+)$/m.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? "";
+  return list.split(",").filter(Boolean).flatMap((r) => {
+    const [a, b = a] = r.split("-").map(Number);
+    return Array.from({ length: b - a + 1 }, (_, i) => a + i);
+  });
+}
+
+/** CPUs as Linux lists them: runs of consecutive ones as ranges ("0-1,4"). */
+export function cpuList(cpus: number[]): string {
+  const runs: string[] = [];
+  for (let i = 0; i < cpus.length; ) {
+    let j = i;
+    while (j + 1 < cpus.length && cpus[j + 1] === cpus[j] + 1) j++;
+    runs.push(j > i ? `${cpus[i]}-${cpus[j]}` : `${cpus[i]}`);
+    i = j + 1;
+  }
+  return runs.join(",");
+}
+
 export interface RunOptions {
   /** thread count for the model (default: the target's cores) */
   threads?: number;
@@ -105,7 +130,7 @@ export async function runArtifact(dir: string, given: Record<string, Tensor>, ru
     const model = m.models ? ["--model", picked.name] : [];
     const warmup = opts.warmupMs ? ["--warmup-ms", String(opts.warmupMs)] : [];
     const stream = opts.stream ? ["--stream", String(opts.stream)] : [];
-    const pin = opts.cpus ? ["taskset", "-c", opts.cpus] : [];
+    const pin = opts.cpus ? [TASKSET, "-c", opts.cpus] : [];
     const cmd = [...pin, ...emulator, join(dir, m.runProgram), ...threads, ...model, ...warmup, ...stream, io, io, String(runs)];
     const r = await $({ nothrow: true, quiet: true })`${cmd}`;
     if (r.exitCode !== 0) throw new EdgecError(`running ${dir}/${m.runProgram} failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().split("\n").slice(0, 20).join("\n")}`, 3);

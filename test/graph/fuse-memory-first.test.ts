@@ -97,11 +97,15 @@ describe("fuse with memoryFirst", () => {
     const { manifest } = await buildArtifact(file, dir, { target: host, optimize: "memory" });
     const speed = (await buildArtifact(file, join(work.dir, "sum3-speed"), { target: host, stopAfter: "codegen" })).manifest;
     expect(manifest.arenaBytes).toBeLessThan(speed.arenaBytes);
+    expect([manifest.optimize, speed.optimize]).toEqual(["memory", "speed"]);
     // A budget only the build for memory fits: taken when no goal is given, refused for speed.
     const budget = manifest.arenaBytes;
     const fitted = await buildArtifact(file, join(work.dir, "sum3-budget"), { target: host, memoryBudget: budget, stopAfter: "codegen" });
     expect(fitted.manifest.arenaBytes).toBe(budget);
-    await expect(buildArtifact(file, join(work.dir, "sum3-fast"), { target: host, memoryBudget: budget, optimize: "speed", stopAfter: "codegen" })).rejects.toThrow(/over the budget/);
+    expect(fitted.manifest.optimize).toBe("memory");
+    await expect(buildArtifact(file, join(work.dir, "sum3-fast"), { target: host, memoryBudget: budget, optimize: "speed", stopAfter: "codegen" })).rejects.toThrow(
+      /over the budget .*: its smallest peak of live tensors optimized for speed \(--optimize memory may need less\) is/,
+    );
     const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: [1, 8, 12, 12], data: x } });
     const cmp = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
     expect(cmp.pass, `max abs error ${cmp.maxAbs}`).toBe(true);
