@@ -38,7 +38,7 @@ export interface InspectInfo {
   dpScheduleOptimal: boolean;
   /** true when the scheduler proved no order has a lower peak */
   scheduleOptimal: boolean;
-  /** which rewrites could lower the peak: "speed" (those that slow no kernel) or "memory" (see Optimize) */
+  /** which rewrites could lower the peak: "speed" (those that cost no measurable time) or "memory" (see Optimize) */
   optimize: Optimize;
   /** rewrites kept because they lowered the peak */
   rewrites: string[];

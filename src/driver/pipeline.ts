@@ -76,8 +76,9 @@ export interface PipelineOptions {
 /**
  * What the graph rewrites that lower the peak of live memory may cost. "speed": only those that
  * cost no measurable time (the kernel order, sums reassociated, concats rewritten, convolutions in
- * place: within 2% of the time without them, see README). "memory": fusion for memory too (memoryFirst in select-fusion), whose copied concats and
- * operators recomputed inside convolutions cost time: SqueezeNet 1.1 needs 968,000 bytes with it
+ * place: within 2% of the time without them, see README). "memory": fusion for memory too
+ * (memoryFirst in select-fusion), whose copied concats and operators recomputed inside
+ * convolutions cost time: SqueezeNet 1.1 needs 968,000 bytes with it
  * and 1,161,600 without, and took 1.05× as long on one thread and 1.06× on two (profiling builds,
  * medians of 9 alternating rounds, x86-64 with AVX-512).
  */
