@@ -9,7 +9,7 @@
 import { existsSync, readdirSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
-import { benchModel, formatBenchTable, modelLabel } from "../dist/driver/bench.js";
+import { benchModel, formatBenchTable, modelLabel, roundRange } from "../dist/driver/bench.js";
 import { loadTarget } from "../dist/target/load.js";
 
 const args = process.argv.slice(2);
@@ -32,7 +32,7 @@ for (const model of models) {
     try {
       const r = await benchModel(model, { target, threads, runs: 40, warmup: 3, compareOrt: true, compareUnfused: target.backend !== "wasm", buildDir: join("build", "bench-artifacts", target.name, modelLabel(model)) });
       results.push(r);
-      console.error(`${label}: edgec ${r.medianMs.toFixed(3)} ms${r.unfusedMedianMs === undefined ? "" : ` (unfused ${r.unfusedMedianMs.toFixed(3)} ms)`}, ${r.ortEngine} ${r.ortMedianMs.toFixed(3)} ms, ratio ${r.ratio.toFixed(2)}${r.agree ? "" : ", OUTPUTS DIFFER"}`);
+      console.error(`${label}: edgec ${r.medianMs.toFixed(3)} ms${r.unfusedMedianMs === undefined ? "" : ` (unfused ${r.unfusedMedianMs.toFixed(3)} ms)`}, ${r.ortEngine} ${r.ortMedianMs.toFixed(3)} ms, ratio ${r.ratio.toFixed(2)} (rounds ${roundRange(r.roundRatios)})${r.agree ? "" : ", OUTPUTS DIFFER"}`);
       if (!r.agree) failed.push(`${label}: edgec's outputs differ from onnxruntime's`);
     } catch (e) {
       console.error(`${label}: ${e.message}`);

@@ -76,6 +76,11 @@ export interface BenchResult {
   ortNodeRssKb?: number;
   /** edgec median / onnxruntime median */
   ratio?: number;
+  /**
+   * each round's edgec median / onnxruntime's median of the same round: how far the ratio moves
+   * with the machine while both engines run (a shared machine's speed drifts over minutes)
+   */
+  roundRatios?: number[];
   /** edgec's outputs match onnxruntime's within rtol 1e-3, atol 1e-4 */
   agree?: boolean;
   checks?: OutputCheck[];
@@ -319,7 +324,7 @@ export async function benchModel(model: string, o: BenchOptions): Promise<BenchR
     if (unfused && o.warmup > 0) await edgec(o.warmup, unfused);
     const rounds = Math.ceil(o.runs / ROUND);
     const perRound = Math.max(2, Math.ceil(o.runs / rounds));
-    const medians: number[] = [], mins: number[] = [], ortMs: number[] = [], unfusedMedians: number[] = [];
+    const medians: number[] = [], mins: number[] = [], ortMs: number[] = [], unfusedMedians: number[] = [], roundRatios: number[] = [];
     let unfusedLast: RunResult | undefined;
     let maxRssKb = 0;
     let last!: RunResult;
@@ -328,7 +333,11 @@ export async function benchModel(model: string, o: BenchOptions): Promise<BenchR
       medians.push(last.medianMs!);
       mins.push(last.minMs!);
       maxRssKb = Math.max(maxRssKb, last.maxRssKb!);
-      if (ort) ortMs.push(...(await ort.request({ op: "run", runs: perRound, warmupMs: WARMUP_MS }, "times")).ms);
+      if (ort) {
+        const round = (await ort.request({ op: "run", runs: perRound, warmupMs: WARMUP_MS }, "times")).ms;
+        ortMs.push(...round);
+        roundRatios.push(last.medianMs! / median(round));
+      }
       if (unfused) {
         unfusedLast = await edgec(perRound, unfused);
         unfusedMedians.push(unfusedLast.medianMs!);
@@ -373,7 +382,7 @@ export async function benchModel(model: string, o: BenchOptions): Promise<BenchR
         ortOut[spec.name] ? compare(spec.name, last.outputs[i], ortOut[spec.name], BENCH_TOLERANCE) : { name: spec.name, maxAbs: Infinity, maxRel: Infinity, pass: false, why: "onnxruntime has no such output" },
       );
       const ortMedianMs = median(ortMs);
-      Object.assign(result, { ortEngine: ortEngine(o.target), ortMedianMs, ortMinMs: Math.min(...ortMs), ortMaxRssKb, ortNodeRssKb: nodeRssKb, ortCpus, ratio: medianMs / ortMedianMs, agree: checks.every((c) => c.pass), checks });
+      Object.assign(result, { ortEngine: ortEngine(o.target), ortMedianMs, ortMinMs: Math.min(...ortMs), ortMaxRssKb, ortNodeRssKb: nodeRssKb, ortCpus, ratio: medianMs / ortMedianMs, roundRatios, agree: checks.every((c) => c.pass), checks });
     }
     return result;
   } finally {
@@ -405,13 +414,16 @@ export function formatBench(r: BenchResult): string {
     const engine = r.ortEngine ?? "onnxruntime-node";
     lines.push(
       `${engine === "onnxruntime-web" ? "ort-web     " : "onnxruntime "} median ${ms(r.ortMedianMs)} ms, min ${ms(r.ortMinMs!)} ms, peak RSS ${mib(r.ortMaxRssKb!)} MiB (Node alone ${mib(r.ortNodeRssKb!)} MiB)`,
-      `ratio        ${r.ratio!.toFixed(2)} (edgec / ${engine})`,
+      `ratio        ${r.ratio!.toFixed(2)} (edgec / ${engine})${r.roundRatios?.length ? `, per round ${roundRange(r.roundRatios)}, edgec slower in ${r.roundRatios.filter((x) => x > 1).length} of ${r.roundRatios.length}` : ""}`,
       `outputs      ${r.agree ? "agree" : "DIFFER"} with ${engine} (max abs ${worst.toExponential(2)}; rtol ${BENCH_TOLERANCE.rtol}, atol ${BENCH_TOLERANCE.atol})`,
       ...r.checks!.filter((c) => !c.pass).map((c) => `  ${c.name}: max abs ${c.maxAbs.toExponential(2)}, max rel ${c.maxRel.toExponential(2)}${c.why ? ` (${c.why})` : ""}`),
     );
   }
   return lines.join("\n");
 }
+
+/** The lowest and highest of the rounds' ratios ("-" without any). */
+export const roundRange = (rs: number[] | undefined): string => (rs?.length ? `${Math.min(...rs).toFixed(2)}–${Math.max(...rs).toFixed(2)}` : "-");
 
 /** A Markdown table of results (a mismatch shows as MISMATCH), then the geometric mean of the ratios per thread count. */
 export function formatBenchTable(results: BenchResult[]): string {
@@ -422,10 +434,10 @@ export function formatBenchTable(results: BenchResult[]): string {
   const size = (r: BenchResult) =>
     r.downloadBytes === undefined ? " - | - | - | - |" : ` ${kib(r.downloadBytes)} | ${kib(r.wasmBytes!)} | ${kib(r.modelBytes!)} | ${(r.downloadBytes / r.modelBytes!).toFixed(3)} |`;
   const rows = [
-    `| model | threads | edgec ms | ort ms | ratio | edgec peak MiB | ort peak MiB | % of peak FLOP/s |${unfused ? " unfused ms | fused/unfused |" : ""}${sized ? " download KiB | wasm+weights.bin KiB | model KiB | download/model |" : ""}`,
-    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |${unfused ? " ---: | ---: |" : ""}${sized ? " ---: | ---: | ---: | ---: |" : ""}`,
+    `| model | threads | edgec ms | ort ms | ratio | rounds' ratios | edgec peak MiB | ort peak MiB | % of peak FLOP/s |${unfused ? " unfused ms | fused/unfused |" : ""}${sized ? " download KiB | wasm+weights.bin KiB | model KiB | download/model |" : ""}`,
+    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |${unfused ? " ---: | ---: |" : ""}${sized ? " ---: | ---: | ---: | ---: |" : ""}`,
     ...results.map((r) =>
-      `| ${modelLabel(r.model)} | ${r.threads} | ${ms(r.medianMs)} | ${r.ortMedianMs === undefined ? "-" : ms(r.ortMedianMs)} | ${r.ratio === undefined ? "-" : r.agree ? r.ratio.toFixed(2) : "MISMATCH"} | ${mib(r.maxRssKb)} | ${r.ortMaxRssKb === undefined ? "-" : mib(r.ortMaxRssKb)} | ${(100 * r.peakFraction).toFixed(1)} |${unfused ? vsUnfused(r) : ""}${sized ? size(r) : ""}`,
+      `| ${modelLabel(r.model)} | ${r.threads} | ${ms(r.medianMs)} | ${r.ortMedianMs === undefined ? "-" : ms(r.ortMedianMs)} | ${r.ratio === undefined ? "-" : r.agree ? r.ratio.toFixed(2) : "MISMATCH"} | ${roundRange(r.roundRatios)} | ${mib(r.maxRssKb)} | ${r.ortMaxRssKb === undefined ? "-" : mib(r.ortMaxRssKb)} | ${(100 * r.peakFraction).toFixed(1)} |${unfused ? vsUnfused(r) : ""}${sized ? size(r) : ""}`,
     ),
     "",
   ];

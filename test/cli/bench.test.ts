@@ -75,7 +75,7 @@ describe("edgec bench", () => {
     const text = await edgec("bench", DSCNN, "--target", "wasm32", "--runs", "2", "--warmup", "0", "--compare-ort");
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout).toMatch(/^size +download \(model\.wasm\.gz, data\.z, weights\.z\) [\d.]+ KiB, model file [\d.]+ KiB \([\d.]+x\); model\.wasm \+ weights\.bin [\d.]+ KiB uncompressed$/m);
-    expect(text.stdout).toMatch(/^ratio +[\d.]+ \(edgec \/ onnxruntime-web\)$/m);
+    expect(text.stdout).toMatch(/^ratio +[\d.]+ \(edgec \/ onnxruntime-web\), per round [\d.]+–[\d.]+, edgec slower in \d of 1$/m);
   });
 
   test("a harness held to CPUs runs there: on one it may use, and not at all on one that does not exist", async () => {
@@ -114,6 +114,9 @@ describe("edgec bench", () => {
     expect(j.checks!.map((c) => c.name)).toEqual(["y"]);
     expect(j.ortMedianMs).toBeGreaterThan(0);
     expect(j.ratio).toBeCloseTo(j.medianMs / j.ortMedianMs!, 10);
+    // One round of 3 runs: its ratio is the whole run's.
+    expect(j.roundRatios).toHaveLength(1);
+    expect(j.roundRatios![0]).toBeCloseTo(j.ratio!, 10);
     expect(j.ortMaxRssKb).toBeGreaterThan(j.ortNodeRssKb!);
     expect(j.ortEngine).toBe("onnxruntime-node");
     // onnxruntime ran on the CPU edgec did (Linux's own list of the worker's CPUs), else where this process may.
@@ -159,9 +162,15 @@ describe("the benchmark table", () => {
 
   test("shows a mismatch as MISMATCH and leaves it out of the geometric mean", () => {
     const table = formatBenchTable([row("a", 1, 2, 1, true), row("b", 1, 8, 1, true), row("c", 1, 1, 100, false), row("a", 4, 1, 1, true)]);
-    expect(table).toContain("| a | 1 | 2.000 | 1.000 | 2.00 | 2.0 | 4.0 | 10.0 |");
-    expect(table).toContain("| c | 1 | 1.000 | 100.00 | MISMATCH |");
+    expect(table).toContain("| a | 1 | 2.000 | 1.000 | 2.00 | - | 2.0 | 4.0 | 10.0 |");
+    expect(table).toContain("| c | 1 | 1.000 | 100.00 | MISMATCH | - |");
     expect(table).toContain("geometric mean of edgec/ort, 1 thread: 4.00 over 2 models");
     expect(table).toContain("geometric mean of edgec/ort, 4 threads: 1.00 over 1 model");
+  });
+
+  test("shows the lowest and highest of the rounds' ratios", () => {
+    const table = formatBenchTable([{ ...row("a", 2, 1, 1, true), roundRatios: [1.04, 0.93, 1.12, 0.98] }]);
+    expect(table).toContain("| ratio | rounds' ratios |");
+    expect(table).toContain("| a | 2 | 1.000 | 1.000 | 1.00 | 0.93–1.12 | 2.0 |");
   });
 });
