@@ -101,6 +101,7 @@ describe("edgec bench", () => {
     expect(j.peakGflops).toBeGreaterThan(0);
     expect(j.flops).toBe(2 * j.macs);
     expect(j.ortMedianMs).toBeUndefined();
+    expect(j.roundRatios).toBeUndefined();
   });
 
   test("the FLOP count of a hand-built model matches a hand count; its outputs agree with onnxruntime", async () => {
@@ -123,6 +124,11 @@ describe("edgec bench", () => {
     expect(j.ortCpus).toBe(j.cpus ?? ALLOWED_LIST);
     expect(j.wasmBytes).toBeUndefined();
     expect(j.unfusedMedianMs).toBeUndefined();
+    // Two rounds: a ratio each, their range, and the rounds edgec was slower in.
+    const text = await edgec("bench", model, "--runs", "10", "--warmup", "1", "--threads", "1", "--compare-ort");
+    const m = text.stdout.match(/^ratio +[\d.]+ \(edgec \/ onnxruntime-node\), per round ([\d.]+)–([\d.]+), edgec slower in (\d) of 2$/m);
+    expect(m, text.stdout).not.toBeNull();
+    expect(Number(m![1])).toBeLessThanOrEqual(Number(m![2]));
   });
 
   test("--compare-unfused times the --no-fuse build in the same rounds", async () => {
