@@ -18,6 +18,8 @@ const DSCNN = join(ROOT, "..", "shared", "corpus", "models", "dscnn_kws", "model
 const work = tempDir("edgec-bench-test-");
 afterAll(() => work.cleanup());
 
+// This process's CPUs read here, not through run.ts's allowedCpus, so that a parsing mistake there
+// cannot also set what the tests expect.
 const ALLOWED_LIST = /^Cpus_allowed_list:\s+(\S+)$/m.exec(readFileSync("/proc/self/status", "utf8"))![1];
 const ALLOWED = ALLOWED_LIST.split(",").flatMap((r) => {
   const [a, b = a] = r.split("-").map(Number);
