@@ -85,6 +85,9 @@ const CASES: Case[] = [
   { name: "1x1 conv on a 3x3 map, 200 channels (transposed, a ragged tile of channels)", op: "Conv", x: [1, 96, 3, 3], w: [200, 96, 1, 1], bias: [200], transposed: ["host", "rpi4"] },
   { name: "3x3 conv, stride 2, pads 1 on a 15x15 map (transposed)", op: "Conv", x: [1, 64, 15, 15], w: [128, 64, 3, 3], bias: [128], attrs: [attr.ints("pads", [1, 1, 1, 1]), attr.ints("strides", [2, 2])], transposed: ["host", "rpi4"] },
   { name: "3x3 conv, dilation 2, pads 2 on a 9x9 map (transposed)", op: "Conv", x: [1, 64, 9, 9], w: [128, 64, 3, 3], attrs: [attr.ints("pads", [2, 2, 2, 2]), attr.ints("dilations", [2, 2])], transposed: ["host", "rpi4"] },
+  // Each output row's run of a panel's pixels is one stride-2 vector load per tap (a panel of 14 spans up to three rows of 7).
+  { name: "1x1 conv, stride 2 on a 14x14 map (transposed, the input read as it is, runs of stride 2)", seed: 11, op: "Conv", x: [1, 256, 14, 14], w: [512, 256, 1, 1], attrs: [attr.ints("strides", [2, 2])], transposed: ["host", "rpi4"] },
+  { name: "3x3 conv, stride 3 on a 16x16 map (transposed, gathered element by element)", seed: 12, op: "Conv", x: [1, 64, 16, 16], w: [96, 64, 3, 3], attrs: [attr.ints("pads", [1, 1, 1, 1]), attr.ints("strides", [3, 3])], transposed: ["host", "rpi4"] },
   { name: "3x3 conv, no padding, 7x9 map (transposed, the input read as it is)", op: "Conv", x: [1, 64, 7, 9], w: [64, 64, 3, 3], transposed: ["host", "rpi4"] },
   // 3×3 stride 1 with 48 or more input channels and 32 or more 2×2 blocks: Winograd.
   { name: "3x3 conv, Winograd, 13x13 map (the last blocks half outside), bias, a tail panel", winograd: true, op: "Conv", x: [1, 48, 13, 13], w: [44, 48, 3, 3], bias: [44], attrs: [attr.ints("pads", [1, 1, 1, 1])] },
