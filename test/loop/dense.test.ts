@@ -54,6 +54,8 @@ interface Case {
   flat?: (lanes: number) => boolean;
   /** whether the ragged last tile multiplies fewer vectors of columns than the others (it has fewer accumulators) */
   narrowLast?: boolean;
+  /** whether a transposed product packs its panels by runs of output rows, a vector load per tap (else through a table of offsets) */
+  runs?: boolean;
   /** a generator of its own for its data, leaving the shared one's sequence, and so the other cases' data, as it was */
   seed?: number;
 }
@@ -85,9 +87,9 @@ const CASES: Case[] = [
   { name: "1x1 conv on a 3x3 map, 200 channels (transposed, a ragged tile of channels)", op: "Conv", x: [1, 96, 3, 3], w: [200, 96, 1, 1], bias: [200], transposed: ["host", "rpi4"] },
   { name: "3x3 conv, stride 2, pads 1 on a 15x15 map (transposed)", op: "Conv", x: [1, 64, 15, 15], w: [128, 64, 3, 3], bias: [128], attrs: [attr.ints("pads", [1, 1, 1, 1]), attr.ints("strides", [2, 2])], transposed: ["host", "rpi4"] },
   { name: "3x3 conv, dilation 2, pads 2 on a 9x9 map (transposed)", op: "Conv", x: [1, 64, 9, 9], w: [128, 64, 3, 3], attrs: [attr.ints("pads", [2, 2, 2, 2]), attr.ints("dilations", [2, 2])], transposed: ["host", "rpi4"] },
-  // Each output row's run of a panel's pixels is one stride-2 vector load per tap (a panel of 14 spans up to three rows of 7).
-  { name: "1x1 conv, stride 2 on a 14x14 map (transposed, the input read as it is, runs of stride 2)", seed: 11, op: "Conv", x: [1, 256, 14, 14], w: [512, 256, 1, 1], attrs: [attr.ints("strides", [2, 2])], transposed: ["host", "rpi4"] },
-  { name: "3x3 conv, stride 3 on a 16x16 map (transposed, gathered element by element)", seed: 12, op: "Conv", x: [1, 64, 16, 16], w: [96, 64, 3, 3], attrs: [attr.ints("pads", [1, 1, 1, 1]), attr.ints("strides", [3, 3])], transposed: ["host", "rpi4"] },
+  // Each output row's run of a panel's pixels is a stride-2 vector load per tap: rows of 5 pixels, so panels start mid-row.
+  { name: "1x1 conv, stride 2 on a 10x10 map (transposed, the input read as it is, runs of stride 2)", runs: true, seed: 11, op: "Conv", x: [1, 256, 10, 10], w: [512, 256, 1, 1], attrs: [attr.ints("strides", [2, 2])], transposed: ["host", "rpi4"] },
+  { name: "3x3 conv, stride 3 on a 16x16 map (transposed, gathered element by element)", runs: false, seed: 12, op: "Conv", x: [1, 64, 16, 16], w: [96, 64, 3, 3], attrs: [attr.ints("pads", [1, 1, 1, 1]), attr.ints("strides", [3, 3])], transposed: ["host", "rpi4"] },
   { name: "3x3 conv, no padding, 7x9 map (transposed, the input read as it is)", op: "Conv", x: [1, 64, 7, 9], w: [64, 64, 3, 3], transposed: ["host", "rpi4"] },
   // 3×3 stride 1 with 48 or more input channels and 32 or more 2×2 blocks: Winograd.
   { name: "3x3 conv, Winograd, 13x13 map (the last blocks half outside), bias, a tail panel", winograd: true, op: "Conv", x: [1, 48, 13, 13], w: [44, 48, 3, 3], bias: [44], attrs: [attr.ints("pads", [1, 1, 1, 1])] },
@@ -193,6 +195,7 @@ describe.each(["host", "rpi4"])("vectorized dense lowerings on %s", (targetName)
       const count = (v: number) => [...source.matchAll(new RegExp(`edgec_f32x\\d+ acc\\d+_${v}\\d* = `, "g"))].length;
       ex(count(1) < count(0), "the last tile has fewer accumulators").toBe(c.narrowLast);
     }
+    if (c.runs !== undefined) ex(/int32_t rf\d+ = /.test(source) && /edgec_vload\d+(s2)?\(scratch_shared\w* \+ |edgec_vload\d+s2\(in_x \+ /.test(source), "packs its panels by runs of output rows").toBe(c.runs);
     if (c.winograd !== undefined) ex(/\bp_\w*_winograd\b/.test(source), "runs by Winograd's transform").toBe(c.winograd);
     if (c.transposed) ex(/\bp_\w*_packed\b/.test(source) && !/\bp_\w*_rows\b/.test(source), "runs transposed").toBe(c.transposed.includes(targetName));
     if (c.transposed) ex(/^\s+edgec_vscatter\d+\(/m.test(source), "scatters a transposed product's whole tiles from its registers").toBe(c.transposed.includes(targetName));
