@@ -220,6 +220,14 @@ function transposedConv(c: LowerCtx): ConvPlan {
   };
   return { pre, spec, grid: OW };
 
+  /** Tap (ci, kh, kw)'s row of a panel, and its offset in the source from a pixel's top-left tap. */
+  function tapIndex(ci: Expr, kh: Expr, kw: Expr): Expr {
+    return add(mul(add(mul(ci, int(KH)), kh), int(KW)), kw);
+  }
+  function tapOffset(ci: Expr, kh: Expr, kw: Expr): Expr {
+    return add(add(mul(ci, int(HS * WS)), mul(kh, int(dh * WS))), mul(kw, int(dw)));
+  }
+
   /**
    * A panel's pixels output row by output row: the run of them in one row reads each tap sw apart
    * along one row of the source, a (stride-sw) vector load stored under a mask of the run's lanes,
@@ -239,8 +247,8 @@ function transposedConv(c: LowerCtx): ConvPlan {
         let_(rt, "int32", min(int(h), sub(mul(add(vr(oy), int(1)), int(OW)), row0))),
       ];
       const taps = nest(names, [C, KH, KW], ([ci, kh, kw]) => {
-        const k = add(mul(add(mul(ci, int(KH)), kh), int(KW)), kw);
-        const base = add(add(add(mul(ci, int(HS * WS)), mul(kh, int(dh * WS))), mul(kw, int(dw))), add(mul(vr(oy), int(sh * WS)), mul(sub(add(row0, vr(rf)), mul(vr(oy), int(OW))), int(sw))));
+        const k = tapIndex(ci, kh, kw);
+        const base = add(tapOffset(ci, kh, kw), add(mul(vr(oy), int(sh * WS)), mul(sub(add(row0, vr(rf)), mul(vr(oy), int(OW))), int(sw))));
         return nest(names, [nv], ([jv]) => {
           const l = names.next("l"), first = mul(jv, int(L)), n = sub(sub(vr(rt), vr(rf)), first);
           const lane = (e: Expr) => [put(k, add(add(vr(rf), first), e), f32({ k: "load", buf: src.buf, idx: add(base, mul(add(first, e), int(sw))), dtype: src.dtype }))];
@@ -267,9 +275,8 @@ function transposedConv(c: LowerCtx): ConvPlan {
       }, false),
     ];
     return [...corner, ...nest(names, [C, KH, KW], ([ci, kh, kw]) => {
-      const k = add(mul(add(mul(ci, int(KH)), kh), int(KW)), kw);
-      const tap = add(add(mul(ci, int(HS * WS)), mul(kh, int(dh * WS))), mul(kw, int(dw)));
-      return nest(names, [h], ([r]) => [put(k, r, f32({ k: "load", buf: src.buf, idx: add(tap, { k: "load", buf: off, idx: r, dtype: "int32" }), dtype: src.dtype }))], false);
+      const at = (r: Expr): Expr => add(tapOffset(ci, kh, kw), { k: "load", buf: off, idx: r, dtype: "int32" });
+      return nest(names, [h], ([r]) => [put(tapIndex(ci, kh, kw), r, f32({ k: "load", buf: src.buf, idx: at(r), dtype: src.dtype }))], false);
     }, false)];
   }
 }
