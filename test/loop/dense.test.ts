@@ -449,3 +449,34 @@ describe("parallel loops", () => {
     expect(await split(16)).toBe(false);
   });
 });
+
+describe("a Winograd convolution's outputs", () => {
+  // y = Relu(Conv3x3(x) + b + a) on an odd map wide enough for whole vectors of outputs under
+  // AVX-512: vectors of blocks within one row of blocks go out as one (through the epilogue,
+  // reading a), those that cross a row or pass the map's last column element by element.
+  const data = generator(14);
+  for (const t of ["host", "rpi4"]) {
+    it(`go out a vector of a map row at a time where they can, and match onnxruntime on ${t}`, async () => {
+      const X = [1, 48, 21, 23];
+      const file = work.write(`winograd-rows-${t}.onnx`, modelBytes({
+        inputs: [valueInfo("x", T.FLOAT, X), valueInfo("a", T.FLOAT, [1, 40, 21, 23])],
+        initializers: [tensorProto("w", T.FLOAT, [40, 48, 3, 3], { floatData: Array.from(data(40 * 48 * 9)) }), tensorProto("b", T.FLOAT, [40], { floatData: Array.from(data(40)) })],
+        nodes: [node("Conv", ["x", "w", "b"], ["c"], [attr.ints("pads", [1, 1, 1, 1])]), node("Add", ["c", "a"], ["s"]), node("Relu", ["s"], ["y"])],
+        outputs: [valueInfo("y", T.FLOAT)],
+      }));
+      const [x, a] = [data(numel(X)), data(40 * 21 * 23)];
+      const ref = (await (await ort.InferenceSession.create(file)).run({ x: new ort.Tensor("float32", x, X), a: new ort.Tensor("float32", a, [1, 40, 21, 23]) })).y;
+      const dir = join(work.dir, `winograd-rows-${t}`);
+      await buildArtifact(file, dir, { target: threaded(t) });
+      const source = readFileSync(join(dir, "model.c"), "utf8");
+      expect(source).toMatch(/\bp_\w*_winograd\b/);
+      expect(source, "a block's two columns spread side by side").toMatch(/edgec_vspread\d+\(out\d+ \+ \d+, 0x5+u, \d+, 0\.0f\) \+ edgec_vspread\d+\(out\d+ \+ \d+, 0xa+u/);
+      expect(source, "a vector of outputs read from the rows").toMatch(/edgec_vload\d+\(rows\d+ \+ \d+\)/);
+      for (const threads of [1, 2]) {
+        const { outputs } = await runArtifact(dir, { x: { dtype: "float32", shape: X, data: x }, a: { dtype: "float32", shape: [1, 40, 21, 23], data: a } }, 1, { threads });
+        const r = compare("y", outputs[0], { dtype: "float32", shape: [...ref.dims], data: ref.data as Float32Array }, { rtol: 1e-4, atol: 1e-5 });
+        expect(r.pass, `${threads} threads: max abs error ${r.maxAbs}`).toBe(true);
+      }
+    });
+  }
+});

@@ -1,8 +1,9 @@
 import { toNumbers } from "../../core/tensor.js";
 import { attrNum } from "../../graph/ir.js";
 import { convGeometry } from "../../graph/ops/nn.js";
-import { add, and, cst, div, eq, ge, int, let_, lt, mod, mul, nest, or, select, splat, store, sub, threadId, vload, vlet, vr, vstore, vvar, if_ } from "../build.js";
+import { add, and, cst, div, eq, ge, int, le, let_, lt, max, min, mod, mul, nest, or, select, splat, store, sub, threadId, vload, vlet, vr, vstore, vvar, if_ } from "../build.js";
 import type { Expr, Stmt } from "../ir.js";
+import { vectorizeLanes } from "../vectorize.js";
 import { accumulators, panelRows, productLoop } from "./gemm.js";
 import { phaseCopy } from "./phases.js";
 import { sliceElems, type LowerCtx } from "./types.js";
@@ -20,8 +21,9 @@ import { sliceElems, type LowerCtx } from "./types.js";
  * NT grid columns at a time (the parallel axis); per tile, a thread transforms the patches into
  * per-thread scratch laid out as the micro-kernel reads them ([ξ][channel][NT]), multiplies for
  * each ξ (register-blocked as in gemm.ts: MR rows of U broadcast, NT/lanes vectors of V), and
- * transforms the 16 products of each output channel back into its 2×2 outputs, which go one by
- * one through the epilogue. Each tile streams all the transformed weights; the rest of what it
+ * transforms the 16 products of each output channel back into its 2×2 outputs, which go through
+ * the epilogue a vector of a map row at a time where they lie in one row of blocks, else one by
+ * one. Each tile streams all the transformed weights; the rest of what it
  * touches is the thread's scratch, 16·(C + M)·NT floats (1 MiB per thread for 256 channels in and
  * out under AVX-512).
  */
@@ -147,49 +149,46 @@ export function winogradConv(c: LowerCtx): Stmt[] {
       ...(tail ? tailRows(product(xi, int(panels * MR), tail)) : []),
     ]).flat();
 
-    // Aᵀ m A per output channel, plus the bias, each of the 2×2 outputs of each block through the
-    // epilogue. Each lane's block (its top-left output, or none past the grid's last or in a dropped
-    // column) is found once per tile, not once per channel.
-    const [oh0, ow0] = [names.next("oh"), names.next("ow")];
-    const l = names.next("l"), lv = vr(l);
-    const lanes: Stmt[] = [
-      { k: "local", name: oh0, dtype: "int32", n: NT },
-      { k: "local", name: ow0, dtype: "int32", n: NT },
-      {
-        k: "for", v: l, n: NT,
-        body: [
-          { k: "store", buf: oh0, idx: lv, val: mul(div(add(q0, lv), int(Wq)), int(2)) },
-          { k: "store", buf: ow0, idx: lv, val: select(lt(add(q0, lv), int(Q)), mul(mod(add(q0, lv), int(Wq)), int(2)), int(2 * TW)) },
-        ],
-      },
-    ];
+    // Aᵀ m A per output channel, plus the bias, through the epilogue. The 2×2 outputs of the
+    // tile's blocks go to a local row by row, a block's two columns side by side (spread into the
+    // even and the odd lanes, the others 0 and added: a −0 comes out +0), so that output row
+    // 2·gy + i of grid row gy is a run of it. A vector of L/2 blocks whose outputs all lie in the
+    // grid row of its first block (found once per tile) is stored as one; the others lane by
+    // lane, the lanes of each grid row apart.
+    const half = L / 2, per2 = (2 * NT) / L, reach = Math.ceil(half / Wq) + 1;
+    const first = Array.from({ length: per2 }, () => [names.next("gy"), names.next("gx")]);
+    const lanes: Stmt[] = first.flatMap(([gy, gx], u) => [
+      let_(gy, "int32", div(add(q0, int(u * half)), int(Wq))),
+      let_(gx, "int32", mod(add(q0, int(u * half)), int(Wq))),
+    ]);
+    const even = Array.from({ length: L }, (_, l) => (l % 2 ? 0 : 1 << l)).reduce((a, b) => a | b, 0);
+    const odd = (even << 1) & ((1 << L) - 1);
     const channel = (m: Expr): Stmt[] => {
-      const tile = names.next("out");
-      const body: Stmt[] = [{ k: "local", name: tile, dtype: "float32", n: 4 * NT }];
+      const [tile, rows] = [names.next("out"), names.next("rows")];
+      const body: Stmt[] = [{ k: "local", name: tile, dtype: "float32", n: 4 * NT }, { k: "local", name: rows, dtype: "float32", n: 4 * NT }];
       for (let v = 0; v < nv; v++) {
         const mv = (i: number, j: number): Expr => vload(scratch.buf, mAt(i * 4 + j, m, v), L);
         body.push({ k: "block", body: transform4(names, L, AT, AT, mv, (i, j, val) => vstore(tile, int((i * 2 + j) * NT + v * L), val, L)) });
       }
-      const ll = names.next("l"), llv = vr(ll);
-      const [oh, ow] = [names.next("oh"), names.next("ow")];
-      const stores: Stmt[] = [];
+      const spread = (at: number, mask: number): Expr => ({ k: "load", buf: tile, idx: int(at), dtype: "float32", lanes: L, spread: { mask, fill: 0 } });
       for (let i = 0; i < 2; i++)
-        for (let j = 0; j < 2; j++) {
-          const [r, col] = [add(vr(oh), int(i)), add(vr(ow), int(j))];
-          let val: Expr = { k: "load", buf: tile, idx: add(int((i * 2 + j) * NT), llv), dtype: "float32" };
-          if (bias) val = add(val, { k: "load", buf: U.buf, idx: add(int(16 * M * C), m), dtype: "float32" });
-          const conds = [...(OH % 2 && i ? [lt(r, int(OH))] : []), ...(OW % 2 && j ? [lt(col, int(OW))] : [])];
-          const st = store(y, [int(0), m, r, col], val);
-          stores.push(conds.length ? if_(conds.reduce((p, q2) => and(p, q2)), [st]) : st);
-        }
-      body.push({
-        k: "for", v: ll, n: NT,
-        body: [
-          let_(oh, "int32", { k: "load", buf: oh0, idx: llv, dtype: "int32" }),
-          let_(ow, "int32", { k: "load", buf: ow0, idx: llv, dtype: "int32" }),
-          if_(lt(vr(ow), int(2 * TW)), stores),
-        ],
-      });
+        for (let u = 0; u < per2; u++) body.push(vstore(rows, int(i * 2 * NT + u * L), add(spread(2 * i * NT + u * half, even), spread((2 * i + 1) * NT + u * half, odd)), L));
+      const k = names.next("k"), kv = vr(k);
+      for (let i = 0; i < 2; i++)
+        first.forEach(([gy, gx], u) => {
+          for (let p = 0; p < reach; p++) {
+            // lane k of the vector is output column k − 2·off of row 2·(gy + p) + i; those in [from, to) exist
+            const off2 = mul(sub(int(p * Wq), vr(gx)), int(2)), row = add(mul(add(vr(gy), int(p)), int(2)), int(i));
+            const sum: Expr = { k: "load", buf: rows, idx: add(int(i * 2 * NT + u * L), kv), dtype: "float32" };
+            const val = bias ? add(sum, { k: "load", buf: U.buf, idx: add(int(16 * M * C), m), dtype: "float32" }) : sum;
+            const lane: Stmt[] = [store(y, [int(0), m, row, sub(kv, off2)], val)];
+            const [from, to] = [max(int(0), off2), min(int(L), add(off2, int(OW)))];
+            const scalar: Stmt = { k: "for", v: k, n: L, body: [if_(and(ge(kv, from), lt(kv, to)), lane)] };
+            // only the first grid row's piece can be whole: the others start past lane 0
+            const vector = p === 0 ? vectorizeLanes(lane, k, int(0), L) : undefined;
+            body.push(if_(lt(row, int(OH)), vector ? [if_(le(int(L), to), vector, [scalar])] : [scalar]));
+          }
+        });
       return body;
     };
     const output = nest(names, [M], ([m]) => {
