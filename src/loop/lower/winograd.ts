@@ -22,8 +22,8 @@ import { sliceElems, type LowerCtx } from "./types.js";
  * per-thread scratch laid out as the micro-kernel reads them ([ξ][channel][NT]), multiplies for
  * each ξ (register-blocked as in gemm.ts: MR rows of U broadcast, NT/lanes vectors of V), and
  * transforms the 16 products of each output channel back into its 2×2 outputs, which go through
- * the epilogue a vector of a map row at a time where they lie in one row of blocks, else one by
- * one. Each tile streams all the transformed weights; the rest of what it
+ * the epilogue a vector of an output row at a time where a vector's outputs all lie in one, else
+ * one by one. Each tile streams all the transformed weights; the rest of what it
  * touches is the thread's scratch, 16·(C + M)·NT floats (1 MiB per thread for 256 channels in and
  * out under AVX-512).
  */
@@ -152,10 +152,10 @@ export function winogradConv(c: LowerCtx): Stmt[] {
     // Aᵀ m A per output channel, plus the bias, through the epilogue. The 2×2 outputs of the
     // tile's blocks go to a local row by row, a block's two columns side by side (spread into the
     // even and the odd lanes, the others 0 and added: a −0 comes out +0), so that output row
-    // 2·gy + i of grid row gy is a run of it. A vector of L/2 blocks whose outputs all lie in the
-    // grid row of its first block (found once per tile) is stored as one; the others lane by
-    // lane, the lanes of each grid row apart.
-    const half = L / 2, per2 = (2 * NT) / L, reach = Math.ceil(half / Wq) + 1;
+    // 2·gy + i of grid row gy is a run of it. A vector of L/2 blocks whose L outputs all exist and
+    // lie in one output row (that of its first block, found once per tile) is stored as one; the
+    // others lane by lane, the lanes of each of the `reach` grid rows it can touch apart.
+    const half = L / 2, per2 = (2 * NT) / L, reach = Math.ceil((half - 1) / Wq) + 1;
     const first = Array.from({ length: per2 }, () => [names.next("gy"), names.next("gx")]);
     const lanes: Stmt[] = first.flatMap(([gy, gx], u) => [
       let_(gy, "int32", div(add(q0, int(u * half)), int(Wq))),
@@ -177,7 +177,7 @@ export function winogradConv(c: LowerCtx): Stmt[] {
       for (let i = 0; i < 2; i++)
         first.forEach(([gy, gx], u) => {
           for (let p = 0; p < reach; p++) {
-            // lane k of the vector is output column k − 2·off of row 2·(gy + p) + i; those in [from, to) exist
+            // lane k of the vector is output column k − off2 of row 2·(gy + p) + i; those in [from, to) exist
             const off2 = mul(sub(int(p * Wq), vr(gx)), int(2)), row = add(mul(add(vr(gy), int(p)), int(2)), int(i));
             const sum: Expr = { k: "load", buf: rows, idx: add(int(i * 2 * NT + u * L), kv), dtype: "float32" };
             const val = bias ? add(sum, { k: "load", buf: U.buf, idx: add(int(16 * M * C), m), dtype: "float32" }) : sum;
