@@ -1,7 +1,8 @@
-import { chmodSync, copyFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { execFileSync } from "node:child_process";
+import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import type { Release } from "./deploy.js";
-import { UNAME } from "./deploy.js";
+import { topLevel, UNAME } from "./deploy.js";
 import { DEFAULT_REMOTE_DIR } from "./inventory.js";
 import { INSTALL, PREPARE, ROLLBACK } from "./remote.js";
 
@@ -10,17 +11,19 @@ const yamlStr = (s: string) => JSON.stringify(s);
 /**
  * Writes DIR/deploy.yml and DIR/rollback.yml: the steps of `edgec deploy` as an Ansible playbook for
  * the same inventory (edgec_dir per host), running the very scripts edgec runs over ssh (DIR/scripts)
- * and uploading DIR/release (the artifact's deployed files and SHA256SUMS). A failed host keeps its
- * version: the block's rescue removes the incoming folder and fails that host only.
+ * and uploading DIR/release.tar (the artifact's deployed files and SHA256SUMS). A failed host keeps
+ * its version: the block's rescue removes the incoming folder and fails that host only.
  */
 export function emitAnsible(rel: Release, arch: string, dir: string): void {
-  rmSync(join(dir, "release"), { recursive: true, force: true });
   mkdirSync(join(dir, "scripts"), { recursive: true });
-  for (const f of rel.files) {
-    mkdirSync(dirname(join(dir, "release", f)), { recursive: true });
-    copyFileSync(join(rel.dir, f), join(dir, "release", f));
+  const staging = mkdtempSync(join(dir, ".release-"));
+  try {
+    writeFileSync(join(staging, "SHA256SUMS"), rel.sums);
+    execFileSync("tar", ["-cf", join(staging, "release.tar"), "-C", rel.dir, ...topLevel(rel.files), "-C", staging, "SHA256SUMS"]);
+    renameSync(join(staging, "release.tar"), join(dir, "release.tar"));
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
   }
-  writeFileSync(join(dir, "release", "SHA256SUMS"), rel.sums);
   for (const [name, text] of Object.entries({ prepare: PREPARE, install: INSTALL, rollback: ROLLBACK })) {
     writeFileSync(join(dir, "scripts", `${name}.sh`), text);
     chmodSync(join(dir, "scripts", `${name}.sh`), 0o755);
@@ -52,10 +55,9 @@ ${vars}    edgec_uname: ${yamlStr((UNAME[arch] ?? [arch]).join(" "))}
             edgec_incoming: "{{ (edgec_remote_dir if edgec_remote_dir.startswith('/') else (edgec_prepare.stdout_lines | select('match', '^pwd=') | first | regex_replace('^pwd=', '') | trim) ~ '/' ~ edgec_remote_dir) }}/releases/.incoming-{{ edgec_release }}"
         - name: upload the release
           ansible.builtin.copy:
-            src: "{{ playbook_dir }}/release/"
-            dest: "{{ edgec_incoming }}/"
-            mode: preserve
-        - name: verify every sha256, run the self-test, switch current atomically
+            src: "{{ playbook_dir }}/release.tar"
+            dest: "{{ edgec_incoming }}/.release.tar"
+        - name: unpack, verify every sha256, run the self-test, switch current atomically
           ansible.builtin.script: "{{ playbook_dir }}/scripts/install.sh {{ edgec_remote_dir | quote }} {{ edgec_release }} {{ edgec_rtol }} {{ edgec_atol }}"
           register: edgec_install
           changed_when: "'unchanged' not in edgec_install.stdout"

@@ -233,7 +233,7 @@ export async function deploy(rel: Release, hosts: Host[], arch: string, o: Fleet
 }
 
 /** Top-level entries of a file list (tar sends folders whole). */
-const topLevel = (files: string[]) => [...new Set(files.map((f) => f.split("/")[0]))];
+export const topLevel = (files: string[]) => [...new Set(files.map((f) => f.split("/")[0]))];
 
 /** Returns every host to the version it ran before its last switch, holding the device's lock. */
 export async function rollback(hosts: Host[], o: FleetOptions): Promise<FleetReport> {

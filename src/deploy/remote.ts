@@ -67,12 +67,10 @@ echo "pwd=$(pwd)"
 echo "current=$(readlink "$dir/current" 2>/dev/null || true)"
 `;
 
-/** Unpacks the release streamed on stdin as tar (exit 14 when it cannot be written, e.g. a full disk). */
-const RECEIVE_BODY = `echo "@upload"
-if ! out=$(tar -xf - -C "$inc" 2>&1); then
+/** Unpacks the release from a tar archive, `src` (exit 14 when it cannot be written, e.g. a full disk). */
+const receive = (src: string) => `if ! out=$(tar -xf ${src} -C "$inc" 2>&1); then
   printf 'upload failed: %s\\n' "$(printf '%s' "$out" | head -3 | tr '\\n' ' ')" >&2; rm -rf "$inc"; exit 14
 fi
-echo "@verify"
 `;
 
 /**
@@ -100,16 +98,19 @@ done
 echo "switched from=$old"
 `;
 
-/** The separate steps, for the Ansible playbook (which uploads with its copy module in between). */
+/**
+ * The separate steps, for the Ansible playbook. Its copy module uploads the release in between as one
+ * tar file in the incoming folder: a folder would cost the module several round trips per file.
+ */
 export const PREPARE = HEADER + PREPARE_BODY;
-export const INSTALL = HEADER + INSTALL_BODY;
+export const INSTALL = HEADER + receive(`"$inc/.release.tar"`) + `rm -f "$inc/.release.tar"\n` + INSTALL_BODY;
 
 /**
  * All of a deploy in one ssh session, holding the device's lock (arguments: who, break, then the
  * install scripts'): the release arrives as a tar stream on stdin. The lock is what makes removing
- * other uploads in progress safe.
+ * other uploads in progress safe. The @ lines tell edgec which step runs.
  */
-export const DEPLOY = LOCK + HEADER + PREPARE_BODY + RECEIVE_BODY + INSTALL_BODY;
+export const DEPLOY = LOCK + HEADER + PREPARE_BODY + `echo "@upload"\n` + receive("-") + `echo "@verify"\n` + INSTALL_BODY;
 
 /**
  * $1 dir. Swaps current and previous after re-verifying the previous release. Exit 13: nothing to roll
