@@ -88,7 +88,7 @@ export function parseBytes(what: string) {
 
 const optimizeOpt = () =>
   new Option("--optimize <goal>", "the graph rewrites that lower peak memory: speed takes those that cost no measurable time, memory also fuses for memory at some cost in speed (default: speed, or memory where speed's build is over --memory-budget)").choices(["speed", "memory"]);
-const scheduleOpt = () => new Option("--schedule-time-limit <seconds>", "stop the memory scheduler after this long and use the best order found").argParser(num("--schedule-time-limit"));
+const scheduleOpt = () => new Option("--schedule-time-limit <seconds>", "stop the memory scheduler after this much CPU time and use the best order found").argParser(num("--schedule-time-limit"));
 const targetOpt = () => new Option("-t, --target <name>", "target name, alias or JSON file (see `edgec targets`)").default("host");
 const placementOpt = () => new Option("--placement <where>", "run the kernels on the target's CPU, on its OpenCL GPU, or each where the cost model (or --costs) predicts the fastest run; default: auto on targets with an OpenCL GPU; run, verify, bench and conformance use this machine's OpenCL").choices(["cpu", "gpu", "auto"]);
 const objectiveOpt = () => new Option("--objective <what>", "what --placement auto minimises: one inference's latency, or the time between results of a stream (a two-stage CPU/GPU pipeline that run_stream overlaps)").choices(["latency", "throughput"]);

@@ -20,7 +20,7 @@ import { planMemory, type MemoryPlan } from "../graph/passes/plan-memory.js";
 import { convInPlace, keepNeeded, marked } from "../graph/passes/conv-in-place.js";
 import { rewriteConcat, rewrittenConcats } from "../graph/passes/rewrite-concat.js";
 import { madeIn, reassociateSums, sumTrees } from "../graph/passes/reassociate-sums.js";
-import { DEFAULT_TIME_LIMIT_MS, scheduleMemory, type ScheduleInfo, type Scheduled } from "../graph/passes/schedule-memory.js";
+import { cpuMs, DEFAULT_TIME_LIMIT_MS, scheduleMemory, type ScheduleInfo, type Scheduled } from "../graph/passes/schedule-memory.js";
 import { printGraph } from "../graph/print.js";
 import { verifyGraph } from "../graph/verify.js";
 import type { Kernel, Program } from "../loop/ir.js";
@@ -272,8 +272,8 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
     !name ? d : { ...d, g: { ...d.g, schedule: { ...d.g.schedule, rewrites: [name, ...d.g.schedule.rewrites] } }, passed: d.passed?.map((o) => tagged(o, name)) };
   /** d and the branches it passed over, each with the dumps of the passes before it first. */
   const after = (before: [string, string][], d: Done): Done => ({ ...d, dumps: [...before, ...d.dumps], passed: d.passed?.map((o) => after(before, o)) });
-  // One time limit for all scheduling, split evenly between the branches the passes open.
-  const deadline = Date.now() + (opts.scheduleTimeLimitMs ?? DEFAULT_TIME_LIMIT_MS);
+  // One time limit (CPU time) for all scheduling, split evenly between the branches the passes open.
+  const deadline = cpuMs() + (opts.scheduleTimeLimitMs ?? DEFAULT_TIME_LIMIT_MS);
   const finish = (g: Graph, passes: GraphPass[], before: [string, string][], share = 1): Done => {
     const dumps = [...before];
     for (const [i, p] of passes.entries()) {
@@ -304,14 +304,14 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
       if (p.whenPeakDrops) {
         const tried = p.run(g, opts);
         if (tried === g) continue;
-        const started = Date.now();
+        const started = cpuMs();
         const bare = finish(g, passes.slice(i + 1), [], share / 2);
         const yes = finish(tried, passes.slice(i + 1), [...dumps, [p.name, want(p.name) ? printGraph(tried) : ""]], share / (2 - share));
         const note = `// not applied: peak ${yes.g.schedule.peakBytes} bytes with it, ${bare.g.schedule.peakBytes} without\n`;
         const no = after([...dumps, [p.name, note]], bare);
         if (yes.g.schedule.peakBytes < no.g.schedule.peakBytes) {
           if (p.prune) return pruned(p.prune, p.name, yes, no, p.name);
-          return rewritten(p.each ? narrowed(p.each, g, tried, yes, passes.slice(i + 1), dumps, p.name, Date.now() - started) : yes, no, p.name);
+          return rewritten(p.each ? narrowed(p.each, g, tried, yes, passes.slice(i + 1), dumps, p.name, cpuMs() - started) : yes, no, p.name);
         }
         return passing(no, [tagged(yes, p.name)]);
       }
@@ -340,7 +340,7 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
       dumps.push([p.name, want(p.name) ? printGraph(g) : ""]);
     }
     verifyGraph(g);
-    const scheduled = scheduleMemory(g, { timeLimitMs: Math.max(0, (deadline - Date.now()) * share) });
+    const scheduled = scheduleMemory(g, { timeLimitMs: Math.max(0, (deadline - cpuMs()) * share) });
     verifyGraph(scheduled);
     const s = scheduled.schedule;
     const summary = `// peak ${s.peakBytes} bytes (graph order ${s.topoPeakBytes}), ${s.optimal ? "optimal" : "not proven optimal"}, ${s.pieces} pieces, ${s.states} states, ${s.ms} ms\n`;
@@ -357,10 +357,10 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
    * on the machine's speed, as the DP's own proof does (never the peak, nor whether it is proven).
    */
   const narrowed = (each: NonNullable<GraphPass["each"]>, g: Graph, ran: Graph, best: Done, passes: GraphPass[], before: [string, string][], name: string, spent: number): Done => {
-    const stop = Math.min(deadline, Date.now() + Math.max(spent, 1000));
+    const stop = Math.min(deadline, cpuMs() + Math.max(spent, 1000));
     let kept = new Set(each.places(g, ran));
     for (const place of [...kept].reverse()) {
-      const now = Date.now();
+      const now = cpuMs();
       if (now >= stop) break;
       const only = new Set([...kept].filter((x) => x !== place));
       if (!only.size) continue;
@@ -403,7 +403,7 @@ export function runGraphPasses(g: Graph, opts: Pick<PipelineOptions, "dumpAfter"
   let memory = planMemory(chosen.g).memory;
   const seen = new Set([markedKey(chosen.g)]);
   const passed = [...(chosen.passed ?? [])].sort((a, b) => a.g.schedule.peakBytes - b.g.schedule.peakBytes);
-  for (let i = 0, replans = 0; i < passed.length && replans < MAX_REPLANS && Date.now() < deadline && memory.arenaBytes > memory.lowerBoundBytes; i++) {
+  for (let i = 0, replans = 0; i < passed.length && replans < MAX_REPLANS && cpuMs() < deadline && memory.arenaBytes > memory.lowerBoundBytes; i++) {
     const d = passed[i];
     if (d.g.schedule.peakBytes > memory.arenaBytes || seen.has(markedKey(d.g))) continue;
     seen.add(markedKey(d.g));
