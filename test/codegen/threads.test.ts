@@ -4,6 +4,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { buildArtifact } from "../../src/driver/artifact.js";
 import { loadTarget } from "../../src/target/load.js";
 import { attr, modelBytes, node, T, tempDir, tensorProto, valueInfo } from "../helpers/onnx-builder.js";
+import { expectLikeOrt } from "../helpers/against-ort.js";
 import { run } from "../helpers/run.js";
 
 /**
@@ -261,3 +262,18 @@ describe("the thread pool", () => {
   });
 });
 
+
+describe("which loops the pool splits", () => {
+  it("counts a statement's floating-point operations: a SiLU over a map is split where a Relu over it is not, and matches onnxruntime on two threads", async () => {
+    // 32×128×128 floats are 65,536 vector statements of 8 lanes, half the least work split.
+    const target = { ...loadTarget("host"), cores: 2, vectorBytes: 32, parallelMinWork: 131072 };
+    const x = Float32Array.from({ length: 32 * 128 * 128 }, (_, i) => ((i * 7919) % 2001) / 200 - 5);
+    for (const [act, split] of [["silu", true], ["relu", false]] as const) {
+      const nodes = act === "silu" ? [node("Sigmoid", ["x"], ["s"]), node("Mul", ["x", "s"], ["y"])] : [node("Relu", ["x"], ["y"])];
+      const file = work.write(`${act}.onnx`, modelBytes({ inputs: [valueInfo("x", T.FLOAT, [1, 32, 128, 128])], nodes, outputs: [valueInfo("y", T.FLOAT)] }));
+      const dir = join(work.dir, act);
+      await expectLikeOrt(file, dir, x, [1, 32, 128, 128], ["y"], { target });
+      expect(/EDGEC_PARALLEL_RUN\(\d+, \w+, &edgec_args\);/.test(readFileSync(join(dir, "model.c"), "utf8")), act).toBe(split);
+    }
+  });
+});
