@@ -97,10 +97,12 @@ function work(ss: Stmt[]): number {
 const OPS_PER_STATEMENT = 4;
 
 /**
- * A statement counts as 1, or as its value's floating-point operations (each shared subexpression
- * once) per OPS_PER_STATEMENT when more: a SiLU's rational approximation is about 30, and
- * EfficientNet-B0's squeeze-and-excitation products over 112×112 maps of 32 channels (25,088
- * vector statements, 0.12 ms) ran serially on two threads, as did their SiLU-ed average pools.
+ * A statement counts as 1, or as its value's floating-point operations per OPS_PER_STATEMENT when
+ * more. The operations are counted as the expression is written: a subexpression it repeats counts
+ * each time (Sigmoid's rational approximation, which writes out its clamped input at each use, counts
+ * 72), one it shares counts once. EfficientNet-B0's squeeze-and-excitation products over 112×112
+ * maps of 32 channels (25,088 vector statements, 0.12 ms) ran serially on two threads before, as did
+ * their SiLU-ed average pools.
  */
 function statementWork(s: Stmt): number {
   if (s.k !== "store" && s.k !== "let" && s.k !== "set") return 1;

@@ -69,7 +69,7 @@ describe("edgec deploy --emit-ansible", () => {
     expect(rb.code, rb.out).toBe(0);
     for (const d of fleet.devices) expect(runningRelease(d)).toBe(ids[0]);
     // Three playbook runs and two builds: 19 s alone on this machine, 30 s beside four busy loops (75
-    // when the playbook copied the release a file at a time; beside a full `make test`, CI once
-    // stopped one such playbook at its 240 s limit).
+    // when the playbook copied the release a file at a time; in CI's run at 812f1c7, beside a full
+    // `make test`, one such playbook's output ended mid-run, most likely at its 240 s limit).
   }, 900_000);
 });

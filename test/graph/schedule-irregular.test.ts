@@ -44,9 +44,9 @@ describe("memory-aware scheduling on irregularly wired networks", () => {
   const rows: MemoryRow[] = [];
 
   it.each(IRREGULAR_SUITE.map((n) => [n.name, n] as const))("%s", (_, net) => {
-    // Larger networks get a time limit of 10 s. It counts CPU time: when it was the clock's, a busy CI
-    // machine cut darts-NNRNNRN's search short (arena 1.059× its bound, the test taking 18.9 s; 2.8
-    // alone). Beside six busy loops it now takes 12.7 s and finds what it finds alone.
+    // Larger networks get a time limit of 10 s. It counts CPU time: when it was the clock's, a full
+    // CI run beside other work left darts-NNRNNRN's arena 1.059× its bound (the test taking 18.9 s;
+    // 2.8 alone). Beside six busy loops it now takes 12.7 s and finds what it finds alone.
     const r = memoryRow(net, net.onnxNodes <= SMALL ? undefined : 10_000);
     rows.push(r);
     expect(r.dp).toBeLessThanOrEqual(r.topo);
